@@ -1,0 +1,270 @@
+"""The tile ISA of the sparse systolic core, defined once.
+
+The hardware decodes with the :data:`INSTR_LAYOUT` (an ``amaranth.lib.data`` layout), the
+compiler encodes with :func:`encode`, the reference executor and the SimPy model interpret
+the decoded :class:`Instr` objects. Every instruction is one ``INSTR_BITS``-bit word.
+
+Execution model
+---------------
+Instructions are issued **in order**, at most one per cycle, to four units:
+``LOAD`` (DRAM -> activation or weight scratchpad), ``PRE`` (weight scratchpad -> the
+array's shadow registers), ``EXEC`` (stream activation rows through the array into the
+accumulator scratchpad) and ``STORE`` (accumulator scratchpad -> DRAM). Each unit runs one
+instruction at a time. An instruction issues in the first cycle in which its own unit is idle
+**and** every unit named in its ``wait`` mask is idle. Hazards between units are the
+compiler's responsibility, expressed only through ``wait`` masks. ``FENCE`` waits for the
+units in its mask (all units when the mask is 0) and occupies no unit.
+
+Instructions (fields in scratchpad *entries* and DRAM *beats*; see ``hw/config.py``)
+------------------------------------------------------------------------------------
+``LOAD target sp_addr count dram_addr dram_stride expand``
+    For ``i in range(count)``: read one entry's beats from DRAM beat address
+    ``dram_addr + i*dram_stride`` and write scratchpad entry ``sp_addr + i``. ``target`` is
+    ``ACT`` or ``WGT``. For ``ACT`` with ``expand=1`` DRAM holds compact dense rows of
+    ``rows`` bytes; value ``k`` lands at window ``k // n``, position ``k % n`` and the other
+    window positions are zero (dense mode without inflating DRAM traffic).
+    Timing: :func:`sparsa.hw.timing.load_cycles`.
+``PRELOAD wsp_addr``
+    Copy weight entries ``wsp_addr .. wsp_addr+rows-1`` into the array's shadow
+    (value, index) registers; entry ``r`` goes to PE row ``r``. Timing: ``preload_cycles``.
+``COMPUTE asp_addr acc_addr count accumulate swap``
+    If ``swap``: the shadow registers become the active ones first. Then for
+    ``p in range(count)``, with ``x = ACT[asp_addr + p]`` viewed as ``groups`` windows of
+    ``m`` int8 and PE(r, c) holding ``(v, i)``:
+    ``y[c] = sum_r v[r, c] * x[r // n][i[r, c]]`` (int32, wrapping), and
+    ``ACC[acc_addr + p] = y`` (``accumulate=0``) or ``ACC[acc_addr + p] += y``.
+    Timing: ``compute_cycles``.
+``STORE acc_addr count dram_addr dram_stride relu requant shift``
+    For ``i in range(count)``: take ``a = ACC[acc_addr + i]`` (int32 x cols); if ``requant``:
+    ``a = (a + 2**(shift-1)) >> shift`` (arithmetic, exact; no rounding term when
+    ``shift=0``), saturate to int8 and write ``cols`` bytes; else write ``4*cols`` bytes of
+    little-endian int32. ``relu`` clamps negatives to zero (before saturation). Written at
+    DRAM beat ``dram_addr + i*dram_stride``, padded to whole beats with zeros.
+    Timing: ``store_cycles``.
+``FENCE``
+    Waits as described above. Timing: ``fence_cycles``.
+"""
+
+from __future__ import annotations
+
+import enum as py_enum
+from dataclasses import dataclass, fields
+from typing import ClassVar
+
+from amaranth.lib import data, enum
+
+__all__ = [
+    "ISA_VERSION", "INSTR_BITS", "Op", "Unit", "Target", "INSTR_LAYOUT",
+    "Instr", "Load", "Preload", "Compute", "Store", "Fence",
+    "encode", "decode", "ISAError",
+]
+
+ISA_VERSION = 1
+INSTR_BITS = 128
+ADDR_BITS = 16
+COUNT_BITS = 16
+DRAM_ADDR_BITS = 32
+STRIDE_BITS = 16
+SHIFT_BITS = 5
+
+
+class ISAError(ValueError):
+    """An instruction field out of range, or a word that does not decode."""
+
+
+class Op(enum.Enum, shape=4):
+    NOP = 0
+    LOAD = 1
+    PRELOAD = 2
+    COMPUTE = 3
+    STORE = 4
+    FENCE = 5
+
+
+class Unit(py_enum.IntFlag):
+    """Execution units; also the bits of an instruction's ``wait`` mask."""
+    LOAD = 1
+    PRE = 2
+    EXEC = 4
+    STORE = 8
+    ALL = 15
+
+
+class Target(enum.Enum, shape=1):
+    ACT = 0
+    WGT = 1
+
+
+LOAD_LAYOUT = data.StructLayout({
+    "target": Target,
+    "expand": 1,
+    "sp_addr": ADDR_BITS,
+    "count": COUNT_BITS,
+    "dram_addr": DRAM_ADDR_BITS,
+    "dram_stride": STRIDE_BITS,
+})
+PRELOAD_LAYOUT = data.StructLayout({
+    "wsp_addr": ADDR_BITS,
+})
+COMPUTE_LAYOUT = data.StructLayout({
+    "asp_addr": ADDR_BITS,
+    "acc_addr": ADDR_BITS,
+    "count": COUNT_BITS,
+    "accumulate": 1,
+    "swap": 1,
+})
+STORE_LAYOUT = data.StructLayout({
+    "acc_addr": ADDR_BITS,
+    "count": COUNT_BITS,
+    "dram_addr": DRAM_ADDR_BITS,
+    "dram_stride": STRIDE_BITS,
+    "relu": 1,
+    "requant": 1,
+    "shift": SHIFT_BITS,
+})
+PAYLOAD_BITS = INSTR_BITS - 8
+PAYLOAD_LAYOUT = data.UnionLayout({
+    "load": LOAD_LAYOUT,
+    "preload": PRELOAD_LAYOUT,
+    "compute": COMPUTE_LAYOUT,
+    "store": STORE_LAYOUT,
+    "raw": PAYLOAD_BITS,
+})
+#: The instruction word: ``op`` (4 bits), ``wait`` (4 bits, :class:`Unit` flags), payload.
+INSTR_LAYOUT = data.StructLayout({
+    "op": Op,
+    "wait": 4,
+    "payload": PAYLOAD_LAYOUT,
+})
+assert INSTR_LAYOUT.size == INSTR_BITS
+
+
+def _field_offsets(layout: data.StructLayout) -> dict[str, tuple[int, int]]:
+    out = {}
+    for name, fld in layout:
+        out[name] = (fld.offset, fld.width)
+    return out
+
+
+_OP_OFF, _OP_W = _field_offsets(INSTR_LAYOUT)["op"]
+_WAIT_OFF, _WAIT_W = _field_offsets(INSTR_LAYOUT)["wait"]
+_PAY_OFF = _field_offsets(INSTR_LAYOUT)["payload"][0]
+
+
+@dataclass(frozen=True)
+class Instr:
+    """Software form of one instruction. Subclasses name their payload layout."""
+
+    wait: int = 0
+    OP: ClassVar[Op] = Op.NOP
+    LAYOUT: ClassVar[data.StructLayout | None] = None
+    UNIT: ClassVar[Unit | None] = None
+
+    def payload_fields(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "wait"}
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.wait <= 15:
+            raise ISAError(f"{type(self).__name__}.wait={self.wait} out of range 0..15")
+        if self.LAYOUT is None:
+            return
+        offs = _field_offsets(self.LAYOUT)
+        for name, value in self.payload_fields().items():
+            width = offs[name][1]
+            v = value.value if isinstance(value, py_enum.Enum) else int(value)
+            if not 0 <= v < (1 << width):
+                raise ISAError(f"{type(self).__name__}.{name}={value} does not fit in "
+                               f"{width} bits (allowed 0..{(1 << width) - 1})")
+
+
+@dataclass(frozen=True)
+class Load(Instr):
+    target: Target = Target.ACT
+    sp_addr: int = 0
+    count: int = 1
+    dram_addr: int = 0
+    dram_stride: int = 1
+    expand: int = 0
+    OP: ClassVar[Op] = Op.LOAD
+    LAYOUT: ClassVar[data.StructLayout] = LOAD_LAYOUT
+    UNIT: ClassVar[Unit] = Unit.LOAD
+
+
+@dataclass(frozen=True)
+class Preload(Instr):
+    wsp_addr: int = 0
+    OP: ClassVar[Op] = Op.PRELOAD
+    LAYOUT: ClassVar[data.StructLayout] = PRELOAD_LAYOUT
+    UNIT: ClassVar[Unit] = Unit.PRE
+
+
+@dataclass(frozen=True)
+class Compute(Instr):
+    asp_addr: int = 0
+    acc_addr: int = 0
+    count: int = 1
+    accumulate: int = 0
+    swap: int = 1
+    OP: ClassVar[Op] = Op.COMPUTE
+    LAYOUT: ClassVar[data.StructLayout] = COMPUTE_LAYOUT
+    UNIT: ClassVar[Unit] = Unit.EXEC
+
+
+@dataclass(frozen=True)
+class Store(Instr):
+    acc_addr: int = 0
+    count: int = 1
+    dram_addr: int = 0
+    dram_stride: int = 1
+    relu: int = 0
+    requant: int = 0
+    shift: int = 0
+    OP: ClassVar[Op] = Op.STORE
+    LAYOUT: ClassVar[data.StructLayout] = STORE_LAYOUT
+    UNIT: ClassVar[Unit] = Unit.STORE
+
+
+@dataclass(frozen=True)
+class Fence(Instr):
+    OP: ClassVar[Op] = Op.FENCE
+
+
+_BY_OP: dict[Op, type[Instr]] = {c.OP: c for c in (Load, Preload, Compute, Store, Fence)}
+_PAYLOAD_KEY = {Op.LOAD: "load", Op.PRELOAD: "preload", Op.COMPUTE: "compute",
+                Op.STORE: "store"}
+
+
+def encode(instr: Instr) -> int:
+    """Encode one instruction into its ``INSTR_BITS``-bit integer word."""
+    word = (instr.OP.value << _OP_OFF) | (instr.wait << _WAIT_OFF)
+    if instr.LAYOUT is not None:
+        offs = _field_offsets(instr.LAYOUT)
+        for name, value in instr.payload_fields().items():
+            v = value.value if isinstance(value, py_enum.Enum) else int(value)
+            word |= v << (_PAY_OFF + offs[name][0])
+    return word
+
+
+def decode(word: int) -> Instr:
+    """Decode an integer word back into an :class:`Instr`; raises :class:`ISAError`."""
+    if not 0 <= word < (1 << INSTR_BITS):
+        raise ISAError(f"instruction word does not fit in {INSTR_BITS} bits")
+    opv = (word >> _OP_OFF) & ((1 << _OP_W) - 1)
+    try:
+        op = Op(opv)
+    except ValueError:
+        raise ISAError(f"unknown opcode {opv}") from None
+    cls = _BY_OP.get(op)
+    if cls is None:
+        raise ISAError(f"opcode {op.name} is not executable")
+    kw: dict[str, object] = {"wait": (word >> _WAIT_OFF) & ((1 << _WAIT_W) - 1)}
+    if cls.LAYOUT is not None:
+        for name, (off, width) in _field_offsets(cls.LAYOUT).items():
+            v = (word >> (_PAY_OFF + off)) & ((1 << width) - 1)
+            kw[name] = Target(v) if name == "target" else v
+    return cls(**kw)
+
+
+def to_bytes(words: list[int]) -> bytes:
+    """Little-endian concatenation of instruction words (16 bytes each)."""
+    return b"".join(w.to_bytes(INSTR_BITS // 8, "little") for w in words)

@@ -1,0 +1,60 @@
+"""The ``sparsa`` command line. Verbs mirror what users do.
+
+Each verb lives in its own module ``sparsa/cmd_<verb>.py`` exposing ``register(group)``;
+user errors (see :mod:`sparsa.errors`) print one line and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from sparsa import __version__
+
+COMMAND_MODULES = (
+    "sparsa.cmd_workloads",
+    "sparsa.cmd_hw",
+    "sparsa.cmd_compile",
+    "sparsa.cmd_sim",
+    "sparsa.cmd_train",
+    "sparsa.cmd_sweep",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="sparsa")
+def cli() -> None:
+    """sparsa: co-design sparse DNNs and the sparse systolic arrays that run them."""
+
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(_name).register(cli)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI, turning user errors into one line and exit code 2."""
+    from sparsa.errors import USER_ERRORS
+
+    try:
+        cli.main(args=argv, prog_name="sparsa", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(2 if isinstance(e, click.UsageError) else e.exit_code)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except USER_ERRORS as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        click.echo(f"error: {msg}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

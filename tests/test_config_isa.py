@@ -1,0 +1,74 @@
+"""AccelConfig validation/YAML and ISA encode/decode round trips."""
+
+import dataclasses
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sparsa.hw.config import DEFAULT, PRESETS, ConfigError, load_config, resolve_config
+from sparsa.hw.isa import (
+    INSTR_BITS, Compute, Fence, ISAError, Load, Preload, Store, Target, decode, encode,
+)
+
+
+def test_presets_required_by_issue():
+    for name in ("8x8-n2m4", "16x16-n2m4", "16x16-n2m8", "32x32-n2m4"):
+        assert name in PRESETS
+    c = PRESETS["16x16-n2m8"]
+    assert (c.rows, c.cols, c.n, c.m, c.idx_bits, c.k_per_pass) == (16, 16, 2, 8, 3, 64)
+
+
+@pytest.mark.parametrize("field,value,needle", [
+    ("rows", 15, "rows=15 is invalid: must be a multiple of n=2"),
+    ("m", 6, "m=6 is invalid"),
+    ("n", 9, "n=9 is invalid: allowed 1..m=4"),
+    ("dram_bytes_per_cycle", 12, "power of two"),
+    ("acc_bits", 16, "acc_bits=16"),
+])
+def test_invalid_fields_name_field_and_range(field, value, needle):
+    with pytest.raises(ConfigError, match=needle.replace("(", r"\(")):
+        dataclasses.replace(DEFAULT, **{field: value})
+
+
+def test_yaml_round_trip_and_errors(tmp_path):
+    p = tmp_path / "c.yaml"
+    PRESETS["8x8-n2m8"].to_yaml(p)
+    assert load_config(p) == PRESETS["8x8-n2m8"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rows: [1,\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: malformed YAML"):
+        load_config(bad)
+    unk = tmp_path / "unk.yaml"
+    unk.write_text("rowz: 8\n")
+    with pytest.raises(ConfigError, match=r"unk.yaml: unknown field 'rowz'"):
+        load_config(unk)
+    pre = tmp_path / "pre.yaml"
+    pre.write_text("preset: 8x8-n2m4\ncols: 4\n")
+    assert resolve_config(str(pre)).cols == 4
+    with pytest.raises(ConfigError, match="neither a preset"):
+        resolve_config("nope")
+
+
+@given(st.integers(0, 15), st.integers(0, 65535), st.integers(0, 65535),
+       st.integers(0, 2**32 - 1), st.integers(0, 65535), st.integers(0, 1), st.integers(0, 31))
+def test_isa_round_trip(wait, a, b, dram, stride, flag, shift):
+    for ins in (
+        Load(wait=wait, target=Target(flag), sp_addr=a, count=b, dram_addr=dram,
+             dram_stride=stride, expand=flag),
+        Preload(wait=wait, wsp_addr=a),
+        Compute(wait=wait, asp_addr=a, acc_addr=b, count=stride, accumulate=flag, swap=1 - flag),
+        Store(wait=wait, acc_addr=a, count=b, dram_addr=dram, dram_stride=stride, relu=flag,
+              requant=1 - flag, shift=shift),
+        Fence(wait=wait),
+    ):
+        w = encode(ins)
+        assert 0 <= w < 2**INSTR_BITS
+        assert decode(w) == ins
+
+
+def test_isa_rejects_out_of_range_and_bad_words():
+    with pytest.raises(ISAError, match="count=65536 does not fit in 16 bits"):
+        Compute(count=65536)
+    with pytest.raises(ISAError, match="unknown opcode"):
+        decode(0xF)
