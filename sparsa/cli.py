@@ -15,6 +15,7 @@ from sparsa import __version__
 
 COMMAND_MODULES = (
     "sparsa.cmd_workloads",
+    "sparsa.cmd_masks",
     "sparsa.cmd_hw",
     "sparsa.cmd_compile",
     "sparsa.cmd_sim",
