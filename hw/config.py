@@ -15,6 +15,14 @@ Data layout facts derived here (and used by hardware, compiler and model alike):
 * An **accumulator entry** holds ``cols`` int32 partial sums.
 * DRAM is addressed in **beats** of ``dram_bytes_per_cycle`` bytes; every scratchpad entry
   moved to or from DRAM occupies a whole number of beats (padded with zeros).
+
+Bit/byte order (everywhere: DRAM image, stream payloads, scratchpad words): little-endian.
+Byte ``j`` of an entry is bits ``8j .. 8j+7`` of the entry word; an entry spanning several
+beats puts entry bytes ``0 .. beat_bytes-1`` in its first beat. Activation entry byte ``j``
+is window ``j // m``, position ``j % m`` (int8). Weight entry: byte ``c`` is column ``c``'s
+int8 value; the index field starts at byte ``cols``, column ``c``'s index at bit
+``c * idx_bits`` of that field. STORE rows: int8 mode, byte ``c`` = column ``c``; int32 mode,
+bytes ``4c .. 4c+3`` = column ``c``.
 """
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ from amaranth.lib import data, enum
 __all__ = [
     "ISA_VERSION", "INSTR_BITS", "Op", "Unit", "Target", "INSTR_LAYOUT",
     "Instr", "Load", "Preload", "Compute", "Store", "Fence",
-    "encode", "decode", "ISAError",
+    "encode", "decode", "ISAError", "RD_REQ_LAYOUT", "wr_layout",
 ]
 
 ISA_VERSION = 1
@@ -137,6 +137,15 @@ INSTR_LAYOUT = data.StructLayout({
     "payload": PAYLOAD_LAYOUT,
 })
 assert INSTR_LAYOUT.size == INSTR_BITS
+
+
+#: Payload of the core's DRAM read-request stream: read ``beats`` beats from beat ``addr``.
+RD_REQ_LAYOUT = data.StructLayout({"addr": DRAM_ADDR_BITS, "beats": COUNT_BITS})
+
+
+def wr_layout(beat_bytes: int) -> data.StructLayout:
+    """Payload of the core's DRAM write stream: one beat of data at beat address ``addr``."""
+    return data.StructLayout({"addr": DRAM_ADDR_BITS, "data": 8 * beat_bytes})
 
 
 def _field_offsets(layout: data.StructLayout) -> dict[str, tuple[int, int]]:

@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "sparsa.cmd_workloads",
     "sparsa.cmd_masks",
     "sparsa.cmd_hw",
+    "sparsa.cmd_verify",
     "sparsa.cmd_compile",
     "sparsa.cmd_sim",
     "sparsa.cmd_train",
