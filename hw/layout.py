@@ -1,0 +1,249 @@
+"""Packing and unpacking of scratchpad entries and DRAM beats.
+
+These functions are the executable form of the layout facts in :mod:`sparsa.hw.config`'s
+docstring; the compiler, the reference executor and the RTL bench all use them, so the byte
+order is written down exactly once. Everything is vectorised numpy; inputs are validated and
+bad shapes raise ``ValueError`` naming the argument.
+
+* Activation entry (``act_entry_bytes = groups * m``): byte ``j`` is window ``j // m``,
+  position ``j % m`` (int8). A dense K-tile of ``rows`` values is stored compactly in DRAM
+  (:func:`pack_act_dense`) and expanded by ``LOAD expand=1`` (:func:`expand_dense`): value
+  ``k`` lands at window ``k // n``, position ``k % n``.
+* Weight entry (``wgt_entry_bytes``): bytes ``0 .. cols-1`` are the int8 values; the packed
+  ``idx_bits``-bit indices follow, column ``c``'s at bit ``c * idx_bits`` of the index field.
+* STORE rows: ``cols`` int8 (requant) or ``cols`` little-endian int32.
+* DRAM: every entry occupies a whole number of beats, zero padded (:func:`to_beats`).
+
+Weight helpers map a K-tile of a weight matrix onto the array: :func:`compress_nm` (any
+pattern with at most ``n`` non-zeros per aligned ``m`` window of each column) and
+:func:`dense_weights` (dense mode: PE row ``r`` holds ``W[r]`` with index ``r % n``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .config import AccelConfig
+
+__all__ = [
+    "pack_act_entries", "unpack_act_entries", "pack_act_dense", "unpack_act_dense",
+    "expand_dense", "pack_wgt_entries", "unpack_wgt_entries", "to_beats", "from_beats",
+    "encode_store_rows", "decode_store_rows", "compress_nm", "dense_weights",
+    "effective_weights",
+]
+
+
+def _as_2d(name: str, a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a)
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be 2-D, got shape {a.shape}")
+    return a
+
+
+def _int8_bytes(name: str, x: np.ndarray, width: int) -> np.ndarray:
+    """``x`` (int8 values, any integer dtype in range) as uint8 bytes, zero-padded to width."""
+    x = _as_2d(name, x)
+    if x.shape[1] > width:
+        raise ValueError(f"{name} has {x.shape[1]} columns, at most {width} allowed")
+    if x.dtype != np.int8:
+        if x.size and (x.min() < -128 or x.max() > 127):
+            raise ValueError(f"{name} holds values outside int8 range -128..127")
+        x = x.astype(np.int8)
+    out = np.zeros((x.shape[0], width), dtype=np.uint8)
+    out[:, :x.shape[1]] = x.view(np.uint8)
+    return out
+
+
+def _entry_bytes(name: str, b: np.ndarray, width: int) -> np.ndarray:
+    b = _as_2d(name, b)
+    if b.shape[1] < width:
+        raise ValueError(f"{name} rows have {b.shape[1]} bytes, need at least {width}")
+    return np.ascontiguousarray(b[:, :width]).astype(np.uint8, copy=False)
+
+
+# ---- activations -------------------------------------------------------------------------
+def pack_act_entries(cfg: AccelConfig, x: np.ndarray) -> np.ndarray:
+    """Activation rows ``x[P, k<=k_per_pass]`` (int8) -> ``uint8[P, act_entry_bytes]``.
+
+    Column ``k`` of ``x`` is window ``k // m``, position ``k % m``; missing columns are zero.
+    """
+    return _int8_bytes("x", x, cfg.act_entry_bytes)
+
+
+def unpack_act_entries(cfg: AccelConfig, entries: np.ndarray) -> np.ndarray:
+    """``uint8[P, >=act_entry_bytes]`` -> ``int8[P, k_per_pass]``."""
+    return _entry_bytes("entries", entries, cfg.act_entry_bytes).view(np.int8)
+
+
+def pack_act_dense(cfg: AccelConfig, x: np.ndarray) -> np.ndarray:
+    """Compact dense rows ``x[P, k<=rows]`` (int8) -> ``uint8[P, rows]`` (LOAD expand=1)."""
+    return _int8_bytes("x", x, cfg.act_dense_entry_bytes)
+
+
+def unpack_act_dense(cfg: AccelConfig, entries: np.ndarray) -> np.ndarray:
+    """``uint8[P, >=rows]`` -> ``int8[P, rows]``."""
+    return _entry_bytes("entries", entries, cfg.act_dense_entry_bytes).view(np.int8)
+
+
+def expand_dense(cfg: AccelConfig, dense: np.ndarray) -> np.ndarray:
+    """Expand compact dense rows ``[P, rows]`` into activation entries ``[P, k_per_pass]``.
+
+    Value ``k`` lands at window ``k // n``, position ``k % n``; the other ``m - n`` window
+    positions are zero. Keeps the dtype (int8 values or uint8 bytes alike).
+    """
+    dense = _as_2d("dense", dense)
+    if dense.shape[1] != cfg.rows:
+        raise ValueError(f"dense rows must have rows={cfg.rows} values, got {dense.shape[1]}")
+    out = np.zeros((dense.shape[0], cfg.groups, cfg.m), dtype=dense.dtype)
+    out[:, :, :cfg.n] = dense.reshape(dense.shape[0], cfg.groups, cfg.n)
+    return out.reshape(dense.shape[0], cfg.k_per_pass)
+
+
+# ---- weights -----------------------------------------------------------------------------
+def pack_wgt_entries(cfg: AccelConfig, values: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """PE-row weights ``values[R, cols]`` (int8) and ``idx[R, cols]`` -> ``uint8[R, wgt_entry_bytes]``.
+
+    Column ``c``'s index occupies bits ``c*idx_bits ..`` of the index field that starts at
+    byte ``cols`` (little-endian).
+    """
+    values = _as_2d("values", values)
+    idx = _as_2d("idx", idx)
+    if values.shape != idx.shape or values.shape[1] != cfg.cols:
+        raise ValueError(f"values and idx must both have shape [R, cols={cfg.cols}], got "
+                         f"{values.shape} and {idx.shape}")
+    if idx.size and (idx.min() < 0 or idx.max() >= cfg.m):
+        raise ValueError(f"idx holds values outside 0..m-1={cfg.m - 1}")
+    out = np.zeros((values.shape[0], cfg.wgt_entry_bytes), dtype=np.uint8)
+    out[:, :cfg.cols] = _int8_bytes("values", values, cfg.cols)
+    # index field as a little-endian bit vector: bit b of column c is field bit c*idx_bits+b
+    bits = ((idx.astype(np.uint8)[:, :, None] >> np.arange(cfg.idx_bits, dtype=np.uint8))
+            & 1).reshape(values.shape[0], cfg.cols * cfg.idx_bits)
+    pad = cfg.wgt_idx_bytes * 8 - bits.shape[1]
+    bits = np.pad(bits, ((0, 0), (0, pad)))
+    out[:, cfg.cols:] = np.packbits(bits, axis=1, bitorder="little")
+    return out
+
+
+def unpack_wgt_entries(cfg: AccelConfig, entries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``uint8[R, >=wgt_entry_bytes]`` -> ``(values int8[R, cols], idx uint8[R, cols])``."""
+    e = _entry_bytes("entries", entries, cfg.wgt_entry_bytes)
+    values = e[:, :cfg.cols].view(np.int8)
+    bits = np.unpackbits(e[:, cfg.cols:], axis=1, bitorder="little")
+    bits = bits[:, :cfg.cols * cfg.idx_bits].reshape(e.shape[0], cfg.cols, cfg.idx_bits)
+    idx = (bits << np.arange(cfg.idx_bits, dtype=np.uint8)).sum(axis=2).astype(np.uint8)
+    return values, idx
+
+
+def dense_weights(cfg: AccelConfig, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Dense-mode PE weights of a K-tile ``w[k<=rows, cols]``: row ``r`` holds ``w[r]``, index
+    ``r % n`` (pairs with :func:`expand_dense` activations). Returns ``(values, idx)``."""
+    w = _as_2d("w", w)
+    if w.shape[0] > cfg.rows or w.shape[1] != cfg.cols:
+        raise ValueError(f"w must have shape [k<={cfg.rows}, cols={cfg.cols}], got {w.shape}")
+    values = np.zeros((cfg.rows, cfg.cols), dtype=np.int8)
+    values[:w.shape[0]] = _int8_bytes("w", w, w.shape[1]).view(np.int8)
+    idx = np.repeat((np.arange(cfg.rows) % cfg.n)[:, None], cfg.cols, axis=1).astype(np.uint8)
+    return values, idx
+
+
+def compress_nm(cfg: AccelConfig, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Map a sparse K-tile ``w[k<=k_per_pass, cols]`` onto the array.
+
+    Every column must have at most ``n`` non-zeros in each aligned window of ``m`` rows;
+    window ``g``'s non-zeros go, in order, to PE rows ``g*n ..`` with their in-window
+    positions as indices (unused PEs hold value 0, index 0). Returns ``(values, idx)``, each
+    ``[rows, cols]``.
+    """
+    w = _as_2d("w", w)
+    if w.shape[0] > cfg.k_per_pass or w.shape[1] != cfg.cols:
+        raise ValueError(f"w must have shape [k<={cfg.k_per_pass}, cols={cfg.cols}], "
+                         f"got {w.shape}")
+    full = np.zeros((cfg.k_per_pass, cfg.cols), dtype=np.int8)
+    full[:w.shape[0]] = _int8_bytes("w", w, w.shape[1]).view(np.int8)
+    win = full.reshape(cfg.groups, cfg.m, cfg.cols)
+    nz = win != 0
+    counts = nz.sum(axis=1)
+    if counts.max(initial=0) > cfg.n:
+        g, c = np.argwhere(counts > cfg.n)[0]
+        raise ValueError(f"w column {c} has {counts[g, c]} non-zeros in window {g} "
+                         f"(rows {g * cfg.m}..{g * cfg.m + cfg.m - 1}); at most n={cfg.n} allowed")
+    # slot of each non-zero = number of earlier non-zeros in its window
+    slot = np.cumsum(nz, axis=1) - 1
+    values = np.zeros((cfg.groups, cfg.n, cfg.cols), dtype=np.int8)
+    idx = np.zeros((cfg.groups, cfg.n, cfg.cols), dtype=np.uint8)
+    g, pos, c = np.nonzero(nz)
+    s = slot[g, pos, c]
+    values[g, s, c] = win[g, pos, c]
+    idx[g, s, c] = pos
+    return values.reshape(cfg.rows, cfg.cols), idx.reshape(cfg.rows, cfg.cols)
+
+
+def effective_weights(cfg: AccelConfig, values: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """The dense ``int64[k_per_pass, cols]`` matrix the PE weights multiply activations by.
+
+    ``y = x @ effective_weights(...)`` for an activation entry ``x[k_per_pass]`` is the ISA's
+    ``y[c] = sum_r v[r, c] * x[r // n][i[r, c]]`` (PEs of a group selecting the same position
+    add up).
+    """
+    values = _as_2d("values", values).astype(np.int64)
+    idx = _as_2d("idx", idx).astype(np.int64)
+    weff = np.zeros((cfg.k_per_pass, cfg.cols), dtype=np.int64)
+    k = (np.arange(cfg.rows) // cfg.n)[:, None] * cfg.m + idx
+    np.add.at(weff, (k, np.broadcast_to(np.arange(cfg.cols), k.shape)), values)
+    return weff
+
+
+# ---- DRAM beats --------------------------------------------------------------------------
+def to_beats(cfg: AccelConfig, entries: np.ndarray) -> np.ndarray:
+    """Entries ``uint8[count, nbytes]`` -> ``uint8[count, beats(nbytes) * beat_bytes]`` (zero
+    padded), i.e. each entry laid out over whole DRAM beats."""
+    entries = _as_2d("entries", entries)
+    if entries.dtype != np.uint8:
+        raise ValueError(f"entries must be uint8 bytes, got {entries.dtype}")
+    width = cfg.beats(entries.shape[1]) * cfg.beat_bytes
+    out = np.zeros((entries.shape[0], width), dtype=np.uint8)
+    out[:, :entries.shape[1]] = entries
+    return out
+
+
+def from_beats(cfg: AccelConfig, beats: np.ndarray, nbytes: int) -> np.ndarray:
+    """Inverse of :func:`to_beats`: keep the first ``nbytes`` of every beat-padded entry."""
+    beats = _as_2d("beats", beats)
+    if beats.shape[1] != cfg.beats(nbytes) * cfg.beat_bytes:
+        raise ValueError(f"beats rows must be {cfg.beats(nbytes) * cfg.beat_bytes} bytes for "
+                         f"{nbytes}-byte entries, got {beats.shape[1]}")
+    return np.ascontiguousarray(beats[:, :nbytes]).astype(np.uint8, copy=False)
+
+
+# ---- STORE rows --------------------------------------------------------------------------
+def encode_store_rows(cfg: AccelConfig, acc: np.ndarray, *, relu: int = 0, requant: int = 0,
+                      shift: int = 0) -> np.ndarray:
+    """The bytes STORE writes for accumulator rows ``acc[count, cols]`` (int32).
+
+    ``requant``: ``(a + 2**(shift-1)) >> shift`` (exact, arithmetic; no rounding term for
+    ``shift=0``), ReLU, saturate to int8 -> ``uint8[count, cols]``; otherwise ReLU only and
+    little-endian int32 -> ``uint8[count, 4*cols]``.
+    """
+    a = _as_2d("acc", acc).astype(np.int64)
+    if a.shape[1] != cfg.cols:
+        raise ValueError(f"acc must have cols={cfg.cols} columns, got {a.shape[1]}")
+    if not 0 <= shift < 32:
+        raise ValueError(f"shift={shift} out of range 0..31")
+    if requant:
+        if shift:
+            a = (a + (1 << (shift - 1))) >> shift
+        if relu:
+            a = np.maximum(a, 0)
+        return np.clip(a, -128, 127).astype(np.int8).view(np.uint8)
+    if relu:
+        a = np.maximum(a, 0)
+    return a.astype("<i4").view(np.uint8).reshape(a.shape[0], 4 * cfg.cols)
+
+
+def decode_store_rows(cfg: AccelConfig, rows: np.ndarray, *, requant: int) -> np.ndarray:
+    """STORE rows (bytes, possibly beat padded) -> ``int8[count, cols]`` or ``int32[count, cols]``."""
+    nbytes = cfg.cols if requant else cfg.acc_entry_bytes
+    b = _entry_bytes("rows", rows, nbytes)
+    if requant:
+        return b.view(np.int8)
+    return b.view("<i4").astype(np.int32)
