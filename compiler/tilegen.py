@@ -2,8 +2,9 @@
 
 :func:`build_gemm_program` turns a list of GEMMs ``Y = X @ W`` into one :class:`Program` that
 tiles each GEMM over the array (P tiles x K passes x Q blocks), double-buffers activations
-and weights, overlaps the next pass's loads and weight PRELOAD with the current COMPUTE, and
-chains ``accumulate`` over K. :func:`random_gemm_specs` draws random GEMMs for a sparsity
+and weights, overlaps the next pass's weight LOAD and PRELOAD with the current COMPUTE,
+prefetches the next activation block in chunks spread over the current block's passes, and
+chains ``accumulate`` over K; ``wait`` masks carry exactly the hazards of this schedule. :func:`random_gemm_specs` draws random GEMMs for a sparsity
 mode. The RTL bench, ``sparsa verify`` and the benchmarks run these programs; the expected
 outputs come from plain numpy (``X @ W``), independent of the reference executor.
 
@@ -190,7 +191,7 @@ def build_gemm_program(cfg: AccelConfig, specs: list[GemmSpec], *, seed: int = 0
                     went = layout.pack_wgt_entries(cfg, v, i)
                     w_addr = dram.put(layout.to_beats(cfg, went), eb_w + s.load_stride_extra)
                     passes.append(dict(
-                        act_block=act_block, a_load=(qb == 0), a_addr=a_addr, expand=int(dense),
+                        act_block=act_block, a_addr=a_addr, expand=int(dense),
                         a_stride=eb_a + s.load_stride_extra, count=pc, w_addr=w_addr,
                         w_stride=eb_w + s.load_stride_extra, acc_set=acc_set,
                         acc_off=qb * pt, accumulate=int(kb > 0),
@@ -202,29 +203,49 @@ def build_gemm_program(cfg: AccelConfig, specs: list[GemmSpec], *, seed: int = 0
                 act_block += 1
             acc_set += 1
 
-    instrs: list[Instr] = []
+    # act blocks: their load and the passes that read them
+    blocks: dict[int, list[int]] = {}
+    for i, ps in enumerate(passes):
+        blocks.setdefault(ps["act_block"], []).append(i)
 
-    def loads(i: int) -> None:
+    def act_loads(b: int, parts: int) -> list[Load]:
+        """Block ``b``'s activation LOAD split into ``parts`` chunks (prefetch in the gaps)."""
+        ps = passes[blocks[b][0]]
+        n = ps["count"]
+        parts = max(1, min(parts, n))
+        edges = [n * j // parts for j in range(parts + 1)]
+        return [Load(target=Target.ACT, sp_addr=abuf[b % 2] + lo, count=hi - lo,
+                     dram_addr=ps["a_addr"] + lo * ps["a_stride"], dram_stride=ps["a_stride"],
+                     expand=ps["expand"]) for lo, hi in zip(edges, edges[1:], strict=False)]
+
+    # chunk c of block b+1's activations is issued after the c-th compute of block b
+    chunks: dict[int, list[Load]] = {}
+    for b, idxs in blocks.items():
+        if b + 1 in blocks:
+            for c, ld in enumerate(act_loads(b + 1, len(idxs))):
+                chunks.setdefault(idxs[c], []).append(ld)
+
+    def wgt_load(i: int) -> list[Instr]:
         ps = passes[i]
-        if ps["a_load"]:
-            instrs.append(Load(target=Target.ACT, sp_addr=abuf[ps["act_block"] % 2],
-                               count=ps["count"], dram_addr=ps["a_addr"],
-                               dram_stride=ps["a_stride"], expand=ps["expand"]))
-        instrs.append(Load(target=Target.WGT, sp_addr=wbuf[i % 2], count=cfg.rows,
-                           dram_addr=ps["w_addr"], dram_stride=ps["w_stride"]))
-        instrs.append(Preload(wsp_addr=wbuf[i % 2], wait=Unit.LOAD))
+        return [Load(target=Target.WGT, sp_addr=wbuf[i % 2], count=cfg.rows,
+                     dram_addr=ps["w_addr"], dram_stride=ps["w_stride"]),
+                Preload(wsp_addr=wbuf[i % 2], wait=Unit.LOAD)]
 
+    instrs: list[Instr] = []
     if passes:
-        loads(0)
+        instrs += act_loads(passes[0]["act_block"], 1) + wgt_load(0)
     for i, ps in enumerate(passes):
         acc_addr = aset[ps["acc_set"] % 2] + ps["acc_off"]
-        wait = Unit.PRE | Unit.LOAD
+        wait = Unit.PRE
+        if blocks[ps["act_block"]][0] == i:
+            wait |= Unit.LOAD      # first pass over a freshly loaded activation block
         if ps["acc_set"] >= 2 and not ps["accumulate"]:
             wait |= Unit.STORE     # the accumulator set was last read by an older STORE
         instrs.append(Compute(asp_addr=abuf[ps["act_block"] % 2], acc_addr=acc_addr,
                               count=ps["count"], accumulate=ps["accumulate"], swap=1, wait=wait))
         if i + 1 < len(passes):
-            loads(i + 1)
+            instrs += wgt_load(i + 1)
+        instrs += chunks.get(i, [])
         if ps["store"] is not None:
             st = ps["store"]
             instrs.append(Store(acc_addr=acc_addr, count=st.count, dram_addr=st.dram_addr,
