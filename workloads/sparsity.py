@@ -834,3 +834,37 @@ def mask_stats(w: Any, result: MaskResult) -> dict[str, Any]:
         "both_fraction": float(both.sum() / nf) if nf else 1.0,
         "both_density": float(both.mean()),
     }
+
+
+def compare_methods(w: Any, n: int, m: int, *, candidates: Sequence[int] = (1, 10, 100),
+                    seed: int = 0, exact: bool = True) -> list[dict[str, Any]]:
+    """Mask quality of the bidirectional methods side by side for one weight matrix.
+
+    Rows: ``forward-only``, ``transposable-greedy``, ``transposable-exact`` (if ``exact``)
+    and ``bimask-C`` for each ``C`` in ``candidates``, each with the figures of
+    :func:`mask_stats`, the method name and the generation time in ``seconds``.
+    """
+    import time
+
+    a = _as_weight(w)
+    _check_nm(n, m, f"{n}:{m}")
+    nm_text = f"{n}:{m}"
+    runs: list[tuple[str, SparsitySpec]] = [
+        ("forward-only", SparsitySpec.parse(f"fwd={nm_text},bwd={nm_text},method=forward-only")),
+        ("transposable-greedy",
+         SparsitySpec.parse(f"fwd={nm_text},bwd={nm_text},method=transposable,solver=greedy")),
+    ]
+    if exact:
+        runs.append(("transposable-exact", SparsitySpec.parse(
+            f"fwd={nm_text},bwd={nm_text},method=transposable,solver=exact")))
+    for c in candidates:
+        runs.append((f"bimask-{c}", SparsitySpec.parse(
+            f"fwd={nm_text},bwd={nm_text},method=bimask,candidates={c}")))
+    rows = []
+    for name, spec in runs:
+        t0 = time.perf_counter()
+        res = make_masks(a, spec, seed=seed)
+        dt = time.perf_counter() - t0
+        row = {"method": name, **mask_stats(a, res), "seconds": dt}
+        rows.append(row)
+    return rows
