@@ -130,19 +130,30 @@ def _build_root() -> Path:
     return Path(__file__).resolve().parent.parent / "build" / "rtl"
 
 
-def build_rtl(cfg: AccelConfig, *, waves: bool | None = None) -> RtlBuild:
-    """Generate and Verilate the core for ``cfg`` once (per process; on disk by hash)."""
+def build_rtl(cfg: AccelConfig, *, waves: bool | None = None,
+              verilog: tuple[str, str] | None = None) -> RtlBuild:
+    """Generate and Verilate the core for ``cfg`` once (per process; on disk by hash).
+
+    ``verilog=(top, source_text)`` builds that Verilog instead of the generated core (used by
+    the bench's self-test); it must have the core's ports.
+    """
     if waves is None:
         waves = os.environ.get("WAVES", "0") == "1"
-    key = (cfg.key, waves)
+    label = cfg.key if verilog is None else f"{cfg.key}_{verilog[0]}"
+    key = (label, waves)
     if key in _BUILDS:
         return _BUILDS[key]
     from cocotb_tools import runner as cr
 
-    from .verilog import generate
+    if verilog is None:
+        from .verilog import generate
+    else:
+        def generate(cfg: AccelConfig, out_dir: str) -> None:
+            Path(out_dir, f"{verilog[0]}.v").write_text(verilog[1])
+            Path(out_dir, "manifest.json").write_text(json.dumps({"top": verilog[0]}))
 
     _verilator_env()
-    bdir = _build_root() / (cfg.key + ("_waves" if waves else ""))
+    bdir = _build_root() / (label + ("_waves" if waves else ""))
     bdir.mkdir(parents=True, exist_ok=True)
     with open(bdir / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -187,12 +198,12 @@ def _words(instructions: Sequence[Instr]) -> np.ndarray:
 
 
 def run_jobs(cfg: AccelConfig, jobs: Sequence[RtlJob], *, stalls: str = "none", seed: int = 0,
-             name: str = "run") -> list[RtlResult | None]:
+             name: str = "run", build: RtlBuild | None = None) -> list[RtlResult | None]:
     """Run ``jobs`` in one simulator process (reset before each); ``None`` for aborted jobs.
 
     Raises :class:`RtlMismatch` (after all jobs ran) if any checker or protocol check failed.
     """
-    build = build_rtl(cfg)
+    build = build or build_rtl(cfg)
     from cocotb_tools import runner as cr
 
     _verilator_env()
