@@ -590,11 +590,13 @@ def _transposable_greedy(blk: np.ndarray, n: int) -> np.ndarray:
 
 
 def _transposable_exact(blk: np.ndarray, n: int) -> np.ndarray:
-    """Max-weight selection with exactly ``n`` per row and column of every block.
+    """Max-weight selection with at most ``n`` per row and column of every block.
 
     Min-cost flow (source -> row, capacity ``n``; row -> column, capacity 1, cost ``-w``;
     column -> sink, capacity ``n``) solved by successive shortest paths with Bellman-Ford,
-    vectorised over all blocks at once: ``n*m`` augmentations of one unit each.
+    vectorised over all blocks at once: up to ``n*m`` augmentations of one unit each,
+    stopping when the cheapest augmenting path no longer gains magnitude (so zero-padded
+    edge blocks never force a real weight out).
     """
     b, m, _ = blk.shape
     w = blk.astype(np.float64)
@@ -629,7 +631,11 @@ def _transposable_exact(blk: np.ndarray, n: int) -> np.ndarray:
                 break
         end = np.where(colflow < n, d_col, inf)
         j = np.argmin(end, axis=1)
-        active = np.isfinite(end[ar, j])
+        # Path costs never decrease: once adding a unit does not gain magnitude, the
+        # block is done (at most n per row and column, not necessarily exactly n).
+        active = end[ar, j] < -1e-12
+        if not active.any():
+            break
         colflow[ar[active], j[active]] += 1
         # Walk back: col j <- row i (use edge), row i <- col j' (free edge) ...
         for _step in range(m + 1):
