@@ -609,25 +609,36 @@ def _transposable_exact(blk: np.ndarray, n: int) -> np.ndarray:
         # Distances from the source to rows (via S->row or col->row back edges) and columns.
         d_row = np.where(rowflow < n, 0.0, inf)
         pred_row = np.full((b, m), -1, np.int64)  # -1: reached from the source
-        fwd_cost = np.where(x, inf, -w)            # row i -> col j on an unused edge
-        back_cost = np.where(x, w, inf)            # col j -> row i along a used edge
+        # Both relaxations reduce over the last (contiguous) axis: cost_t[b, j, i] is the
+        # cost of row i -> col j on an unused edge, back[b, i, j] of col j -> row i.
+        cost_t = np.where(x, inf, -w).transpose(0, 2, 1).copy()
+        back = np.where(x, w, inf)
         d_col = np.full((b, m), inf)
         pred_col = np.zeros((b, m), np.int64)
+        act = ar  # blocks whose row distances changed in the last round
         for _it in range(2 * m + 2):
-            cand = d_row[:, :, None] + fwd_cost               # [b, i, j]
-            best_i = np.argmin(cand, axis=1)
-            best = np.take_along_axis(cand, best_i[:, None, :], axis=1)[:, 0, :]
-            upd_c = best < d_col - 1e-12
-            d_col = np.where(upd_c, best, d_col)
-            pred_col = np.where(upd_c, best_i, pred_col)
-            cand_r = d_col[:, None, :] + back_cost            # [b, i, j]
+            full = act.size == b
+            c_t = cost_t if full else cost_t[act]
+            bk = back if full else back[act]
+            cand = d_row[act][:, None, :] + c_t               # [b', j, i]
+            best_i = np.argmin(cand, axis=2)
+            best = np.take_along_axis(cand, best_i[:, :, None], axis=2)[:, :, 0]
+            dc = d_col[act]
+            upd_c = best < dc - 1e-12
+            dc = np.where(upd_c, best, dc)
+            d_col[act] = dc
+            pred_col[act] = np.where(upd_c, best_i, pred_col[act])
+            cand_r = dc[:, None, :] + bk                      # [b', i, j]
             best_j = np.argmin(cand_r, axis=2)
             best_r = np.take_along_axis(cand_r, best_j[:, :, None], axis=2)[:, :, 0]
-            upd_r = best_r < d_row - 1e-12
-            d_row = np.where(upd_r, best_r, d_row)
-            pred_row = np.where(upd_r, best_j, pred_row)
-            if not upd_r.any():
-                # Columns were relaxed from the final row distances already.
+            dr = d_row[act]
+            upd_r = best_r < dr - 1e-12
+            d_row[act] = np.where(upd_r, best_r, dr)
+            pred_row[act] = np.where(upd_r, best_j, pred_row[act])
+            # A block whose rows did not change has converged: its columns were relaxed
+            # from its final row distances.
+            act = act[upd_r.any(axis=1)]
+            if act.size == 0:
                 break
         end = np.where(colflow < n, d_col, inf)
         j = np.argmin(end, axis=1)
