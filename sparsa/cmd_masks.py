@@ -11,7 +11,7 @@ import numpy as np
 from sparsa.workloads.sparsity import SparsityError, compare_methods
 
 _HEADERS = ("method", "fwd dens", "bwd dens", "|W| kept fwd", "|W| kept bwd",
-            "fwd in bwd", "time s")
+            "both/fwd", "time s")
 
 
 def _parse_shape(text: str) -> tuple[int, int]:

@@ -44,7 +44,7 @@ def test_compare_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0
     lines = out.splitlines()
     assert "1:4" in lines[0] and "W[K=32, Q=32]" in lines[0]
-    assert lines[1].split()[:3] == ["method", "fwd", "dens"]
+    assert lines[1].split()[:3] == ["method", "fwd", "dens"] and "both/fwd" in lines[1]
     assert [ln.split()[0] for ln in lines[2:]] == ["forward-only", "transposable-greedy",
                                                   "bimask-5"]
 
