@@ -63,3 +63,27 @@ def test_compare_errors_exit_2(capsys: pytest.CaptureFixture[str], args: list[st
     assert code == 2
     assert err.startswith("error: ") and needle in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_compare_unknown_workload_is_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "masks", "compare", "--workload", "no-such-model", "--layer",
+                       "conv1", "--candidates", "1", "--no-exact")
+    assert code == 2
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
+
+
+def test_compare_on_a_workload_layer(capsys: pytest.CaptureFixture[str]) -> None:
+    workloads = pytest.importorskip("sparsa.workloads")
+    if not hasattr(workloads, "load_workload"):
+        pytest.skip("sparsa.workloads.load_workload is not available yet")
+    layers = list(workloads.load_workload("resnet18").layers())
+    layer = next(ly for ly in layers if getattr(ly.gemm_weight(), "ndim", 0) == 2)
+    w = layer.gemm_weight()
+    code, out, err = run(capsys, "masks", "compare", "--workload", "resnet18", "--layer",
+                         layer.name, "--candidates", "1,3", "--no-exact", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["shape"] == list(w.shape) and data["source"] == f"resnet18:{layer.name}"
+    code, _, err = run(capsys, "masks", "compare", "--workload", "resnet18", "--layer",
+                       "no-such-layer", "--candidates", "1", "--no-exact")
+    assert code == 2 and "has no layer 'no-such-layer'" in err
