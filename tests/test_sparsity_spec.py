@@ -169,3 +169,15 @@ def test_plan_dense_ends() -> None:
 def test_plan_errors(text: str, needle: str) -> None:
     with pytest.raises(SparsityError, match=needle.replace(".", r"\.")):
         SparsityPlan.parse(text)
+
+
+def test_constructor_normalises_numbers() -> None:
+    import numpy as np
+
+    spec = SparsitySpec.block_nm(np.int64(16), 16, np.float32(0.5), np.int32(2), 8)
+    assert spec == SparsitySpec.parse("block16x16:0.5+2:8")
+    assert type(spec.n) is int and spec.block == (16, 16)
+    assert hash(SparsitySpec(block=[4, 4], block_density=1)) == hash(
+        SparsitySpec.parse("block4x4:1.0"))
+    with pytest.raises(SparsityError, match="n must be an integer"):
+        SparsitySpec.nm(2.0, 4)

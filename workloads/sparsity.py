@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import numbers
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -111,6 +112,19 @@ class SparsitySpec:
     solver: str | None = None
 
     def __post_init__(self) -> None:
+        for name in ("n", "m", "candidates"):
+            v = getattr(self, name)
+            if v is not None:
+                if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                    raise SparsityError(f"{name} must be an integer, not {v!r}")
+                object.__setattr__(self, name, int(v))
+        if self.block is not None:
+            blk = tuple(self.block)
+            if len(blk) != 2 or not all(isinstance(b, numbers.Integral) for b in blk):
+                raise SparsityError(f"block must be two integers (bk, bq), not {self.block!r}")
+            object.__setattr__(self, "block", (int(blk[0]), int(blk[1])))
+        if self.block_density is not None:
+            object.__setattr__(self, "block_density", float(self.block_density))
         if (self.n is None) != (self.m is None):
             raise SparsityError("N:M needs both n and m")
         if self.m is not None:
@@ -285,7 +299,7 @@ _FORMS = "dense, N:M (2:4, 2:8@q), blockBKxBQ:D, blockBKxBQ:D+N:M, fwd=..,bwd=..
 
 
 def _check_nm(n: Any, m: Any, text: str) -> None:
-    if not isinstance(n, int) or not isinstance(m, int):
+    if not isinstance(n, numbers.Integral) or not isinstance(m, numbers.Integral):
         raise SparsityError(f"N:M needs integers, not {text!r}")
     if m < 2 or m > _MAX_M or m & (m - 1):
         raise SparsityError(f"{text}: m must be a power of two in 2..{_MAX_M}, not {m}")
