@@ -5,25 +5,74 @@ RTL bench (which run it) and the SimPy model (which times it).
 
 * ``instructions`` — :class:`sparsa.hw.isa.Instr` objects in issue order.
 * ``dram`` — the initial DRAM image, ``uint8``, length a multiple of ``config.beat_bytes``;
-  DRAM addresses in instructions are beat addresses into it.
+  DRAM addresses in instructions are beat addresses into it. A program compiled with
+  ``with_data=False`` has an empty image and its size in ``meta["dram_beats"]``
+  (:attr:`Program.dram_beats` gives the size either way).
 * ``tensors`` — every tensor's placement (:class:`TensorInfo`), by name.
 * ``layers`` — per-layer bookkeeping (:class:`LayerInfo`): the instruction index range and
-  MAC counts, so the model and reports can break results down per layer.
+  MAC counts, so the model and reports can break results down per layer. Non-GEMM layers
+  (pooling, softmax, norms, adds, im2col) are ``kind="host"`` entries with an empty
+  instruction range and their element counts in ``meta``.
 * ``notes`` — per-instruction annotations (same length as ``instructions``): the layer index
   and, for COMPUTE, the useful (non-padding, non-zero-weight) MACs it performs.
+
+Serialisation
+-------------
+:meth:`Program.save` writes a binary (``.sprg``)::
+
+    magic  b"SPARSAPG"            8 bytes
+    format version                u32 (little-endian)
+    ISA version                   u32
+    header length H               u32
+    header                        H bytes of UTF-8 JSON (config, tensors, layers, notes, meta,
+                                  instruction count, DRAM bytes)
+    instructions                  16 bytes each (``hw.isa.encode``, little-endian)
+    DRAM image                    the header's ``dram_bytes`` bytes
+    CRC32                         u32 over everything above
+
+:meth:`Program.load` gives back an identical program (``==``); a corrupted or truncated file
+raises :class:`~sparsa.compiler.errors.CompileError` with a one-line message.
+:meth:`Program.save_json` writes the same content as readable JSON (instructions
+disassembled, DRAM image in base64); :meth:`Program.load_json` reads it back.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import base64
+import json
+import os
+import struct
+import zlib
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sparsa.hw.config import AccelConfig, ConfigError, from_dict
+from sparsa.hw.isa import (
+    INSTR_BITS,
+    ISA_VERSION,
+    Compute,
+    Instr,
+    ISAError,
+    Load,
+    Preload,
+    Store,
+    Target,
+    decode,
+    encode,
+)
 
-from sparsa.hw.config import AccelConfig
-from sparsa.hw.isa import Instr
+from .errors import CompileError
 
-__all__ = ["Program", "TensorInfo", "LayerInfo", "InstrNote"]
+__all__ = ["Program", "TensorInfo", "LayerInfo", "InstrNote", "MAGIC", "FORMAT_VERSION",
+           "instr_to_dict", "instr_from_dict"]
+
+MAGIC = b"SPARSAPG"
+FORMAT_VERSION = 1
+_WORD = INSTR_BITS // 8
+_PRE = struct.Struct("<8sIII")
 
 
 @dataclass
@@ -32,6 +81,7 @@ class TensorInfo:
 
     ``fmt`` names the layout, e.g. ``"act"`` (activation entries), ``"act_dense"`` (compact
     rows for LOAD expand), ``"wgt"`` (weight entries: values + packed indices),
+    ``"wgt_tiles"`` (block-compressed weight tiles, see :mod:`sparsa.compiler.wformat`),
     ``"out_i8"`` / ``"out_i32"`` (STORE rows). ``role`` is ``input``, ``weight``,
     ``output`` or ``scratch``.
     """
@@ -63,7 +113,51 @@ class InstrNote:
     useful_macs: int = 0
 
 
-@dataclass
+def _jsonable(x: Any) -> Any:
+    """Plain-JSON form of manifest values (numpy scalars/arrays, tuples)."""
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, np.floating):
+        return float(x)
+    if isinstance(x, np.bool_):
+        return bool(x)
+    return x
+
+
+def instr_to_dict(instr: Instr) -> dict[str, Any]:
+    """Readable form of one instruction: ``{"op": "Load", "wait": 0, ...fields}``."""
+    d: dict[str, Any] = {"op": type(instr).__name__, "wait": int(instr.wait)}
+    for k, v in instr.payload_fields().items():
+        d[k] = v.name if isinstance(v, Target) else int(v)
+    return d
+
+
+_OPS = {c.__name__: c for c in (Load, Preload, Compute, Store)}
+
+
+def instr_from_dict(d: dict[str, Any]) -> Instr:
+    """Inverse of :func:`instr_to_dict`."""
+    from sparsa.hw.isa import Fence
+    ops = dict(_OPS, Fence=Fence)
+    kw = dict(d)
+    cls = ops.get(kw.pop("op", None))
+    if cls is None:
+        raise CompileError(f"instruction {d!r}: unknown op; allowed {', '.join(ops)}")
+    if "target" in kw:
+        kw["target"] = Target[kw["target"]]
+    try:
+        return cls(**kw)
+    except (TypeError, KeyError, ISAError) as e:
+        raise CompileError(f"instruction {d!r}: {e}") from None
+
+
+@dataclass(eq=False)
 class Program:
     config: AccelConfig
     instructions: list[Instr]
@@ -72,3 +166,208 @@ class Program:
     layers: list[LayerInfo] = field(default_factory=list)
     notes: list[InstrNote] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+
+    # ---- derived figures -------------------------------------------------------------
+    @property
+    def dram_beats(self) -> int:
+        """Size of the DRAM image in beats (also for data-less programs)."""
+        if self.dram.size:
+            return self.dram.size // self.config.beat_bytes
+        return int(self.meta.get("dram_beats", 0))
+
+    @property
+    def has_data(self) -> bool:
+        """False for programs compiled with ``with_data=False`` (no DRAM image)."""
+        return bool(self.dram.size) or not self.meta.get("dram_beats")
+
+    def summary(self) -> dict[str, Any]:
+        """Counts for reports: instructions by kind, DRAM bytes moved, MACs.
+
+        ``macs_issued`` counts ``rows * cols`` MACs per streamed activation row (what the
+        array spends); ``useful_macs`` sums the notes; ``dense_macs`` and ``nonzero_macs``
+        sum the GEMM layers (dense-equivalent work and work with non-zero weights).
+        """
+        from sparsa.hw.timing import load_entry_beats, store_entry_beats
+        cfg = self.config
+        kinds: Counter = Counter()
+        rd = wr = issued = 0
+        for ins in self.instructions:
+            kinds[type(ins).__name__] += 1
+            if isinstance(ins, Load):
+                rd += ins.count * load_entry_beats(cfg, ins.target, ins.expand) * cfg.beat_bytes
+            elif isinstance(ins, Store):
+                wr += ins.count * store_entry_beats(cfg, ins.requant) * cfg.beat_bytes
+            elif isinstance(ins, Compute):
+                issued += ins.count * cfg.rows * cfg.cols
+        gemm = [ly for ly in self.layers if ly.kind != "host"]
+        return {
+            "instructions": len(self.instructions),
+            "by_kind": dict(sorted(kinds.items())),
+            "dram_read_bytes": rd,
+            "dram_write_bytes": wr,
+            "dram_image_bytes": self.dram_beats * cfg.beat_bytes,
+            "macs_issued": issued,
+            "useful_macs": sum(n.useful_macs for n in self.notes),
+            "dense_macs": sum(ly.dense_macs for ly in gemm),
+            "nonzero_macs": sum(ly.nonzero_macs for ly in gemm),
+            "gemm_layers": len(gemm),
+            "host_layers": len(self.layers) - len(gemm),
+        }
+
+    # ---- equality --------------------------------------------------------------------
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Program):
+            return NotImplemented
+        return (self.config == other.config and self.instructions == other.instructions
+                and self.dram.dtype == other.dram.dtype
+                and np.array_equal(self.dram, other.dram)
+                and self._header(False) == other._header(False))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    # ---- serialisation ---------------------------------------------------------------
+    def _header(self, with_counts: bool = True) -> dict[str, Any]:
+        h: dict[str, Any] = {
+            "config": _jsonable(self.config.to_dict()),
+            "tensors": {k: _jsonable(asdict(t)) for k, t in self.tensors.items()},
+            "layers": [_jsonable(asdict(ly)) for ly in self.layers],
+            "notes": {"layer": [n.layer for n in self.notes],
+                      "useful_macs": [int(n.useful_macs) for n in self.notes]},
+            "meta": _jsonable(self.meta),
+        }
+        if with_counts:
+            h["n_instr"] = len(self.instructions)
+            h["dram_bytes"] = int(self.dram.size)
+        return h
+
+    def to_bytes(self) -> bytes:
+        """The binary form (see the module docstring)."""
+        if self.dram.dtype != np.uint8 or self.dram.ndim != 1:
+            raise CompileError(f"DRAM image must be 1-D uint8, got {self.dram.dtype} "
+                               f"{self.dram.shape}")
+        head = json.dumps(self._header(), separators=(",", ":")).encode()
+        words = b"".join(encode(i).to_bytes(_WORD, "little") for i in self.instructions)
+        body = (_PRE.pack(MAGIC, FORMAT_VERSION, ISA_VERSION, len(head)) + head + words
+                + self.dram.tobytes())
+        return body + struct.pack("<I", zlib.crc32(body))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, source: str = "program") -> Program:
+        """Parse :meth:`to_bytes` output; one-line :class:`CompileError` when it is damaged."""
+        if len(data) < _PRE.size + 4:
+            raise CompileError(f"{source}: truncated program binary ({len(data)} bytes)")
+        magic, fver, iver, hlen = _PRE.unpack_from(data)
+        if magic != MAGIC:
+            raise CompileError(f"{source}: not a sparsa program binary (bad magic)")
+        if fver != FORMAT_VERSION:
+            raise CompileError(f"{source}: program format version {fver} is not supported "
+                               f"(this sparsa reads version {FORMAT_VERSION})")
+        if iver != ISA_VERSION:
+            raise CompileError(f"{source}: program targets ISA version {iver}, this sparsa "
+                               f"implements ISA version {ISA_VERSION}")
+        (crc,) = struct.unpack_from("<I", data, len(data) - 4)
+        if _PRE.size + hlen + 4 > len(data):
+            raise CompileError(f"{source}: truncated program binary (header needs {hlen} "
+                               f"bytes)")
+        if zlib.crc32(data[:-4]) != crc:
+            raise CompileError(f"{source}: program binary is corrupted or truncated "
+                               f"(CRC32 mismatch)")
+        try:
+            head = json.loads(data[_PRE.size:_PRE.size + hlen].decode())
+            n_instr, dram_bytes = int(head["n_instr"]), int(head["dram_bytes"])
+        except (ValueError, KeyError, TypeError):
+            raise CompileError(f"{source}: program header is not valid JSON") from None
+        off = _PRE.size + hlen
+        if off + n_instr * _WORD + dram_bytes + 4 != len(data):
+            raise CompileError(f"{source}: program binary has {len(data)} bytes, header "
+                               f"announces {off + n_instr * _WORD + dram_bytes + 4}")
+        try:
+            instrs = [decode(int.from_bytes(data[off + j * _WORD:off + (j + 1) * _WORD],
+                                            "little")) for j in range(n_instr)]
+        except ISAError as e:
+            raise CompileError(f"{source}: bad instruction word: {e}") from None
+        off += n_instr * _WORD
+        dram = np.frombuffer(data, np.uint8, dram_bytes, off).copy()
+        return cls._from_header(head, instrs, dram, source)
+
+    @classmethod
+    def _from_header(cls, head: dict[str, Any], instrs: list[Instr], dram: np.ndarray,
+                     source: str) -> Program:
+        try:
+            cfg = from_dict(dict(head["config"]), f"{source}: config")
+            tensors = {}
+            for k, t in head["tensors"].items():
+                t = dict(t)
+                t["shape"] = tuple(t["shape"])
+                tensors[k] = TensorInfo(**t)
+            layers = [LayerInfo(**ly) for ly in head["layers"]]
+            nl, nm = head["notes"]["layer"], head["notes"]["useful_macs"]
+            notes = [InstrNote(int(a), int(b)) for a, b in zip(nl, nm, strict=True)]
+            meta = dict(head["meta"])
+        except ConfigError as e:
+            raise CompileError(str(e)) from None
+        except (KeyError, TypeError, ValueError) as e:
+            raise CompileError(f"{source}: malformed program header ({e})") from None
+        return cls(cfg, instrs, dram, tensors, layers, notes, meta)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the binary form atomically (temp file, then rename); returns the path."""
+        return _atomic_write(Path(path), self.to_bytes())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Program:
+        """Read a binary written by :meth:`save`."""
+        path = Path(path)
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise CompileError(f"{path}: cannot read program ({e.strerror})") from None
+        return cls.from_bytes(data, str(path))
+
+    def to_json(self) -> dict[str, Any]:
+        """Readable form: the header plus disassembled instructions and base64 DRAM."""
+        h = self._header()
+        h["format_version"] = FORMAT_VERSION
+        h["isa_version"] = ISA_VERSION
+        h["instructions"] = [instr_to_dict(i) for i in self.instructions]
+        h["dram_base64"] = base64.b64encode(self.dram.tobytes()).decode()
+        return h
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any], source: str = "program.json") -> Program:
+        try:
+            if d.get("isa_version") != ISA_VERSION:
+                raise CompileError(f"{source}: isa_version {d.get('isa_version')!r} is not "
+                                   f"{ISA_VERSION}")
+            instrs = [instr_from_dict(x) for x in d["instructions"]]
+            dram = np.frombuffer(base64.b64decode(d["dram_base64"]), np.uint8).copy()
+        except (KeyError, TypeError, ValueError) as e:
+            raise CompileError(f"{source}: malformed program JSON ({e})") from None
+        return cls._from_header(d, instrs, dram, source)
+
+    def save_json(self, path: str | os.PathLike[str]) -> Path:
+        """Write :meth:`to_json` atomically."""
+        return _atomic_write(Path(path), json.dumps(self.to_json(), indent=1).encode())
+
+    @classmethod
+    def load_json(cls, path: str | os.PathLike[str]) -> Program:
+        path = Path(path)
+        try:
+            d = json.loads(path.read_text())
+        except OSError as e:
+            raise CompileError(f"{path}: cannot read program JSON ({e.strerror})") from None
+        except ValueError:
+            raise CompileError(f"{path}: not valid JSON") from None
+        return cls.from_json(d, str(path))
+
+
+def _atomic_write(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path

@@ -1,0 +1,108 @@
+"""Encoding: resolve DRAM addresses, build the DRAM image and the manifest -> :class:`Program`.
+
+With data, the image holds the host-written activation inputs (packed entries), the
+compressed weight tiles, and seeded random bytes in output regions (so a missing STORE
+shows in the final image). Without data the image is empty and its size is
+``meta["dram_beats"]``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sparsa.hw import layout
+
+from . import wformat
+from .ir import CGraph
+from .program import InstrNote, LayerInfo, Program, TensorInfo
+
+__all__ = ["EncodePass", "encode_program", "pack_activations"]
+
+
+def pack_activations(cfg, x: np.ndarray, mode: str, nk: int, kp: int) -> np.ndarray:
+    """Host layout of activations ``x[P, K]``: ``uint8[P, nk * entry_beats * beat_bytes]``."""
+    P, K = x.shape
+    xp = np.zeros((P, nk * kp), np.int8)
+    xp[:, :K] = x
+    rows = xp.reshape(P * nk, kp)
+    ent = layout.pack_act_dense(cfg, rows) if mode == "dense" else \
+        layout.pack_act_entries(cfg, rows)
+    return layout.to_beats(cfg, ent).reshape(P, -1)
+
+
+def encode_program(g: CGraph) -> Program:
+    cfg = g.config
+    al = g.alloc
+    base = {n: t.addr for n, t in al.tensors.items()}
+    instrs = []
+    notes = []
+    for cls, kw, wait, tensor, layer, useful in g.sched.instrs:
+        if tensor is not None:
+            kw = dict(kw, dram_addr=kw["dram_addr"] + base[tensor])
+        instrs.append(cls(wait=int(wait), **kw))
+        notes.append(InstrNote(layer, int(useful)))
+    bb = cfg.beat_bytes
+    if g.with_data:
+        img = np.random.default_rng(g.seed + 1).integers(0, 256, al.total_beats * bb,
+                                                         dtype=np.uint8)
+        ops_by_x = {}
+        for op in g.ops:
+            ops_by_x.setdefault(op.x, op)
+        for name, t in al.tensors.items():
+            lo = t.addr * bb
+            if t.role == "input":
+                op = ops_by_x[name]
+                rows = pack_activations(cfg, g.data[name], op.tiling.mode, op.tiling.nk,
+                                        op.tiling.kp)
+                img[lo:lo + rows.size] = rows.reshape(-1)
+            elif t.role == "weight":
+                op = next(o for o in g.ops if f"{o.name}.w" == name)
+                tiles = wformat.pack_tiles(cfg, op.w, op.tiling.tmap)
+                img[lo:lo + tiles.size] = tiles.reshape(-1)
+        dram = img
+    else:
+        dram = np.zeros(0, np.uint8)
+    tensors = {n: TensorInfo(t.name, t.addr, t.beats, tuple(t.shape), t.dtype, t.fmt, t.role,
+                             dict(t.meta)) for n, t in al.tensors.items()}
+    # layers: instruction ranges from the notes
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    for i, n in enumerate(notes):
+        first.setdefault(n.layer, i)
+        last[n.layer] = i
+    layers = []
+    for ni, node in enumerate(g.nodes):
+        if node.is_gemm:
+            P, K, Q, groups = node.gemm
+            ops = [op for op in g.ops if op.node == ni]
+            meta = {"phase": node.phase, "source": node.source or node.name,
+                    "P": P, "K": K, "Q": Q, "groups": groups, "spec": str(node.spec),
+                    "stationary": node.stationary,
+                    "ops": [op.name for op in ops],
+                    "mode": sorted({op.tiling.mode for op in ops}),
+                    "order": sorted({op.tiling.order for op in ops}),
+                    "shift": [op.shift for op in ops], "relu": bool(node.relu),
+                    "tiles": sum(op.tiling.tiles for op in ops),
+                    "macs_issued": sum(op.P * op.tiling.tiles * cfg.rows * cfg.cols
+                                       for op in ops)}
+            kind = node.phase if node.phase in ("fwd", "bwd_data", "wgrad") else "gemm"
+            layers.append(LayerInfo(node.name, first.get(ni, 0), last.get(ni, -1) + 1, kind,
+                                    P * K * Q * groups, int(node.nnz or 0) * P, meta))
+        else:
+            layers.append(LayerInfo(node.name, 0, 0, "host", 0, 0,
+                                    {"op": node.kind, "phase": node.phase,
+                                     "elements": int(node.out_elements),
+                                     **node.attrs.get("host_meta", {})}))
+    meta = {"generator": "sparsa.compiler", "workload": g.name, "seed": g.seed,
+            "options": g.options.to_dict(), "with_data": g.with_data,
+            "dram_beats": al.total_beats, **g.meta}
+    return Program(cfg, instrs, dram, tensors, layers, notes, meta)
+
+
+class EncodePass:
+    """Build the :class:`Program`."""
+
+    name = "encode"
+
+    def run(self, g: CGraph) -> tuple[CGraph, bool]:
+        g.program = encode_program(g)
+        return g, True

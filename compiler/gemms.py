@@ -1,0 +1,117 @@
+"""Programs from explicit GEMMs (no workload graph): ``Y_i = X_i @ W_i``.
+
+:func:`compile_gemms` runs the back half of the pipeline (tile -> schedule -> allocate ->
+encode) on a list of :class:`Gemm`; GEMM ``i``'s output is tensor ``g{i}.y``. A GEMM may
+read an earlier GEMM's output directly (``x="g0.y"``), which chains them on the core.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sparsa.hw.config import AccelConfig
+
+from . import wformat
+from .allocate import AllocatePass
+from .encode import EncodePass
+from .errors import CompileError
+from .ir import CGraph, GemmOp, Node
+from .options import CompileOptions
+from .pipeline import Pipeline
+from .program import Program
+from .quant import choose_shift, requant
+from .schedule import SchedulePass
+from .tiling import TilePass
+
+__all__ = ["Gemm", "compile_gemms", "read_output", "chainable"]
+
+
+@dataclass
+class Gemm:
+    """One GEMM. ``x`` is int8 ``[P, K]`` or the name of an earlier GEMM's output
+    (``"g0.y"``); ``w`` int8 ``[K, Q]`` (zeros are pruned weights). ``shift=None`` picks the
+    requantisation shift from the data (:func:`sparsa.compiler.quant.choose_shift`)."""
+
+    x: np.ndarray | str
+    w: np.ndarray
+    relu: bool = False
+    requant: bool = True
+    shift: int | None = None
+
+
+def chainable(cfg: AccelConfig, mode: str) -> bool:
+    """Whether an int8 output can be read directly as the next GEMM's activations: STORE
+    rows and activation entries must both be whole beats."""
+    ent = cfg.act_dense_entry_bytes if mode == "dense" else cfg.act_entry_bytes
+    return cfg.cols % cfg.beat_bytes == 0 and ent % cfg.beat_bytes == 0
+
+
+def choose_mode(cfg: AccelConfig, w: np.ndarray, sparse_mode: str, name: str
+                ) -> tuple[str, list[str]]:
+    if sparse_mode == "dense":
+        return "dense", ["dense mode (option)"]
+    if wformat.fits_sparse(cfg, w):
+        if np.count_nonzero(w) == w.size and cfg.n == cfg.m:
+            return "dense", []
+        return "sparse", []
+    if sparse_mode == "sparse":
+        raise CompileError(f"{name}: weights have more than n={cfg.n} non-zeros in an "
+                           f"aligned window of m={cfg.m}; use sparse_mode=auto or dense")
+    return "dense", [f"dense mode: more than {cfg.n} non-zeros in some {cfg.m}-window"]
+
+
+def compile_gemms(cfg: AccelConfig, gemms: list[Gemm], *,
+                  options: CompileOptions | None = None, seed: int = 0) -> Program:
+    """One program running every GEMM in order (see the module docstring)."""
+    opt = options or CompileOptions()
+    g = CGraph(cfg, opt, name="gemms", seed=seed)
+    results: dict[str, np.ndarray] = {}
+    for i, gm in enumerate(gemms):
+        w = np.asarray(gm.w)
+        if w.ndim != 2:
+            raise CompileError(f"gemm {i}: w must be 2-D [K, Q], got shape {w.shape}")
+        w = w.astype(np.int8)
+        mode, notes = choose_mode(cfg, w, opt.sparse_mode, f"gemm {i}")
+        if isinstance(gm.x, str):
+            if gm.x not in results:
+                raise CompileError(f"gemm {i}: x={gm.x!r} is not an earlier GEMM's output")
+            x = results[gm.x]
+            src = next(op for op in g.ops if op.y == gm.x)
+            if not (chainable(cfg, mode) and src.requant):
+                raise CompileError(f"gemm {i}: cannot read {gm.x} directly on {cfg.name} "
+                                   f"(needs int8 output and beat-aligned rows)")
+            xname, chained = gm.x, True
+        else:
+            x = np.asarray(gm.x).astype(np.int8)
+            xname, chained = f"g{i}.x", False
+            g.data[xname] = x
+        P, K = x.shape
+        if w.shape[0] != K:
+            raise CompileError(f"gemm {i}: x has K={K} columns but w has {w.shape[0]} rows")
+        y32 = (x.astype(np.int64) @ w.astype(np.int64)).astype(np.uint32).view(np.int32)
+        shift = gm.shift if gm.shift is not None else (
+            choose_shift(y32, gm.relu) if gm.requant else 0)
+        results[f"g{i}.y"] = requant(y32, shift, gm.relu) if gm.requant else y32
+        g.nodes.append(Node(f"g{i}", "gemm", gemm=(P, K, w.shape[1], 1),
+                            nnz=int(np.count_nonzero(w)), relu=gm.relu))
+        g.ops.append(GemmOp(f"g{i}", i, 0, P, K, w.shape[1], xname, f"g{i}.y", w=w,
+                            nnz=int(np.count_nonzero(w)), relu=int(gm.relu),
+                            requant=int(gm.requant), shift=shift, x_chained=chained,
+                            mode=mode, mode_notes=notes))
+    Pipeline([TilePass(), SchedulePass(), AllocatePass(), EncodePass()]).run(g)
+    return g.program
+
+
+def read_output(program: Program, dram: np.ndarray, name: str) -> np.ndarray:
+    """Decode output tensor ``name`` (``out_i8`` / ``out_i32``) from a DRAM image."""
+    from sparsa.hw import layout
+    cfg = program.config
+    t = program.tensors[name]
+    bb = cfg.beat_bytes
+    P, Q = t.shape
+    rb, sb, nq = t.meta["row_beats"], t.meta["store_beats"], t.meta["nq"]
+    raw = np.asarray(dram)[t.addr * bb:(t.addr + P * rb) * bb].reshape(P, rb * bb)
+    blocks = [layout.decode_store_rows(cfg, raw[:, qt * sb * bb:(qt + 1) * sb * bb],
+                                       requant=int(t.fmt == "out_i8")) for qt in range(nq)]
+    return np.concatenate(blocks, axis=1)[:, :Q]

@@ -1,0 +1,179 @@
+"""The compiler's graph: workload layers plus the GEMM operations the passes attach to them.
+
+:class:`CGraph` starts as a list of :class:`Node` (one per workload layer, topological order;
+after training expansion, one per forward / backward-data / weight-gradient operation).
+Sparsify attaches masked weights, lowering turns GEMM nodes into :class:`GemmOp` (one per
+group), tiling attaches a :class:`Tiling`, scheduling an instruction list, allocation DRAM
+addresses. :meth:`CGraph.dump` prints what every pass decided (text or JSON).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sparsa.hw.config import AccelConfig
+
+from .options import CompileOptions
+
+__all__ = ["Node", "GemmOp", "Tiling", "CGraph"]
+
+
+@dataclass
+class Node:
+    """One layer (or one training phase of a layer) of the workload.
+
+    ``kind`` is the workload layer kind; ``phase`` is ``"inf"`` for inference or
+    ``"fwd" | "bwd_data" | "wgrad"`` after training expansion. ``gemm`` is the per-group
+    GEMM shape ``(P, K, Q, groups)`` of GEMM nodes, ``None`` for host nodes.
+    """
+
+    name: str
+    kind: str
+    phase: str = "inf"
+    inputs: tuple[str, ...] = ()
+    gemm: tuple[int, int, int, int] | None = None
+    stationary: str = "weight"
+    source: str = ""             # original layer name
+    out_elements: int = 0
+    attrs: dict[str, Any] = field(default_factory=dict)
+    layer: Any = None            # the workloads Layer, when there is one
+    spec: Any = None             # SparsitySpec of this node's stationary operand
+    w: np.ndarray | None = None  # int8 [groups, K, Q] masked weights (with data)
+    perm: np.ndarray | None = None  # Bi-Mask permutation of the reduction axis (bwd_data)
+    nnz: int | None = None       # non-zeros of the stationary operand (all groups)
+    structure: np.ndarray | None = None  # bool [K, Q] structural mask without data
+    relu: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def is_gemm(self) -> bool:
+        return self.gemm is not None
+
+
+@dataclass
+class Tiling:
+    """Tiling and loop order chosen for one :class:`GemmOp` (visible in the dump)."""
+
+    mode: str            # sparse | dense
+    kp: int
+    nk: int
+    nq: int
+    order: str           # weight-reuse | act-reuse
+    pc: int              # P rows per chunk (one COMPUTE streams pc rows)
+    resident: bool       # weight-reuse: the chunk's activations stay for every column block
+    tiles: int           # stored weight tiles
+    tmap: Any = None     # wformat.TileMap
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class GemmOp:
+    """One GEMM ``Y[P, Q] = X[P, K] @ W[K, Q]`` (one group of a layer)."""
+
+    name: str
+    node: int            # index into CGraph.nodes
+    group: int
+    P: int
+    K: int
+    Q: int
+    x: str               # DRAM tensor holding X
+    y: str               # DRAM tensor receiving Y
+    w: np.ndarray | None = None    # int8 [K, Q] masked (with data)
+    kvec: np.ndarray | None = None        # without data: bool [K], rows kept per column
+    structure: np.ndarray | None = None   # without data: bool [K, Q] (block patterns)
+    nnz: int = 0
+    mode: str = "sparse"           # sparse | dense (chosen by lowering)
+    mode_notes: list[str] = field(default_factory=list)
+    relu: int = 0
+    requant: int = 1
+    shift: int = 0
+    x_chained: bool = False        # X is written by an earlier STORE of this program
+    tiling: Tiling | None = None
+    phase: str = "inf"
+
+
+@dataclass
+class CGraph:
+    """The graph the passes transform."""
+
+    config: AccelConfig
+    options: CompileOptions
+    nodes: list[Node] = field(default_factory=list)
+    ops: list[GemmOp] = field(default_factory=list)
+    name: str = "workload"
+    with_data: bool = True
+    seed: int = 0
+    data: dict[str, np.ndarray] = field(default_factory=dict)   # host-side tensors (with data)
+    sched: Any = None        # schedule.Schedule
+    alloc: Any = None        # allocate.Allocation
+    program: Any = None      # program.Program (after encode)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    # ---- dump ----------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "config": self.config.name,
+                               "options": self.options.to_dict(), "nodes": [], "ops": []}
+        for n in self.nodes:
+            d: dict[str, Any] = {"name": n.name, "kind": n.kind, "phase": n.phase,
+                                 "inputs": list(n.inputs)}
+            if n.gemm:
+                d.update(gemm=dict(zip(("P", "K", "Q", "groups"), n.gemm, strict=True)),
+                         stationary=n.stationary, spec=str(n.spec) if n.spec else None,
+                         nnz=n.nnz, relu=n.relu)
+            else:
+                d["out_elements"] = n.out_elements
+            if n.notes:
+                d["notes"] = list(n.notes)
+            out["nodes"].append(d)
+        for op in self.ops:
+            d = {"name": op.name, "P": op.P, "K": op.K, "Q": op.Q, "x": op.x, "y": op.y,
+                 "nnz": op.nnz, "relu": op.relu, "requant": op.requant, "shift": op.shift,
+                 "x_chained": op.x_chained}
+            if op.tiling:
+                t = op.tiling
+                d["tiling"] = {"mode": t.mode, "kp": t.kp, "nk": t.nk, "nq": t.nq,
+                               "order": t.order, "pc": t.pc, "resident": t.resident,
+                               "tiles": t.tiles, "notes": list(t.notes)}
+            out["ops"].append(d)
+        if self.sched is not None:
+            out["schedule"] = self.sched.summary()
+        if self.alloc is not None:
+            out["allocation"] = self.alloc.summary()
+        return out
+
+    def dump(self, fmt: str = "text") -> str:
+        """The graph as text (one line per node / op) or JSON."""
+        if fmt == "json":
+            return json.dumps(self.to_json(), indent=1, default=str)
+        lines = [f"# {self.name} on {self.config.name}  options: "
+                 + " ".join(f"{k}={v}" for k, v in self.options.to_dict().items())]
+        for n in self.nodes:
+            if n.gemm:
+                P, K, Q, g = n.gemm
+                s = (f"{n.name:<28} {n.kind:<10} {n.phase:<8} gemm P={P} K={K} Q={Q} "
+                     f"groups={g} stationary={n.stationary} spec={n.spec} nnz={n.nnz}"
+                     + (" relu" if n.relu else ""))
+            else:
+                s = f"{n.name:<28} {n.kind:<10} {n.phase:<8} host elements={n.out_elements}"
+            if n.notes:
+                s += "  # " + "; ".join(n.notes)
+            lines.append(s)
+        for op in self.ops:
+            s = (f"  op {op.name:<30} P={op.P} K={op.K} Q={op.Q} x={op.x}"
+                 f"{'(chained)' if op.x_chained else ''} y={op.y} shift={op.shift}"
+                 f"{' relu' if op.relu else ''}")
+            if op.tiling:
+                t = op.tiling
+                s += (f" | {t.mode} kp={t.kp} nk={t.nk} nq={t.nq} tiles={t.tiles} "
+                      f"order={t.order} pc={t.pc}{' resident' if t.resident else ''}")
+                if t.notes:
+                    s += "  # " + "; ".join(t.notes)
+            lines.append(s)
+        if self.sched is not None:
+            lines.append("schedule: " + json.dumps(self.sched.summary()))
+        if self.alloc is not None:
+            lines.append("allocation: " + json.dumps(self.alloc.summary()))
+        return "\n".join(lines)

@@ -1,0 +1,336 @@
+"""Scheduling: turn tiled GEMMs into an ordered instruction list with minimal ``wait`` masks.
+
+Steps
+-----
+Every GEMM becomes a sequence of *steps* in the loop order of its tiling (see
+:mod:`sparsa.compiler.tiling`): one step = one weight tile (LOAD WGT, PRELOAD) and one
+COMPUTE streaming a chunk of activation rows. Activation *blocks* (the rows a run of steps
+reads) and accumulator *blocks* (the partial sums a run of steps builds; a STORE follows
+the last of them) are shared between steps.
+
+Double buffering
+----------------
+Activation blocks alternate between the two halves of the activation scratchpad, weight
+tiles between two weight-scratchpad slots, accumulator blocks between two halves of the
+accumulator; the array's shadow registers take the next tile while the current one
+computes. Issue order of step ``i``: ``COMPUTE(i)``, ``LOAD WGT(i+1)``, ``PRELOAD(i+1)``,
+a chunk of the next activation block's LOADs (the next block is split over the current
+block's steps so weight loads are never stuck behind one long activation load), then the
+STOREs that step ``i`` completes. ``interleave`` carries this pipeline across GEMMs;
+without it a FENCE drains the core between GEMMs.
+
+Wait masks
+----------
+The core issues in order, each unit runs one instruction at a time, and an instruction
+issues only when its unit and every unit in its ``wait`` mask are idle. So when instruction
+``Z`` issues, every earlier instruction of ``Z``'s unit and of every unit in ``Z``'s mask has
+completed. :class:`Emitter` tracks, per scratchpad half / weight slot / accumulator half /
+DRAM tensor / shadow registers, the last writer and the last reader per unit; an
+instruction gets unit ``u`` in its mask exactly when it conflicts (read-after-write,
+write-after-read, write-after-write) with an instruction of ``u`` that is not already known
+complete (no instruction of ``u``, and none waiting on ``u``, issued in between). The one
+exception is the shadow registers: COMPUTE ``swap=1`` takes them over when it issues, so a
+later PRELOAD needs no wait on EXEC.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from sparsa.hw.config import AccelConfig
+from sparsa.hw.isa import Compute, Fence, Load, Preload, Store, Target, Unit
+
+from .ir import CGraph, GemmOp
+
+__all__ = ["ActBlock", "AccBlock", "Step", "Emitter", "Schedule", "SchedulePass",
+           "op_layout", "MIN_CHUNK"]
+
+MIN_CHUNK = 64   # smallest activation LOAD chunk (entries) when splitting a block
+
+_UNIT = {Load: Unit.LOAD, Preload: Unit.PRE, Compute: Unit.EXEC, Store: Unit.STORE}
+_UNITS = (Unit.LOAD, Unit.PRE, Unit.EXEC, Unit.STORE)
+
+
+@dataclass(eq=False)
+class ActBlock:
+    key: tuple
+    loads: list[tuple[int, int, str, int, int, int]]  # sp_off, count, tensor, off, stride, expand
+    half: int = -1
+    loaded: bool = False
+
+
+@dataclass(eq=False)
+class AccBlock:
+    half: int = -1
+
+
+@dataclass(eq=False)
+class Step:
+    op: int
+    layer: int
+    block: ActBlock
+    asp_off: int
+    count: int
+    w_tensor: str
+    w_off: int
+    acc: AccBlock
+    acc_off: int
+    accumulate: int
+    useful: int
+    stores: list[tuple[int, int, str, int, int, int, int, int]] = field(default_factory=list)
+    w_emitted: bool = False
+
+
+class Emitter:
+    """Collects instructions (symbolic DRAM addresses) and computes minimal wait masks."""
+
+    def __init__(self) -> None:
+        self.instrs: list[tuple[type, dict[str, Any], int, str | None, int, int]] = []
+        self._sync = {u: -1 for u in _UNITS}
+        self._writer: dict[Any, tuple[int, Unit]] = {}
+        self._readers: dict[Any, dict[Unit, int]] = {}
+
+    def emit(self, cls: type, kw: dict[str, Any], *, reads: tuple = (), writes: tuple = (),
+             issue_reads: tuple = (), tensor: str | None = None, layer: int = -1,
+             useful: int = 0, wait: int = 0) -> None:
+        unit = _UNIT.get(cls)
+        idx = len(self.instrs)
+        deps: list[tuple[int, Unit]] = []
+        for r in reads + issue_reads:
+            if r in self._writer:
+                deps.append(self._writer[r])
+        for r in writes:
+            if r in self._writer:
+                deps.append(self._writer[r])
+            deps.extend((i, u) for u, i in self._readers.get(r, {}).items())
+        for i, u in deps:
+            if u != unit and self._sync[u] <= i:
+                wait |= u
+        self.instrs.append((cls, kw, wait, tensor, layer, useful))
+        if unit is not None:
+            self._sync[unit] = idx
+        for u in _UNITS:
+            if wait & u or (cls is Fence and wait == 0):
+                self._sync[u] = idx
+        for r in reads:
+            self._readers.setdefault(r, {})[unit] = idx
+        for r in writes:
+            self._writer[r] = (idx, unit)
+            self._readers[r] = {}
+
+    def fence(self) -> None:
+        self.emit(Fence, {}, wait=0)
+
+
+def op_layout(cfg: AccelConfig, op: GemmOp) -> dict[str, int]:
+    """DRAM layout numbers of ``op``: activation entry beats and row stride, output store
+    beats per column block and row stride, weight tile beats."""
+    t = op.tiling
+    dense = t.mode == "dense"
+    eb_a = cfg.beats(cfg.act_dense_entry_bytes if dense else cfg.act_entry_bytes)
+    sb = cfg.beats(cfg.cols if op.requant else cfg.acc_entry_bytes)
+    return {"eb_a": eb_a, "expand": int(dense), "x_row": t.nk * eb_a, "sb": sb,
+            "y_row": t.nq * sb, "tile_beats": cfg.rows * cfg.beats(cfg.wgt_entry_bytes)}
+
+
+@dataclass
+class Schedule:
+    """The emitted instruction list (symbolic DRAM addresses) and the layouts it uses."""
+
+    instrs: list
+    layouts: dict[str, dict[str, int]]
+    steps: int
+    blocks: int
+    reused_blocks: int
+
+    def summary(self) -> dict[str, Any]:
+        kinds = Counter(c.__name__ for c, *_ in self.instrs)
+        waits = sum(1 for _, _, w, *_ in self.instrs if w)
+        return {"instructions": len(self.instrs), "by_kind": dict(sorted(kinds.items())),
+                "steps": self.steps, "act_blocks": self.blocks,
+                "reused_act_blocks": self.reused_blocks, "instrs_with_wait": waits}
+
+
+def _op_steps(cfg: AccelConfig, op: GemmOp, oi: int, layer: int, lay: dict[str, int]
+              ) -> list[Step]:
+    t = op.tiling
+    tm = t.tmap
+    eb, xr, ex, sb, yr = lay["eb_a"], lay["x_row"], lay["expand"], lay["sb"], lay["y_row"]
+    tb = lay["tile_beats"]
+    qt_ptr = tm.qt_ptr()
+    tile_idx: dict[tuple[int, int], int] = {}
+    for qt in range(tm.nq):
+        for j, kt in enumerate(tm.kts(qt)):
+            tile_idx[kt, qt] = int(qt_ptr[qt]) + j
+    kts_used = [kt for kt in range(tm.nk) if tm.keep[kt].any()]
+    wname = f"{op.name}.w"
+    st_args = (op.relu, op.requant, op.shift)
+    steps: list[Step] = []
+
+    def block(p0: int, c: int, kts: list[int]) -> ActBlock:
+        return ActBlock(key=(op.x, p0, c, tuple(kts), ex, eb, xr),
+                        loads=[(j * c, c, op.x, p0 * xr + kt * eb, xr, ex)
+                               for j, kt in enumerate(kts)])
+
+    for p0 in range(0, op.P, t.pc):
+        c = min(t.pc, op.P - p0)
+        if t.order == "weight-reuse":
+            res = block(p0, c, kts_used) if t.resident else None
+            slot = {kt: j * c for j, kt in enumerate(kts_used)}
+            for qt in range(tm.nq):
+                acc = AccBlock()
+                for j, kt in enumerate(tm.kts(qt)):
+                    blk = res if res is not None else block(p0, c, [kt])
+                    steps.append(Step(oi, layer, blk, slot[kt] if res is not None else 0, c,
+                                      wname, tile_idx[kt, qt] * tb, acc, 0, int(j > 0),
+                                      c * int(tm.nnz[kt, qt])))
+                steps[-1].stores.append((0, c, op.y, p0 * yr + qt * sb, yr, *st_args))
+        else:
+            acc = AccBlock()
+            started: set[int] = set()
+            for kt in kts_used:
+                blk = block(p0, c, [kt])
+                for qt in range(tm.nq):
+                    if not tm.keep[kt, qt]:
+                        continue
+                    steps.append(Step(oi, layer, blk, 0, c, wname, tile_idx[kt, qt] * tb, acc,
+                                      qt * c, int(qt in started), c * int(tm.nnz[kt, qt])))
+                    started.add(qt)
+            steps[-1].stores.extend((qt * c, c, op.y, p0 * yr + qt * sb, yr, *st_args)
+                                    for qt in range(tm.nq))
+    return steps
+
+
+def _chunks(blk: ActBlock, parts: int) -> list[tuple[int, int, str, int, int, int]]:
+    """Split a block's loads into about ``parts`` LOADs of at least ``MIN_CHUNK`` entries."""
+    total = sum(ld[1] for ld in blk.loads)
+    size = max(MIN_CHUNK, -(-total // max(1, parts)))
+    out = []
+    for sp, cnt, ten, off, stride, ex in blk.loads:
+        for lo in range(0, cnt, size):
+            n = min(size, cnt - lo)
+            out.append((sp + lo, n, ten, off + lo * stride, stride, ex))
+    return out
+
+
+def schedule(g: CGraph) -> Schedule:
+    """Build the instruction list of every GEMM op of ``g`` (see the module docstring)."""
+    cfg, opt = g.config, g.options
+    dbl = opt.double_buffer
+    act_half, acc_half = cfg.act_entries // 2, cfg.acc_entries // 2
+    layouts = {op.name: op_layout(cfg, op) for op in g.ops}
+    producer = {op.y: op for op in g.ops}
+    for _ in range(2):   # a chained input shares its row stride with its producer's output
+        for op in g.ops:
+            if op.x_chained:
+                lp, lc = layouts[producer[op.x].name], layouts[op.name]
+                lp["y_row"] = lc["x_row"] = max(lp["y_row"], lc["x_row"])
+    steps: list[Step] = []
+    for oi, op in enumerate(g.ops):
+        steps += _op_steps(cfg, op, oi, op.node, layouts[op.name])
+
+    # activation blocks: merge consecutive equal blocks (reuse), assign halves
+    seq: list[ActBlock] = []
+    reused = 0
+    for st in steps:
+        if seq and st.block is not seq[-1] and opt.reuse_schedule \
+                and st.block.key == seq[-1].key:
+            st.block = seq[-1]
+            reused += 1
+            continue
+        if not seq or st.block is not seq[-1]:
+            seq.append(st.block)
+    for i, b in enumerate(seq):
+        b.half = i % 2 if dbl else 0
+    # accumulator blocks alternate halves
+    acc_seen: dict[int, AccBlock] = {}
+    for st in steps:
+        if id(st.acc) not in acc_seen:
+            st.acc.half = len(acc_seen) % 2 if dbl else 0
+            acc_seen[id(st.acc)] = st.acc
+
+    # prefetch plan: chunks of block b+1 issued after the steps of block b
+    chunks_after: dict[int, list] = {}
+    if dbl:
+        first_step: dict[int, int] = {}
+        last_store: dict[str, int] = {}
+        for i, st in enumerate(steps):
+            for sto in st.stores:
+                last_store[sto[2]] = i
+        runs: dict[int, list[int]] = {}
+        for i, st in enumerate(steps):
+            runs.setdefault(id(st.block), []).append(i)
+            first_step.setdefault(id(st.block), i)
+        for a, b in zip(seq, seq[1:], strict=False):
+            ia, ib = runs[id(a)], first_step[id(b)]
+            if not opt.interleave and steps[ia[-1]].op != steps[ib].op:
+                continue
+            # an input written by this program's STOREs is fetched only after the last one
+            ready = last_store.get(b.loads[0][2], -1) if b.loads else -1
+            own = [i for i in ia if ready < i < ib]
+            if not own:
+                continue
+            parts = _chunks(b, len(own))
+            for j, ch in enumerate(parts):
+                chunks_after.setdefault(own[min(j, len(own) - 1)], []).append((ch, b))
+            b.loaded = True
+
+    em = Emitter()
+
+    def emit_load(ch: tuple, blk: ActBlock, layer: int) -> None:
+        sp, cnt, ten, off, stride, ex = ch
+        em.emit(Load, dict(target=Target.ACT, sp_addr=blk.half * act_half + sp, count=cnt,
+                           dram_addr=off, dram_stride=stride, expand=ex),
+                reads=(("d", ten),), writes=(("a", blk.half),), tensor=ten, layer=layer)
+
+    def emit_w(i: int) -> None:
+        st = steps[i]
+        slot = i % 2 if dbl else 0
+        tb = layouts[g.ops[st.op].name]["tile_beats"]
+        em.emit(Load, dict(target=Target.WGT, sp_addr=slot * cfg.rows, count=cfg.rows,
+                           dram_addr=st.w_off, dram_stride=tb // cfg.rows),
+                reads=(("d", st.w_tensor),), writes=(("w", slot),), tensor=st.w_tensor,
+                layer=st.layer)
+        em.emit(Preload, dict(wsp_addr=slot * cfg.rows), reads=(("w", slot),),
+                writes=("s",), layer=st.layer)
+        st.w_emitted = True
+
+    for i, st in enumerate(steps):
+        if not st.block.loaded:
+            for ch in _chunks(st.block, 1):
+                emit_load(ch, st.block, st.layer)
+            st.block.loaded = True
+        if not st.w_emitted:
+            emit_w(i)
+        acc = ("c", st.acc.half)
+        em.emit(Compute, dict(asp_addr=st.block.half * act_half + st.asp_off,
+                              acc_addr=st.acc.half * acc_half + st.acc_off, count=st.count,
+                              accumulate=st.accumulate, swap=1),
+                reads=(("a", st.block.half),) + ((acc,) if st.accumulate else ()),
+                writes=(acc,), issue_reads=("s",), layer=st.layer, useful=st.useful)
+        nxt = steps[i + 1] if i + 1 < len(steps) else None
+        same = nxt is not None and nxt.op == st.op
+        if nxt is not None and dbl and (opt.interleave or same):
+            emit_w(i + 1)
+        for ch, blk in chunks_after.get(i, []):
+            emit_load(ch, blk, st.layer)
+        for acc_off, cnt, ten, off, stride, relu, rq, sh in st.stores:
+            em.emit(Store, dict(acc_addr=st.acc.half * acc_half + acc_off, count=cnt,
+                                dram_addr=off, dram_stride=stride, relu=relu, requant=rq,
+                                shift=sh),
+                    reads=(acc,), writes=(("d", ten),), tensor=ten, layer=st.layer)
+        if nxt is not None and not same and not opt.interleave:
+            em.fence()
+    return Schedule(em.instrs, layouts, len(steps), len(seq), reused)
+
+
+class SchedulePass:
+    """Order every GEMM's steps, double-buffer, and compute wait masks."""
+
+    name = "schedule"
+
+    def run(self, g: CGraph) -> tuple[CGraph, bool]:
+        g.sched = schedule(g)
+        return g, True

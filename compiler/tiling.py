@@ -1,0 +1,90 @@
+"""Tiling: mode, tile sizes and loop order of every GEMM against the array and scratchpads.
+
+Capacities: the activation and accumulator scratchpads are split into two halves (double
+buffering), the weight scratchpad holds two tiles of ``rows`` entries; one COMPUTE streams
+one chunk of ``pc`` rows of ``P``.
+
+* ``weight-reuse``: ``pc = min(P, acc_half)``; the chunk's activations for all ``K`` tiles
+  stay resident if ``pc * nk <= act_half`` (shrinking ``pc`` down to 64 rows to make them
+  fit), otherwise they are streamed (reloaded per weight tile, ``pc <= act_half``).
+* ``act-reuse``: ``pc = min(P, acc_half // nq, act_half)``; falls back to weight-reuse when
+  that leaves fewer than 16 rows (too many column blocks for the accumulator).
+
+Mode: ``sparse`` when the weights fit the array's ``n:m`` (checked on the masked weights,
+or analytically from the spec without data), else ``dense`` (noted).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sparsa.hw.config import AccelConfig
+
+from . import wformat
+from .errors import CompileError
+from .ir import CGraph, GemmOp, Tiling
+
+__all__ = ["choose_tiling", "TilePass", "MIN_RESIDENT_ROWS", "MIN_ACT_REUSE_ROWS"]
+
+MIN_RESIDENT_ROWS = 64
+MIN_ACT_REUSE_ROWS = 16
+MAX_COUNT = 65535
+
+
+def _tile_map(cfg: AccelConfig, op: GemmOp, mode: str) -> wformat.TileMap:
+    if op.w is not None:
+        return wformat.tile_map_from_weights(cfg, op.w, mode)
+    kp = wformat.tile_k(cfg, mode)
+    nk, nq = -(-op.K // kp), -(-op.Q // cfg.cols)
+    if op.structure is not None:
+        return wformat.tile_map_from_weights(cfg, op.structure, mode)
+    # no data: rows kept per column (N:M structure) or everything (dense)
+    kv = np.ones(op.K, np.int64) if op.kvec is None else op.kvec.astype(np.int64)
+    kk = np.zeros(nk * kp, np.int64)
+    kk[:op.K] = kv
+    qq = np.minimum(cfg.cols, op.Q - np.arange(nq) * cfg.cols)
+    return wformat.TileMap.from_nnz(mode, kp, kk.reshape(nk, kp).sum(axis=1)[:, None] * qq)
+
+
+def choose_tiling(cfg: AccelConfig, op: GemmOp, *, mode: str, dataflow: str) -> Tiling:
+    """Tile sizes and loop order of ``op`` in ``mode`` (see the module docstring)."""
+    tmap = _tile_map(cfg, op, mode)
+    acc_half = cfg.acc_entries // 2
+    act_half = cfg.act_entries // 2
+    notes: list[str] = []
+    nk_used = int(tmap.keep.any(axis=1).sum())
+    order = dataflow
+    pc = 0
+    if order == "act-reuse":
+        pc = min(op.P, acc_half // tmap.nq, act_half, MAX_COUNT)
+        if pc < min(op.P, MIN_ACT_REUSE_ROWS):
+            notes.append(f"act-reuse needs {tmap.nq} column blocks x {MIN_ACT_REUSE_ROWS} rows "
+                         f"of accumulator; fell back to weight-reuse")
+            order = "weight-reuse"
+    resident = False
+    if order == "weight-reuse":
+        pc = min(op.P, acc_half, MAX_COUNT)
+        if pc * nk_used <= act_half:
+            resident = True
+        elif act_half // nk_used >= min(op.P, MIN_RESIDENT_ROWS):
+            pc = act_half // nk_used
+            resident = True
+        else:
+            pc = min(pc, act_half)
+            notes.append("activations streamed (K strip does not fit the scratchpad half)")
+    if pc < 1:
+        raise CompileError(f"{op.name}: scratchpads of {cfg.name} too small for a tile")
+    return Tiling(mode=mode, kp=tmap.kp, nk=tmap.nk, nq=tmap.nq, order=order, pc=pc,
+                  resident=resident, tiles=tmap.tiles, tmap=tmap, notes=notes)
+
+
+class TilePass:
+    """Choose mode, tile sizes and loop order for every GEMM op."""
+
+    name = "tile"
+
+    def run(self, g: CGraph) -> tuple[CGraph, bool]:
+        cfg = g.config
+        for op in g.ops:
+            op.tiling = choose_tiling(cfg, op, mode=op.mode, dataflow=g.options.dataflow)
+            op.tiling.notes[:0] = op.mode_notes
+        return g, True
