@@ -110,6 +110,7 @@ class CGraph:
     sched: Any = None        # schedule.Schedule
     alloc: Any = None        # allocate.Allocation
     program: Any = None      # program.Program (after encode)
+    results: dict[str, np.ndarray] = field(default_factory=dict)  # expected op outputs
     meta: dict[str, Any] = field(default_factory=dict)
 
     # ---- dump ----------------------------------------------------------------------

@@ -166,6 +166,8 @@ class Program:
     layers: list[LayerInfo] = field(default_factory=list)
     notes: list[InstrNote] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    #: expected values of output tensors (set by the compiler with data; not serialised)
+    expected: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     # ---- derived figures -------------------------------------------------------------
     @property

@@ -1,0 +1,105 @@
+"""Public entry point: :func:`compile_workload`."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from sparsa.hw.config import AccelConfig
+
+from .allocate import AllocatePass
+from .encode import EncodePass
+from .errors import CompileError
+from .frontend import ImportPass, SparsifyPass, TrainingExpandPass
+from .ir import CGraph
+from .lower import LowerPass
+from .options import CompileOptions
+from .pipeline import Pipeline
+from .program import Program
+from .schedule import SchedulePass
+from .tiling import TilePass
+
+__all__ = ["compile_workload", "build_pipeline", "PASS_NAMES"]
+
+PASS_NAMES = ("import", "train", "sparsify", "lower", "tile", "schedule", "allocate", "encode")
+
+
+def _workload(workload: Any, batch: int, seq: int | None) -> Any:
+    if isinstance(workload, str):
+        from sparsa.workloads import load_workload
+        return load_workload(workload, batch=batch, seq=seq)
+    if not hasattr(workload, "layers"):
+        raise CompileError(f"workload must be a name or a Workload, not "
+                           f"{type(workload).__name__}")
+    return workload
+
+
+def build_pipeline(workload: Any, plan: Any, train: bool, *, dump_after: str | None = None,
+                   dump: Callable[[str], None] | None = None,
+                   dump_format: str = "text") -> Pipeline:
+    """The pass pipeline ``import -> train -> sparsify -> lower -> tile -> schedule ->
+    allocate -> encode``."""
+    return Pipeline([ImportPass(workload), TrainingExpandPass(workload, train),
+                     SparsifyPass(plan), LowerPass(), TilePass(), SchedulePass(),
+                     AllocatePass(), EncodePass()],
+                    dump_after=dump_after, dump=dump, dump_format=dump_format)
+
+
+def compile_workload(workload: Any, config: AccelConfig, *, sparsity: str = "dense",
+                     train: bool = False, dataflow: str = "weight-reuse",
+                     options: CompileOptions | None = None, with_data: bool = True,
+                     seed: int = 0, batch: int = 1, seq: int | None = None,
+                     dump_after: str | None = None,
+                     dump: Callable[[str], None] | None = None,
+                     dump_format: str = "text") -> Program:
+    """Compile a workload into a :class:`Program` for ``config``.
+
+    Parameters
+    ----------
+    workload : str or Workload
+        A zoo name / file understood by :func:`sparsa.workloads.load_workload`, or a
+        workload object.
+    config : AccelConfig
+    sparsity : str
+        A sparsity plan (``"2:4"``, ``"conv1=dense;*=2:4"``,
+        ``"fwd=2:8,bwd=2:8,method=bimask"``...).
+    train : bool
+        Compile a training step (forward, backward-data and weight-gradient GEMMs).
+    dataflow : {"weight-reuse", "act-reuse"}
+        Loop order (overrides ``options.dataflow``).
+    options : CompileOptions, optional
+    with_data : bool
+        ``False``: no weight values or activations — the DRAM image is empty
+        (``meta["dram_beats"]`` gives its size), non-zero counts are analytic; the
+        instruction stream has the same shape as with data (for N:M and dense specs).
+    seed : int
+        Seed of synthetic weights, activations, block choices and Bi-Mask's search.
+    batch, seq : int
+        Passed to :func:`sparsa.workloads.load_workload`.
+    dump_after : str, optional
+        Dump the graph after this pass (one of :data:`PASS_NAMES`) to ``dump``.
+
+    Returns
+    -------
+    Program
+        With data, ``program.expected`` maps every GEMM output tensor to its expected
+        int8/int32 values (numpy from the GEMM inputs), for checking a final DRAM image
+        (:func:`sparsa.compiler.gemms.read_output`).
+    """
+    from sparsa.workloads.sparsity import SparsityPlan
+    opt = options or CompileOptions()
+    if dataflow != opt.dataflow:
+        opt = dataclasses.replace(opt, dataflow=dataflow)
+    plan = SparsityPlan.parse(sparsity)
+    wl = _workload(workload, batch, seq)
+    g = CGraph(config, opt, with_data=with_data, seed=seed)
+    pipe = build_pipeline(wl, plan, train, dump_after=dump_after, dump=dump,
+                          dump_format=dump_format)
+    g = pipe.run(g)
+    prog = g.program
+    prog.meta.update(sparsity=str(plan), train=train,
+                     pass_seconds={k: round(v, 4) for k, v in pipe.times.items()})
+    prog.meta.pop("expected_outputs", None)
+    prog.expected = dict(g.results)
+    return prog

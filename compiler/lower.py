@@ -1,0 +1,143 @@
+"""Lowering: GEMM nodes -> per-group :class:`GemmOp`, with mode, ReLU fusion, chaining and
+requantisation.
+
+* **Mode** per node: ``sparse`` when every group's stationary operand fits the array's
+  ``n:m`` (on data; analytically from the spec without), else ``dense`` (noted).
+* **ReLU fusion**: a ``relu`` node whose only input is a GEMM node (that has no other
+  consumer) is applied by that GEMM's STOREs and becomes a host node of zero cost
+  (``fused``).
+* **Chaining**: a GEMM reads its producer's output directly from DRAM when im2col is the
+  identity (one group, same ``P``, ``K`` equal to the producer's ``Q``: linear layers, 1x1
+  convolutions, MLP chains) and the rows are beat aligned. Otherwise the core has no im2col
+  or relayout unit: the host writes the GEMM's input (``<layer>.im2col`` host node, element
+  count ``P * K`` per group) — with data the compiler fills it with seeded int8 values.
+* **Requantisation**: int8 outputs with the per-op shift of :mod:`sparsa.compiler.quant`;
+  weight gradients stay int32.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import wformat
+from .errors import CompileError
+from .gemms import chainable
+from .ir import CGraph, GemmOp, Node
+from .quant import choose_shift, nominal_shift, requant
+
+__all__ = ["LowerPass"]
+
+
+def _node_mode(g: CGraph, n: Node) -> tuple[str, list[str]]:
+    cfg = g.config
+    opt = g.options.sparse_mode
+    if opt == "dense":
+        return "dense", []
+    if g.with_data:
+        fits = all(wformat.fits_sparse(cfg, n.w[gi]) for gi in range(n.gemm[3]))
+        full = n.nnz == n.gemm[1] * n.gemm[2] * n.gemm[3]
+    else:
+        spec = n.spec
+        kv = n.attrs.get("_kvec")
+        if n.structure is not None:
+            fits = wformat.fits_sparse(cfg, n.structure)
+        elif kv is not None and spec.n is not None:
+            fits = wformat.max_per_window(cfg, spec.n, spec.m) <= cfg.n
+        else:
+            fits = cfg.n >= cfg.m
+        full = n.nnz == n.gemm[1] * n.gemm[2] * n.gemm[3]
+    if fits and not full:
+        return "sparse", []
+    if fits:   # dense weights on an n == m array: dense mode is the same rate, fewer bytes
+        return "dense", []
+    if opt == "sparse" and n.spec is not None and n.spec.kind != "dense":
+        raise CompileError(f"{n.name}: pattern {n.spec} does not fit the array's "
+                           f"{cfg.n}:{cfg.m}; use sparse_mode=auto or dense")
+    why = [] if n.spec is None or n.spec.kind == "dense" else \
+        [f"dense mode: {n.spec} has more than {cfg.n} non-zeros in some aligned "
+         f"{cfg.m}-window"]
+    return "dense", why
+
+
+class LowerPass:
+    """GEMM nodes -> GemmOps (see the module docstring)."""
+
+    name = "lower"
+
+    def run(self, g: CGraph) -> tuple[CGraph, bool]:
+        cfg = g.config
+        rng = np.random.default_rng(g.seed + 7)
+        by_name = {n.name: i for i, n in enumerate(g.nodes)}
+        consumers: dict[str, list[int]] = {}
+        for i, n in enumerate(g.nodes):
+            for inp in n.inputs:
+                consumers.setdefault(inp, []).append(i)
+        # ReLU fusion
+        alias: dict[str, str] = {}
+        if g.options.fuse_relu:
+            for n in g.nodes:
+                if n.kind.lower() == "relu" and len(n.inputs) == 1:
+                    src = n.inputs[0]
+                    pi = by_name.get(src)
+                    if pi is not None and g.nodes[pi].is_gemm and \
+                            len(consumers.get(src, [])) == 1 and g.nodes[pi].phase != "wgrad":
+                        g.nodes[pi].relu = True
+                        n.attrs["host_meta"] = {"fused_into": src}
+                        n.out_elements = 0
+                        n.notes.append(f"fused into {src}'s STORE")
+                        alias[n.name] = src
+        new_nodes: list[Node] = []
+        ops: list[GemmOp] = []
+        outputs: dict[str, GemmOp] = {}      # node name -> op writing it (one group only)
+        results: dict[str, np.ndarray] = {}
+        for n in g.nodes:
+            if not n.is_gemm:
+                new_nodes.append(n)
+                continue
+            P, K, Q, groups = n.gemm
+            mode, notes = _node_mode(g, n)
+            n.notes += notes
+            wgrad = n.phase == "wgrad"
+            # chaining
+            src = None
+            if len(n.inputs) == 1 and groups == 1 and n.stationary == "weight":
+                s = outputs.get(alias.get(n.inputs[0], n.inputs[0]))
+                if s is not None and s.P == P and s.Q == K and s.requant and \
+                        chainable(cfg, mode) and n.perm is None:
+                    src = s
+            if src is None:
+                new_nodes.append(Node(f"{n.name}.im2col", "im2col", n.phase, n.inputs,
+                                      out_elements=P * K * groups, source=n.source,
+                                      notes=["host lays out the GEMM input"]))
+            ni = len(new_nodes)
+            new_nodes.append(n)
+            for gi in range(groups):
+                name = n.name if groups == 1 else f"{n.name}/g{gi}"
+                w = n.w[gi] if n.w is not None else None
+                op = GemmOp(name, ni, gi, P, K, Q, x=src.y if src else f"{name}.x",
+                            y=f"{name}.y", w=w, kvec=n.attrs.get("_kvec"),
+                            structure=n.structure,
+                            nnz=int(np.count_nonzero(w)) if w is not None else n.nnz // groups,
+                            relu=int(n.relu), requant=int(not wgrad), x_chained=src is not None,
+                            mode=mode, mode_notes=list(notes), phase=n.phase)
+                if g.with_data:
+                    if src is not None:
+                        x = results[src.y]
+                    else:
+                        x = rng.integers(-128, 128, size=(P, K)).astype(np.int8)
+                        g.data[op.x] = x
+                    y32 = (x.astype(np.int64) @ w.astype(np.int64)).astype(np.uint32) \
+                        .view(np.int32)
+                    op.shift = choose_shift(y32, bool(op.relu)) if op.requant else 0
+                    results[op.y] = requant(y32, op.shift, bool(op.relu)) if op.requant \
+                        else y32
+                elif op.requant:
+                    op.shift = nominal_shift(max(1, op.nnz // max(1, Q)))
+                ops.append(op)
+                if groups == 1:
+                    outputs[n.name] = op
+        g.nodes = new_nodes
+        g.ops = ops
+        g.meta["expected_outputs"] = sorted(results) if g.with_data else []
+        g.results = results if g.with_data else {}
+        return g, True
