@@ -20,7 +20,7 @@ from .ir import CGraph, GemmOp, Node
 from .options import CompileOptions
 from .pipeline import Pipeline
 from .program import Program
-from .quant import choose_shift, requant
+from .quant import matmul_exact, choose_shift, requant
 from .schedule import SchedulePass
 from .tiling import TilePass
 
@@ -89,7 +89,7 @@ def compile_gemms(cfg: AccelConfig, gemms: list[Gemm], *,
         P, K = x.shape
         if w.shape[0] != K:
             raise CompileError(f"gemm {i}: x has K={K} columns but w has {w.shape[0]} rows")
-        y32 = (x.astype(np.int64) @ w.astype(np.int64)).astype(np.uint32).view(np.int32)
+        y32 = matmul_exact(x, w).astype(np.uint32).view(np.int32)
         shift = gm.shift if gm.shift is not None else (
             choose_shift(y32, gm.relu) if gm.requant else 0)
         results[f"g{i}.y"] = requant(y32, shift, gm.relu) if gm.requant else y32

@@ -23,7 +23,7 @@ from . import wformat
 from .errors import CompileError
 from .gemms import chainable
 from .ir import CGraph, GemmOp, Node
-from .quant import choose_shift, nominal_shift, requant
+from .quant import matmul_exact, choose_shift, nominal_shift, requant
 
 __all__ = ["LowerPass"]
 
@@ -126,7 +126,7 @@ class LowerPass:
                     else:
                         x = rng.integers(-128, 128, size=(P, K)).astype(np.int8)
                         g.data[op.x] = x
-                    y32 = (x.astype(np.int64) @ w.astype(np.int64)).astype(np.uint32) \
+                    y32 = matmul_exact(x, w).astype(np.uint32) \
                         .view(np.int32)
                     op.shift = choose_shift(y32, bool(op.relu)) if op.requant else 0
                     results[op.y] = requant(y32, op.shift, bool(op.relu)) if op.requant \

@@ -13,7 +13,14 @@ import math
 
 import numpy as np
 
-__all__ = ["choose_shift", "nominal_shift", "requant"]
+__all__ = ["choose_shift", "nominal_shift", "requant", "matmul_exact"]
+
+
+def matmul_exact(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Exact ``x @ w`` of int8 matrices as int64 (float64 BLAS: exact below 2**53)."""
+    if x.shape[1] < (1 << 30):
+        return (x.astype(np.float64) @ w.astype(np.float64)).astype(np.int64)
+    return x.astype(np.int64) @ w.astype(np.int64)
 
 
 def requant(y: np.ndarray, shift: int, relu: bool) -> np.ndarray:

@@ -1,9 +1,91 @@
-"""CLI verbs of this area (filled in by the owning issue)."""
+"""``sparsa compile``: compile a workload into a program for the core."""
 
 from __future__ import annotations
 
+import json
+import os
+import time
+from pathlib import Path
+
 import click
+
+from sparsa.compiler.api import PASS_NAMES, compile_workload
+from sparsa.compiler.options import DATAFLOWS, SPARSE_MODES, CompileOptions
+from sparsa.hw.config import resolve_config
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+@click.command("compile")
+@click.argument("workload")
+@click.option("--config", "config", default=None, help="Preset name or YAML file.")
+@click.option("--sparsity", default="dense", show_default=True,
+              help="Sparsity plan, e.g. 2:4, block16x16:0.5+1:16, 'conv1=dense;*=2:4', "
+                   "fwd=2:8,bwd=2:8,method=bimask.")
+@click.option("--train", is_flag=True, help="Compile a training step (fwd, bwd-data, wgrad).")
+@click.option("--dataflow", type=click.Choice(DATAFLOWS), default="weight-reuse",
+              show_default=True, help="Loop order.")
+@click.option("--sparse-mode", type=click.Choice(SPARSE_MODES), default="auto",
+              show_default=True)
+@click.option("--no-interleave", is_flag=True, help="FENCE between GEMMs.")
+@click.option("--no-double-buffer", is_flag=True)
+@click.option("--no-reuse", is_flag=True, help="Do not keep activation blocks across GEMMs.")
+@click.option("--no-pregenerate", is_flag=True,
+              help="Training: no pre-generated compressed W^T (backward-data runs dense).")
+@click.option("--no-data", is_flag=True,
+              help="No weights/activations: instruction stream and manifest only (fast).")
+@click.option("--batch", default=1, show_default=True, type=click.IntRange(1))
+@click.option("--seq", default=None, type=click.IntRange(1))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--dump-after", type=click.Choice(PASS_NAMES), default=None,
+              help="Print the graph after this pass.")
+@click.option("--dump-format", type=click.Choice(["text", "json"]), default="text")
+@click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False),
+              help="Output directory (program.sprg, program.json, summary.json).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def compile_cmd(workload: str, config: str | None, sparsity: str, train: bool, dataflow: str,
+                sparse_mode: str, no_interleave: bool, no_double_buffer: bool, no_reuse: bool,
+                no_pregenerate: bool, no_data: bool, batch: int, seq: int | None, seed: int,
+                dump_after: str | None, dump_format: str, out: str, as_json: bool) -> None:
+    """Compile WORKLOAD and write the program to OUT."""
+    cfg = resolve_config(config)
+    opt = CompileOptions(dataflow=dataflow, sparse_mode=sparse_mode,
+                         interleave=not no_interleave, double_buffer=not no_double_buffer,
+                         reuse_schedule=not no_reuse, pregenerate_bwd=not no_pregenerate)
+    t0 = time.perf_counter()
+    prog = compile_workload(workload, cfg, sparsity=sparsity, train=train, dataflow=dataflow,
+                            options=opt, with_data=not no_data, seed=seed, batch=batch,
+                            seq=seq, dump_after=dump_after, dump=click.echo,
+                            dump_format=dump_format)
+    secs = time.perf_counter() - t0
+    outdir = Path(out)
+    outdir.mkdir(parents=True, exist_ok=True)
+    prog.save(outdir / "program.sprg")
+    prog.save_json(outdir / "program.json")
+    summ = dict(prog.summary(), workload=workload, config=cfg.name, sparsity=sparsity,
+                train=train, dataflow=dataflow, compile_seconds=round(secs, 3))
+    _write_text(outdir / "summary.json", json.dumps(summ, indent=1))
+    if as_json:
+        click.echo(json.dumps(summ, indent=1))
+        return
+    kinds = ", ".join(f"{k} {v}" for k, v in summ["by_kind"].items())
+    dense, nz, issued = summ["dense_macs"], summ["nonzero_macs"], summ["macs_issued"]
+    click.echo(f"{workload} on {cfg.name} ({sparsity}{', train' if train else ''}, "
+               f"{dataflow}): compiled in {secs:.2f} s -> {outdir}")
+    click.echo(f"  instructions      {summ['instructions']} ({kinds})")
+    click.echo(f"  DRAM moved        {summ['dram_read_bytes']} B read, "
+               f"{summ['dram_write_bytes']} B written; image {summ['dram_image_bytes']} B")
+    click.echo(f"  MACs issued       {issued}")
+    click.echo(f"  dense-equiv MACs  {dense}")
+    click.echo(f"  non-zero MACs     {nz} ({nz / max(1, dense):.1%} of dense; "
+               f"{nz / max(1, issued):.1%} of issued)")
+    click.echo(f"  layers            {summ['gemm_layers']} GEMM, {summ['host_layers']} host")
 
 
 def register(group: click.Group) -> None:
-    """Add this module's verbs to the top-level group."""
+    """Add ``compile`` to the top-level group."""
+    group.add_command(compile_cmd)
