@@ -10,12 +10,43 @@ from __future__ import annotations
 
 import numpy as np
 from sparsa.hw import layout
+from sparsa.hw.isa import Instr, _field_offsets
 
 from . import wformat
+from .errors import CompileError
 from .ir import CGraph
 from .program import InstrNote, LayerInfo, Program, TensorInfo
 
 __all__ = ["EncodePass", "encode_program", "pack_activations"]
+
+
+class _InstrFactory:
+    """Builds :class:`~sparsa.hw.isa.Instr` objects quickly: field ranges are checked here
+    (one-line :class:`CompileError`), then the instance is filled from a default
+    prototype (the dataclass constructor's per-field validation dominates compile time
+    for whole networks)."""
+
+    def __init__(self) -> None:
+        self._proto: dict[type, tuple[dict, dict[str, int]]] = {}
+
+    def __call__(self, pc: int, cls: type, wait: int, kw: dict) -> Instr:
+        ent = self._proto.get(cls)
+        if ent is None:
+            proto = cls()
+            widths = {k: w for k, (_, w) in _field_offsets(cls.LAYOUT).items()} \
+                if cls.LAYOUT is not None else {}
+            ent = self._proto[cls] = (dict(proto.__dict__), widths)
+        base, widths = ent
+        for k, v in kw.items():
+            if k != "target" and not 0 <= v < (1 << widths[k]):
+                raise CompileError(f"instruction {pc} ({cls.__name__}): {k}={v} does not fit "
+                                   f"in {widths[k]} bits (program too large for the ISA)")
+        obj = object.__new__(cls)
+        d = dict(base)
+        d.update(kw)
+        d["wait"] = int(wait)
+        obj.__dict__.update(d)
+        return obj
 
 
 def pack_activations(cfg, x: np.ndarray, mode: str, nk: int, kp: int) -> np.ndarray:
@@ -35,10 +66,11 @@ def encode_program(g: CGraph) -> Program:
     base = {n: t.addr for n, t in al.tensors.items()}
     instrs = []
     notes = []
+    make = _InstrFactory()
     for cls, kw, wait, tensor, layer, useful in g.sched.instrs:
         if tensor is not None:
             kw = dict(kw, dram_addr=kw["dram_addr"] + base[tensor])
-        instrs.append(cls(wait=int(wait), **kw))
+        instrs.append(make(len(instrs), cls, wait, kw))
         notes.append(InstrNote(layer, int(useful)))
     bb = cfg.beat_bytes
     if g.with_data:

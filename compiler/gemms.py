@@ -20,7 +20,7 @@ from .ir import CGraph, GemmOp, Node
 from .options import CompileOptions
 from .pipeline import Pipeline
 from .program import Program
-from .quant import matmul_exact, choose_shift, requant
+from .quant import choose_shift, matmul_exact, requant
 from .schedule import SchedulePass
 from .tiling import TilePass
 

@@ -23,7 +23,7 @@ from . import wformat
 from .errors import CompileError
 from .gemms import chainable
 from .ir import CGraph, GemmOp, Node
-from .quant import matmul_exact, choose_shift, nominal_shift, requant
+from .quant import choose_shift, matmul_exact, nominal_shift, requant
 
 __all__ = ["LowerPass"]
 

@@ -49,8 +49,9 @@ __all__ = ["ActBlock", "AccBlock", "Step", "Emitter", "Schedule", "SchedulePass"
 
 MIN_CHUNK = 64   # smallest activation LOAD chunk (entries) when splitting a block
 
-_UNIT = {Load: Unit.LOAD, Preload: Unit.PRE, Compute: Unit.EXEC, Store: Unit.STORE}
-_UNITS = (Unit.LOAD, Unit.PRE, Unit.EXEC, Unit.STORE)
+_UNIT = {Load: int(Unit.LOAD), Preload: int(Unit.PRE), Compute: int(Unit.EXEC),
+         Store: int(Unit.STORE)}
+_UNITS = (int(Unit.LOAD), int(Unit.PRE), int(Unit.EXEC), int(Unit.STORE))
 
 
 @dataclass(eq=False)
@@ -89,36 +90,49 @@ class Emitter:
     def __init__(self) -> None:
         self.instrs: list[tuple[type, dict[str, Any], int, str | None, int, int]] = []
         self._sync = {u: -1 for u in _UNITS}
-        self._writer: dict[Any, tuple[int, Unit]] = {}
-        self._readers: dict[Any, dict[Unit, int]] = {}
+        self._writer: dict[Any, tuple[int, int]] = {}
+        self._readers: dict[Any, dict[int, int]] = {}
 
     def emit(self, cls: type, kw: dict[str, Any], *, reads: tuple = (), writes: tuple = (),
              issue_reads: tuple = (), tensor: str | None = None, layer: int = -1,
              useful: int = 0, wait: int = 0) -> None:
-        unit = _UNIT.get(cls)
+        unit = _UNIT.get(cls, 0)
         idx = len(self.instrs)
-        deps: list[tuple[int, Unit]] = []
-        for r in reads + issue_reads:
-            if r in self._writer:
-                deps.append(self._writer[r])
-        for r in writes:
-            if r in self._writer:
-                deps.append(self._writer[r])
-            deps.extend((i, u) for u, i in self._readers.get(r, {}).items())
-        for i, u in deps:
-            if u != unit and self._sync[u] <= i:
-                wait |= u
-        self.instrs.append((cls, kw, wait, tensor, layer, useful))
-        if unit is not None:
-            self._sync[unit] = idx
-        for u in _UNITS:
-            if wait & u or (cls is Fence and wait == 0):
-                self._sync[u] = idx
+        sync, writer, readers = self._sync, self._writer, self._readers
         for r in reads:
-            self._readers.setdefault(r, {})[unit] = idx
+            d = writer.get(r)
+            if d is not None and d[1] != unit and sync[d[1]] <= d[0]:
+                wait |= d[1]
+        for r in issue_reads:
+            d = writer.get(r)
+            if d is not None and d[1] != unit and sync[d[1]] <= d[0]:
+                wait |= d[1]
         for r in writes:
-            self._writer[r] = (idx, unit)
-            self._readers[r] = {}
+            d = writer.get(r)
+            if d is not None and d[1] != unit and sync[d[1]] <= d[0]:
+                wait |= d[1]
+            rd = readers.get(r)
+            if rd:
+                for u, i in rd.items():
+                    if u != unit and sync[u] <= i:
+                        wait |= u
+        self.instrs.append((cls, kw, wait, tensor, layer, useful))
+        if unit:
+            sync[unit] = idx
+        mask = 15 if (cls is Fence and wait == 0) else wait
+        if mask:
+            for u in _UNITS:
+                if mask & u:
+                    sync[u] = idx
+        for r in reads:
+            rd = readers.get(r)
+            if rd is None:
+                readers[r] = {unit: idx}
+            else:
+                rd[unit] = idx
+        for r in writes:
+            writer[r] = (idx, unit)
+            readers[r] = {}
 
     def fence(self) -> None:
         self.emit(Fence, {}, wait=0)
