@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import math
 from typing import Any
 
@@ -84,8 +85,11 @@ class TrainingExpandPass:
     def run(self, g: CGraph) -> tuple[CGraph, bool]:
         if not self.enabled:
             return g, False
-        from sparsa.workloads.training import expand_training
-        tw = expand_training(self.workload)
+        if hasattr(self.workload, "expand_training"):
+            tw = self.workload.expand_training()
+        else:
+            from sparsa.workloads.training import expand_training
+            tw = expand_training(self.workload)
         g.nodes = _nodes_from_layers(list(tw.layers()))
         return g, True
 
@@ -175,7 +179,7 @@ class SparsifyPass:
             P, K, Q, groups = n.gemm
             src = n.source or n.name
             user_spec = self.plan.spec_for(src)
-            named = any(__import__("fnmatch").fnmatchcase(src, p) for p in explicit)
+            named = any(fnmatch.fnmatchcase(src, p) for p in explicit)
             spec = _phase_spec(user_spec, n.phase, n.stationary,
                                named or n.stationary == "weight")
             n.spec = spec
@@ -189,7 +193,7 @@ class SparsifyPass:
                 continue
             # with data: the stationary operand's values
             w = None
-            if n.stationary == "weight" and n.layer is not None:
+            if n.layer is not None:
                 try:
                     w = n.layer.gemm_weight()
                 except (AttributeError, NotImplementedError):

@@ -11,6 +11,9 @@ requantisation.
   convolutions, MLP chains) and the rows are beat aligned. Otherwise the core has no im2col
   or relayout unit: the host writes the GEMM's input (``<layer>.im2col`` host node, element
   count ``P * K`` per group) — with data the compiler fills it with seeded int8 values.
+* **Backward weights**: with ``pregenerate_bwd`` the backward-data GEMM's ``W^T`` (own
+  mask, Bi-Mask permutation applied to its rows) is stored compressed in the DRAM image;
+  without it the GEMM runs dense and a ``<layer>.wt_gen`` host node generates ``W^T``.
 * **Requantisation**: int8 outputs with the per-op shift of :mod:`sparsa.compiler.quant`;
   weight gradients stay int32.
 """
@@ -96,6 +99,15 @@ class LowerPass:
                 continue
             P, K, Q, groups = n.gemm
             mode, notes = _node_mode(g, n)
+            if n.phase == "bwd_data" and not g.options.pregenerate_bwd:
+                # no compressed W^T in DRAM: the host transposes and masks W each step and
+                # the array runs the backward-data GEMM densely
+                mode = "dense"
+                notes = ["dense mode: backward weights not pre-generated"]
+                new_nodes.append(Node(f"{n.name}.wt_gen", "transpose_mask", n.phase,
+                                      (n.source,), out_elements=K * Q * groups,
+                                      source=n.source,
+                                      notes=["host generates W^T with its mask"]))
             n.notes += notes
             wgrad = n.phase == "wgrad"
             # chaining
@@ -105,6 +117,9 @@ class LowerPass:
                 if s is not None and s.P == P and s.Q == K and s.requant and \
                         chainable(cfg, mode) and n.perm is None:
                     src = s
+            # linear layers reading the same tensor share one host-written input
+            shared_x = groups == 1 and n.kind.lower() in ("linear", "gemm", "fc") and \
+                len(n.inputs) == 1 and n.perm is None and n.phase in ("inf", "fwd")
             if src is None:
                 new_nodes.append(Node(f"{n.name}.im2col", "im2col", n.phase, n.inputs,
                                       out_elements=P * K * groups, source=n.source,
@@ -114,7 +129,10 @@ class LowerPass:
             for gi in range(groups):
                 name = n.name if groups == 1 else f"{n.name}/g{gi}"
                 w = n.w[gi] if n.w is not None else None
-                op = GemmOp(name, ni, gi, P, K, Q, x=src.y if src else f"{name}.x",
+                xname = f"{name}.x"
+                if src is None and shared_x and g.options.reuse_schedule:
+                    xname = f"{n.inputs[0]}.x.{mode}.k{K}"
+                op = GemmOp(name, ni, gi, P, K, Q, x=src.y if src else xname,
                             y=f"{name}.y", w=w, kvec=n.attrs.get("_kvec"),
                             structure=n.structure,
                             nnz=int(np.count_nonzero(w)) if w is not None else n.nnz // groups,
@@ -123,8 +141,14 @@ class LowerPass:
                 if g.with_data:
                     if src is not None:
                         x = results[src.y]
+                    elif op.x in g.data:
+                        x = g.data[op.x]
                     else:
-                        x = rng.integers(-128, 128, size=(P, K)).astype(np.int8)
+                        host = getattr(n.layer, "host_input", None)
+                        x = np.asarray(host(gi), np.int8) if host is not None else \
+                            rng.integers(-128, 128, size=(P, K)).astype(np.int8)
+                        if n.perm is not None:   # Bi-Mask: the host writes dY permuted
+                            x = x[:, n.perm]
                         g.data[op.x] = x
                     y32 = matmul_exact(x, w).astype(np.uint32) \
                         .view(np.int32)
