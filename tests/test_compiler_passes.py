@@ -1,0 +1,98 @@
+"""Passes one by one: weight format, dumps, options."""
+
+import json
+
+import numpy as np
+import pytest
+from sparsa.compiler import CompileError, CompileOptions, compile_workload, wformat
+from sparsa.compiler.reference import RefGraph
+from sparsa.compiler.tilegen import random_nm_weights
+from sparsa.hw import layout
+from sparsa.hw.config import PRESETS
+
+
+@pytest.mark.parametrize("name", ["4x4-n2m4", "8x8-n2m8", "16x16-n2m4", "16x16-n1m16"])
+def test_weight_tiles_round_trip(name):
+    cfg = PRESETS[name]
+    rng = np.random.default_rng(0)
+    w = random_nm_weights(rng, 3 * cfg.k_per_pass + 5, 2 * cfg.cols + 3, cfg.n, cfg.m)
+    w[:, cfg.cols:2 * cfg.cols] = 0                     # a skipped column block
+    w[cfg.k_per_pass:2 * cfg.k_per_pass] = 0            # skipped K tiles
+    for mode in ("sparse", "dense"):
+        tm = wformat.tile_map_from_weights(cfg, w, mode)
+        tiles = wformat.pack_tiles(cfg, w, tm)
+        np.testing.assert_array_equal(wformat.unpack_tiles(cfg, tiles, tm, *w.shape), w)
+        assert tm.keep[:, 1].sum() == 1                 # all-zero column block keeps one tile
+        if mode == "sparse":
+            # PE row g*n+s holds window g's s-th non-zero with its in-window index
+            v, i = layout.unpack_wgt_entries(cfg, layout.from_beats(
+                cfg, tiles[0], cfg.wgt_entry_bytes))
+            t0 = w[:cfg.k_per_pass, :cfg.cols]
+            for c in range(cfg.cols):
+                for g in range(cfg.groups):
+                    nz = np.nonzero(t0[g * cfg.m:(g + 1) * cfg.m, c])[0]
+                    for s, pos in enumerate(nz):
+                        assert v[g * cfg.n + s, c] == t0[g * cfg.m + pos, c]
+                        assert i[g * cfg.n + s, c] == pos
+
+
+def test_fits_sparse_and_window_bound():
+    cfg = PRESETS["16x16-n2m8"]
+    assert wformat.max_per_window(cfg, 2, 4) == 4
+    assert wformat.max_per_window(cfg, 1, 4) == 2
+    assert wformat.max_per_window(PRESETS["16x16-n2m4"], 2, 8) == 2
+    w = np.zeros((8, 1), np.int8)
+    w[[0, 1]] = 1
+    assert wformat.fits_sparse(cfg, w)
+    w[2] = 1
+    assert not wformat.fits_sparse(cfg, w)
+
+
+def _graph():
+    rng = np.random.default_rng(0)
+    g = RefGraph("tiny", rng.integers(-128, 128, (9, 24)).astype(np.int8), 0)
+    g.linear("fc1", "x", 24, 40)
+    g.relu("r", "fc1")
+    g.linear("fc2", "r", 40, 16)
+    g.evaluate("2:4")
+    return g
+
+
+@pytest.mark.parametrize("after", ["import", "sparsify", "lower", "tile", "schedule",
+                                   "allocate", "encode"])
+def test_dump_after_each_pass(after):
+    out = []
+    compile_workload(_graph(), PRESETS["8x8-n2m4"], sparsity="2:4", dump_after=after,
+                     dump=out.append)
+    assert len(out) == 1 and "fc1" in out[0]
+    if after in ("tile", "schedule", "allocate", "encode"):
+        assert "order=weight-reuse" in out[0] and "sparse kp=16" in out[0]
+        assert "relu" in out[0] and "shift=" in out[0]
+    if after == "lower":
+        assert "(chained)" in out[0]          # fc2 reads fc1's output directly
+    js = []
+    compile_workload(_graph(), PRESETS["8x8-n2m4"], sparsity="2:4", dump_after=after,
+                     dump=js.append, dump_format="json")
+    d = json.loads(js[0])
+    assert d["options"]["dataflow"] == "weight-reuse"
+
+
+def test_bad_options_are_one_line_errors():
+    with pytest.raises(CompileError, match="dataflow='zigzag' is invalid; allowed"):
+        CompileOptions(dataflow="zigzag")
+    with pytest.raises(CompileError, match="sparse_mode"):
+        CompileOptions(sparse_mode="maybe")
+    with pytest.raises(CompileError, match="--dump-after 'nope' is not a pass"):
+        compile_workload(_graph(), PRESETS["8x8-n2m4"], dump_after="nope")
+    with pytest.raises(CompileError, match="does not fit"):
+        compile_workload(_graph(), PRESETS["8x8-n2m8"], sparsity="2:4",
+                         options=CompileOptions(sparse_mode="sparse"))
+
+
+def test_dense_option_is_the_dense_baseline():
+    g = _graph()
+    sp = compile_workload(g, PRESETS["8x8-n2m4"], sparsity="2:4").summary()
+    de = compile_workload(g, PRESETS["8x8-n2m4"], sparsity="2:4",
+                          options=CompileOptions(sparse_mode="dense")).summary()
+    assert de["macs_issued"] > sp["macs_issued"]
+    assert de["nonzero_macs"] == sp["nonzero_macs"]
