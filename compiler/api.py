@@ -27,7 +27,12 @@ PASS_NAMES = ("import", "train", "sparsify", "lower", "tile", "schedule", "alloc
 
 def _workload(workload: Any, batch: int, seq: int | None) -> Any:
     if isinstance(workload, str):
-        from sparsa.workloads import load_workload
+        try:
+            from sparsa.workloads import load_workload
+        except ImportError:
+            raise CompileError(f"workload {workload!r}: loading workloads by name needs "
+                               f"sparsa.workloads.load_workload, which is not available") \
+                from None
         return load_workload(workload, batch=batch, seq=seq)
     if not hasattr(workload, "layers"):
         raise CompileError(f"workload must be a name or a Workload, not "
