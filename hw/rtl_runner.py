@@ -118,9 +118,10 @@ def _verilator_env() -> None:
 
 
 def rtl_available() -> bool:
-    """True when the Verilog generator exists (the core is part of this checkout)."""
+    """True when the Verilog generator and the core it converts are part of this checkout."""
     import importlib.util
-    return importlib.util.find_spec("sparsa.hw.verilog") is not None
+    return all(importlib.util.find_spec(m) is not None
+               for m in ("sparsa.hw.verilog", "sparsa.hw.core"))
 
 
 def _build_root() -> Path:
