@@ -1,0 +1,407 @@
+"""The sweep YAML schema and its expansion into design points.
+
+A sweep spec names the axes of a design space; :func:`load_spec` validates it (pydantic, no
+unknown keys) and :meth:`SweepSpec.expand` turns it into the list of :class:`DesignPoint`.
+Everything that can be wrong with a spec is found here, before any point is evaluated: an
+unknown key, a value of the wrong type, a configuration :class:`~sparsa.hw.config.AccelConfig`
+rejects, an unknown sparsity spec or dataflow, an empty axis. Each error is one line that
+names the spec file and the offending key.
+
+Example::
+
+    name: demo
+    workloads: [resnet50, bert-base]
+    configs:                      # cross product of the listed axes ...
+      base: 16x16-n2m4            # preset(s) the other fields start from
+      rows: [8, 16, 32]
+      cols: [8, 16, 32]
+      m: [4, 8]
+      scratchpad_kib: [64]        # sets wgt_sp_kib, act_sp_kib and acc_sp_kib together
+      dram_bytes_per_cycle: [16, 32]
+      skip_invalid: false         # true: drop combinations AccelConfig rejects
+    # configs: [16x16-n2m4, {preset: 8x8-n2m8, dram_bytes_per_cycle: 8}, my.yaml]  # ... or a list
+    sparsity: [dense, "2:4", "2:8"]
+    dataflows: [ws, os, is]
+    train: [false, true]
+    batch: [1]
+    seq: [128]                    # transformer sequence length (ignored by CNNs)
+    area: true                    # area per design point from sparsa.hw.area
+    per_layer: false              # also store per-layer rows (for the utilisation plot)
+
+Instead of the axes, ``points:`` lists design points explicitly; each point is a mapping
+with ``workload`` and ``config`` and optionally ``sparsity``, ``dataflow``, ``train``,
+``batch`` and ``seq`` (defaults: dense, ws, false, 1, none).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from sparsa.hw.config import PRESETS, AccelConfig, ConfigError, from_dict, resolve_config
+
+from .errors import ReportError
+
+__all__ = ["DATAFLOWS", "DesignPoint", "SweepSpec", "load_spec", "parse_spec", "point_hash"]
+
+#: Dataflows the model implements (weight-, output- and input-stationary).
+DATAFLOWS = ("ws", "os", "is")
+
+#: Config fields a ``configs:`` mapping can sweep (besides ``base`` and ``scratchpad_kib``).
+CONFIG_AXES = ("rows", "cols", "n", "m", "wgt_sp_kib", "act_sp_kib", "acc_sp_kib",
+               "dram_bytes_per_cycle", "dram_latency_cycles", "clock_mhz")
+
+#: Version of the point description that enters the content hash.
+HASH_VERSION = 1
+
+
+def _as_list(v: Any) -> Any:
+    return v if isinstance(v, list) else [v]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+
+class ConfigAxesSpec(_Strict):
+    """``configs:`` as a cross product of config fields."""
+
+    base: list[str] = ["16x16-n2m4"]
+    rows: list[int] | None = None
+    cols: list[int] | None = None
+    n: list[int] | None = None
+    m: list[int] | None = None
+    scratchpad_kib: list[float] | None = None
+    wgt_sp_kib: list[float] | None = None
+    act_sp_kib: list[float] | None = None
+    acc_sp_kib: list[float] | None = None
+    dram_bytes_per_cycle: list[int] | None = None
+    dram_latency_cycles: list[int] | None = None
+    clock_mhz: list[float] | None = None
+    skip_invalid: bool = False
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _wrap(cls, v: Any, info: Any) -> Any:
+        if info.field_name == "skip_invalid" or v is None:
+            return v
+        return _as_list(v)
+
+
+class PointSpec(_Strict):
+    """One explicit design point of ``points:``."""
+
+    workload: str
+    config: str | dict[str, Any]
+    sparsity: str = "dense"
+    dataflow: str = "ws"
+    train: bool = False
+    batch: int = 1
+    seq: int | None = None
+
+
+class SweepSpecModel(_Strict):
+    """The raw schema; :class:`SweepSpec` is what :func:`load_spec` returns."""
+
+    name: str = "sweep"
+    workloads: list[str] | None = None
+    configs: ConfigAxesSpec | list[str | dict[str, Any]] | None = None
+    sparsity: list[str] = ["dense"]
+    dataflows: list[str] = ["ws"]
+    train: list[bool] = [False]
+    batch: list[int] = [1]
+    seq: list[int | None] = [None]
+    options: dict[str, Any] = {}
+    area: bool = True
+    per_layer: bool = False
+    points: list[PointSpec] | None = None
+
+    @field_validator("workloads", "sparsity", "dataflows", "train", "batch", "seq",
+                     mode="before")
+    @classmethod
+    def _wrap(cls, v: Any) -> Any:
+        return v if v is None else _as_list(v)
+
+
+@dataclass(frozen=True)
+class DesignPoint:
+    """One point of a design space: what is simulated, on which hardware.
+
+    ``config`` is the full :class:`AccelConfig`; ``key`` is the content hash of everything
+    that determines the result (the config's fields except its name, the workload, sparsity,
+    dataflow, training flag, batch, sequence length and options).
+    """
+
+    index: int
+    workload: str
+    config: AccelConfig
+    sparsity: str = "dense"
+    dataflow: str = "ws"
+    train: bool = False
+    batch: int = 1
+    seq: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    area: bool = True
+    per_layer: bool = False
+
+    @property
+    def key(self) -> str:
+        return point_hash(self)
+
+    def to_task(self) -> dict[str, Any]:
+        """A plain picklable dict handed to the evaluation function."""
+        return {"index": self.index, "hash": self.key, "workload": self.workload,
+                "config": self.config.to_dict(), "sparsity": self.sparsity,
+                "dataflow": self.dataflow, "train": self.train, "batch": self.batch,
+                "seq": self.seq, "options": dict(self.options), "area": self.area,
+                "per_layer": self.per_layer}
+
+
+def point_hash(p: DesignPoint) -> str:
+    """Content hash (16 hex digits) of a design point; the store's key."""
+    cfg = p.config.to_dict()
+    cfg.pop("name", None)
+    desc = {"v": HASH_VERSION, "workload": p.workload, "config": cfg, "sparsity": p.sparsity,
+            "dataflow": p.dataflow, "train": bool(p.train), "batch": p.batch, "seq": p.seq,
+            "options": p.options}
+    text = json.dumps(desc, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A validated sweep spec: its name, source and design points (in a fixed order)."""
+
+    name: str
+    source: str
+    points: tuple[DesignPoint, ...]
+    raw: dict[str, Any]
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+
+# ---- validation helpers --------------------------------------------------------------------
+def _err(source: str, key: str, msg: str) -> ReportError:
+    return ReportError(f"{source}: {key}: {msg}")
+
+
+def _loc(loc: Iterable[Any]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("list[union[str,dict[str,any]]]", "ConfigAxesSpec") or "[" in str(part):
+            continue  # pydantic's union-branch labels
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _pydantic_error(source: str, e: ValidationError) -> ReportError:
+    errs = e.errors()
+    # prefer "unknown key" errors: they are the most precise
+    errs.sort(key=lambda d: d["type"] != "extra_forbidden")
+    first = errs[0]
+    key = _loc(first["loc"])
+    if first["type"] == "extra_forbidden":
+        return _err(source, key, "unknown key")
+    return _err(source, key, f"{first['msg']} (got {first.get('input')!r})")
+
+
+def _check_sparsity(source: str, key: str, text: str) -> str:
+    from sparsa.workloads.errors import WorkloadError
+    from sparsa.workloads.sparsity import SparsityPlan
+
+    try:
+        SparsityPlan.parse(text)
+    except WorkloadError as e:
+        raise _err(source, key, str(e).splitlines()[0]) from None
+    return text
+
+
+def _check_dataflow(source: str, key: str, text: str) -> str:
+    if text not in DATAFLOWS:
+        raise _err(source, key, f"unknown dataflow {text!r}; allowed: {', '.join(DATAFLOWS)}")
+    return text
+
+
+def _known_workloads() -> set[str] | None:
+    """Names of the model zoo, or ``None`` when the zoo cannot list them."""
+    try:
+        from sparsa.workloads import zoo
+    except ImportError:
+        return None
+    for attr in ("ZOO", "MODELS", "REGISTRY"):
+        names = getattr(zoo, attr, None)
+        if isinstance(names, dict):
+            return set(names)
+    fn = getattr(zoo, "list_workloads", None) or getattr(zoo, "names", None)
+    if callable(fn):
+        out = fn()
+        return {x if isinstance(x, str) else getattr(x, "name", str(x)) for x in out}
+    return None
+
+
+def _check_workload(source: str, key: str, name: str, known: set[str] | None) -> str:
+    if known is None or name in known or os.path.exists(name):
+        return name
+    raise _err(source, key, f"unknown workload {name!r}; allowed: {', '.join(sorted(known))} "
+                            "or a model file")
+
+
+def _config_from(source: str, key: str, item: str | dict[str, Any]) -> AccelConfig:
+    try:
+        if isinstance(item, str):
+            return resolve_config(item)
+        return from_dict(dict(item), source=f"{source}: {key}")
+    except ConfigError as e:
+        msg = str(e).splitlines()[0]
+        if msg.startswith(f"{source}: "):
+            raise ReportError(msg) from None
+        raise _err(source, key, msg) from None
+
+
+def _nonempty(source: str, key: str, values: list[Any] | None) -> None:
+    if values is not None and len(values) == 0:
+        raise _err(source, key, "empty list: the cross product has no points")
+
+
+def _axis_configs(source: str, axes: ConfigAxesSpec) -> list[AccelConfig]:
+    _nonempty(source, "configs.base", axes.base)
+    for b in axes.base:
+        if b not in PRESETS:
+            raise _err(source, "configs.base",
+                       f"unknown preset {b!r}; allowed: {', '.join(PRESETS)}")
+    names = ["base", *CONFIG_AXES, "scratchpad_kib"]
+    values = {k: getattr(axes, k) for k in names if getattr(axes, k) is not None}
+    for k, v in values.items():
+        _nonempty(source, f"configs.{k}", v)
+    if "scratchpad_kib" in values:
+        for k in ("wgt_sp_kib", "act_sp_kib", "acc_sp_kib"):
+            if k in values:
+                raise _err(source, "configs.scratchpad_kib",
+                           f"sets {k} too; give one of scratchpad_kib and {k}")
+    keys = list(values)
+    out: list[AccelConfig] = []
+    seen: set[str] = set()
+    for combo in itertools.product(*(values[k] for k in keys)):
+        d = dict(zip(keys, combo, strict=True))
+        base = PRESETS[d.pop("base")]
+        sp = d.pop("scratchpad_kib", None)
+        if sp is not None:
+            d.update(wgt_sp_kib=sp, act_sp_kib=sp, acc_sp_kib=sp)
+        d = {k: (int(v) if isinstance(v, float) and v.is_integer() and k.endswith("kib")
+                 else v) for k, v in d.items()}
+        try:
+            cfg = dataclasses.replace(base, **d)
+        except ConfigError as e:
+            if axes.skip_invalid:
+                continue
+            shown = ", ".join(f"{k}={v}" for k, v in zip(keys, combo, strict=True))
+            raise _err(source, "configs",
+                       f"impossible config ({shown}): {str(e).splitlines()[0]}") from None
+        if cfg != base:
+            cfg = dataclasses.replace(cfg, name=cfg.key)
+        hw_key = json.dumps({k: v for k, v in cfg.to_dict().items() if k != "name"},
+                            sort_keys=True)
+        if hw_key not in seen:
+            seen.add(hw_key)
+            out.append(cfg)
+    if not out:
+        raise _err(source, "configs", "every combination is an impossible config "
+                                      "(skip_invalid dropped them all): no points")
+    return out
+
+
+# ---- public API ---------------------------------------------------------------------------
+def parse_spec(data: Any, source: str = "spec") -> SweepSpec:
+    """Validate a spec mapping and expand it into design points.
+
+    Raises
+    ------
+    ReportError
+        One line naming ``source`` and the offending key.
+    """
+    if not isinstance(data, dict):
+        raise ReportError(f"{source}: expected a mapping with workloads/configs/sparsity/... "
+                          f"keys, got {type(data).__name__}")
+    try:
+        m = SweepSpecModel.model_validate(data)
+    except ValidationError as e:
+        raise _pydantic_error(source, e) from None
+    known = _known_workloads()
+    common = {"options": m.options, "area": m.area, "per_layer": m.per_layer}
+    points: list[DesignPoint] = []
+    if m.points is not None:
+        axes_given = [k for k in ("workloads", "configs") if k in data]
+        if axes_given:
+            raise _err(source, axes_given[0], "give either points or the axes "
+                                              "(workloads, configs, ...), not both")
+        _nonempty(source, "points", m.points)
+        for i, p in enumerate(m.points):
+            key = f"points[{i}]"
+            points.append(DesignPoint(
+                index=i,
+                workload=_check_workload(source, f"{key}.workload", p.workload, known),
+                config=_config_from(source, f"{key}.config", p.config),
+                sparsity=_check_sparsity(source, f"{key}.sparsity", p.sparsity),
+                dataflow=_check_dataflow(source, f"{key}.dataflow", p.dataflow),
+                train=p.train, batch=p.batch, seq=p.seq, **common))
+    else:
+        if m.workloads is None:
+            raise _err(source, "workloads", "missing: list the workloads (or give points)")
+        for key in ("workloads", "sparsity", "dataflows", "train", "batch", "seq"):
+            _nonempty(source, key, getattr(m, key))
+        wls = [_check_workload(source, "workloads", w, known) for w in m.workloads]
+        sps = [_check_sparsity(source, "sparsity", s) for s in m.sparsity]
+        dfs = [_check_dataflow(source, "dataflows", d) for d in m.dataflows]
+        for key in ("batch", "seq"):
+            for v in getattr(m, key):
+                if v is not None and v < 1:
+                    raise _err(source, key, f"must be >= 1, not {v}")
+        if m.configs is None:
+            cfgs = [resolve_config(None)]
+        elif isinstance(m.configs, list):
+            _nonempty(source, "configs", m.configs)
+            cfgs = [_config_from(source, f"configs[{i}]", c) for i, c in enumerate(m.configs)]
+        else:
+            cfgs = _axis_configs(source, m.configs)
+        combos = itertools.product(wls, cfgs, sps, dfs, m.train, m.batch, m.seq)
+        for i, (w, c, s, d, t, b, q) in enumerate(combos):
+            points.append(DesignPoint(index=i, workload=w, config=c, sparsity=s, dataflow=d,
+                                      train=t, batch=b, seq=q, **common))
+    seen: dict[str, int] = {}
+    for p in points:
+        if p.key in seen:
+            raise _err(source, "points" if m.points is not None else "configs",
+                       f"design point {p.index} repeats point {seen[p.key]} "
+                       f"(same hardware, workload and settings)")
+        seen[p.key] = p.index
+    return SweepSpec(name=m.name, source=source, points=tuple(points), raw=data)
+
+
+def load_spec(path: str | os.PathLike[str]) -> SweepSpec:
+    """Read and validate a sweep YAML file (see the module docstring for the schema)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ReportError(f"{path}: cannot read sweep spec ({e.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ReportError(f"{path}: malformed YAML{where}") from None
+    return parse_spec(data, source=str(path))
+

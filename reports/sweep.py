@@ -1,0 +1,396 @@
+"""The sweep engine: evaluate design points in parallel into a resumable results store.
+
+:func:`run_sweep` takes a validated :class:`~sparsa.reports.spec.SweepSpec`, skips the points
+whose content hash already has a row in the results directory, and evaluates the rest
+
+* in-process (``workers=1``),
+* on a local process pool (``concurrent.futures``, the default, 2 workers),
+* on a Dask distributed cluster: an existing one (``scheduler="tcp://host:8786"``) or a
+  ``LocalCluster`` started for the sweep (``dask=True``, ``workers`` processes).
+
+Finished rows are flushed as part files every ``flush_every`` points or ``flush_seconds``
+(whichever first), so killing a sweep loses at most the points still in flight; re-running
+the same spec resumes. A point whose evaluation raises becomes an *error row*
+(``status="error"``, ``error`` = the exception's first line) and the sweep goes on; error
+rows count as finished unless ``retry_errors=True``.
+
+The evaluation function is injectable: any picklable ``evaluate(task: dict) -> dict`` that
+returns a flat dict of JSON scalars (optionally with a ``"layers"`` list of per-layer dicts).
+The default, :func:`evaluate_point`, calls :func:`sparsa.sim.api.run_point` and adds the
+design's area from :func:`sparsa.hw.area.estimate_area`.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import importlib
+import json
+import math
+import multiprocessing
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ReportError
+from .spec import DesignPoint, SweepSpec
+from .store import ResultStore
+
+__all__ = ["KEY_COLUMNS", "VOLATILE_COLUMNS", "SweepResult", "evaluate_point", "run_sweep",
+           "run_task", "check_evaluator"]
+
+#: Columns every row starts with (they describe the design point).
+KEY_COLUMNS = ("point_index", "hash", "status", "error", "workload", "config", "rows", "cols",
+               "n", "m", "wgt_sp_kib", "act_sp_kib", "acc_sp_kib", "dram_bytes_per_cycle",
+               "dram_latency_cycles", "clock_mhz", "energy_table", "sparsity", "dataflow",
+               "train", "batch", "seq")
+
+#: Columns that differ between runs of the same point (wall time, run id, worker).
+VOLATILE_COLUMNS = ("eval_s", "run_id", "worker")
+
+Evaluate = Callable[[dict[str, Any]], dict[str, Any]]
+
+_AREA_CACHE: dict[str, dict[str, Any]] = {}
+
+
+# ---- the default evaluation ---------------------------------------------------------------
+def _area_columns(cfg: Any) -> dict[str, Any]:
+    from sparsa.hw.area import estimate_area
+
+    key = cfg.key
+    if key not in _AREA_CACHE:
+        area = estimate_area(cfg)
+        _AREA_CACHE[key] = {(k if k.startswith("area") else f"area_{k}"): v
+                            for k, v in area.items() if _is_scalar(v)}
+    return dict(_AREA_CACHE[key])
+
+
+def _layer_rows(result: Any) -> list[dict[str, Any]]:
+    layers = result.get("layers") if isinstance(result, dict) else getattr(result, "layers",
+                                                                            None)
+    if layers is None:
+        raise ReportError("per_layer: sparsa.sim.api.simulate returned no per-layer rows")
+    out = []
+    for layer in layers:
+        d = layer if isinstance(layer, dict) else (
+            layer.to_dict() if hasattr(layer, "to_dict") else vars(layer))
+        out.append({k: v for k, v in d.items() if _is_scalar(v)})
+    return out
+
+
+def evaluate_point(task: dict[str, Any]) -> dict[str, Any]:
+    """Evaluate one design point with the SimPy model (and the area model).
+
+    Parameters
+    ----------
+    task : dict
+        :meth:`DesignPoint.to_task` output: ``workload``, ``config`` (AccelConfig fields),
+        ``sparsity``, ``dataflow``, ``train``, ``batch``, ``seq``, ``options``, ``area``,
+        ``per_layer``.
+
+    Returns
+    -------
+    dict
+        :func:`sparsa.sim.api.run_point`'s flat metrics, plus ``area_*`` columns when
+        ``task["area"]``, plus ``"layers"`` (per-layer rows) when ``task["per_layer"]``.
+    """
+    from sparsa.hw.config import AccelConfig
+    from sparsa.sim.api import run_point
+
+    cfg = AccelConfig(**task["config"])
+    kwargs = {"sparsity": task["sparsity"], "dataflow": task["dataflow"],
+              "train": task["train"], "batch": task["batch"], "seq": task["seq"],
+              "options": task["options"] or None}
+    row = dict(run_point(task["workload"], cfg, **kwargs))
+    if task.get("area"):
+        row.update(_area_columns(cfg))
+    if task.get("per_layer"):
+        from sparsa.sim.api import simulate
+
+        row["layers"] = _layer_rows(simulate(task["workload"], cfg, **kwargs))
+    return row
+
+
+def check_evaluator(spec: SweepSpec) -> None:
+    """Fail before any work when the default evaluator's dependencies are missing."""
+    if not _has("sparsa.sim.api", "run_point"):
+        raise ReportError("sweep needs the model (sparsa.sim.api.run_point), which is not "
+                          "installed in this checkout")
+    if any(p.area for p in spec.points) and not _has("sparsa.hw.area", "estimate_area"):
+        raise ReportError(f"{spec.source}: area: true needs sparsa.hw.area.estimate_area, "
+                          "which is not installed in this checkout; set area: false")
+
+
+def _has(module: str, name: str) -> bool:
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name is not None and module.startswith(e.name):
+            return False
+        raise
+    return hasattr(mod, name)
+
+
+# ---- one task ------------------------------------------------------------------------------
+def _is_scalar(v: Any) -> bool:
+    return v is None or isinstance(v, bool | int | float | str)
+
+
+def _scalar(v: Any) -> Any:
+    if _is_scalar(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        return v
+    if hasattr(v, "item"):  # numpy scalars
+        return v.item()
+    return json.dumps(v, sort_keys=True, default=str)
+
+
+def _base_row(task: dict[str, Any]) -> dict[str, Any]:
+    cfg = task["config"]
+    row: dict[str, Any] = {"point_index": task["index"], "hash": task["hash"],
+                           "status": "ok", "error": None, "workload": task["workload"],
+                           "config": cfg["name"]}
+    for k in KEY_COLUMNS[6:17]:
+        row[k] = cfg[k]
+    for k in ("sparsity", "dataflow", "train", "batch", "seq"):
+        row[k] = task[k]
+    return row
+
+
+def run_task(evaluate: Evaluate, task: dict[str, Any], run_id: str = ""
+             ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Evaluate one task; never raises for a failing point (returns an error row instead).
+
+    Returns ``(row, layer_rows)``: the row starts with :data:`KEY_COLUMNS`, then the
+    evaluation's metrics, then :data:`VOLATILE_COLUMNS`.
+    """
+    t0 = time.perf_counter()
+    row = _base_row(task)
+    layers: list[dict[str, Any]] = []
+    try:
+        res = dict(evaluate(task))
+        raw_layers = res.pop("layers", None) or []
+        for k, v in res.items():
+            if k not in row:
+                row[k] = _scalar(v)
+        for i, layer in enumerate(raw_layers):
+            lr = {"point_index": task["index"], "hash": task["hash"], "layer_index": i,
+                  "workload": task["workload"], "config": row["config"],
+                  "sparsity": task["sparsity"], "dataflow": task["dataflow"],
+                  "train": task["train"]}
+            lr.update({k: _scalar(v) for k, v in layer.items() if k not in lr})
+            layers.append(lr)
+    except Exception as e:  # a failing point becomes an error row; the sweep goes on
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        row["status"] = "error"
+        row["error"] = f"{type(e).__name__}: {msg}"[:500]
+    row["eval_s"] = round(time.perf_counter() - t0, 6)
+    row["run_id"] = run_id
+    row["worker"] = f"{socket.gethostname()}:{os.getpid()}"
+    return row, layers
+
+
+# ---- the engine ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SweepResult:
+    """What a sweep did: points in the spec, already finished, evaluated now, errors."""
+
+    total: int
+    skipped: int
+    evaluated: int
+    errors: int
+    seconds: float
+    backend: str
+    results: Path
+
+    @property
+    def points_per_s(self) -> float:
+        return self.evaluated / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"total": self.total, "skipped": self.skipped, "evaluated": self.evaluated,
+                "errors": self.errors, "seconds": round(self.seconds, 3),
+                "points_per_s": round(self.points_per_s, 3), "backend": self.backend,
+                "results": str(self.results)}
+
+
+def _serial(evaluate: Evaluate, tasks: Sequence[dict[str, Any]], run_id: str
+            ) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    for t in tasks:
+        yield run_task(evaluate, t, run_id)
+
+
+def _pool(evaluate: Evaluate, tasks: Sequence[dict[str, Any]], run_id: str, workers: int
+          ) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    # submit eagerly: the pool forks its workers now, before a progress thread exists
+    ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+    ex = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    futs = [ex.submit(run_task, evaluate, t, run_id) for t in tasks]
+
+    def gen() -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
+        try:
+            for f in cf.as_completed(futs):
+                yield f.result()
+        finally:
+            ex.shutdown(wait=True, cancel_futures=True)
+
+    return gen()
+
+
+def _dask(evaluate: Evaluate, tasks: Sequence[dict[str, Any]], run_id: str, workers: int,
+          scheduler: str | None, processes: bool
+          ) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout="20s")
+        except OSError as e:
+            raise ReportError(f"--scheduler {scheduler}: cannot connect ({e})") from None
+    else:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes,
+                               dashboard_address=None)
+        client = Client(cluster)
+    futs = client.map(run_task, [evaluate] * len(tasks), tasks, [run_id] * len(tasks),
+                      pure=False)
+
+    def gen() -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
+        try:
+            for f in as_completed(futs):
+                yield f.result()
+        finally:
+            client.cancel(futs)
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+    return gen()
+
+
+def _progress(console: Any, total: int) -> Any:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[rate]} pt/s"), TextColumn("{task.fields[errs]}"),
+                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                    console=console, transient=False, disable=total == 0)
+
+
+def run_sweep(spec: SweepSpec, out: str | os.PathLike[str], *, workers: int = 2,
+              scheduler: str | None = None, dask: bool = False, dask_processes: bool = True,
+              evaluate: Evaluate | None = None, retry_errors: bool = False,
+              flush_every: int = 16, flush_seconds: float = 2.0, progress: bool = True,
+              console: Any = None) -> SweepResult:
+    """Evaluate the spec's unfinished points into the results directory ``out``.
+
+    Parameters
+    ----------
+    spec : SweepSpec
+        From :func:`~sparsa.reports.spec.load_spec` / :func:`~sparsa.reports.spec.parse_spec`.
+    out : path
+        Results directory (created); re-running into the same directory resumes.
+    workers : int
+        Local worker processes (1 = in-process), or Dask workers with ``dask=True``.
+    scheduler : str, optional
+        Address of a running Dask scheduler (``tcp://host:8786``); implies Dask.
+    dask : bool
+        Start a ``LocalCluster`` with ``workers`` workers (``dask_processes=False``: threads
+        in this process, for quick tests).
+    evaluate : callable, optional
+        ``task -> metrics`` (default :func:`evaluate_point`, the SimPy model).
+    retry_errors : bool
+        Re-evaluate points whose stored row is an error row.
+    flush_every, flush_seconds : int, float
+        Write a part file after this many finished points or seconds.
+    progress : bool
+        Show a progress bar with ETA (rich, on ``console`` or stderr).
+
+    Returns
+    -------
+    SweepResult
+    """
+    if workers < 1:
+        raise ReportError(f"--workers must be >= 1, not {workers}")
+    if evaluate is None:
+        check_evaluator(spec)
+        evaluate = evaluate_point
+    store = ResultStore(out)
+    store.root.mkdir(parents=True, exist_ok=True)
+    spec_path = store.root / "spec.yaml"
+    tmp = spec_path.with_name(".spec.yaml.tmp")
+    tmp.write_text(yaml.safe_dump(spec.raw, sort_keys=False))
+    os.replace(tmp, spec_path)
+
+    done = store.finished(include_errors=not retry_errors)
+    todo: list[DesignPoint] = [p for p in spec.points if p.key not in done]
+    tasks = [p.to_task() for p in todo]
+    run_id = uuid.uuid4().hex[:12]
+    if scheduler or dask:
+        backend = f"dask {scheduler}" if scheduler else \
+            f"dask LocalCluster ({workers} {'processes' if dask_processes else 'threads'})"
+        results = _dask(evaluate, tasks, run_id, workers, scheduler, dask_processes)
+    elif workers == 1:
+        backend = "in-process"
+        results = _serial(evaluate, tasks, run_id)
+    else:
+        backend = f"process pool ({workers} workers)"
+        results = _pool(evaluate, tasks, run_id, workers)
+
+    if console is None:
+        from rich.console import Console
+        console = Console(stderr=True)
+    buf: list[dict[str, Any]] = []
+    lbuf: list[dict[str, Any]] = []
+    errors = 0
+    n = 0
+    t0 = last_flush = time.perf_counter()
+
+    def flush() -> None:
+        nonlocal last_flush
+        store.write_part(buf, lbuf)
+        buf.clear()
+        lbuf.clear()
+        last_flush = time.perf_counter()
+
+    bar = _progress(console, len(tasks)) if progress else None
+    try:
+        if bar is not None:
+            bar.start()
+            tid = bar.add_task("sweep", total=len(tasks), rate="-", errs="")
+        for row, layers in results:
+            n += 1
+            errors += row["status"] != "ok"
+            buf.append(row)
+            lbuf.extend(layers)
+            now = time.perf_counter()
+            if len(buf) >= flush_every or now - last_flush >= flush_seconds:
+                flush()
+            if bar is not None:
+                bar.update(tid, advance=1, rate=f"{n / max(now - t0, 1e-9):.1f}",
+                           errs=f"{errors} errors" if errors else "")
+    finally:
+        if bar is not None:
+            bar.stop()
+        flush()
+        if hasattr(results, "close"):
+            results.close()
+    seconds = time.perf_counter() - t0
+    store.compact()
+    return SweepResult(total=len(spec.points), skipped=len(spec.points) - len(todo),
+                       evaluated=n, errors=errors, seconds=seconds, backend=backend,
+                       results=store.root)
