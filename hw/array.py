@@ -1,0 +1,150 @@
+"""The ``rows x cols`` weight-stationary sparse systolic array.
+
+Rows are grouped by ``n``: the ``n`` PE rows of group ``g`` share one activation window
+(``m`` int8) that moves one column to the right per cycle. Inside a group the partial sum
+passes the ``n`` PEs combinationally and is registered once per group, so it moves one group
+down per cycle, in step with the windows:
+
+* group ``g``'s window is delayed by ``g`` cycles (input skew) and enters column 0 in a
+  window register; window register ``W[g][c]`` holds row ``p``'s window in cycle
+  ``D + g + c + 1`` when the row entered ``x`` in cycle ``D``;
+* partial-sum register ``P[g][c]`` (the sum over groups ``0..g``) holds row ``p`` in cycle
+  ``D + g + c + 2``;
+* column ``c``'s result is delayed ``cols - 1 - c`` more cycles (output de-skew), so the
+  whole row leaves on ``y`` in cycle ``D + groups + cols`` (:attr:`SystolicArray.latency`).
+
+Weights are preloaded through a shift chain down every column into the PEs' shadow
+registers: an entry on ``w_in`` with ``w_shift`` high moves into row 0 while every row's
+shadow moves one row down; after ``rows`` shifts the first entry sits in row ``rows - 1``.
+``swap`` exchanges active and shadow registers of every PE at once; the caller swaps only
+while no row is in flight.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from .config import AccelConfig
+from .pe import ProcessingElement, weight_layout, window_layout
+
+__all__ = ["SystolicArray", "act_layout", "row_weights_layout", "psum_row_layout"]
+
+
+def act_layout(cfg: AccelConfig) -> data.ArrayLayout:
+    """One activation entry: ``groups`` windows of ``m`` int8 (bit-identical to the entry
+    bytes: byte ``j`` is window ``j // m``, position ``j % m``)."""
+    return data.ArrayLayout(window_layout(cfg), cfg.groups)
+
+
+def row_weights_layout(cfg: AccelConfig) -> data.ArrayLayout:
+    """One array row of stationary weights: ``cols`` (value, index) pairs."""
+    return data.ArrayLayout(weight_layout(cfg), cfg.cols)
+
+
+def psum_row_layout(cfg: AccelConfig) -> data.ArrayLayout:
+    """One output row: ``cols`` int32 partial sums (bit-identical to an accumulator entry)."""
+    return data.ArrayLayout(signed(cfg.acc_bits), cfg.cols)
+
+
+class SystolicArray(wiring.Component):
+    """Sparse systolic array with input skew and output de-skew inside.
+
+    Parameters
+    ----------
+    config : AccelConfig
+        Array shape (``rows``, ``cols``), group size ``n`` and window ``m``.
+
+    Attributes
+    ----------
+    x : In(act_layout(config))
+        Row-aligned activation entry (``groups`` windows of ``m`` int8).
+    x_valid : In(1)
+        ``x`` carries a row this cycle; travels with the row to ``y_valid``.
+    y : Out(psum_row_layout(config))
+        Row-aligned results ``y[c] = sum_r v[r, c] * x[r // n][i[r, c]]`` (int32,
+        wrapping), :attr:`latency` cycles after the row entered ``x``.
+    y_valid : Out(1)
+        ``y`` carries a row this cycle.
+    w_in : In(row_weights_layout(config))
+        Weights entering the top of the preload shift chain.
+    w_shift : In(1)
+        Shift the shadow registers one row down, ``w_in`` into row 0.
+    swap : In(1)
+        Exchange active and shadow weights of every PE at the next clock edge.
+    """
+
+    def __init__(self, *, config: AccelConfig) -> None:
+        if not isinstance(config, AccelConfig):
+            raise TypeError(f"config must be an AccelConfig, not {type(config).__name__}")
+        self._config = config
+        super().__init__({
+            "x": In(act_layout(config)),
+            "x_valid": In(1),
+            "y": Out(psum_row_layout(config)),
+            "y_valid": Out(1),
+            "w_in": In(row_weights_layout(config)),
+            "w_shift": In(1),
+            "swap": In(1),
+        })
+
+    @property
+    def config(self) -> AccelConfig:
+        return self._config
+
+    @property
+    def latency(self) -> int:
+        """Cycles from a row on ``x`` to its results on ``y`` (``groups + cols``)."""
+        return self._config.groups + self._config.cols
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        cfg = self._config
+        G, C, N = cfg.groups, cfg.cols, cfg.n
+        acc = signed(cfg.acc_bits)
+
+        # PEs, shift chain down each column, broadcast swap/shift
+        pes = [[ProcessingElement(config=cfg) for _ in range(C)] for _ in range(cfg.rows)]
+        for r in range(cfg.rows):
+            for c in range(C):
+                pe = pes[r][c]
+                m.submodules[f"pe_{r}_{c}"] = pe
+                m.d.comb += [pe.shift.eq(self.w_shift), pe.swap.eq(self.swap),
+                             pe.w_in.eq(self.w_in[c] if r == 0 else pes[r - 1][c].w_out)]
+
+        psum_above = [None] * C
+        for g in range(G):
+            src = self.x[g]
+            for k in range(g):                       # input skew: g cycles for group g
+                reg = Signal(window_layout(cfg), name=f"skew_{g}_{k}")
+                m.d.sync += reg.eq(src)
+                src = reg
+            for c in range(C):
+                win = Signal(window_layout(cfg), name=f"win_{g}_{c}")
+                m.d.sync += win.eq(src)
+                src = win
+                chain = psum_above[c]
+                for j in range(N):
+                    pe = pes[g * N + j][c]
+                    m.d.comb += [pe.window.eq(win), pe.psum_in.eq(0 if chain is None else chain)]
+                    chain = pe.psum_out
+                psum = Signal(acc, name=f"psum_{g}_{c}")
+                m.d.sync += psum.eq(chain)
+                psum_above[c] = psum
+
+        for c in range(C):                           # output de-skew: cols-1-c cycles
+            src = psum_above[c]
+            for k in range(C - 1 - c):
+                reg = Signal(acc, name=f"deskew_{c}_{k}")
+                m.d.sync += reg.eq(src)
+                src = reg
+            m.d.comb += self.y[c].eq(src)
+
+        valid = self.x_valid
+        for k in range(self.latency):
+            reg = Signal(name=f"valid_{k}")
+            m.d.sync += reg.eq(valid)
+            valid = reg
+        m.d.comb += self.y_valid.eq(valid)
+        return m
