@@ -236,24 +236,16 @@ def _check_dataflow(source: str, key: str, text: str) -> str:
 
 
 def _known_workloads() -> set[str] | None:
-    """Names of the model zoo, or ``None`` when the zoo cannot list them."""
+    """Names of the model zoo, or ``None`` when this checkout has no zoo."""
     try:
-        from sparsa.workloads import zoo
+        from sparsa.workloads import ZOO_NAMES
     except ImportError:
         return None
-    for attr in ("ZOO", "MODELS", "REGISTRY"):
-        names = getattr(zoo, attr, None)
-        if isinstance(names, dict):
-            return set(names)
-    fn = getattr(zoo, "list_workloads", None) or getattr(zoo, "names", None)
-    if callable(fn):
-        out = fn()
-        return {x if isinstance(x, str) else getattr(x, "name", str(x)) for x in out}
-    return None
+    return {str(n).lower() for n in ZOO_NAMES}
 
 
 def _check_workload(source: str, key: str, name: str, known: set[str] | None) -> str:
-    if known is None or name in known or os.path.exists(name):
+    if known is None or name.lower() in known or os.path.exists(name):
         return name
     raise _err(source, key, f"unknown workload {name!r}; allowed: {', '.join(sorted(known))} "
                             "or a model file")

@@ -50,6 +50,10 @@ def analytic_point(task: dict[str, Any]) -> dict[str, Any]:
         return total
 
     cyc, dense = cycles(k_tile), cycles(dense_k)
+    phases = {}
+    if task["train"]:  # backward-data at the same rate, weight gradient dense
+        phases = {"cycles_fwd": cyc, "cycles_bwd_data": cyc, "cycles_wgrad": dense}
+        cyc, dense = cyc * 2 + dense, dense * 3
     macs = sum(p * k * q for p, k, q in GEMMS[task["workload"]]) * task["batch"]
     if task["dataflow"] == "os":
         cyc = cyc + cyc // 10
@@ -57,4 +61,4 @@ def analytic_point(task: dict[str, Any]) -> dict[str, Any]:
             "utilisation": macs * (n / m if sp != "dense" else 1) / (cyc * cfg.rows * cfg.cols),
             "energy_mac_pj": 0.3 * macs, "energy_dram_pj": 2000.0 * sum(
                 k * q for _, k, q in GEMMS[task["workload"]]) / 8,
-            "runtime_s": cyc / (cfg.clock_mhz * 1e6)}
+            "runtime_s": cyc / (cfg.clock_mhz * 1e6), **phases}
