@@ -1,9 +1,106 @@
-"""CLI verbs of this area (filled in by the owning issue)."""
+"""``sparsa sweep``, ``sparsa plot``, ``sparsa report``: design-space exploration."""
 
 from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+from types import FrameType
 
 import click
 
 
+def _sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
 def register(group: click.Group) -> None:
-    """Add this module's verbs to the top-level group."""
+    """Add ``sweep``, ``plot`` and ``report`` to the top-level group."""
+
+    @group.command("sweep")
+    @click.argument("spec", type=click.Path(dir_okay=False))
+    @click.option("-o", "--out", "out", default=None, metavar="RESULTS",
+                  help="Results directory (default: sweeps/<spec name>); re-running resumes.")
+    @click.option("--workers", type=int, default=2, show_default=True,
+                  help="Local worker processes (1 = in-process), or Dask workers with --dask.")
+    @click.option("--dask", "use_dask", is_flag=True,
+                  help="Run on a Dask LocalCluster of --workers processes.")
+    @click.option("--scheduler", default=None, metavar="ADDRESS",
+                  help="Run on an existing Dask cluster (e.g. tcp://host:8786).")
+    @click.option("--retry-errors", is_flag=True, help="Re-evaluate points stored as errors.")
+    @click.option("--no-progress", is_flag=True, help="No progress bar.")
+    @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+    def sweep(spec: str, out: str | None, workers: int, use_dask: bool, scheduler: str | None,
+              retry_errors: bool, no_progress: bool, as_json: bool) -> None:
+        """Evaluate every design point of SPEC (YAML: configs x sparsity x dataflows x
+        workloads x train, or a points list) into a Parquet results directory.
+
+        Finished points are written as they complete; an interrupted sweep resumes where it
+        stopped, and a failing point becomes an error row while the sweep goes on.
+        """
+        from sparsa.reports.spec import load_spec
+        from sparsa.reports.sweep import run_sweep
+
+        s = load_spec(spec)
+        results = Path(out) if out else Path("sweeps") / s.name
+        old = signal.signal(signal.SIGTERM, _sigterm)
+        try:
+            res = run_sweep(s, results, workers=workers, scheduler=scheduler, dask=use_dask,
+                            retry_errors=retry_errors, progress=not no_progress and not as_json)
+        finally:
+            signal.signal(signal.SIGTERM, old)
+        if as_json:
+            click.echo(json.dumps(res.to_dict(), indent=1))
+            return
+        click.echo(f"{res.total} design points: {res.skipped} already done, {res.evaluated} "
+                   f"evaluated ({res.errors} errors) in {res.seconds:.1f} s on {res.backend}: "
+                   f"{res.points_per_s:.2f} points/s")
+        click.echo(f"results: {res.results / 'points.parquet'}")
+
+    @group.command("plot")
+    @click.argument("results", type=click.Path())
+    @click.option("--kind", "kinds", multiple=True, default=("all",), show_default=True,
+                  help="speedup, energy, pareto-cycles, pareto-energy, dataflow, layers, "
+                       "training or all (repeatable).")
+    @click.option("-o", "--out", "out", default=None, metavar="DIR",
+                  help="Output directory (default: RESULTS/plots).")
+    @click.option("--json", "as_json", is_flag=True, help="Print written files as JSON.")
+    def plot(results: str, kinds: tuple[str, ...], out: str | None, as_json: bool) -> None:
+        """Draw design-space plots of a sweep's RESULTS as PNG and SVG."""
+        from sparsa.reports import plots
+        from sparsa.reports.store import open_results
+
+        store = open_results(results)
+        out_dir = Path(out) if out else store.root / "plots"
+        rows, layers = store.rows(), store.rows("layers")
+        if "all" in kinds:
+            written, skipped = plots.render_all(rows, layers, out_dir)
+        else:
+            for k in kinds:
+                if k not in plots.KINDS:
+                    raise click.BadParameter(
+                        f"{k!r} is unknown; allowed: {', '.join(plots.KINDS)}, all",
+                        param_hint="--kind")
+            written = {k: plots.render(k, rows, layers, out_dir) for k in kinds}
+            skipped = {}
+        if as_json:
+            click.echo(json.dumps({"written": {k: [str(p) for p in v] for k, v in
+                                               written.items()}, "skipped": skipped}, indent=1))
+            return
+        for k, paths in written.items():
+            click.echo(f"{k:<14} {paths[0]}  {paths[1].name}")
+        for k, why in skipped.items():
+            click.echo(f"{k:<14} not drawn: {why}")
+
+    @group.command("report")
+    @click.argument("results", type=click.Path())
+    @click.option("-o", "--out", "out", default=None, metavar="DIR",
+                  help="Output directory (default: RESULTS/report).")
+    def report(results: str, out: str | None) -> None:
+        """Write a self-contained HTML report (tables, plots, energy table) of RESULTS."""
+        from sparsa.reports.html import build_report
+        from sparsa.reports.store import open_results
+
+        store = open_results(results)
+        index = build_report(store.root, Path(out) if out else store.root / "report")
+        click.echo(f"report: {index}")

@@ -1,0 +1,185 @@
+"""A plain, self-contained HTML report of a sweep: tables, plots and the energy table used.
+
+:func:`build_report` renders every plot kind the results support (PNG and SVG files next to
+the page; the PNGs are also embedded, so ``index.html`` alone shows everything), the Pareto
+designs, all results, the error rows, and the per-action energy table of the model. No
+external assets (scripts, fonts, stylesheets) are referenced.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import plots
+from .errors import ReportError
+from .store import open_results
+
+__all__ = ["CAPTIONS", "build_report", "energy_table_rows"]
+
+Row = dict[str, Any]
+
+#: One sentence per plot kind on what it shows (also used in the README).
+CAPTIONS = {
+    "speedup": "Speed-up of each sparsity pattern over the same workload run dense on the same "
+               "core: the gain the N:M array actually delivers once fill/drain, memory and "
+               "non-GEMM work are counted.",
+    "energy": "Energy per inference split by component: sparsity cuts MAC and weight-SRAM "
+              "energy, while DRAM traffic and index metadata set the floor.",
+    "pareto-cycles": "Every design point's area against its cycles; the marked step line is "
+                     "the Pareto front, the designs no other design beats on both.",
+    "pareto-energy": "The same design points with energy instead of cycles: the "
+                     "energy-optimal designs are not always the fastest ones.",
+    "dataflow": "Cycles of each dataflow relative to weight-stationary for the same workload "
+                "and sparsity (below 1 is faster).",
+    "layers": "Array utilisation of every layer of one network: early high-resolution "
+              "convolutions fill the array, late narrow layers and attention do not.",
+    "training": "One training step split into forward, backward-data and weight-gradient "
+                "GEMM phases: sparsity shortens the first two, the dense weight gradient "
+                "bounds the total speed-up.",
+}
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em;
+max-width:1200px;color:#222}
+h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ccc}
+table{border-collapse:collapse;font-size:12px;margin:.5em 0}
+th,td{border:1px solid #ddd;padding:2px 6px}th{background:#f3f3f3}
+td.n{text-align:right;font-variant-numeric:tabular-nums}
+figure{margin:1em 0}figcaption{font-size:13px;color:#444;max-width:800px}
+img{max-width:100%}.err{color:#a00}
+"""
+
+RESULT_COLUMNS = ("point_index", "workload", "config", "sparsity", "dataflow", "train",
+                  "cycles", "speedup", "utilisation", "energy_pj", "tops_w", "edp",
+                  "dram_read_bytes", "dram_write_bytes")
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        if v == 0:
+            return "0"
+        if abs(v) >= 1e6 or abs(v) < 1e-3:
+            return f"{v:.4g}"
+        return f"{v:,.4g}" if abs(v) < 1000 else f"{v:,.0f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def _table(rows: Sequence[Row], columns: Sequence[str]) -> str:
+    cols = [c for c in columns if any(r.get(c) is not None for r in rows)]
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    body = []
+    for r in rows:
+        cells = []
+        for c in cols:
+            v = r.get(c)
+            cls = ' class="n"' if isinstance(v, int | float) and not isinstance(v, bool) else ""
+            cells.append(f"<td{cls}>{html.escape(_fmt(v))}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def energy_table_rows(name: str = "horowitz45") -> list[Row]:
+    """The model's per-action energy table as rows of ``action``, ``pJ`` (and a note)."""
+    try:
+        from sparsa.sim import energy
+    except ImportError:
+        raise ReportError("report: the energy model (sparsa.sim.energy) is not installed "
+                          "in this checkout") from None
+    table = energy.energy_table_rows(name) if hasattr(energy, "energy_table_rows") \
+        else energy.load_energy_table(name)
+    if isinstance(table, dict):
+        return [{"action": k, "pJ": v} for k, v in table.items()]
+    if hasattr(table, "rows"):
+        return list(table.rows())
+    if hasattr(table, "to_dict"):
+        return [{"action": k, "pJ": v} for k, v in table.to_dict().items()]
+    return [dict(r) for r in table]
+
+
+def _pareto_rows(rows: Sequence[Row]) -> tuple[list[Row], str | None]:
+    ok = [r for r in rows if r.get("status") == "ok" and r.get("cycles") is not None
+          and not r.get("train")]
+    try:
+        acol = plots.area_column(ok)
+    except ReportError:
+        return [], None
+    out = []
+    for wl in dict.fromkeys(r["workload"] for r in ok):
+        pts = [r for r in ok if r["workload"] == wl and r.get(acol) is not None]
+        front = plots.pareto_front([(float(r[acol]), float(r["cycles"])) for r in pts])
+        out += [pts[i] for i in front]
+    return out, acol
+
+
+def build_report(results: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
+                 title: str | None = None) -> Path:
+    """Write ``<out_dir>/index.html`` (and the plot files) for a results directory.
+
+    Returns the path of ``index.html``.
+    """
+    store = open_results(results)
+    rows = store.rows()
+    layers = store.rows("layers")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written, skipped = plots.render_all(rows, layers, out)
+    spec_name = None
+    spec_file = store.root / "spec.yaml"
+    if spec_file.exists():
+        import yaml
+        raw = yaml.safe_load(spec_file.read_text()) or {}
+        spec_name = raw.get("name") if isinstance(raw, dict) else None
+    title = title or f"sparsa design-space report: {spec_name or store.root.name}"
+    ok = [r for r in rows if r.get("status") == "ok"]
+    errs = [r for r in rows if r.get("status") != "ok"]
+
+    def distinct(col: str) -> str:
+        return ", ".join(html.escape(str(v)) for v in dict.fromkeys(r.get(col) for r in rows))
+
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+             f"</title><style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
+             f"<p>{len(rows)} design points: {len(ok)} ok, {len(errs)} errors. "
+             f"Workloads: {distinct('workload')}. Configs: {distinct('config')}. "
+             f"Sparsity: {distinct('sparsity')}. Dataflows: {distinct('dataflow')}.</p>",
+             "<h2>Plots</h2>"]
+    for kind, paths in written.items():
+        png = paths[0].read_bytes()
+        b64 = base64.b64encode(png).decode()
+        parts.append(f"<figure id='{kind}'><img alt='{kind}' src='data:image/png;base64,{b64}'>"
+                     f"<figcaption><b>{kind}</b>: {html.escape(CAPTIONS[kind])} "
+                     f"(<a href='{paths[1].name}'>SVG</a>)</figcaption></figure>")
+    if skipped:
+        parts.append("<p>Not drawn (no data in this sweep): " + "; ".join(
+            f"<b>{k}</b> ({html.escape(v)})" for k, v in skipped.items()) + "</p>")
+    pareto, acol = _pareto_rows(rows)
+    if pareto:
+        parts.append("<h2>Pareto-optimal designs (area vs cycles, per workload)</h2>"
+                     + _table(pareto, ("workload", "config", "sparsity", "dataflow", acol,
+                                       "cycles", "energy_pj", "utilisation")))
+    parts.append("<h2>Results</h2>" + _table(ok, [*RESULT_COLUMNS, *(
+        [acol] if acol else [])]))
+    if errs:
+        parts.append("<h2 class='err'>Failed design points</h2>"
+                     + _table(errs, ("point_index", "workload", "config", "sparsity",
+                                     "dataflow", "train", "error")))
+    tables = list(dict.fromkeys(r.get("energy_table") or "horowitz45" for r in rows))
+    for name in tables:
+        parts.append(f"<h2>Energy table used ({html.escape(str(name))})</h2>"
+                     + _table(energy_table_rows(name), ("action", "pJ", "note")))
+    parts.append("</body></html>\n")
+    index = out / "index.html"
+    tmp = out / ".index.html.tmp"
+    tmp.write_text("\n".join(parts))
+    os.replace(tmp, index)
+    return index
