@@ -1,0 +1,159 @@
+"""The sweep engine: resume after a kill without recomputation, error rows, backends agree.
+
+The evaluation function is :func:`reports_eval.analytic_point` (cycles from the hardware's
+timing formulas), so these tests exercise the engine, not the model's speed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+from reports_eval import analytic_point
+from sparsa.reports.spec import SweepSpec, parse_spec
+from sparsa.reports.store import ResultStore
+from sparsa.reports.sweep import VOLATILE_COLUMNS, run_sweep
+
+TESTS = Path(__file__).parent
+
+SPEC = {"name": "engine", "workloads": ["resnet50", "bert-base"],
+        "configs": {"rows": [8, 16], "cols": [16], "m": [4, 8]},
+        "sparsity": ["dense", "2:4", "2:8"], "dataflows": ["ws", "os"], "area": False}
+
+
+def stable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in r.items() if k not in VOLATILE_COLUMNS} for r in rows]
+
+
+def spec(**over: Any) -> SweepSpec:
+    return parse_spec({**SPEC, **over}, "engine.yaml")
+
+
+def log_lines(path: Path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
+
+
+@pytest.fixture
+def eval_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    log = tmp_path / "evals.log"
+    monkeypatch.setenv("SPARSA_EVAL_LOG", str(log))
+    return log
+
+
+def test_serial_and_pool_agree_and_rerun_does_nothing(tmp_path: Path, eval_log: Path) -> None:
+    s = spec()
+    a = run_sweep(s, tmp_path / "a", evaluate=analytic_point, workers=1, progress=False)
+    assert (a.total, a.evaluated, a.skipped, a.errors) == (48, 48, 0, 0)
+    b = run_sweep(s, tmp_path / "b", evaluate=analytic_point, workers=2, progress=False)
+    assert b.evaluated == 48
+    ra, rb = ResultStore(tmp_path / "a").rows(), ResultStore(tmp_path / "b").rows()
+    assert stable(ra) == stable(rb)
+    assert [r["point_index"] for r in ra] == list(range(48))
+    assert len(log_lines(eval_log)) == 96
+    again = run_sweep(s, tmp_path / "a", evaluate=analytic_point, workers=2, progress=False)
+    assert (again.evaluated, again.skipped) == (0, 48)
+    assert len(log_lines(eval_log)) == 96
+    # compacted: one Parquet file, parts gone, spec copied
+    assert (tmp_path / "a" / "points.parquet").exists()
+    assert not list((tmp_path / "a" / "parts").glob("*.parquet"))
+    assert (tmp_path / "a" / "spec.yaml").exists()
+    assert pq.read_table(tmp_path / "a" / "points.parquet").num_rows == 48
+
+
+def test_failing_point_becomes_error_row_and_sweep_goes_on(tmp_path: Path) -> None:
+    s = spec(dataflows=["ws", "is"])  # the analytic model rejects input-stationary
+    r = run_sweep(s, tmp_path / "r", evaluate=analytic_point, workers=2, progress=False)
+    assert (r.evaluated, r.errors) == (48, 24)
+    rows = ResultStore(tmp_path / "r").rows()
+    errs = [x for x in rows if x["status"] == "error"]
+    assert {x["dataflow"] for x in errs} == {"is"} and len(errs) == 24
+    assert all(x["error"] == "ValueError: input-stationary is not in the analytic model"
+               and x["cycles"] is None for x in errs)
+    assert all(x["cycles"] > 0 for x in rows if x["status"] == "ok")
+    # error rows count as finished ... unless retried
+    assert run_sweep(s, tmp_path / "r", evaluate=analytic_point, progress=False).evaluated == 0
+    again = run_sweep(s, tmp_path / "r", evaluate=analytic_point, progress=False,
+                      retry_errors=True)
+    assert (again.evaluated, again.errors) == (24, 24)
+    assert len(ResultStore(tmp_path / "r").rows()) == 48
+
+
+def test_kill_midway_then_resume_without_recomputation(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    s = spec()
+    out = tmp_path / "killed"
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(TESTS)!r})\n"
+        "from reports_eval import analytic_point\n"
+        "from sparsa.reports.spec import parse_spec\n"
+        "from sparsa.reports.sweep import run_sweep\n"
+        f"spec = parse_spec({SPEC!r}, 'engine.yaml')\n"
+        f"run_sweep(spec, {str(out)!r}, evaluate=analytic_point, workers=1, flush_every=1,\n"
+        "          progress=False)\n")
+    env = {**os.environ, "SPARSA_EVAL_LOG": str(tmp_path / "first.log"),
+           "SPARSA_EVAL_SLEEP": "0.05"}
+    proc = subprocess.Popen([sys.executable, str(script)], env=env)
+    store = ResultStore(out)
+    deadline = time.monotonic() + 60
+    while len(store.part_files()) < 8 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = store.finished()
+    assert 8 <= len(done_before) < len(s), "the sweep must be killed midway"
+    assert not (out / "points.parquet").exists()
+
+    log = tmp_path / "second.log"
+    monkeypatch.setenv("SPARSA_EVAL_LOG", str(log))
+    res = run_sweep(s, out, evaluate=analytic_point, workers=2, progress=False)
+    monkeypatch.delenv("SPARSA_EVAL_LOG")
+    second = log_lines(log)
+    assert res.skipped == len(done_before)
+    assert len(second) == res.evaluated == len(s) - len(done_before)
+    assert not set(second) & done_before, "finished points were recomputed"
+    assert set(second) | done_before == {p.key for p in s.points}
+
+    whole = run_sweep(s, tmp_path / "whole", evaluate=analytic_point, workers=1,
+                      progress=False)
+    assert whole.evaluated == len(s)
+    assert stable(ResultStore(out).rows()) == stable(ResultStore(tmp_path / "whole").rows())
+    # the compacted file itself is the same table (types, column order, row order)
+    t1 = pq.read_table(out / "points.parquet").drop_columns(list(VOLATILE_COLUMNS))
+    t2 = pq.read_table(tmp_path / "whole" / "points.parquet").drop_columns(
+        list(VOLATILE_COLUMNS))
+    assert t1.equals(t2)
+
+
+def test_dask_local_cluster_gives_identical_results(tmp_path: Path) -> None:
+    s = spec(workloads=["bert-base"], dataflows=["ws"])
+    local = run_sweep(s, tmp_path / "local", evaluate=analytic_point, workers=1,
+                      progress=False)
+    dsk = run_sweep(s, tmp_path / "dask", evaluate=analytic_point, workers=1, dask=True,
+                    dask_processes=False, progress=False)
+    assert dsk.evaluated == local.evaluated == len(s)
+    assert dsk.backend.startswith("dask LocalCluster")
+    assert stable(ResultStore(tmp_path / "local").rows()) == \
+        stable(ResultStore(tmp_path / "dask").rows())
+
+
+def test_store_last_write_wins_and_compaction_is_idempotent(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path / "s")
+    store.write_part([{"point_index": 1, "hash": "b", "status": "error", "cycles": None},
+                      {"point_index": 0, "hash": "a", "status": "ok", "cycles": 5}])
+    store.write_part([{"point_index": 1, "hash": "b", "status": "ok", "cycles": 7.5}])
+    assert store.finished() == {"a", "b"}
+    rows = store.rows()
+    assert [(r["hash"], r["cycles"]) for r in rows] == [("a", 5), ("b", 7.5)]
+    store.compact()
+    store.compact()
+    assert store.rows() == rows and not store.part_files()
+    assert pq.read_table(store.compacted_path()).schema.field("cycles").type == "double"
