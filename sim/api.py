@@ -1,0 +1,457 @@
+"""Public API of the model: :func:`simulate` a program, :func:`run_point` for sweeps.
+
+Figures (all in :class:`SimResult` and the flat dict of :func:`run_point`):
+
+``cycles``
+    Total cycles from the first issue until every unit is idle.
+``utilisation``
+    Effective array utilisation: dense-equivalent MACs of the workload divided by the
+    array's dense-equivalent peak times cycles. The peak of the sparse array is
+    ``rows * cols * m / n`` dense-equivalent MACs per cycle (each pass reduces over
+    ``rows * m / n`` values of K). A workload at the array's own N:M ratio can reach 1.0; a
+    dense workload at most ``n / m`` (its windows carry ``n`` useful values of ``m``).
+``pe_utilisation``
+    Non-zero MACs / (``rows * cols`` * cycles): the fraction of PE-cycles doing useful work.
+``speedup``
+    Cycles of the same workload compiled dense on the same core (same dataflow) divided by
+    ``cycles``.
+``limiting``
+    What the array's time went to, the largest of: ``compute`` (streaming rows),
+    ``fill-drain`` (pipeline fill/drain per pass and waiting for the weight preload),
+    ``DRAM bandwidth`` (waiting for LOAD/STORE), ``window bandwidth`` (dataflow variants
+    whose activation-window links cannot keep up).
+``energy_*``
+    See :mod:`sparsa.sim.energy`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sparsa.hw.config import AccelConfig, resolve_config
+from sparsa.hw.isa import Unit
+
+from .energy import COMPONENTS, EnergyTable, energy_breakdown, resolve_energy_table
+from .errors import SimError
+from .model import ACTIONS, CoreModel, ModelOptions, OpStream, RunStats, ops_from_program
+
+__all__ = ["SimResult", "simulate", "run_point", "DATAFLOWS", "LIMITS", "load_program"]
+
+DATAFLOWS = ("ws", "os", "is")
+LIMITS = ("compute", "fill-drain", "DRAM bandwidth", "window bandwidth")
+_LOAD, _PRE, _EXEC, _STORE = int(Unit.LOAD), int(Unit.PRE), int(Unit.EXEC), int(Unit.STORE)
+
+
+@dataclass
+class SimResult:
+    """Result of :func:`simulate`.
+
+    ``per_layer`` rows (dicts): ``layer``, ``kind``, ``mode``, ``cycles`` (the layer's share
+    of the critical path: cycles from the previous layer's last completion to its own),
+    ``exec_busy``, ``load_busy``, ``preload_busy``, ``store_busy``, ``exec_stall`` (array
+    idle before the layer's computes), ``dram_stall``, ``macs`` (non-zero), ``dense_macs``,
+    ``utilisation``, ``dram_read_bytes``, ``dram_write_bytes``, ``energy_pj``, the limit
+    cycles (``compute``, ``fill_drain``, ``dram_bw``, ``window_bw``) and ``limiting``; with a
+    dense baseline also ``dense_cycles`` and ``speedup``.
+    """
+
+    config: AccelConfig
+    dataflow: str
+    cycles: int
+    units: dict[str, dict[str, int]]
+    dram_channels: dict[str, dict[str, int]]
+    per_layer: list[dict[str, Any]]
+    totals: dict[str, int]
+    energy: dict[str, float]
+    energy_table: EnergyTable
+    limits: dict[str, int]
+    options: ModelOptions
+    stats: RunStats = field(repr=False)
+    dense_cycles: int | None = None
+    dense_energy_pj: float | None = None
+    wall_s: float = 0.0
+
+    # ---- derived figures -----------------------------------------------------------
+    @property
+    def peak_macs_per_cycle(self) -> float:
+        """Dense-equivalent MACs per cycle of the sparse array: ``rows*cols*m/n``."""
+        c = self.config
+        return c.rows * c.cols * c.m / c.n
+
+    @property
+    def energy_pj(self) -> float:
+        return float(sum(self.energy.values()))
+
+    @property
+    def seconds(self) -> float:
+        return self.cycles / (self.config.clock_mhz * 1e6)
+
+    @property
+    def utilisation(self) -> float:
+        return self.totals["dense_macs"] / max(1.0, self.peak_macs_per_cycle * self.cycles)
+
+    @property
+    def pe_utilisation(self) -> float:
+        c = self.config
+        return self.totals["nonzero_macs"] / max(1, c.rows * c.cols * self.cycles)
+
+    @property
+    def speedup(self) -> float | None:
+        return None if not self.dense_cycles else self.dense_cycles / max(1, self.cycles)
+
+    @property
+    def tops_w(self) -> float:
+        """Effective TOPS/W: 2 x dense-equivalent MACs per pJ."""
+        return 2.0 * self.totals["dense_macs"] / max(1e-12, self.energy_pj)
+
+    @property
+    def edp(self) -> float:
+        """Energy-delay product in J*s."""
+        return self.energy_pj * 1e-12 * self.seconds
+
+    @property
+    def limiting(self) -> str:
+        return _limiting(self.limits)
+
+    @property
+    def sram_bytes(self) -> dict[str, int]:
+        t = self.totals
+        return {"act": t["sram_act_read"] + t["sram_act_write"],
+                "wgt": t["sram_wgt_read"] + t["sram_wgt_write"]
+                + t["sram_meta_read"] + t["sram_meta_write"],
+                "acc": t["sram_acc_read"] + t["sram_acc_write"]}
+
+    def phase_cycles(self) -> dict[str, int]:
+        """Cycles per training phase (``fwd``, ``bwd_data``, ``wgrad``) from the layers."""
+        out = {"fwd": 0, "bwd_data": 0, "wgrad": 0}
+        for r in self.per_layer:
+            if r["kind"] in out:
+                out[r["kind"]] += r["cycles"]
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """Flat dict of JSON scalars (the figures :func:`run_point` reports)."""
+        c = self.config
+        d: dict[str, Any] = {
+            "config": c.key, "config_name": c.name, "rows": c.rows, "cols": c.cols,
+            "n": c.n, "m": c.m, "dataflow": self.dataflow, "cycles": self.cycles,
+            "dense_cycles": self.dense_cycles,
+            "speedup": None if self.speedup is None else round(self.speedup, 6),
+            "utilisation": round(self.utilisation, 6),
+            "pe_utilisation": round(self.pe_utilisation, 6),
+            "macs": self.totals["nonzero_macs"], "dense_macs": self.totals["dense_macs"],
+            "macs_issued": self.totals["pe_ops"],
+            "dram_read_bytes": self.totals["dram_read"],
+            "dram_write_bytes": self.totals["dram_write"],
+            "sram_bytes": sum(self.sram_bytes.values()),
+            "sram_act_bytes": self.sram_bytes["act"], "sram_wgt_bytes": self.sram_bytes["wgt"],
+            "sram_acc_bytes": self.sram_bytes["acc"],
+            "energy_pj": round(self.energy_pj, 3),
+        }
+        for k in COMPONENTS:
+            d[f"energy_{k}_pj"] = round(self.energy[k], 3)
+        d["dense_energy_pj"] = (None if self.dense_energy_pj is None
+                                else round(self.dense_energy_pj, 3))
+        d["energy_reduction"] = (None if not self.dense_energy_pj
+                                 else round(self.dense_energy_pj / max(1e-12, self.energy_pj), 6))
+        d["tops_w"] = round(self.tops_w, 6)
+        d["edp"] = self.edp
+        d["seconds"] = self.seconds
+        d["limiting"] = self.limiting
+        d["energy_table"] = self.energy_table.name
+        for u, row in self.units.items():
+            d[f"{u}_busy"] = row["busy"]
+            d[f"{u}_stall"] = row["stall"] + row["dram_stall"]
+        return d
+
+
+def _limiting(limits: dict[str, int]) -> str:
+    names = dict(zip(("compute", "fill_drain", "dram_bw", "window_bw"), LIMITS, strict=True))
+    best = max(names, key=lambda k: limits.get(k, 0))
+    return names[best] if limits.get(best, 0) > 0 else "compute"
+
+
+def _ops_for(program: Any, cfg: AccelConfig, dataflow: str, options: dict[str, Any]) -> OpStream:
+    if dataflow == "ws":
+        return ops_from_program(program, cfg)
+    from .dataflows import variant_ops
+    return variant_ops(program, cfg, dataflow, **options)
+
+
+def simulate(program: Any, config: AccelConfig | str | None = None, *, dataflow: str = "ws",
+             options: ModelOptions | dict[str, Any] | None = None,
+             energy_table: str | EnergyTable | None = None,
+             baseline: SimResult | None = None,
+             variant_options: dict[str, Any] | None = None) -> SimResult:
+    """Run a compiled program through the model.
+
+    Parameters
+    ----------
+    program : Program
+        From :func:`sparsa.compiler.compile_workload` (with or without data) or
+        :func:`sparsa.compiler.tilegen.build_gemm_program`.
+    config : AccelConfig or str, optional
+        Defaults to ``program.config``; a different config is an error (the program is
+        encoded for its own core).
+    dataflow : {"ws", "os", "is"}
+        ``ws``: the program's own instructions on the weight-stationary core. ``os`` /
+        ``is``: the model-only output-/input-stationary arrays run the program's GEMMs
+        (:mod:`sparsa.sim.dataflows`).
+    options : ModelOptions or dict, optional
+        Memory-system knobs (:class:`~sparsa.sim.model.ModelOptions`).
+    energy_table : str or EnergyTable, optional
+        Defaults to ``config.energy_table``.
+    baseline : SimResult, optional
+        The same workload compiled dense (same core, same dataflow): fills
+        ``dense_cycles``, per-layer speed-ups and ``dense_energy_pj``.
+    variant_options : dict, optional
+        Options of the ``os``/``is`` generators (see :func:`sparsa.sim.dataflows.variant_ops`).
+
+    Returns
+    -------
+    SimResult
+    """
+    t0 = time.perf_counter()
+    cfg = program.config if config is None else resolve_config(config)
+    if cfg != program.config:
+        raise SimError(f"config {cfg.name!r} ({cfg.key}) differs from the program's config "
+                       f"{program.config.name!r} ({program.config.key}); compile for it first")
+    if dataflow not in DATAFLOWS:
+        raise SimError(f"dataflow={dataflow!r} is invalid; allowed: {', '.join(DATAFLOWS)}")
+    opts = options if isinstance(options, ModelOptions) else ModelOptions.from_dict(options)
+    table = resolve_energy_table(energy_table if energy_table is not None else cfg.energy_table)
+    ops = _ops_for(program, cfg, dataflow, variant_options or {})
+    stats = CoreModel(cfg, ops, opts).run()
+    per_layer, totals, energy, limits = _breakdown(cfg, ops, stats, table)
+    res = SimResult(config=cfg, dataflow=dataflow, cycles=stats.total, units=stats.units,
+                    dram_channels=stats.dram, per_layer=per_layer, totals=totals,
+                    energy=energy, energy_table=table, limits=limits, options=opts,
+                    stats=stats)
+    if baseline is not None:
+        res.dense_cycles = baseline.cycles
+        res.dense_energy_pj = baseline.energy_pj
+        dense_by_name = {r["layer"]: r["cycles"] for r in baseline.per_layer}
+        for r in per_layer:
+            dc = dense_by_name.get(r["layer"])
+            r["dense_cycles"] = dc
+            r["speedup"] = None if dc is None else round(dc / max(1, r["cycles"]), 4)
+    res.wall_s = time.perf_counter() - t0
+    return res
+
+
+def _breakdown(cfg: AccelConfig, ops: OpStream, st: RunStats, table: EnergyTable
+               ) -> tuple[list[dict[str, Any]], dict[str, int], dict[str, float], dict[str, int]]:
+    nl = max(1, len(ops.layers))
+    lay = np.asarray(ops.layer, np.int64)
+    lay = np.where(lay < 0, 0, lay)
+    unit = np.asarray(ops.unit, np.int64)
+    cyc = np.asarray(ops.cycles, np.int64)
+    stream = np.asarray(ops.stream, np.int64)
+    win = (np.asarray(ops.window_cycles, np.int64) if ops.window_cycles is not None
+           else np.zeros(len(ops), np.int64))
+
+    def per(mask: np.ndarray, w: np.ndarray) -> np.ndarray:
+        return np.bincount(lay[mask], weights=w[mask].astype(np.float64),
+                           minlength=nl).astype(np.int64)[:nl]
+
+    busy = {u: per(unit == u, cyc) for u in (_LOAD, _PRE, _EXEC, _STORE)}
+    dstall = per(np.isin(unit, (_LOAD, _STORE)), st.extra)
+    # array idle time before each compute, by what held it
+    ex = np.nonzero(unit == _EXEC)[0]
+    gaps = np.zeros(len(ops), np.int64)
+    if ex.size:
+        prev_end = np.concatenate(([0], st.end[ex][:-1]))
+        gaps[ex] = st.issue[ex] - prev_end
+    blk = st.blocker
+    exm = unit == _EXEC
+    exec_stall = per(exm, gaps)
+    dram_bw = per(exm & np.isin(blk, (_LOAD, _STORE)), gaps) + dstall
+    fill = per(exm, cyc - stream - win) + per(exm & (blk == _PRE), gaps)
+    compute = per(exm, stream)
+    window = per(exm, win)
+    # critical-path share of every layer
+    ends = np.zeros(nl, np.int64)
+    has = np.zeros(nl, bool)
+    if len(ops):
+        np.maximum.at(ends, lay, st.end)
+        has[np.unique(lay)] = True
+    lcycles = np.zeros(nl, np.int64)
+    running = 0
+    last = -1
+    for j in range(nl):
+        if not has[j]:
+            continue
+        lcycles[j] = max(0, int(ends[j]) - running)
+        running = max(running, int(ends[j]))
+        last = j
+    if last >= 0:
+        lcycles[last] += st.total - running
+    rows: list[dict[str, Any]] = []
+    totals = {k: 0 for k in ACTIONS}
+    totals["dense_macs"] = 0
+    energy = {k: 0.0 for k in COMPONENTS}
+    limits = {"compute": 0, "fill_drain": 0, "dram_bw": 0, "window_bw": 0}
+    peak = cfg.rows * cfg.cols * cfg.m / cfg.n
+    for j, sp in enumerate(ops.layers):
+        e = energy_breakdown(sp.actions, cfg, table)
+        for k in COMPONENTS:
+            energy[k] += e[k]
+        for k in ACTIONS:
+            totals[k] += sp.actions.get(k, 0)
+        totals["dense_macs"] += sp.dense_macs
+        lim = {"compute": int(compute[j]), "fill_drain": int(fill[j]),
+               "dram_bw": int(dram_bw[j]), "window_bw": int(window[j])}
+        for k, v in lim.items():
+            limits[k] += v
+        rows.append({
+            "layer": sp.name, "kind": sp.kind, "mode": sp.mode, "cycles": int(lcycles[j]),
+            "exec_busy": int(busy[_EXEC][j]), "load_busy": int(busy[_LOAD][j]),
+            "preload_busy": int(busy[_PRE][j]), "store_busy": int(busy[_STORE][j]),
+            "exec_stall": int(exec_stall[j]), "dram_stall": int(dstall[j]),
+            "macs": int(sp.actions.get("nonzero_macs", sp.nonzero_macs)),
+            "dense_macs": int(sp.dense_macs),
+            "utilisation": round(sp.dense_macs / max(1.0, peak * int(lcycles[j])), 6)
+            if lcycles[j] else 0.0,
+            "dram_read_bytes": int(sp.actions.get("dram_read", 0)),
+            "dram_write_bytes": int(sp.actions.get("dram_write", 0)),
+            "energy_pj": round(sum(e.values()), 3),
+            **lim, "limiting": _limiting(lim),
+        })
+    return rows, totals, energy, limits
+
+
+# ---- sweeps: one call per design point --------------------------------------------------
+_PROGRAMS: OrderedDict[tuple, Any] = OrderedDict()
+_BASELINES: OrderedDict[tuple, SimResult] = OrderedDict()
+_CACHE_PROGRAMS = 3
+_CACHE_BASELINES = 64
+_POINT_OPTIONS = {"model", "compile", "energy_table", "variant", "seed", "baseline"}
+
+
+def _compile_cached(workload: Any, cfg: AccelConfig, sparsity: str, train: bool, batch: int,
+                    seq: int | None, compile_opts: dict[str, Any], seed: int) -> Any:
+    from sparsa.compiler import CompileOptions, compile_workload
+    from sparsa.compiler.errors import CompileError
+    wkey = workload if isinstance(workload, str) else id(workload)
+    key = (wkey, cfg, sparsity, train, batch, seq, tuple(sorted(compile_opts.items())), seed)
+    prog = _PROGRAMS.get(key)
+    if prog is not None:
+        _PROGRAMS.move_to_end(key)
+        return prog
+    try:
+        copt = CompileOptions(**compile_opts)
+    except TypeError as e:
+        raise SimError(f"options.compile: {e}") from None
+    except CompileError as e:
+        raise SimError(f"options.compile: {e}") from None
+    prog = compile_workload(workload, cfg, sparsity=sparsity, train=train,
+                            dataflow=copt.dataflow, options=copt, with_data=False, seed=seed,
+                            batch=batch, seq=seq)
+    _PROGRAMS[key] = prog
+    while len(_PROGRAMS) > _CACHE_PROGRAMS:
+        _PROGRAMS.popitem(last=False)
+    return prog
+
+
+def run_point(workload: str, config: AccelConfig | str, sparsity: str = "dense",
+              dataflow: str = "ws", train: bool = False, batch: int = 1,
+              seq: int | None = None, options: dict | None = None) -> dict:
+    """Compile (without data) and simulate one design point; return a flat dict.
+
+    Parameters
+    ----------
+    workload : str
+        Zoo name or file understood by :func:`sparsa.workloads.load_workload` (a workload
+        object also works; it is cached by identity).
+    config : AccelConfig or str
+        Config or preset name / YAML path.
+    sparsity : str
+        Sparsity plan (``"dense"``, ``"2:4"``, ``"fwd=2:8,bwd=2:8,method=bimask"``...).
+    dataflow : {"ws", "os", "is"}
+    train : bool
+        A training step (forward, backward-data, weight-gradient GEMMs).
+    batch, seq : int
+        Workload size.
+    options : dict, optional
+        ``model`` (:class:`~sparsa.sim.model.ModelOptions` fields), ``compile``
+        (:class:`~sparsa.compiler.options.CompileOptions` fields), ``energy_table``
+        (preset or YAML path), ``variant`` (``os``/``is`` generator options), ``seed``,
+        ``baseline`` (``False`` skips the dense baseline: ``dense_cycles`` and ``speedup``
+        are then ``None``).
+
+    Returns
+    -------
+    dict
+        JSON scalars: ``workload, config, config_name, rows, cols, n, m, sparsity,
+        dataflow, train, batch, cycles, dense_cycles, speedup, utilisation,
+        pe_utilisation, macs, dense_macs, macs_issued, dram_read_bytes, dram_write_bytes,
+        sram_bytes`` (+ per scratchpad), ``energy_pj, energy_<component>_pj`` (mac, mux,
+        sram_act, sram_wgt, sram_meta, sram_acc, dram), ``dense_energy_pj,
+        energy_reduction, tops_w, edp, seconds, limiting, energy_table``, per-unit
+        ``<unit>_busy``/``<unit>_stall``, ``runtime_s`` (wall time of this call) and, when
+        ``train``, ``cycles_fwd, cycles_bwd_data, cycles_wgrad``.
+    """
+    t0 = time.perf_counter()
+    opts = dict(options or {})
+    for k in opts:
+        if k not in _POINT_OPTIONS:
+            raise SimError(f"run_point options: unknown key {k!r}; allowed: "
+                           f"{', '.join(sorted(_POINT_OPTIONS))}")
+    cfg = resolve_config(config)
+    if dataflow not in DATAFLOWS:
+        raise SimError(f"dataflow={dataflow!r} is invalid; allowed: {', '.join(DATAFLOWS)}")
+    mopts = ModelOptions.from_dict(opts.get("model"), "options.model")
+    copts = dict(opts.get("compile") or {})
+    seed = int(opts.get("seed", 0))
+    table = opts.get("energy_table")
+    variant = dict(opts.get("variant") or {})
+    prog = _compile_cached(workload, cfg, sparsity, train, batch, seq, copts, seed)
+    baseline = None
+    if opts.get("baseline", True):
+        bkey = (workload if isinstance(workload, str) else id(workload), cfg, train, batch, seq,
+                tuple(sorted(copts.items())), seed, dataflow, mopts, str(table),
+                tuple(sorted(variant.items())))
+        baseline = _BASELINES.get(bkey)
+        if baseline is None:
+            if sparsity == "dense":
+                dprog = prog
+            else:
+                dprog = _compile_cached(workload, cfg, "dense", train, batch, seq, copts, seed)
+            baseline = simulate(dprog, cfg, dataflow=dataflow, options=mopts,
+                                energy_table=table, variant_options=variant)
+            _BASELINES[bkey] = baseline
+            while len(_BASELINES) > _CACHE_BASELINES:
+                _BASELINES.popitem(last=False)
+    res = simulate(prog, cfg, dataflow=dataflow, options=mopts, energy_table=table,
+                   baseline=baseline, variant_options=variant)
+    out: dict[str, Any] = {"workload": workload if isinstance(workload, str)
+                           else getattr(workload, "name", "workload"),
+                           "sparsity": sparsity, "train": bool(train), "batch": batch}
+    out.update(res.summary())
+    if train:
+        for k, v in res.phase_cycles().items():
+            out[f"cycles_{k}"] = v
+    out["runtime_s"] = round(time.perf_counter() - t0, 4)
+    return out
+
+
+def load_program(path: str) -> Any:
+    """A compiled program from ``sparsa compile``'s output directory, a ``.sprg`` binary or
+    a program ``.json``."""
+    import os
+
+    from sparsa.compiler.program import Program
+    if os.path.isdir(path):
+        cand = os.path.join(path, "program.sprg")
+        if not os.path.exists(cand):
+            raise SimError(f"{path}: no program.sprg in this directory (write one with "
+                           f"'sparsa compile WORKLOAD -o {path}')")
+        return Program.load(cand)
+    if path.endswith(".json"):
+        return Program.load_json(path)
+    return Program.load(path)
+
