@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     from sparsa.errors import USER_ERRORS
 
     try:
-        cli.main(args=argv, prog_name="sparsa", standalone_mode=False)
+        rc = cli.main(args=argv, prog_name="sparsa", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    if isinstance(rc, int) and not isinstance(rc, bool) and rc:
+        sys.exit(rc)      # a verb raised click.exceptions.Exit(rc): click returns the code
 
 
 if __name__ == "__main__":
