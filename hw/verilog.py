@@ -57,6 +57,9 @@ _WAIVERS_WHY: tuple[tuple[str, str], ...] = (
     ("-Wno-UNUSEDSIGNAL",
      "Amaranth emits one wire per struct field / array element view (e.g. `w_in.index`) and "
      "keeps the carry bit of sized adders, also when only some of them are read"),
+    ("-Wno-CASEINCOMPLETE",
+     "Amaranth assigns a combinational signal its default before a `case` without "
+     "`default:`, so values the case does not list keep that default"),
     ("-Wno-DECLFILENAME",
      "Amaranth writes the whole hierarchy into one file, submodules as `<top>.<name>`"),
     ("-Wno-PROCASSINIT",
