@@ -1,0 +1,111 @@
+"""run_point / simulate API and the ``sparsa simulate`` CLI."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from compiler_helpers import ShapeLayer, ShapeWorkload
+from sparsa.compiler import compile_workload
+from sparsa.compiler.reference import TrainGraph
+from sparsa.hw.config import PRESETS
+from sparsa.sim.api import run_point, simulate
+from sparsa.sim.energy import COMPONENTS
+from sparsa.sim.errors import SimError
+
+from sparsa.cli import main
+
+CFG = PRESETS["16x16-n2m4"]
+WL = ShapeWorkload("api", [
+    ShapeLayer("c1", "conv", ("x",), (196, 72, 32)),
+    ShapeLayer("r1", "relu", ("c1",), out_elements=196 * 32),
+    ShapeLayer("c2", "conv", ("r1",), (196, 288, 64)),
+    ShapeLayer("fc", "linear", ("c2",), (4, 512, 32))])
+
+KEYS = ["workload", "config", "rows", "cols", "n", "m", "sparsity", "dataflow", "train",
+        "cycles", "dense_cycles", "speedup", "utilisation", "macs", "dram_read_bytes",
+        "dram_write_bytes", "sram_bytes", "energy_pj", "tops_w", "edp", "runtime_s"]
+
+
+def test_run_point_is_flat_json_scalars():
+    r = run_point(WL, CFG, "2:4")
+    for k in KEYS + [f"energy_{c}_pj" for c in COMPONENTS]:
+        assert k in r, k
+    for k, v in r.items():
+        assert v is None or isinstance(v, str | int | float | bool), k
+    json.dumps(r)
+    assert r["config"] == CFG.key and r["dataflow"] == "ws" and r["train"] is False
+    assert r["speedup"] == pytest.approx(r["dense_cycles"] / r["cycles"], rel=1e-5)
+    assert 1.2 < r["speedup"] <= 2.0
+    assert r["energy_pj"] == pytest.approx(sum(r[f"energy_{c}_pj"] for c in COMPONENTS),
+                                           rel=1e-6)
+    peak = CFG.rows * CFG.cols * CFG.m / CFG.n
+    assert r["utilisation"] == pytest.approx(r["dense_macs"] / (peak * r["cycles"]), rel=1e-5)
+    d = run_point(WL, CFG, "dense")
+    assert d["speedup"] == 1.0 and d["cycles"] == r["dense_cycles"]
+    # a dense workload can use at most n/m of the sparse array's dense-equivalent peak
+    assert d["utilisation"] <= CFG.n / CFG.m
+
+
+def test_run_point_training_phases():
+    x = np.random.default_rng(5).integers(-128, 128, (10, 24)).astype(np.int8)
+    ref = TrainGraph(x, [24, 32, 32, 16], "2:4", seed=0)
+    r = run_point(ref, PRESETS["8x8-n2m4"], "2:4", train=True)
+    for k in ("cycles_fwd", "cycles_bwd_data", "cycles_wgrad"):
+        assert r[k] > 0
+    assert r["cycles_fwd"] + r["cycles_bwd_data"] + r["cycles_wgrad"] <= r["cycles"]
+
+
+def test_run_point_errors():
+    with pytest.raises(SimError, match="unknown key 'bogus'"):
+        run_point(WL, CFG, options={"bogus": 1})
+    with pytest.raises(SimError, match="dataflow='rs' is invalid; allowed: ws, os, is"):
+        run_point(WL, CFG, dataflow="rs")
+    with pytest.raises(SimError, match="unknown model option"):
+        run_point(WL, CFG, options={"model": {"dram_speed": 2}})
+
+
+def test_simulate_rejects_other_config():
+    prog = compile_workload(WL, CFG, sparsity="2:4", with_data=False)
+    with pytest.raises(SimError, match="differs from the program's config"):
+        simulate(prog, PRESETS["16x16-n2m8"])
+
+
+def test_slower_dram_costs_cycles_not_energy():
+    a = run_point(WL, CFG, "2:4")
+    b = run_point(WL, CFG, "2:4", options={"model": {"dram_beat_cycles": 4}})
+    assert b["cycles"] > a["cycles"]
+    assert b["energy_pj"] == pytest.approx(a["energy_pj"])
+    assert b["edp"] > a["edp"]
+
+
+def test_cli_simulate_program_dir(tmp_path, capsys):
+    prog = compile_workload(WL, CFG, sparsity="2:4", with_data=False)
+    prog.save(tmp_path / "program.sprg")
+    main(["simulate", str(tmp_path), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert out["cycles"] == simulate(prog).cycles
+    assert [r["layer"] for r in out["layers"]] == ["c1", "c2", "fc"]
+    assert out["energy_table_values"]["dram_pj_per_64b"] == 2000
+    main(["simulate", str(tmp_path / "program.sprg")])
+    text = capsys.readouterr().out
+    assert "energy table" in text and "horowitz45" in text and "per layer" in text
+    assert f"cycles            {out['cycles']}" in text
+
+
+def test_cli_errors_exit_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["simulate", str(tmp_path)])
+    assert e.value.code == 2
+    assert "no program.sprg" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["simulate", str(tmp_path / "x.sprg"), "--energy-table", "nope"])
+    assert e.value.code == 2
+
+
+def test_per_layer_cycles_add_up():
+    prog = compile_workload(WL, CFG, sparsity="2:4", with_data=False)
+    res = simulate(prog)
+    assert sum(r["cycles"] for r in res.per_layer) == res.cycles
+    assert all(r["cycles"] >= 0 for r in res.per_layer)
+    assert not math.isnan(res.utilisation)
