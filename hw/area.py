@@ -55,7 +55,7 @@ __all__ = [
 ]
 
 #: Bump when the flow or the cached record changes (invalidates old cache entries).
-AREA_MODEL_VERSION = 2
+AREA_MODEL_VERSION = 3
 
 #: Area of a NAND2_X1 (NanGate 45 nm OCL): the unit of "gate equivalents" (GE).
 NAND2_UM2 = 0.798
@@ -306,16 +306,18 @@ def _run_yosys(workdir: Path, timeout_s: float) -> None:
 #: markers ``flatten`` leaves behind.
 _NOT_LOGIC = frozenset({"$mem_v2", "$scopeinfo"})
 
-_MEM_RE = re.compile(r"cell \\?\$mem_v2 .*?\n(.*?)\n\s*end", re.S)
+_MEM_RE = re.compile(r"^\s*memory\b([^\n]*)$", re.M)
 
 
 def _memories(il_text: str) -> list[dict[str, int]]:
+    """Scratchpads declared in RTLIL (``memory width W size S \\name``)."""
     mems = []
     for m in _MEM_RE.finditer(il_text):
-        params = dict(re.findall(r"parameter \\(\w+) (\d+)", m.group(1)))
-        if "WIDTH" in params and "SIZE" in params:
-            w, d = int(params["WIDTH"]), int(params["SIZE"])
-            mems.append({"width": w, "depth": d, "bits": w * d})
+        w = re.search(r"\bwidth (\d+)", m.group(1))
+        d = re.search(r"\bsize (\d+)", m.group(1))
+        if w and d:
+            mems.append({"width": int(w.group(1)), "depth": int(d.group(1)),
+                         "bits": int(w.group(1)) * int(d.group(1))})
     return mems
 
 
