@@ -1,0 +1,251 @@
+"""Model-only array variants: output-stationary (``os``) and input-stationary (``is``).
+
+They run the GEMMs of a compiled program (``program.layers``: ``P``, ``K``, ``Q``,
+``groups``, array ``mode``) on an array of the same shape, with the same scratchpads, DMA,
+DRAM and controller as the real weight-stationary core, and produce an
+:class:`~sparsa.sim.model.OpStream` that :class:`~sparsa.sim.model.CoreModel` times exactly
+like the core's own instructions. Loads, preloads and stores use the core's formulas
+(:mod:`sparsa.hw.timing`); only the array's compute time and the tiling differ.
+
+N:M is modelled the same way in every dataflow: in sparse mode the weight operand is
+stored compressed (``n`` values + ``ceil(log2 m)``-bit indices per window of ``m`` along K)
+and every PE selects ``window[index]`` from an ``m``-value activation window.
+
+``is`` -- input stationary
+    A pass holds an activation tile (``k_per_pass`` values of K -- ``rows*m/n`` in sparse
+    mode, ``rows`` dense -- for ``cols`` rows of P) in the PEs; the ``n`` PE rows of a group
+    share one stationary window. Compressed weight columns stream through for every ``q``:
+    ``compute_cycles(cfg, Q)`` (the core's fill/drain, ``T = Q``). Partial sums of all Q
+    stay in the accumulator across the K passes (Q is split into chunks that fit).
+``os`` -- output stationary
+    A pass holds ``rows x cols`` outputs (P x Q). Compressed weights stream from the top,
+    activation windows from the left; every window is used by ``n`` consecutive steps, so
+    ``T = ceil(K/m) * n`` steps (dense: ``T = K``). Fill/drain: ``rows + cols`` skew plus
+    the core's compute overhead; the outputs drain into the accumulator while the next
+    pass fills. Each array row's activation link moves ``link_bytes_per_row`` bytes per
+    cycle (default ``ceil(m/n)``, the wire budget of the WS core whose ``n`` rows share an
+    ``m``-byte window link); a window needs ``ceil(m / link)`` cycles, so a narrower link
+    stretches every window to ``max(n, ceil(m/link))`` steps -- the "window bandwidth"
+    limit.
+
+Loop order (both): for each block of P, the streamed operand of a pass is loaded
+double-buffered while the previous pass computes; a block's activations are loaded once,
+weights are reloaded per P block unless the whole (compressed) weight fits in half the
+weight scratchpad.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sparsa.hw.config import AccelConfig
+from sparsa.hw.isa import Unit
+from sparsa.hw.timing import (
+    COMPUTE_OVERHEAD,
+    compute_cycles,
+    load_cycles,
+    preload_cycles,
+    store_cycles,
+)
+
+from .errors import SimError
+from .model import ACTIONS, LayerSpec, OpStream, ops_from_program
+
+__all__ = ["variant_ops", "VARIANTS"]
+
+VARIANTS = ("os", "is")
+_LOAD, _PRE, _EXEC, _STORE = int(Unit.LOAD), int(Unit.PRE), int(Unit.EXEC), int(Unit.STORE)
+
+
+class _Emitter:
+    """Builds the op lists with the core's double-buffered pass schedule (as tilegen):
+    ``EXEC(i)`` then the loads/preload of pass ``i+1`` then ``STORE(i)``."""
+
+    def __init__(self, cfg: AccelConfig) -> None:
+        self.cfg = cfg
+        self.unit: list[int] = []
+        self.wait: list[int] = []
+        self.cycles: list[int] = []
+        self.beats: list[int] = []
+        self.stream: list[int] = []
+        self.layer: list[int] = []
+        self.window: list[int] = []
+
+    def op(self, unit: int, wait: int, cycles: int, beats: int, layer: int, stream: int = 0,
+           window: int = 0) -> None:
+        self.unit.append(unit)
+        self.wait.append(wait)
+        self.cycles.append(cycles)
+        self.beats.append(beats)
+        self.stream.append(stream)
+        self.layer.append(layer)
+        self.window.append(window)
+
+    def load(self, count: int, entry_bytes: int, layer: int) -> int:
+        if count <= 0:
+            return 0
+        eb = self.cfg.beats(entry_bytes)
+        self.op(_LOAD, 0, load_cycles(self.cfg, count, eb), count * eb, layer)
+        return count * eb * self.cfg.beat_bytes
+
+    def run(self, passes: list[dict[str, Any]]) -> dict[int, dict[str, int]]:
+        """Emit every pass; return DRAM bytes per layer."""
+        dram: dict[int, dict[str, int]] = {}
+
+        def pre_loads(p: dict[str, Any]) -> None:
+            d = dram.setdefault(p["layer"], {"dram_read": 0, "dram_write": 0})
+            for count, eb in p["stream_loads"]:
+                d["dram_read"] += self.load(count, eb, p["layer"])
+            for count, eb in p["stat_loads"]:
+                d["dram_read"] += self.load(count, eb, p["layer"])
+            self.op(_PRE, _LOAD, preload_cycles(self.cfg), 0, p["layer"])
+
+        if passes:
+            pre_loads(passes[0])
+        for i, p in enumerate(passes):
+            # no STORE wait: accumulator halves alternate and the in-order STORE unit has
+            # finished pass i-1's store before pass i+1's computes issue
+            wait = _PRE | (_LOAD if p["stream_loads"] else 0)
+            self.op(_EXEC, wait, p["exec_cycles"], 0, p["layer"], p["stream"], p["window"])
+            if i + 1 < len(passes):
+                pre_loads(passes[i + 1])
+            for count, eb in p["stores"]:
+                beats = self.cfg.beats(eb)
+                self.op(_STORE, _EXEC, store_cycles(self.cfg, count, beats), count * beats,
+                        p["layer"])
+                d = dram.setdefault(p["layer"], {"dram_read": 0, "dram_write": 0})
+                d["dram_write"] += count * beats * self.cfg.beat_bytes
+        return dram
+
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _gemms(program: Any) -> list[tuple[int, Any, int, int, int, int, bool, int]]:
+    """(layer index in the WS op stream, layer, P, K, Q, groups, sparse, out bytes)."""
+    out = []
+    j = 0
+    for ly in program.layers:
+        if ly.kind == "host":
+            continue
+        m = ly.meta
+        if not all(k in m for k in ("P", "K", "Q")):
+            raise SimError(f"layer {ly.name!r}: the os/is dataflows need GEMM shapes (P, K, Q) "
+                           f"in the program's layers; compile a workload")
+        modes = m.get("mode") or ["dense"]
+        sparse = all(x == "sparse" for x in modes)
+        ob = 4 if ly.kind == "wgrad" else 1
+        out.append((j, ly, int(m["P"]), int(m["K"]), int(m["Q"]), int(m.get("groups", 1)),
+                    sparse, ob))
+        j += 1
+    return out
+
+
+def variant_ops(program: Any, cfg: AccelConfig, dataflow: str, *,
+                link_bytes_per_row: int | None = None) -> OpStream:
+    """The :class:`OpStream` of ``program``'s GEMMs on the ``os`` or ``is`` array.
+
+    Parameters
+    ----------
+    program : Program
+        A compiled workload (its layers carry the GEMM shapes and modes).
+    cfg : AccelConfig
+    dataflow : {"os", "is"}
+    link_bytes_per_row : int, optional
+        ``os`` only: activation bytes per cycle each array row receives (default
+        ``ceil(m / n)``).
+    """
+    if dataflow not in VARIANTS:
+        raise SimError(f"dataflow={dataflow!r} is not a model variant; allowed: "
+                       f"{', '.join(VARIANTS)}")
+    link = link_bytes_per_row if link_bytes_per_row is not None else _ceil(cfg.m, cfg.n)
+    if isinstance(link, bool) or not isinstance(link, int) or link < 1:
+        raise SimError(f"variant option link_bytes_per_row={link!r} is invalid; allowed an "
+                       f"integer >= 1")
+    ws = ops_from_program(program, cfg)       # layer specs (names, MACs) of the same program
+    gemms = _gemms(program)
+    if len(gemms) != len(ws.layers):
+        raise SimError("program layers and instruction notes disagree")
+    R, C = cfg.rows, cfg.cols
+    em = _Emitter(cfg)
+    passes: list[dict[str, Any]] = []
+    acts = [{k: 0 for k in ACTIONS} for _ in gemms]
+    wgt_half = cfg.wgt_entries // 2
+    acc_half = cfg.acc_entries // 2
+    for j, _ly, P, K, Q, G, sparse, ob in gemms:
+        a = acts[j]
+        kp = cfg.k_per_pass if sparse else R            # K per pass (spatial K)
+        nwin = _ceil(K, cfg.m)
+        for _g in range(G):
+            if dataflow == "is":
+                nk = _ceil(K, kp)
+                w_entry = R + _ceil(R * cfg.idx_bits, 8)   # one streamed column
+                w_entries = nk * Q                       # one compressed column per q per pass
+                w_resident = w_entries <= wgt_half
+                qchunk = max(1, min(Q, acc_half))
+                for pb in range(_ceil(P, C)):
+                    pc = min(C, P - pb * C)
+                    for q0 in range(0, Q, qchunk):
+                        qc = min(qchunk, Q - q0)
+                        for kb in range(nk):
+                            wload = [] if (w_resident and pb > 0) else \
+                                [(qc, w_entry)]
+                            passes.append(dict(
+                                layer=j, stream_loads=wload,
+                                stat_loads=[(pc, cfg.act_entry_bytes if sparse else R)],
+                                exec_cycles=compute_cycles(cfg, qc), stream=qc, window=0,
+                                stores=[(qc, pc * ob)] if kb == nk - 1 else []))
+                            a["pe_ops"] += qc * R * C
+                            a["sram_act_read"] += pc * cfg.act_entry_bytes
+                            a["sram_act_write"] += pc * cfg.act_entry_bytes
+                            a["sram_wgt_read"] += qc * R
+                            a["sram_meta_read"] += qc * (w_entry - R)
+                            if wload:
+                                a["sram_wgt_write"] += qc * R
+                                a["sram_meta_write"] += qc * (w_entry - R)
+                            a["sram_acc_write"] += qc * cfg.acc_entry_bytes
+                            a["sram_acc_read"] += qc * cfg.acc_entry_bytes * (
+                                (kb > 0) + (kb == nk - 1))
+            else:  # os
+                steps = nwin * cfg.n if sparse else K
+                per_win = max(cfg.n, _ceil(cfg.m, link)) if sparse else max(1, _ceil(1, link))
+                t_eff = nwin * per_win if sparse else K
+                window = t_eff - steps
+                k_entries = steps                        # compressed weight rows per Q block
+                w_resident = _ceil(Q, C) * k_entries <= wgt_half
+                exec_c = t_eff + R + C + COMPUTE_OVERHEAD
+                kbytes = nwin * cfg.m if sparse else K
+                for pb in range(_ceil(P, R)):
+                    pc = min(R, P - pb * R)
+                    for qb in range(_ceil(Q, C)):
+                        wload = [] if (w_resident and pb > 0) else \
+                            [(k_entries, cfg.wgt_entry_bytes)]
+                        xload = [(pc, kbytes)] if qb == 0 else []
+                        passes.append(dict(
+                            layer=j, stream_loads=xload, stat_loads=wload,
+                            exec_cycles=exec_c, stream=steps, window=window,
+                            stores=[(pc, C * ob)]))
+                        a["pe_ops"] += steps * R * C
+                        a["sram_act_read"] += pc * kbytes
+                        if xload:
+                            a["sram_act_write"] += pc * kbytes
+                        a["sram_wgt_read"] += k_entries * C
+                        a["sram_meta_read"] += k_entries * cfg.wgt_idx_bytes
+                        if wload:
+                            a["sram_wgt_write"] += k_entries * C
+                            a["sram_meta_write"] += k_entries * cfg.wgt_idx_bytes
+                        a["sram_acc_write"] += pc * cfg.acc_entry_bytes
+                        a["sram_acc_read"] += pc * cfg.acc_entry_bytes
+    dram = em.run(passes)
+    specs = []
+    for (j, _ly, *_rest), a, base in zip(gemms, acts, ws.layers, strict=True):
+        a["mux_selects"] = a["pe_ops"]
+        a["nonzero_macs"] = base.actions.get("nonzero_macs", base.nonzero_macs)
+        a.update(dram.get(j, {"dram_read": 0, "dram_write": 0}))
+        specs.append(LayerSpec(name=base.name, kind=base.kind, mode=base.mode,
+                               dense_macs=base.dense_macs, nonzero_macs=base.nonzero_macs,
+                               actions=a))
+    return OpStream(unit=em.unit, wait=em.wait, cycles=em.cycles, beats=em.beats,
+                    stream=em.stream, layer=em.layer, layers=specs,
+                    read_offset=cfg.dram_latency_cycles, window_cycles=em.window)
