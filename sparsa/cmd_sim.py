@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import time
@@ -40,13 +42,7 @@ def _fmt(x: float) -> str:
 
 
 def _energy_table_text(res: Any) -> Any:
-    from rich.table import Table
-    t = Table(title="energy table", show_header=False, title_justify="left", box=None)
-    t.add_column(style="dim")
-    t.add_column()
-    for a, b in res.energy_table.rows(res.config):
-        t.add_row(a, b)
-    return t
+    return _energy_rows_table(res.energy_table, res.config)
 
 
 def print_report(res: Any, title: str) -> None:
@@ -183,6 +179,127 @@ def simulate_cmd(target: str, config: str | None, sparsity: str, train: bool, da
     print_report(res, f"{label} on {cfg.name} [{dataflow}] - {total_s:.2f} s total")
 
 
+COMPARE_COLUMNS = ("dataflow", "sparsity", "cycles", "speedup", "utilisation", "dram_bytes",
+                   "energy_uj", "energy_reduction", "tops_w", "limiting")
+
+
+def compare_rows(workload: str, config: str | None, dataflows: list[str],
+                 sparsities: list[str], *, train: bool = False, batch: int = 1,
+                 seq: int | None = None, options: dict[str, Any] | None = None,
+                 progress: bool = False) -> list[dict[str, Any]]:
+    """One :func:`~sparsa.sim.api.run_point` per (sparsity, dataflow), as table rows."""
+    from sparsa.sim.api import run_point
+    cfg = resolve_config(config)
+    points = [(sp, df) for sp in sparsities for df in dataflows]
+    rows = []
+    bar = None
+    if progress:
+        from rich.progress import Progress
+        bar = Progress(transient=True, console=_console_err())
+        bar.start()
+        task = bar.add_task("simulating", total=len(points))
+    try:
+        for sp, df in points:
+            r = run_point(workload, cfg, sp, df, train=train, batch=batch, seq=seq,
+                          options=options)
+            r["dram_bytes"] = r["dram_read_bytes"] + r["dram_write_bytes"]
+            r["energy_uj"] = round(r["energy_pj"] / 1e6, 3)
+            rows.append(r)
+            if bar is not None:
+                bar.advance(task)
+    finally:
+        if bar is not None:
+            bar.stop()
+    return rows
+
+
+def _console_err() -> Any:
+    from rich.console import Console
+    return Console(stderr=True)
+
+
+def _split(value: str, allowed: tuple[str, ...] | None, what: str) -> list[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise click.BadParameter(f"give at least one {what}")
+    if allowed is not None:
+        for v in items:
+            if v not in allowed:
+                raise click.BadParameter(f"{what} {v!r} is not one of {', '.join(allowed)}")
+    return items
+
+
+@click.command("compare")
+@click.argument("workload")
+@click.option("--dataflows", default="ws", show_default=True,
+              help="Comma-separated subset of ws,os,is.")
+@click.option("--sparsity", "sparsities", default="dense,2:4", show_default=True,
+              help="Comma-separated sparsity specs (each one plan, e.g. 2:4 or 1:16).")
+@click.option("--config", "config", default=None, help="Preset name or YAML file.")
+@click.option("--train", is_flag=True, help="Compare training steps.")
+@click.option("--batch", default=1, show_default=True, type=click.IntRange(1))
+@click.option("--seq", default=None, type=click.IntRange(1))
+@click.option("--energy-table", default=None, help="Energy table preset or YAML.")
+@click.option("--csv", "csv_path", default=None, type=click.Path(dir_okay=False),
+              help="Also write every figure of every point to this CSV file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the points as JSON.")
+def compare_cmd(workload: str, dataflows: str, sparsities: str, config: str | None,
+                train: bool, batch: int, seq: int | None, energy_table: str | None,
+                csv_path: str | None, as_json: bool) -> None:
+    """Compare dataflows and sparsity patterns on WORKLOAD side by side: cycles,
+    utilisation, DRAM bytes, energy, speed-up versus dense and the limiting factor."""
+    dfs = _split(dataflows, ("ws", "os", "is"), "dataflow")
+    sps = _split(sparsities, None, "sparsity")
+    opts = {"energy_table": energy_table} if energy_table else None
+    t0 = time.perf_counter()
+    rows = compare_rows(workload, config, dfs, sps, train=train, batch=batch, seq=seq,
+                        options=opts, progress=not as_json)
+    if csv_path:
+        keys = list(dict.fromkeys(k for r in rows for k in r))
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=keys)
+        w.writeheader()
+        for r in rows:
+            w.writerow(r)
+        _write_text(Path(csv_path), buf.getvalue())
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    from rich.table import Table
+    cfg = resolve_config(config)
+    con = _console()
+    con.print(f"{workload} on {cfg.name}{' (train)' if train else ''}: "
+              f"{len(rows)} points in {time.perf_counter() - t0:.1f} s")
+    from sparsa.sim.energy import resolve_energy_table
+    con.print(_energy_rows_table(resolve_energy_table(energy_table or cfg.energy_table), cfg))
+    t = Table(title="dataflow x sparsity", title_justify="left")
+    heads = ("dataflow", "sparsity", "cycles", "speed-up", "util", "DRAM B", "energy uJ",
+             "energy /dense", "TOPS/W", "limiting factor")
+    for h in heads:
+        t.add_column(h, justify="left" if h in ("dataflow", "sparsity", "limiting factor")
+                     else "right", no_wrap=True)
+    for r in rows:
+        red = r["energy_reduction"]
+        t.add_row(r["dataflow"], r["sparsity"], str(r["cycles"]), f"{r['speedup']:.3f}x",
+                  f"{r['utilisation']:.1%}", _fmt(r["dram_bytes"]), f"{r['energy_uj']:.1f}",
+                  "-" if red is None else f"{1 / red:.3f}", f"{r['tops_w']:.3f}",
+                  r["limiting"])
+    con.print(t)
+    if csv_path:
+        con.print(f"wrote {csv_path}")
+
+
+def _energy_rows_table(table: Any, cfg: Any) -> Any:
+    from rich.table import Table
+    t = Table(title="energy table", show_header=False, title_justify="left", box=None)
+    t.add_column(style="dim")
+    t.add_column()
+    for a, b in table.rows(cfg):
+        t.add_row(a, b)
+    return t
+
+
 def register(group: click.Group) -> None:
-    """Add ``simulate`` (and ``compare``, ``calibrate``) to the top-level group."""
+    """Add ``simulate``, ``compare`` (and ``calibrate``) to the top-level group."""
     group.add_command(simulate_cmd)
+    group.add_command(compare_cmd)
