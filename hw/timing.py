@@ -7,11 +7,27 @@ accepts at most one instruction per cycle (``ISSUE_CYCLES``).
 
 DRAM conventions (shared by the cocotb DRAM model and the SimPy model): independent read and
 write channels, each moving one beat of ``dram_bytes_per_cycle`` bytes per cycle; a read
-request accepted in cycle ``t`` returns its first beat ``dram_latency_cycles`` later; read
-requests pipeline (the next request's data follows without a bubble); writes are posted.
+request accepted in cycle ``t`` returns its first beat ``dram_latency_cycles`` later (at
+least one cycle later: a latency of 0 behaves as 1); read requests pipeline (the next
+request's data follows without a bubble); writes are posted.
 
-The constants below are those of the generated RTL and are checked by the RTL tests
-(``tests/rtl``); change them only together with the hardware.
+Where the constants come from (the generated RTL, :mod:`sparsa.hw.controller`; every unit
+latches its instruction in the issue cycle ``T0`` and starts work in ``T0 + 1``):
+
+* LOAD: one read request per entry from ``T0+1``; the last beat arrives (and the entry is
+  written) in ``T0 + L + count*entry_beats``: ``L + count*entry_beats + 1`` cycles
+  (``LOAD_OVERHEAD = 1``); a LOAD of 0 entries takes 2 cycles.
+* PRELOAD: weight-scratchpad reads in ``T0+1 .. T0+rows``, shifts one cycle later:
+  ``rows + 2`` (``PRELOAD_OVERHEAD = 2``).
+* COMPUTE: activation reads from ``T0+1``, the array's ``groups + cols`` latency, one result
+  register, then the accumulator write: ``count + groups + cols + 3``
+  (``COMPUTE_OVERHEAD = 3``).
+* STORE: accumulator read in ``T0+1``, first write beat in ``T0+2``, one beat per cycle:
+  ``count*entry_beats + 2`` (``STORE_OVERHEAD = 2``).
+* FENCE: 1.
+
+The RTL tests (``tests/test_rtl_system.py``) assert these; change them only together with
+the hardware.
 """
 
 from __future__ import annotations
@@ -20,9 +36,9 @@ from .config import AccelConfig
 from .isa import Compute, Fence, Instr, Load, Preload, Store, Target
 
 ISSUE_CYCLES = 1
-LOAD_OVERHEAD = 2
-PRELOAD_OVERHEAD = 1
-COMPUTE_OVERHEAD = 2
+LOAD_OVERHEAD = 1
+PRELOAD_OVERHEAD = 2
+COMPUTE_OVERHEAD = 3
 STORE_OVERHEAD = 2
 FENCE_CYCLES = 1
 
@@ -40,7 +56,11 @@ def store_entry_beats(cfg: AccelConfig, requant: int) -> int:
 
 
 def load_cycles(cfg: AccelConfig, count: int, entry_beats: int) -> int:
-    return cfg.dram_latency_cycles + count * entry_beats + LOAD_OVERHEAD
+    """First request one cycle after issue, data ``max(1, latency)`` cycles later, one beat
+    per cycle; a LOAD of no entries only occupies its unit for 2 cycles."""
+    if count == 0:
+        return 2
+    return max(1, cfg.dram_latency_cycles) + count * entry_beats + LOAD_OVERHEAD
 
 
 def preload_cycles(cfg: AccelConfig) -> int:
