@@ -92,8 +92,8 @@ def ensure_venv() -> Path:
 
 
 def run_scalesim(py: Path, topo: Path, rows: int, cols: int, df: str) -> tuple[list[int], float]:
-    gemm = "1" if open(topo).readline().replace(" ", "").lower().startswith("layer,m,n,k") \
-        else "0"
+    head = topo.read_text().splitlines()[0].replace(" ", "").lower()
+    gemm = "1" if head.startswith("layer,m,n,k") else "0"
     with tempfile.TemporaryDirectory(dir=ROOT / "build") as tmp:
         cfg = Path(tmp) / "scale.cfg"
         cfg.write_text(CFG.format(rows=rows, cols=cols, df=df))
