@@ -356,7 +356,8 @@ def synthesize(design: AccelConfig | wiring.Component, kind: Kind = "pe", *,
     sparse : bool
         ``kind="pe"`` only: ``False`` synthesises the dense PE (no index, no window mux).
     use_cache : bool
-        Read and write the on-disk cache (default). ``False`` always runs Yosys.
+        Read the on-disk cache (default). ``False`` always runs Yosys; the fresh result
+        still refreshes the cache.
     timeout_s : float
         Give up on Yosys after this long.
 
@@ -395,8 +396,7 @@ def synthesize(design: AccelConfig | wiring.Component, kind: Kind = "pe", *,
                "words_by_type": words.get("num_cells_by_type", {}),
                "memories": _memories(il), "synth_seconds": round(secs, 3),
                "yosys_version": yv}
-        if use_cache:
-            _cache_write(key, rec)
+        _cache_write(key, rec)
     return AreaReport(name=getattr(cfg, "name", label), kind=label,
                       cells_by_type=dict(sorted(rec["cells_by_type"].items())),
                       words_by_type=dict(sorted(rec["words_by_type"].items())),
