@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sparsa.hw.config import PRESETS, AccelConfig, resolve_config
+
 from . import plots
 from .errors import ReportError
 from .store import open_results
@@ -89,22 +91,13 @@ def _table(rows: Sequence[Row], columns: Sequence[str]) -> str:
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
-def energy_table_rows(name: str = "horowitz45") -> list[Row]:
-    """The model's per-action energy table as rows of ``action``, ``pJ`` (and a note)."""
-    try:
-        from sparsa.sim import energy
-    except ImportError:
-        raise ReportError("report: the energy model (sparsa.sim.energy) is not installed "
-                          "in this checkout") from None
-    table = energy.energy_table_rows(name) if hasattr(energy, "energy_table_rows") \
-        else energy.load_energy_table(name)
-    if isinstance(table, dict):
-        return [{"action": k, "pJ": v} for k, v in table.items()]
-    if hasattr(table, "rows"):
-        return list(table.rows())
-    if hasattr(table, "to_dict"):
-        return [{"action": k, "pJ": v} for k, v in table.to_dict().items()]
-    return [dict(r) for r in table]
+def energy_table_rows(name: str, config: str | AccelConfig | None = None) -> list[Row]:
+    """The model's per-action energy table ``name`` as rows of ``item``, ``value``, with the
+    SRAM energies interpolated for ``config`` (default: the default core)."""
+    from sparsa.sim.energy import resolve_energy_table
+
+    cfg = config if isinstance(config, AccelConfig) else resolve_config(config)
+    return [{"item": a, "value": b} for a, b in resolve_energy_table(name).rows(cfg)]
 
 
 def _pareto_rows(rows: Sequence[Row]) -> tuple[list[Row], str | None]:
@@ -173,10 +166,19 @@ def build_report(results: str | os.PathLike[str], out_dir: str | os.PathLike[str
         parts.append("<h2 class='err'>Failed design points</h2>"
                      + _table(errs, ("point_index", "workload", "config", "sparsity",
                                      "dataflow", "train", "error")))
+    ref = plots.reference_config(rows) if ok else None
+    ref_row = next((r for r in ok if r["config"] == ref), None)
+    cfg = None
+    if ref_row is not None:
+        cfg = PRESETS.get(ref_row["config"]) or AccelConfig(**{
+            k: ref_row[k] for k in ("rows", "cols", "n", "m", "wgt_sp_kib", "act_sp_kib",
+                                    "acc_sp_kib", "dram_bytes_per_cycle",
+                                    "dram_latency_cycles", "clock_mhz")})
     tables = list(dict.fromkeys(r.get("energy_table") or "horowitz45" for r in rows))
     for name in tables:
-        parts.append(f"<h2>Energy table used ({html.escape(str(name))})</h2>"
-                     + _table(energy_table_rows(name), ("action", "pJ", "note")))
+        where = f", SRAM values for {ref}" if ref else ""
+        parts.append(f"<h2>Energy table used ({html.escape(str(name))}{html.escape(where)})"
+                     f"</h2>" + _table(energy_table_rows(name, cfg), ("item", "value")))
     parts.append("</body></html>\n")
     index = out / "index.html"
     tmp = out / ".index.html.tmp"

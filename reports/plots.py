@@ -59,8 +59,8 @@ RC = {
 }
 
 #: Area columns in order of preference (from :func:`sparsa.hw.area.estimate_area`).
-AREA_COLUMNS = ("area_um2", "area_mm2", "area_cells", "area_total_cells", "area_array_cells",
-                "area")
+AREA_COLUMNS = ("area_total_mm2", "area_total_um2", "area_um2", "area_mm2", "area_cells",
+                "area_total_cells", "area")
 
 PHASES = (("cycles_fwd", "forward"), ("cycles_bwd_data", "backward-data"),
           ("cycles_wgrad", "weight-gradient"))

@@ -40,7 +40,7 @@ import hashlib
 import itertools
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,6 +152,7 @@ class DesignPoint:
     options: dict[str, Any] = field(default_factory=dict)
     area: bool = True
     per_layer: bool = False
+    workload_obj: Any = field(default=None, compare=False, repr=False)
 
     @property
     def key(self) -> str:
@@ -163,7 +164,7 @@ class DesignPoint:
                 "config": self.config.to_dict(), "sparsity": self.sparsity,
                 "dataflow": self.dataflow, "train": self.train, "batch": self.batch,
                 "seq": self.seq, "options": dict(self.options), "area": self.area,
-                "per_layer": self.per_layer}
+                "per_layer": self.per_layer, "workload_obj": self.workload_obj}
 
 
 def point_hash(p: DesignPoint) -> str:
@@ -316,8 +317,13 @@ def _axis_configs(source: str, axes: ConfigAxesSpec) -> list[AccelConfig]:
 
 
 # ---- public API ---------------------------------------------------------------------------
-def parse_spec(data: Any, source: str = "spec") -> SweepSpec:
+def parse_spec(data: Any, source: str = "spec", *,
+               workloads: Mapping[str, Any] | None = None) -> SweepSpec:
     """Validate a spec mapping and expand it into design points.
+
+    ``workloads`` maps extra workload names to workload objects built in Python (e.g. with
+    :class:`sparsa.workloads.GraphBuilder`); the objects travel with the points to the
+    workers. The content hash covers the name only, so keep names unique per network.
 
     Raises
     ------
@@ -332,6 +338,9 @@ def parse_spec(data: Any, source: str = "spec") -> SweepSpec:
     except ValidationError as e:
         raise _pydantic_error(source, e) from None
     known = _known_workloads()
+    custom = dict(workloads or {})
+    if known is not None:
+        known |= {k.lower() for k in custom}
     common = {"options": m.options, "area": m.area, "per_layer": m.per_layer}
     points: list[DesignPoint] = []
     if m.points is not None:
@@ -348,7 +357,8 @@ def parse_spec(data: Any, source: str = "spec") -> SweepSpec:
                 config=_config_from(source, f"{key}.config", p.config),
                 sparsity=_check_sparsity(source, f"{key}.sparsity", p.sparsity),
                 dataflow=_check_dataflow(source, f"{key}.dataflow", p.dataflow),
-                train=p.train, batch=p.batch, seq=p.seq, **common))
+                train=p.train, batch=p.batch, seq=p.seq, workload_obj=custom.get(p.workload),
+                **common))
     else:
         if m.workloads is None:
             raise _err(source, "workloads", "missing: list the workloads (or give points)")
@@ -371,7 +381,8 @@ def parse_spec(data: Any, source: str = "spec") -> SweepSpec:
         combos = itertools.product(wls, cfgs, sps, dfs, m.train, m.batch, m.seq)
         for i, (w, c, s, d, t, b, q) in enumerate(combos):
             points.append(DesignPoint(index=i, workload=w, config=c, sparsity=s, dataflow=d,
-                                      train=t, batch=b, seq=q, **common))
+                                      train=t, batch=b, seq=q, workload_obj=custom.get(w),
+                                      **common))
     seen: dict[str, int] = {}
     for p in points:
         if p.key in seen:

@@ -42,8 +42,8 @@ from .errors import ReportError
 from .spec import DesignPoint, SweepSpec
 from .store import ResultStore
 
-__all__ = ["KEY_COLUMNS", "VOLATILE_COLUMNS", "SweepResult", "evaluate_point", "run_sweep",
-           "run_task", "check_evaluator"]
+__all__ = ["KEY_COLUMNS", "VOLATILE_COLUMNS", "SweepResult", "check_evaluator", "chunk_tasks",
+           "evaluate_point", "run_chunk", "run_sweep", "run_task"]
 
 #: Columns every row starts with (they describe the design point).
 KEY_COLUMNS = ("point_index", "hash", "status", "error", "workload", "config", "rows", "cols",
@@ -51,8 +51,8 @@ KEY_COLUMNS = ("point_index", "hash", "status", "error", "workload", "config", "
                "dram_latency_cycles", "clock_mhz", "energy_table", "sparsity", "dataflow",
                "train", "batch", "seq")
 
-#: Columns that differ between runs of the same point (wall time, run id, worker).
-VOLATILE_COLUMNS = ("eval_s", "run_id", "worker")
+#: Columns that differ between runs of the same point (wall times, run id, worker).
+VOLATILE_COLUMNS = ("eval_s", "run_id", "worker", "runtime_s")
 
 Evaluate = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -71,17 +71,25 @@ def _area_columns(cfg: Any) -> dict[str, Any]:
     return dict(_AREA_CACHE[key])
 
 
-def _layer_rows(result: Any) -> list[dict[str, Any]]:
-    layers = result.get("layers") if isinstance(result, dict) else getattr(result, "layers",
-                                                                            None)
-    if layers is None:
-        raise ReportError("per_layer: sparsa.sim.api.simulate returned no per-layer rows")
-    out = []
-    for layer in layers:
-        d = layer if isinstance(layer, dict) else (
-            layer.to_dict() if hasattr(layer, "to_dict") else vars(layer))
-        out.append({k: v for k, v in d.items() if _is_scalar(v)})
-    return out
+def _layer_rows(task: dict[str, Any], cfg: Any) -> list[dict[str, Any]]:
+    """Per-layer rows of one point: compile (without data) and simulate it once more.
+
+    :func:`~sparsa.sim.api.run_point` returns only totals, so per-layer sweeps pay for a
+    second simulation of the point (the dense baseline is not needed for utilisation).
+    """
+    from sparsa.compiler import CompileOptions, compile_workload
+    from sparsa.sim.api import simulate
+
+    opts = task["options"] or {}
+    copts = CompileOptions(**(opts.get("compile") or {}))
+    prog = compile_workload(task.get("workload_obj") or task["workload"], cfg,
+                            sparsity=task["sparsity"],
+                            train=task["train"], dataflow=copts.dataflow, options=copts,
+                            with_data=False, seed=int(opts.get("seed", 0)),
+                            batch=task["batch"], seq=task["seq"])
+    res = simulate(prog, cfg, dataflow=task["dataflow"], options=opts.get("model"),
+                   energy_table=opts.get("energy_table"), variant_options=opts.get("variant"))
+    return [{k: v for k, v in layer.items() if _is_scalar(v)} for layer in res.per_layer]
 
 
 def evaluate_point(task: dict[str, Any]) -> dict[str, Any]:
@@ -107,13 +115,12 @@ def evaluate_point(task: dict[str, Any]) -> dict[str, Any]:
     kwargs = {"sparsity": task["sparsity"], "dataflow": task["dataflow"],
               "train": task["train"], "batch": task["batch"], "seq": task["seq"],
               "options": task["options"] or None}
-    row = dict(run_point(task["workload"], cfg, **kwargs))
+    workload = task.get("workload_obj") or task["workload"]
+    row = dict(run_point(workload, cfg, **kwargs))
     if task.get("area"):
         row.update(_area_columns(cfg))
     if task.get("per_layer"):
-        from sparsa.sim.api import simulate
-
-        row["layers"] = _layer_rows(simulate(task["workload"], cfg, **kwargs))
+        row["layers"] = _layer_rows(task, cfg)
     return row
 
 
@@ -178,7 +185,7 @@ def run_task(evaluate: Evaluate, task: dict[str, Any], run_id: str = ""
         res = dict(evaluate(task))
         raw_layers = res.pop("layers", None) or []
         for k, v in res.items():
-            if k not in row:
+            if k not in row or k == "energy_table":  # the model names the table it used
                 row[k] = _scalar(v)
         for i, layer in enumerate(raw_layers):
             lr = {"point_index": task["index"], "hash": task["hash"], "layer_index": i,
@@ -195,6 +202,31 @@ def run_task(evaluate: Evaluate, task: dict[str, Any], run_id: str = ""
     row["run_id"] = run_id
     row["worker"] = f"{socket.gethostname()}:{os.getpid()}"
     return row, layers
+
+
+Outcome = tuple[dict[str, Any], list[dict[str, Any]]]
+
+
+def run_chunk(evaluate: Evaluate, tasks: Sequence[dict[str, Any]], run_id: str = ""
+              ) -> list[Outcome]:
+    """:func:`run_task` over consecutive tasks in one worker (they share its caches)."""
+    return [run_task(evaluate, t, run_id) for t in tasks]
+
+
+def chunk_tasks(tasks: Sequence[dict[str, Any]], size: int) -> list[list[dict[str, Any]]]:
+    """Split tasks into runs of at most ``size`` consecutive tasks of the same workload,
+    hardware, batch and sequence length, so that one worker evaluates them in a row: the
+    model then compiles each program once for all dataflows and reuses its dense baseline."""
+    chunks: list[list[dict[str, Any]]] = []
+    last = None
+    for t in tasks:
+        key = (t["workload"], json.dumps(t["config"], sort_keys=True), t["batch"], t["seq"])
+        if chunks and key == last and len(chunks[-1]) < size:
+            chunks[-1].append(t)
+        else:
+            chunks.append([t])
+        last = key
+    return chunks
 
 
 # ---- the engine ----------------------------------------------------------------------------
@@ -222,19 +254,19 @@ class SweepResult:
 
 
 def _serial(evaluate: Evaluate, tasks: Sequence[dict[str, Any]], run_id: str
-            ) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
+            ) -> Iterator[list[Outcome]]:
     for t in tasks:
-        yield run_task(evaluate, t, run_id)
+        yield [run_task(evaluate, t, run_id)]
 
 
-def _pool(evaluate: Evaluate, tasks: Sequence[dict[str, Any]], run_id: str, workers: int
-          ) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
+def _pool(evaluate: Evaluate, chunks: Sequence[list[dict[str, Any]]], run_id: str,
+          workers: int) -> Iterator[list[Outcome]]:
     # submit eagerly: the pool forks its workers now, before a progress thread exists
     ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
     ex = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
-    futs = [ex.submit(run_task, evaluate, t, run_id) for t in tasks]
+    futs = [ex.submit(run_chunk, evaluate, c, run_id) for c in chunks]
 
-    def gen() -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    def gen() -> Iterator[list[Outcome]]:
         try:
             for f in cf.as_completed(futs):
                 yield f.result()
@@ -244,9 +276,8 @@ def _pool(evaluate: Evaluate, tasks: Sequence[dict[str, Any]], run_id: str, work
     return gen()
 
 
-def _dask(evaluate: Evaluate, tasks: Sequence[dict[str, Any]], run_id: str, workers: int,
-          scheduler: str | None, processes: bool
-          ) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
+def _dask(evaluate: Evaluate, chunks: Sequence[list[dict[str, Any]]], run_id: str,
+          workers: int, scheduler: str | None, processes: bool) -> Iterator[list[Outcome]]:
     from dask.distributed import Client, LocalCluster, as_completed
 
     cluster = None
@@ -259,10 +290,10 @@ def _dask(evaluate: Evaluate, tasks: Sequence[dict[str, Any]], run_id: str, work
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes,
                                dashboard_address=None)
         client = Client(cluster)
-    futs = client.map(run_task, [evaluate] * len(tasks), tasks, [run_id] * len(tasks),
+    futs = client.map(run_chunk, [evaluate] * len(chunks), chunks, [run_id] * len(chunks),
                       pure=False)
 
-    def gen() -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    def gen() -> Iterator[list[Outcome]]:
         try:
             for f in as_completed(futs):
                 yield f.result()
@@ -294,8 +325,8 @@ def _progress(console: Any, total: int) -> Any:
 def run_sweep(spec: SweepSpec, out: str | os.PathLike[str], *, workers: int = 2,
               scheduler: str | None = None, dask: bool = False, dask_processes: bool = True,
               evaluate: Evaluate | None = None, retry_errors: bool = False,
-              flush_every: int = 16, flush_seconds: float = 2.0, progress: bool = True,
-              console: Any = None) -> SweepResult:
+              flush_every: int = 16, flush_seconds: float = 2.0, chunk_size: int = 12,
+              progress: bool = True, console: Any = None) -> SweepResult:
     """Evaluate the spec's unfinished points into the results directory ``out``.
 
     Parameters
@@ -317,6 +348,9 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike[str], *, workers: int = 2,
         Re-evaluate points whose stored row is an error row.
     flush_every, flush_seconds : int, float
         Write a part file after this many finished points or seconds.
+    chunk_size : int
+        Points of the same workload and hardware sent to one worker at a time
+        (:func:`chunk_tasks`); 1 sends every point on its own.
     progress : bool
         Show a progress bar with ETA (rich, on ``console`` or stderr).
 
@@ -326,6 +360,8 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike[str], *, workers: int = 2,
     """
     if workers < 1:
         raise ReportError(f"--workers must be >= 1, not {workers}")
+    if chunk_size < 1:
+        raise ReportError(f"chunk_size must be >= 1, not {chunk_size}")
     if evaluate is None:
         check_evaluator(spec)
         evaluate = evaluate_point
@@ -343,13 +379,14 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike[str], *, workers: int = 2,
     if scheduler or dask:
         backend = f"dask {scheduler}" if scheduler else \
             f"dask LocalCluster ({workers} {'processes' if dask_processes else 'threads'})"
-        results = _dask(evaluate, tasks, run_id, workers, scheduler, dask_processes)
+        results = _dask(evaluate, chunk_tasks(tasks, chunk_size), run_id, workers, scheduler,
+                        dask_processes)
     elif workers == 1:
         backend = "in-process"
         results = _serial(evaluate, tasks, run_id)
     else:
         backend = f"process pool ({workers} workers)"
-        results = _pool(evaluate, tasks, run_id, workers)
+        results = _pool(evaluate, chunk_tasks(tasks, chunk_size), run_id, workers)
 
     if console is None:
         from rich.console import Console
@@ -372,16 +409,17 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike[str], *, workers: int = 2,
         if bar is not None:
             bar.start()
             tid = bar.add_task("sweep", total=len(tasks), rate="-", errs="")
-        for row, layers in results:
-            n += 1
-            errors += row["status"] != "ok"
-            buf.append(row)
-            lbuf.extend(layers)
+        for outcomes in results:
+            for row, layers in outcomes:
+                n += 1
+                errors += row["status"] != "ok"
+                buf.append(row)
+                lbuf.extend(layers)
             now = time.perf_counter()
             if len(buf) >= flush_every or now - last_flush >= flush_seconds:
                 flush()
             if bar is not None:
-                bar.update(tid, advance=1, rate=f"{n / max(now - t0, 1e-9):.1f}",
+                bar.update(tid, advance=len(outcomes), rate=f"{n / max(now - t0, 1e-9):.1f}",
                            errs=f"{errors} errors" if errors else "")
     finally:
         if bar is not None:

@@ -62,3 +62,24 @@ def analytic_point(task: dict[str, Any]) -> dict[str, Any]:
             "energy_mac_pj": 0.3 * macs, "energy_dram_pj": 2000.0 * sum(
                 k * q for _, k, q in GEMMS[task["workload"]]) / 8,
             "runtime_s": cyc / (cfg.clock_mhz * 1e6), **phases}
+
+
+def tiny_workloads() -> dict[str, Any]:
+    """Two small real networks (graph IR) for sweeps through the real model in seconds."""
+    from sparsa.workloads import GraphBuilder
+
+    b = GraphBuilder("tiny-cnn")
+    x = b.input("input", (1, 16, 16, 16))
+    x = b.relu(b.conv(x, 32, 3, name="conv1"), name="relu1")
+    x = b.relu(b.conv(x, 64, 3, stride=2, name="conv2"), name="relu2")
+    x = b.relu(b.conv(x, 64, 1, name="conv3"), name="relu3")
+    x = b.op("globalavgpool", x, name="pool")
+    x = b.op("flatten", x, name="flatten", axis=1)
+    b.linear(x, 32, name="fc")
+    cnn = b.build(batch=1)
+
+    b = GraphBuilder("tiny-mlp")
+    x = b.input("input", (1, 32, 64))
+    h = b.op("gelu", b.linear(x, 128, name="fc1"), name="gelu")
+    b.linear(h, 64, name="fc2")
+    return {"tiny-cnn": cnn, "tiny-mlp": b.build(batch=1)}
