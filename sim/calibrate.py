@@ -1,0 +1,157 @@
+"""Calibration: the same programs on the RTL (Verilator) and on the model, cycle error.
+
+:func:`calibration_programs` builds the suite for a config: single tiles (dense, the array's
+``n:m``, sparser patterns), multi-tile GEMMs, DRAM-bandwidth-bound tiles (few rows, many
+passes: the LOAD unit is the bottleneck), small compiled layers (convolution, linear,
+depthwise, with and without interleaving), and MLP training steps (forward, backward-data
+and weight-gradient GEMMs). :func:`calibrate` runs them in one Verilator process
+(:func:`sparsa.hw.rtl_runner.run_jobs`, no stalls, final DRAM image checked against the
+reference executor) and through :func:`sparsa.sim.api.simulate`, and reports the RTL's
+``cycles`` counter, the model's cycles and the relative error per program.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+from sparsa.hw.config import AccelConfig
+
+from .api import simulate
+
+__all__ = ["calibration_programs", "calibrate", "QUICK"]
+
+#: names of the programs the quick suite (``make test``) runs
+QUICK = ("tile-dense-p4", "tile-sparse-p8", "dram-bound-sparse", "layer-conv-2:4",
+         "mlp-train-dense")
+
+
+def _shape_workload(name: str, layers: list[tuple]) -> Any:
+    """A workload given by GEMM shapes (the layer protocol the compiler reads)."""
+    from sparsa.compiler.reference import GemmDims
+
+    class _Layer:
+        def __init__(self, lname: str, kind: str, inputs: tuple, dims: tuple | None,
+                     out_elements: int = 0) -> None:
+            self.name, self.kind, self.inputs = lname, kind, inputs
+            self.dims, self.out_elements, self.stationary = dims, out_elements, "weight"
+            self.attrs: dict[str, Any] = {}
+
+        @property
+        def is_gemm(self) -> bool:
+            return self.dims is not None
+
+        def gemm(self) -> Any:
+            return GemmDims(*self.dims, stationary=self.stationary)
+
+        def gemm_weight(self) -> None:
+            return None
+
+    class _Workload:
+        def __init__(self) -> None:
+            self.name = name
+            self._layers = [_Layer(*ly) for ly in layers]
+
+        def layers(self) -> list[Any]:
+            return list(self._layers)
+
+    return _Workload()
+
+
+def calibration_programs(cfg: AccelConfig, quick: bool = False) -> list[tuple[str, Any]]:
+    """``(name, program)`` pairs of the calibration suite for ``cfg`` (all with data)."""
+    from sparsa.compiler import CompileOptions, compile_workload
+    from sparsa.compiler.reference import TrainGraph
+    from sparsa.compiler.tilegen import (
+        GemmSpec,
+        build_gemm_program,
+        random_gemm_specs,
+        random_nm_weights,
+    )
+    rng = np.random.default_rng(2026)
+    nm = f"{cfg.n}:{cfg.m}"
+    sparser = f"1:{cfg.m}"
+    R, C = cfg.rows, cfg.cols
+    out: list[tuple[str, Any]] = []
+
+    def tile(name: str, mode: str, P: int, passes: int, qblocks: int, **kw: Any) -> None:
+        kp = R if mode == "dense" else cfg.k_per_pass
+        K = passes * kp
+        x = rng.integers(-128, 128, (P, K)).astype(np.int8)
+        if mode == "dense":
+            w = rng.integers(-128, 128, (K, qblocks * C)).astype(np.int8)
+        else:
+            n = int(mode.split(":")[0])
+            w = random_nm_weights(rng, K, qblocks * C, n, cfg.m)
+        out.append((name, build_gemm_program(cfg, [GemmSpec(x=x, w=w, mode=mode, **kw)])))
+
+    tile("tile-dense-p1", "dense", 1, 1, 1)
+    tile("tile-dense-p4", "dense", 4, 1, 1, requant=1, shift=8)
+    tile("tile-dense-p32", "dense", 32, 1, 1, relu=1)
+    tile("tile-sparse-p8", nm, 8, 1, 1)
+    tile("tile-sparser-p16", sparser, 16, 1, 1, requant=1, shift=6)
+    tile("gemm-dense-3x2", "dense", 24, 3, 2, requant=1, shift=12)
+    tile("gemm-sparse-4x2", nm, 20, 4, 2)
+    # DRAM-bandwidth bound: 1-2 rows per pass, every pass loads a weight tile
+    tile("dram-bound-dense", "dense", 1, 6, 2)
+    tile("dram-bound-sparse", nm, 2, 6, 2, load_stride_extra=1)
+    tile("dram-bound-strided", nm, 1, 4, 1, load_stride_extra=1, store_stride_extra=1)
+    specs = random_gemm_specs(cfg, rng, 3, nm, max_p=20)
+    out.append(("random-gemms-sparse", build_gemm_program(cfg, specs)))
+    specs = random_gemm_specs(cfg, rng, 3, "dense", max_p=20)
+    out.append(("random-gemms-dense", build_gemm_program(cfg, specs)))
+    net = [("c1", "conv", ("x",), (36, 27, 2 * C)),
+           ("r1", "relu", ("c1",), None, 36 * 2 * C),
+           ("c2", "conv", ("r1",), (36, 2 * C, C)),
+           ("fc", "linear", ("c2",), (2, 36 * C, C))]
+    for spec in ("dense", nm, sparser):
+        out.append((f"layer-conv-{spec}", compile_workload(
+            _shape_workload("calib-net", net), cfg, sparsity=spec, seed=1)))
+    dw = [("dw", "conv", ("x",), (25, 9, 1, 4)), ("pw", "conv", ("dw",), (25, 4, 2 * C))]
+    out.append(("layer-depthwise", compile_workload(_shape_workload("calib-dw", dw), cfg,
+                                                    sparsity="dense", seed=2)))
+    out.append(("layer-conv-fenced", compile_workload(
+        _shape_workload("calib-net", net), cfg, sparsity=nm, seed=3,
+        options=CompileOptions(interleave=False))))
+    out.append(("layer-conv-act-reuse", compile_workload(
+        _shape_workload("calib-net", net), cfg, sparsity=nm, seed=4, dataflow="act-reuse")))
+    x = np.random.default_rng(5).integers(-128, 128, (10, 3 * R)).astype(np.int8)
+    for spec in ("dense", f"fwd={nm},bwd={nm},method=bimask"):
+        ref = TrainGraph(x, [3 * R, 4 * C, 2 * C], spec, seed=0)
+        label = "mlp-train-dense" if spec == "dense" else "mlp-train-bimask"
+        out.append((label, compile_workload(ref, cfg, sparsity=spec, train=True, seed=0)))
+    if quick:
+        out = [p for p in out if p[0] in QUICK]
+    return out
+
+
+def calibrate(cfg: AccelConfig, programs: list[tuple[str, Any]] | None = None, *,
+              quick: bool = False, check_outputs: bool = True) -> list[dict[str, Any]]:
+    """Run ``programs`` (default: :func:`calibration_programs`) on Verilator and on the
+    model; one row per program: ``name, instructions, rtl_cycles, model_cycles, error``
+    (relative, model vs RTL), ``load_busy``/``exec_busy`` (model) and ``dram_bound``."""
+    from sparsa.compiler.executor import execute
+    from sparsa.hw.rtl_runner import RtlJob, run_jobs
+    progs = programs if programs is not None else calibration_programs(cfg, quick)
+    jobs = []
+    for _, prog in progs:
+        exp = execute(cfg, prog.instructions, prog.dram).dram if check_outputs else None
+        jobs.append(RtlJob(prog.instructions, prog.dram, expected=exp))
+    t0 = time.perf_counter()
+    results = run_jobs(cfg, jobs, stalls="none", name="calibrate")
+    rtl_s = time.perf_counter() - t0
+    rows = []
+    for (name, prog), res in zip(progs, results, strict=True):
+        sim = simulate(prog)
+        rtl = int(res.cycles)
+        rows.append({
+            "name": name, "instructions": len(prog.instructions), "rtl_cycles": rtl,
+            "model_cycles": sim.cycles, "error": (sim.cycles - rtl) / max(1, rtl),
+            "load_busy": sim.units["load"]["busy"], "exec_busy": sim.units["exec"]["busy"],
+            "dram_bound": sim.units["load"]["busy"] > sim.units["exec"]["busy"],
+            "model_s": round(sim.wall_s, 4),
+        })
+    for r in rows:
+        r["rtl_batch_s"] = round(rtl_s, 2)
+    return rows
