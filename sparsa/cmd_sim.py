@@ -299,7 +299,49 @@ def _energy_rows_table(table: Any, cfg: Any) -> Any:
     return t
 
 
+@click.command("calibrate")
+@click.option("--config", "config", default="4x4-n2m4", show_default=True,
+              help="Preset name or YAML file (one Verilator build per config).")
+@click.option("--quick", is_flag=True, help="Only the quick subset (the one make test runs).")
+@click.option("--tolerance", default=0.01, show_default=True, type=float,
+              help="Largest accepted relative cycle error.")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+def calibrate_cmd(config: str, quick: bool, tolerance: float, as_json: bool) -> None:
+    """Run the calibration programs on Verilator and on the model; per-program cycle error.
+    Exits with 1 when a program is off by more than --tolerance."""
+    from sparsa.hw.rtl_runner import rtl_available
+    from sparsa.sim.calibrate import calibrate
+    from sparsa.sim.errors import SimError
+    if not rtl_available():
+        raise SimError("calibrate needs the core's RTL generator (sparsa.hw.verilog, "
+                       "sparsa.hw.core), which is not in this checkout")
+    cfg = resolve_config(config)
+    t0 = time.perf_counter()
+    rows = calibrate(cfg, quick=quick)
+    worst = max(abs(r["error"]) for r in rows)
+    if as_json:
+        click.echo(json.dumps({"config": cfg.name, "max_abs_error": worst, "rows": rows},
+                              indent=1))
+    else:
+        from rich.table import Table
+        con = _console()
+        con.print(f"calibration on {cfg.name}: {len(rows)} programs, RTL (Verilator, no "
+                  f"stalls) vs model, {time.perf_counter() - t0:.1f} s")
+        t = Table()
+        for h in ("program", "instrs", "RTL cycles", "model cycles", "error", "DRAM-bound"):
+            t.add_column(h, justify="left" if h == "program" else "right", no_wrap=True)
+        for r in rows:
+            t.add_row(r["name"], str(r["instructions"]), str(r["rtl_cycles"]),
+                      str(r["model_cycles"]), f"{r['error']:+.3%}",
+                      "yes" if r["dram_bound"] else "no")
+        con.print(t)
+        con.print(f"max |error| {worst:.3%} (tolerance {tolerance:.1%})")
+    if worst > tolerance:
+        raise SystemExit(1)
+
+
 def register(group: click.Group) -> None:
-    """Add ``simulate``, ``compare`` (and ``calibrate``) to the top-level group."""
+    """Add ``simulate``, ``compare`` and ``calibrate`` to the top-level group."""
     group.add_command(simulate_cmd)
     group.add_command(compare_cmd)
+    group.add_command(calibrate_cmd)
