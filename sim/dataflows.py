@@ -165,6 +165,9 @@ def variant_ops(program: Any, cfg: AccelConfig, dataflow: str, *,
                        f"integer >= 1")
     ws = ops_from_program(program, cfg)       # layer specs (names, MACs) of the same program
     gemms = _gemms(program)
+    if not gemms:
+        raise SimError("the os/is dataflows need GEMM shapes (P, K, Q) in the program's "
+                       "layers; this program has none (compile a workload)")
     if len(gemms) != len(ws.layers):
         raise SimError("program layers and instruction notes disagree")
     R, C = cfg.rows, cfg.cols
