@@ -1,0 +1,70 @@
+"""Speed of the SimPy model on whole networks (targets from issue 5).
+
+Run: ``.venv/bin/python benchmarks/bench_sim.py [--repeat N]``. Prints, for
+
+* ``sparsa simulate resnet50`` on 16x16-n2m4 at 2:4 (target < 5 s in total), and
+* ResNet-18 on 32x32-n2m4, weight-stationary, dense (target < 2 s in total),
+
+the compile time (without data), the time to build the op stream, the SimPy run, the
+per-layer/energy breakdown, the total, the simulated cycles and SimPy events per second;
+the best of ``--repeat`` runs. When ``benchmarks/bench_scalesim.py`` has run, the ratio to
+SCALE-Sim's wall time on its ResNet-18 topology is printed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from sparsa.compiler import compile_workload
+from sparsa.hw.config import PRESETS
+from sparsa.sim.api import _breakdown
+from sparsa.sim.energy import resolve_energy_table
+from sparsa.sim.model import CoreModel, ops_from_program
+
+ROOT = Path(__file__).resolve().parents[1]
+CASES = [("resnet50", "16x16-n2m4", "2:4", 5.0), ("resnet18", "32x32-n2m4", "dense", 2.0)]
+
+
+def one(workload: str, preset: str, spec: str) -> dict[str, float]:
+    cfg = PRESETS[preset]
+    t0 = time.perf_counter()
+    prog = compile_workload(workload, cfg, sparsity=spec, with_data=False)
+    t1 = time.perf_counter()
+    ops = ops_from_program(prog)
+    t2 = time.perf_counter()
+    model = CoreModel(cfg, ops)
+    st = model.run()
+    t3 = time.perf_counter()
+    _breakdown(cfg, ops, st, resolve_energy_table(cfg.energy_table))
+    t4 = time.perf_counter()
+    return {"compile": t1 - t0, "ops": t2 - t1, "simpy": t3 - t2, "report": t4 - t3,
+            "total": t4 - t0, "cycles": st.total, "instructions": len(ops),
+            "events": next(model.env._eid)}   # SimPy numbers every scheduled event
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=2)
+    a = ap.parse_args()
+    ss_file = ROOT / "build" / "scalesim-resnet18-seconds.txt"
+    for workload, preset, spec, target in CASES:
+        best = min((one(workload, preset, spec) for _ in range(a.repeat)),
+                   key=lambda r: r["total"])
+        sim_s = best["ops"] + best["simpy"] + best["report"]
+        print(f"{workload} {spec} on {preset}: total {best['total']:.2f} s "
+              f"(target < {target:g} s: {'met' if best['total'] < target else 'MISSED'}) = "
+              f"compile {best['compile']:.2f} + ops {best['ops']:.2f} + SimPy "
+              f"{best['simpy']:.2f} + report {best['report']:.2f}; {best['instructions']} "
+              f"instructions, {best['events']} SimPy events "
+              f"({best['events'] / best['simpy'] / 1e3:.0f} k/s), {best['cycles']} cycles")
+        if workload == "resnet18" and ss_file.exists():
+            ss = float(ss_file.read_text())
+            print(f"  SCALE-Sim 3.0.0 on Resnet18.csv (32x32 WS): {ss:.0f} s -> sparsa "
+                  f"{ss / best['total']:.0f}x faster in total, {ss / sim_s:.0f}x for the "
+                  f"model alone")
+
+
+if __name__ == "__main__":
+    main()
