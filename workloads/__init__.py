@@ -29,8 +29,8 @@ def load_workload(spec: str, batch: int = 1, seq: int | None = None) -> Workload
         Batch size (zoo and SCALE-Sim conv topologies; an ONNX file's symbolic batch
         dimension).
     seq : int, optional
-        Sequence length of the transformer zoo entries (default: bert-base 128, gpt2 and
-        gpt2-block 1024; gpt2-decode: the KV length, 1024) or an ONNX file's symbolic
+        Sequence length of the transformer zoo entries (default: bert-base, gpt2 and
+        gpt2-block 128; gpt2-decode: the KV length, 1024) or an ONNX file's symbolic
         sequence dimension.
 
     Returns
