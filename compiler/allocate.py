@@ -70,7 +70,8 @@ def allocate(g: CGraph) -> Allocation:
             "wgt_tiles", "weight",
             {"mode": op.tiling.mode, "kp": tm.kp, "nk": tm.nk, "nq": tm.nq,
              "tile_beats": lay["tile_beats"], "qt_ptr": tm.qt_ptr().tolist(),
-             "kt_idx": tm.kt_idx().tolist(), "nnz": int(op.nnz)}))
+             "kt_idx": tm.kt_idx().tolist(), "nnz": int(op.nnz),
+             **({"cmp": list(op.cmp)} if op.cmp else {})}))
     for op in g.ops:
         lay = lays[op.name]
         if op.y in seen:

@@ -12,7 +12,7 @@ import numpy as np
 from sparsa.hw import layout
 from sparsa.hw.isa import Instr, _field_offsets
 
-from . import wformat
+from . import loadsparse, wformat
 from .errors import CompileError
 from .ir import CGraph
 from .program import InstrNote, LayerInfo, Program, TensorInfo
@@ -55,7 +55,7 @@ def pack_activations(cfg, x: np.ndarray, mode: str, nk: int, kp: int) -> np.ndar
     xp = np.zeros((P, nk * kp), np.int8)
     xp[:, :K] = x
     rows = xp.reshape(P * nk, kp)
-    ent = layout.pack_act_dense(cfg, rows) if mode == "dense" else \
+    ent = layout.pack_act_dense(cfg, rows) if mode != "sparse" else \
         layout.pack_act_entries(cfg, rows)
     return layout.to_beats(cfg, ent).reshape(P, -1)
 
@@ -88,7 +88,9 @@ def encode_program(g: CGraph) -> Program:
                 img[lo:lo + rows.size] = rows.reshape(-1)
             elif t.role == "weight":
                 op = next(o for o in g.ops if f"{o.name}.w" == name)
-                tiles = wformat.pack_tiles(cfg, op.w, op.tiling.tmap)
+                tiles = loadsparse.pack_tiles(cfg, op.w, op.tiling.tmap, op.cmp) \
+                    if op.tiling.mode == "load-sparse" else \
+                    wformat.pack_tiles(cfg, op.w, op.tiling.tmap)
                 img[lo:lo + tiles.size] = tiles.reshape(-1)
         dram = img
     else:

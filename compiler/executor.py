@@ -23,6 +23,7 @@ from sparsa.hw.config import AccelConfig
 from sparsa.hw.isa import Compute, Fence, Instr, Load, Preload, Store, Target
 from sparsa.hw.timing import load_entry_beats, store_entry_beats
 
+from . import loadsparse
 from .errors import CompileError
 from .program import Program
 
@@ -122,21 +123,23 @@ class Executor:
             eb = load_entry_beats(cfg, instr.target, instr.expand)
             wgt = instr.target == Target.WGT
             sp = self.wgt if wgt else self.act
-            self._check_sp(instr, "WGT" if wgt else "ACT", instr.sp_addr, instr.count,
-                           sp.shape[0])
-            if wgt and instr.expand:
-                raise self._err(instr, "expand=1 is only allowed for target ACT")
+            if not (wgt and instr.expand):
+                self._check_sp(instr, "WGT" if wgt else "ACT", instr.sp_addr, instr.count,
+                               sp.shape[0])
             offs = self._beat_rows(instr, instr.dram_addr, instr.dram_stride, instr.count, eb)
             raw = self.dram[offs]
-            if wgt:
+            if wgt and instr.expand:
+                self._load_sparse(instr, raw)
+            elif wgt:
                 data = raw[:, :cfg.wgt_entry_bytes]
             elif instr.expand:
                 data = layout.expand_dense(cfg, raw[:, :cfg.act_dense_entry_bytes])
             else:
                 data = raw[:, :cfg.act_entry_bytes]
-            sp[instr.sp_addr:instr.sp_addr + instr.count] = data
+            if not (wgt and instr.expand):
+                sp[instr.sp_addr:instr.sp_addr + instr.count] = data
+                st.sp_entries["wgt" if wgt else "act"] += instr.count
             st.dram_read_bytes["Load"] += raw.size
-            st.sp_entries["wgt" if wgt else "act"] += instr.count
         elif isinstance(instr, Preload):
             self._check_sp(instr, "WGT", instr.wsp_addr, cfg.rows, self.wgt.shape[0])
             ent = self.wgt[instr.wsp_addr:instr.wsp_addr + cfg.rows]
@@ -177,6 +180,25 @@ class Executor:
         else:
             raise self._err(instr, "not an executable instruction")
         self._pc += 1
+
+    def _load_sparse(self, instr: Load, raw: np.ndarray) -> None:
+        """``LOAD WGT expand=1``: expand compressed entries into dense-mode entries."""
+        cfg = self.cfg
+        cn, cm = instr.cmp_n, instr.cmp_m
+        if not (1 <= cn <= cm <= cfg.m and cm & (cm - 1) == 0):
+            raise self._err(instr, f"load-as-sparse needs 1 <= cmp_n <= cmp_m <= m={cfg.m}, "
+                                   f"cmp_m a power of two; got cmp_n={cn} cmp_m={cm}")
+        if instr.count % cn:
+            raise self._err(instr, f"count={instr.count} is not a multiple of cmp_n={cn}")
+        v, i = layout.unpack_wgt_entries(cfg, raw[:, :cfg.wgt_entry_bytes])
+        if i.max(initial=0) >= cm:
+            raise self._err(instr, f"compressed index {int(i.max())} >= cmp_m={cm}")
+        dense = loadsparse.expand_entries(cfg, v, i, cn, cm)
+        nout = dense.shape[0]
+        self._check_sp(instr, "WGT", instr.sp_addr, nout, self.wgt.shape[0])
+        idx = np.repeat(((instr.sp_addr + np.arange(nout)) % cfg.n)[:, None], cfg.cols, axis=1)
+        self.wgt[instr.sp_addr:instr.sp_addr + nout] = layout.pack_wgt_entries(cfg, dense, idx)
+        self.stats.sp_entries["wgt"] += nout
 
     def run(self, instructions: Sequence[Instr]) -> ExecResult:
         for instr in instructions:

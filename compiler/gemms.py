@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from sparsa.hw.config import AccelConfig
 
-from . import wformat
+from . import loadsparse, wformat
 from .allocate import AllocatePass
 from .encode import EncodePass
 from .errors import CompileError
@@ -43,7 +43,7 @@ class Gemm:
 def chainable(cfg: AccelConfig, mode: str) -> bool:
     """Whether an int8 output can be read directly as the next GEMM's activations: STORE
     rows and activation entries must both be whole beats."""
-    ent = cfg.act_dense_entry_bytes if mode == "dense" else cfg.act_entry_bytes
+    ent = cfg.act_dense_entry_bytes if mode != "sparse" else cfg.act_entry_bytes
     return cfg.cols % cfg.beat_bytes == 0 and ent % cfg.beat_bytes == 0
 
 
@@ -72,7 +72,13 @@ def compile_gemms(cfg: AccelConfig, gemms: list[Gemm], *,
         if w.ndim != 2:
             raise CompileError(f"gemm {i}: w must be 2-D [K, Q], got shape {w.shape}")
         w = w.astype(np.int8)
-        mode, notes = choose_mode(cfg, w, opt.sparse_mode, f"gemm {i}")
+        cmp = None
+        if opt.mode_for(f"g{i}") == "load-sparse":
+            cmp = loadsparse.choose_window(cfg, w != 0)
+            mode, notes = ("load-sparse", []) if cmp[0] < cmp[1] else \
+                ("dense", ["load-sparse: no window compresses these weights; dense"])
+        else:
+            mode, notes = choose_mode(cfg, w, opt.mode_for(f"g{i}"), f"gemm {i}")
         if isinstance(gm.x, str):
             if gm.x not in results:
                 raise CompileError(f"gemm {i}: x={gm.x!r} is not an earlier GEMM's output")
@@ -98,8 +104,10 @@ def compile_gemms(cfg: AccelConfig, gemms: list[Gemm], *,
         g.ops.append(GemmOp(f"g{i}", i, 0, P, K, w.shape[1], xname, f"g{i}.y", w=w,
                             nnz=int(np.count_nonzero(w)), relu=int(gm.relu),
                             requant=int(gm.requant), shift=shift, x_chained=chained,
-                            mode=mode, mode_notes=notes))
+                            mode=mode, mode_notes=notes,
+                            cmp=cmp if mode == "load-sparse" else None))
     Pipeline([TilePass(), SchedulePass(), AllocatePass(), EncodePass()]).run(g)
+    g.program.expected = dict(results)
     return g.program
 
 

@@ -85,7 +85,8 @@ class GemmOp:
     kvec: np.ndarray | None = None        # without data: bool [K], rows kept per column
     structure: np.ndarray | None = None   # without data: bool [K, Q] (block patterns)
     nnz: int = 0
-    mode: str = "sparse"           # sparse | dense (chosen by lowering)
+    mode: str = "sparse"           # sparse | dense | load-sparse (chosen by lowering)
+    cmp: tuple[int, int] | None = None   # load-sparse window (cmp_n, cmp_m)
     mode_notes: list[str] = field(default_factory=list)
     relu: int = 0
     requant: int = 1
@@ -138,6 +139,8 @@ class CGraph:
                 d["tiling"] = {"mode": t.mode, "kp": t.kp, "nk": t.nk, "nq": t.nq,
                                "order": t.order, "pc": t.pc, "resident": t.resident,
                                "tiles": t.tiles, "notes": list(t.notes)}
+                if op.cmp is not None:
+                    d["tiling"]["cmp"] = list(op.cmp)
             out["ops"].append(d)
         if self.sched is not None:
             out["schedule"] = self.sched.summary()
@@ -168,7 +171,8 @@ class CGraph:
                  f"{' relu' if op.relu else ''}")
             if op.tiling:
                 t = op.tiling
-                s += (f" | {t.mode} kp={t.kp} nk={t.nk} nq={t.nq} tiles={t.tiles} "
+                cmp = f" cmp={op.cmp[0]}:{op.cmp[1]}" if op.cmp else ""
+                s += (f" | {t.mode}{cmp} kp={t.kp} nk={t.nk} nq={t.nq} tiles={t.tiles} "
                       f"order={t.order} pc={t.pc}{' resident' if t.resident else ''}")
                 if t.notes:
                     s += "  # " + "; ".join(t.notes)

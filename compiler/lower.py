@@ -2,7 +2,9 @@
 requantisation.
 
 * **Mode** per node: ``sparse`` when every group's stationary operand fits the array's
-  ``n:m`` (on data; analytically from the spec without), else ``dense`` (noted).
+  ``n:m`` (on data; analytically from the spec without), else ``dense`` (noted);
+  ``load-sparse`` (option or per-layer ``layer_modes``): the weights are stored compressed
+  with the window of :func:`sparsa.compiler.loadsparse.choose_window` and computed densely.
 * **ReLU fusion**: a ``relu`` node whose only input is a GEMM node (that has no other
   consumer) is applied by that GEMM's STOREs and becomes a host node of zero cost
   (``fused``).
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import wformat
+from . import loadsparse, wformat
 from .errors import CompileError
 from .gemms import chainable
 from .ir import CGraph, GemmOp, Node
@@ -31,11 +33,33 @@ from .quant import choose_shift, matmul_exact, nominal_shift, requant
 __all__ = ["LowerPass"]
 
 
+def _nz_mask(g: CGraph, n: Node) -> np.ndarray:
+    """Non-zero mask ``[K, Q * groups]`` of a node's stationary operand (all groups)."""
+    P, K, Q, groups = n.gemm
+    if g.with_data:
+        return np.concatenate([n.w[gi] != 0 for gi in range(groups)], axis=1)
+    if n.structure is not None:
+        return np.asarray(n.structure, bool)
+    kv = n.attrs.get("_kvec")
+    return (np.ones(K, bool) if kv is None else np.asarray(kv, bool))[:, None]
+
+
+def _load_sparse_mode(g: CGraph, n: Node) -> tuple[str, list[str], tuple[int, int] | None]:
+    cmp = loadsparse.choose_window(g.config, _nz_mask(g, n))
+    if cmp[0] >= cmp[1]:
+        return "dense", ["load-sparse: no window compresses these weights; dense"], None
+    return "load-sparse", [f"load-sparse: {cmp[0]} of every {cmp[1]} rows stored"], cmp
+
+
 def _node_mode(g: CGraph, n: Node) -> tuple[str, list[str]]:
     cfg = g.config
-    opt = g.options.sparse_mode
+    opt = g.options.mode_for(n.source, n.name)
     if opt == "dense":
         return "dense", []
+    if opt == "load-sparse":
+        mode, notes, cmp = _load_sparse_mode(g, n)
+        n.attrs["_cmp"] = cmp
+        return mode, notes
     if g.with_data:
         fits = all(wformat.fits_sparse(cfg, n.w[gi]) for gi in range(n.gemm[3]))
         full = n.nnz == n.gemm[1] * n.gemm[2] * n.gemm[3]
@@ -137,7 +161,8 @@ class LowerPass:
                             structure=n.structure,
                             nnz=int(np.count_nonzero(w)) if w is not None else n.nnz // groups,
                             relu=int(n.relu), requant=int(not wgrad), x_chained=src is not None,
-                            mode=mode, mode_notes=list(notes), phase=n.phase)
+                            mode=mode, mode_notes=list(notes), phase=n.phase,
+                            cmp=n.attrs.get("_cmp") if mode == "load-sparse" else None)
                 if g.with_data:
                     if src is not None:
                         x = results[src.y]

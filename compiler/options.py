@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -10,7 +11,7 @@ from .errors import CompileError
 __all__ = ["CompileOptions", "DATAFLOWS", "SPARSE_MODES"]
 
 DATAFLOWS = ("weight-reuse", "act-reuse")
-SPARSE_MODES = ("auto", "sparse", "dense")
+SPARSE_MODES = ("auto", "sparse", "dense", "load-sparse")
 
 
 @dataclass(frozen=True)
@@ -27,10 +28,17 @@ class CompileOptions:
         ``act-reuse``: for each chunk, for each ``K`` tile, for each column block — every
         activation tile is loaded once and used by all column blocks (the chunk's partial
         sums of all column blocks stay in the accumulator), weights are reloaded per chunk.
-    sparse_mode : {"auto", "sparse", "dense"}
+    sparse_mode : {"auto", "sparse", "dense", "load-sparse"}
         ``auto``: sparse mode when the pattern fits the array's ``n:m``, else dense;
         ``dense``: always dense mode (the dense baseline on the same core); ``sparse``:
-        like ``auto`` but a pattern that does not fit is an error.
+        like ``auto`` but a pattern that does not fit is an error; ``load-sparse``: weights
+        stay compressed in DRAM and are expanded on chip, the array computes densely
+        (:mod:`sparsa.compiler.loadsparse`; dense when no window compresses). The cost-based
+        per-layer choice is :func:`sparsa.sim.modes.choose_modes`, which fills
+        ``layer_modes``.
+    layer_modes : tuple of (pattern, mode)
+        Per-layer overrides of ``sparse_mode``: the first ``fnmatch`` pattern matching a
+        GEMM's source layer name (or its own name) gives its mode (one of the modes above).
     double_buffer : bool
         Overlap loads and preloads with compute (two scratchpad halves, shadow weights).
         Off: every step waits for the previous one to drain.
@@ -57,6 +65,7 @@ class CompileOptions:
     reuse_schedule: bool = True
     pregenerate_bwd: bool = True
     fuse_relu: bool = True
+    layer_modes: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.dataflow not in DATAFLOWS:
@@ -65,10 +74,29 @@ class CompileOptions:
         if self.sparse_mode not in SPARSE_MODES:
             raise CompileError(f"sparse_mode={self.sparse_mode!r} is invalid; allowed: "
                                f"{', '.join(SPARSE_MODES)}")
+        try:
+            lm = tuple((str(p), str(m)) for p, m in self.layer_modes)
+        except (TypeError, ValueError):
+            raise CompileError("layer_modes must be a sequence of (pattern, mode) pairs") \
+                from None
+        for p, m in lm:
+            if m not in SPARSE_MODES:
+                raise CompileError(f"layer_modes: {p}={m!r} is invalid; allowed: "
+                                   f"{', '.join(SPARSE_MODES)}")
+        object.__setattr__(self, "layer_modes", lm)
         for f in ("double_buffer", "interleave", "reuse_schedule", "pregenerate_bwd",
                   "fuse_relu"):
             if not isinstance(getattr(self, f), bool):
                 raise CompileError(f"{f}={getattr(self, f)!r} must be true or false")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["layer_modes"] = [list(x) for x in self.layer_modes]
+        return d
+
+    def mode_for(self, *names: str) -> str:
+        """The sparse mode of a GEMM whose source layer / own name is in ``names``."""
+        for pat, mode in self.layer_modes:
+            if any(fnmatch.fnmatchcase(n, pat) for n in names if n):
+                return mode
+        return self.sparse_mode

@@ -142,11 +142,14 @@ def op_layout(cfg: AccelConfig, op: GemmOp) -> dict[str, int]:
     """DRAM layout numbers of ``op``: activation entry beats and row stride, output store
     beats per column block and row stride, weight tile beats."""
     t = op.tiling
-    dense = t.mode == "dense"
+    dense = t.mode != "sparse"
     eb_a = cfg.beats(cfg.act_dense_entry_bytes if dense else cfg.act_entry_bytes)
     sb = cfg.beats(cfg.cols if op.requant else cfg.acc_entry_bytes)
+    cmp_n, cmp_m = op.cmp if t.mode == "load-sparse" and op.cmp else (0, 0)
+    ents = cfg.rows // cmp_m * cmp_n if cmp_m else cfg.rows
     return {"eb_a": eb_a, "expand": int(dense), "x_row": t.nk * eb_a, "sb": sb,
-            "y_row": t.nq * sb, "tile_beats": cfg.rows * cfg.beats(cfg.wgt_entry_bytes)}
+            "y_row": t.nq * sb, "tile_beats": ents * cfg.beats(cfg.wgt_entry_bytes),
+            "tile_entries": ents, "cmp_n": cmp_n, "cmp_m": cmp_m}
 
 
 @dataclass
@@ -302,9 +305,13 @@ def schedule(g: CGraph) -> Schedule:
     def emit_w(i: int) -> None:
         st = steps[i]
         slot = i % 2 if dbl else 0
-        tb = layouts[g.ops[st.op].name]["tile_beats"]
-        em.emit(Load, dict(target=Target.WGT, sp_addr=slot * cfg.rows, count=cfg.rows,
-                           dram_addr=st.w_off, dram_stride=tb // cfg.rows),
+        lay = layouts[g.ops[st.op].name]
+        ne = lay["tile_entries"]
+        kw = dict(target=Target.WGT, sp_addr=slot * cfg.rows, count=ne, dram_addr=st.w_off,
+                  dram_stride=lay["tile_beats"] // ne)
+        if lay["cmp_m"]:   # load-as-sparse: the LOAD expands compressed entries
+            kw.update(expand=1, cmp_n=lay["cmp_n"], cmp_m=lay["cmp_m"])
+        em.emit(Load, kw,
                 reads=(("d", st.w_tensor),), writes=(("w", slot),), tensor=st.w_tensor,
                 layer=st.layer)
         em.emit(Preload, dict(wsp_addr=slot * cfg.rows), reads=(("w", slot),),

@@ -23,6 +23,15 @@ Instructions (fields in scratchpad *entries* and DRAM *beats*; see ``hw/config.p
     ``ACT`` or ``WGT``. For ``ACT`` with ``expand=1`` DRAM holds compact dense rows of
     ``rows`` bytes; value ``k`` lands at window ``k // n``, position ``k % n`` and the other
     window positions are zero (dense mode without inflating DRAM traffic).
+    For ``WGT`` with ``expand=1`` (*load-as-sparse*, an extension the model and the
+    reference executor implement; the generated RTL core does not): DRAM holds ``count``
+    compressed weight entries (ordinary weight-entry bytes, ``idx < cmp_m``); entry ``i``
+    is slot ``i % cmp_n`` of window ``i // cmp_n`` and puts column ``c``'s value at
+    scratchpad entry ``sp_addr + (i // cmp_n) * cmp_m + idx[c]`` (values of one window
+    add into zeroed entries). It writes ``count // cmp_n * cmp_m`` dense-mode entries (entry
+    ``e`` gets index ``e % n``); ``count`` must be a multiple of ``cmp_n``. The decompressor
+    writes a whole window per cycle, so the timing is that of a plain weight LOAD of
+    ``count`` entries. ``cmp_n``/``cmp_m`` are zero for every other LOAD.
     Timing: :func:`sparsa.hw.timing.load_cycles`.
 ``PRELOAD wsp_addr``
     Copy weight entries ``wsp_addr .. wsp_addr+rows-1`` into the array's shadow
@@ -66,6 +75,7 @@ COUNT_BITS = 16
 DRAM_ADDR_BITS = 32
 STRIDE_BITS = 16
 SHIFT_BITS = 5
+CMP_BITS = 6
 
 
 class ISAError(ValueError):
@@ -102,6 +112,8 @@ LOAD_LAYOUT = data.StructLayout({
     "count": COUNT_BITS,
     "dram_addr": DRAM_ADDR_BITS,
     "dram_stride": STRIDE_BITS,
+    "cmp_n": CMP_BITS,
+    "cmp_m": CMP_BITS,
 })
 PRELOAD_LAYOUT = data.StructLayout({
     "wsp_addr": ADDR_BITS,
@@ -194,6 +206,8 @@ class Load(Instr):
     dram_addr: int = 0
     dram_stride: int = 1
     expand: int = 0
+    cmp_n: int = 0
+    cmp_m: int = 0
     OP: ClassVar[Op] = Op.LOAD
     LAYOUT: ClassVar[data.StructLayout] = LOAD_LAYOUT
     UNIT: ClassVar[Unit] = Unit.LOAD

@@ -15,8 +15,9 @@ def _accesses(cfg, ins):
     if isinstance(ins, Load):
         eb = load_entry_beats(cfg, ins.target, ins.expand)
         r.append(("dram", ins.dram_addr, ins.dram_addr + (ins.count - 1) * ins.dram_stride + eb))
+        n_sp = ins.count // ins.cmp_n * ins.cmp_m if ins.cmp_n else ins.count  # load-sparse
         w.append(("wgt" if ins.target == Target.WGT else "act", ins.sp_addr,
-                  ins.sp_addr + ins.count))
+                  ins.sp_addr + n_sp))
     elif isinstance(ins, Preload):
         r.append(("wgt", ins.wsp_addr, ins.wsp_addr + cfg.rows))
         w.append(("shadow", 0, 1))
