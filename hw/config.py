@@ -238,6 +238,11 @@ PRESETS: dict[str, AccelConfig] = {
         DEFAULT,
         dataclasses.replace(DEFAULT, name="16x16-n2m8", m=8),
         dataclasses.replace(DEFAULT, name="16x16-n1m16", n=1, m=16),
+        dataclasses.replace(DEFAULT, name="16x16-n1m32", n=1, m=32),
+        dataclasses.replace(DEFAULT, name="8x8-n1m16", rows=8, cols=8, n=1, m=16,
+                            wgt_sp_kib=4, act_sp_kib=8, acc_sp_kib=8, dram_bytes_per_cycle=16,
+                            dram_latency_cycles=8),
+        dataclasses.replace(DEFAULT, name="16x16-n2m4-bw4", dram_bytes_per_cycle=4),
         dataclasses.replace(DEFAULT, name="32x32-n2m4", rows=32, cols=32, wgt_sp_kib=256,
                             act_sp_kib=256, acc_sp_kib=256, dram_bytes_per_cycle=32),
     )
