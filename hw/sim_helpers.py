@@ -13,16 +13,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from amaranth.lib import data
+
 __all__ = ["stream_put", "stream_get"]
 
 
 async def stream_put(ctx: Any, stream: Any, payload: Any) -> None:
     """Present ``payload`` on ``stream`` (a source interface) until the sink takes it.
 
-    Returns after the clock edge of the transfer, with ``valid`` low again.
+    ``payload`` may be a plain integer for a payload with a data layout (it is then the
+    payload's raw bits). Returns after the clock edge of the transfer, with ``valid`` low.
     """
+    target = stream.payload
+    if isinstance(payload, int) and isinstance(target, data.View):
+        target = target.as_value()
     ctx.set(stream.valid, 1)
-    ctx.set(stream.payload, payload)
+    ctx.set(target, payload)
     await ctx.tick().until(stream.ready)
     ctx.set(stream.valid, 0)
 
