@@ -31,8 +31,10 @@ programs. Options that create contention:
 ``dram_beat_cycles=k``
     a memory system that sustains only ``dram_bytes_per_cycle / k`` bytes per cycle.
 
-Events are per instruction (the controller advances to each issue cycle) and per DRAM burst
-in shared mode, never per cycle.
+Events are per array pass (the controller advances SimPy time to every COMPUTE issue; the
+loads, preload and store between two computes issue at their computed cycles, exactly,
+because everything they wait on is already decided), per DMA instruction and per DRAM
+burst on a shared channel -- never per cycle.
 """
 
 from __future__ import annotations
@@ -327,8 +329,13 @@ class CoreModel:
         shared = self.options.dram_sharing == "shared"
         rd, wr = self.rd, self.wr
         lat = ops.read_offset
-        LOAD, STORE = int(Unit.LOAD), int(Unit.STORE)
+        LOAD, STORE, EXEC = int(Unit.LOAD), int(Unit.STORE), int(Unit.EXEC)
         timeout = env.timeout
+        # SimPy time advances at every COMPUTE issue (one event per array pass); the
+        # loads, preload and store of a pass issue at their computed cycles in between,
+        # which is exact because every time they depend on is already known. A shared
+        # channel's transfers are decided by its arbiter, so there every DMA issue syncs.
+        sync_all = shared
         t_next = 0
         prev_blk = 0
         for i in range(len(unit)):
@@ -344,9 +351,10 @@ class CoreModel:
                 if f > ready:
                     ready = f
                     b = x
-            now = env.now
-            if ready > now:
-                yield timeout(ready - now)
+            if u == EXEC or sync_all:
+                now = env.now
+                if ready > now:
+                    yield timeout(ready - now)
             issue[i] = ready
             blk[i] = b
             prev_blk = b
