@@ -7,7 +7,8 @@ Run: ``.venv/bin/python benchmarks/bench_sim.py [--repeat N]``. Prints, for
 
 the compile time (without data), the time to build the op stream, the SimPy run, the
 per-layer/energy breakdown, the total, the simulated cycles and SimPy events per second;
-the best of ``--repeat`` runs. When ``benchmarks/bench_scalesim.py`` has run, the ratio to
+the best of ``--repeat`` runs, with the process CPU time next to the wall time (the
+2-core machine is shared). When ``benchmarks/bench_scalesim.py`` has run, the ratio to
 SCALE-Sim's wall time on its ResNet-18 topology is printed too.
 """
 
@@ -29,6 +30,7 @@ CASES = [("resnet50", "16x16-n2m4", "2:4", 5.0), ("resnet18", "32x32-n2m4", "den
 
 def one(workload: str, preset: str, spec: str) -> dict[str, float]:
     cfg = PRESETS[preset]
+    c0 = time.process_time()
     t0 = time.perf_counter()
     prog = compile_workload(workload, cfg, sparsity=spec, with_data=False)
     t1 = time.perf_counter()
@@ -39,7 +41,7 @@ def one(workload: str, preset: str, spec: str) -> dict[str, float]:
     t3 = time.perf_counter()
     _breakdown(cfg, ops, st, resolve_energy_table(cfg.energy_table))
     t4 = time.perf_counter()
-    return {"compile": t1 - t0, "ops": t2 - t1, "simpy": t3 - t2, "report": t4 - t3,
+    return {"cpu": time.process_time() - c0, "compile": t1 - t0, "ops": t2 - t1, "simpy": t3 - t2, "report": t4 - t3,
             "total": t4 - t0, "cycles": st.total, "instructions": len(ops),
             "events": next(model.env._eid)}   # SimPy numbers every scheduled event
 
@@ -58,6 +60,7 @@ def main() -> None:
               f"compile {best['compile']:.2f} + ops {best['ops']:.2f} + SimPy "
               f"{best['simpy']:.2f} + report {best['report']:.2f}; {best['instructions']} "
               f"instructions, {best['events']} SimPy events "
+              f"({best['cpu']:.2f} s CPU; the machine is shared) "
               f"({best['events'] / best['simpy'] / 1e3:.0f} k/s), {best['cycles']} cycles")
         if workload == "resnet18" and ss_file.exists():
             ss = float(ss_file.read_text())
