@@ -44,7 +44,7 @@ def main() -> None:
         r = synthesize(cfg, "array", use_cache=use_cache)
         est = estimate_area(cfg)
         ratio = est["array_um2"] / r.logic_um2
-        _line(f"array {name}", r, f"   estimate_area {ratio:.2f}x")
+        _line(f"array {name}", r, f"   estimate_area {ratio:.2f}x ({est['array_um2']:,.0f})")
     if args.core:
         r = synthesize(PRESETS["4x4-n2m4"], "core", use_cache=use_cache)
         _line("core 4x4-n2m4 (logic)", r, f"   + {r.sram_bits} SRAM bits "

@@ -22,9 +22,9 @@ version (folder: ``$SPARSA_AREA_CACHE``, else ``$XDG_CACHE_HOME/sparsa/area``, e
 ``~/.cache/sparsa/area``). The cache holds raw cell counts; the weights apply on read, so
 changing the weight table needs no re-synthesis.
 
-:func:`estimate_area` is the fast path for design-space sweeps: one synthesised PE (cached,
-so one Yosys run per distinct ``(n, m, widths)``), times ``rows * cols``, plus the array's
-pipeline registers and the scratchpads' SRAM.
+:func:`estimate_area` is the fast path for design-space sweeps: one synthesised column slice
+of two row groups (cached, so one Yosys run per distinct ``(n, m, widths)``) scaled to
+``groups * cols``, plus the array's skew registers and the scratchpads' SRAM.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from .config import AccelConfig
 __all__ = [
     "AREA_MODEL_VERSION", "AreaError", "AreaReport", "CELL_AREA_UM2", "NAND2_UM2",
     "SRAM_UM2_PER_BIT", "SYNTH_SCRIPT", "cache_dir", "cell_area_um2", "estimate_area",
-    "synthesize",
+    "slice_config", "synthesize",
 ]
 
 #: Bump when the flow or the cached record changes (invalidates old cache entries).
@@ -407,77 +407,86 @@ def synthesize(design: AccelConfig | wiring.Component, kind: Kind = "pe", *,
 
 
 # ---- fast estimate -------------------------------------------------------------------------
-_PE_MEMO: dict[tuple[int, int, int, int, bool], AreaReport] = {}
+_SLICE_MEMO: dict[tuple[int, int, int, int], AreaReport] = {}
 
 
-def _pe_report(config: AccelConfig, sparse: bool = True) -> AreaReport:
-    # the PE depends only on (n, m) and the widths; normalise everything else away so that
-    # every config of a sweep with the same PE shares one synthesis
-    k = (config.n, config.m, config.operand_bits, config.acc_bits, sparse)
-    if k not in _PE_MEMO:
-        base = AccelConfig(name=f"pe-n{config.n}m{config.m}", rows=config.n, cols=1,
-                           n=config.n, m=config.m, operand_bits=config.operand_bits,
-                           acc_bits=config.acc_bits, wgt_sp_kib=64, act_sp_kib=64,
-                           acc_sp_kib=64)
-        _PE_MEMO[k] = synthesize(base, "pe", sparse=sparse)
-    return _PE_MEMO[k]
+def slice_config(config: AccelConfig) -> AccelConfig:
+    """The unit :func:`estimate_area` synthesises: one column of two row groups (``2n x 1``).
+
+    It depends only on ``(n, m)`` and the widths, so every config of a sweep with the same
+    PE shape shares one synthesis (and one cache entry).
+    """
+    return AccelConfig(name=f"slice-n{config.n}m{config.m}", rows=2 * config.n, cols=1,
+                       n=config.n, m=config.m, operand_bits=config.operand_bits,
+                       acc_bits=config.acc_bits, wgt_sp_kib=64, act_sp_kib=64, acc_sp_kib=64)
 
 
-def _array_register_bits(config: AccelConfig) -> int:
-    """Register bits the array adds around its PEs (see :mod:`sparsa.hw.array`)."""
+def _slice_report(config: AccelConfig) -> AreaReport:
+    k = (config.n, config.m, config.operand_bits, config.acc_bits)
+    if k not in _SLICE_MEMO:
+        _SLICE_MEMO[k] = synthesize(slice_config(config), "array")
+    return _SLICE_MEMO[k]
+
+
+def _edge_register_bits(config: AccelConfig) -> int:
+    """Register bits of :class:`~sparsa.hw.array.SystolicArray` that do not scale with
+    ``groups * cols``: input skew (group ``g`` waits ``g`` cycles), output de-skew (column
+    ``c`` waits ``cols-1-c``) and the valid pipeline (latency ``groups + cols``)."""
     G, C = config.groups, config.cols
     win = config.m * config.operand_bits
-    acc = config.acc_bits
-    return (G * C * (win + acc)                      # window + partial-sum pipeline registers
-            + win * G * (G - 1) // 2                 # input skew: group g waits g cycles
-            + acc * C * (C - 1) // 2                 # output de-skew: column c waits C-1-c
-            + G + C)                                 # valid pipeline (latency G + C)
+    return win * G * (G - 1) // 2 + config.acc_bits * C * (C - 1) // 2 + G + C
 
 
 def estimate_area(config: AccelConfig) -> dict[str, Any]:
-    """Fast area estimate of a core, for sweeps (one cached Yosys run per PE shape).
+    """Fast area estimate of a core, for sweeps (one cached Yosys run per ``(n, m)``).
 
-    ``area = rows*cols * PE + array registers + scratchpad SRAM``, where PE is the logic
-    area of ONE synthesised sparse PE for this ``(n, m)`` and widths (on-disk cache keyed by
-    the PE's design hash, so a sweep synthesises each distinct PE once, ~1.5 s), the array
-    registers are the window and partial-sum pipeline registers, the input skew, the output
-    de-skew and the valid pipeline of :class:`~sparsa.hw.array.SystolicArray` (counted from
-    its structure, priced as ``$_SDFF_PP0_`` flip-flops), and SRAM is the three
-    scratchpads' bits at :data:`SRAM_UM2_PER_BIT`. The controller and the DMA are not
-    included (they do not scale with the array).
+    ``area = groups*cols * cell + edge registers + scratchpad SRAM``. A *cell* is one row
+    group in one column: ``n`` PEs with their window and partial-sum pipeline registers. Its
+    area comes from synthesising a ``2n x 1`` array (:func:`slice_config`; two groups, so
+    the cell sees a real partial sum from above): the slice's logic minus its edge registers,
+    halved. The edge registers (input skew, output de-skew, valid pipeline; they grow with
+    ``groups^2`` and ``cols^2``) are counted from the array's structure and priced as
+    ``$_SDFF_PP0_`` flip-flops; SRAM is the three scratchpads' bits at
+    :data:`SRAM_UM2_PER_BIT`. The controller and the DMA are not included (they do not
+    scale with the array).
 
-    Synthesising a PE alone hides optimisations across PEs (row 0 adds a constant zero,
-    adjacent adders merge), so the array part over-estimates a synthesised array: by 41 %
-    at 4x4 and 24 % at 8x8 (n2m4, ``benchmarks/bench_area.py`` prints the ratio). Use it
-    to compare design points, :func:`synthesize` for a figure of one design.
+    The slice sees what a lone PE hides: inside a group the ``n`` products and the partial
+    sum merge into one adder tree. A lone PE (:func:`synthesize` with ``kind="pe"``)
+    times ``rows*cols`` over-estimates a synthesised 4x4 array by 41 %; this estimate is
+    within 10 % of synthesised n2m4 arrays from 2x2 to 8x8 (+9 % at 2x2, +3 % at 4x4,
+    -10 % at 8x8, where deeper groups cost a little more than the slice's average;
+    ``benchmarks/bench_area.py`` prints the ratio per array).
 
     Returns
     -------
     dict
-        ``pe_cells``, ``pe_flip_flops``, ``pe_um2``, ``array_register_bits``,
-        ``array_register_um2``, ``array_um2``, ``array_ge``, ``sram_bits``, ``sram_um2``,
-        ``total_um2``, ``total_mm2`` and the PE's ``pe_design_hash``.
+        ``cell_um2`` (one group in one column), ``pe_um2`` (= ``cell_um2 / n``),
+        ``slice_cells``, ``edge_register_bits``, ``edge_register_um2``, ``array_um2``,
+        ``array_ge``, ``sram_bits``, ``sram_um2``, ``total_um2``, ``total_mm2`` and the
+        slice's ``slice_design_hash`` (the cache key).
     """
     if not isinstance(config, AccelConfig):
         raise TypeError(f"config must be an AccelConfig, not {type(config).__name__}")
-    pe = _pe_report(config)
-    reg_bits = _array_register_bits(config)
-    reg_um2 = reg_bits * (cell_area_um2("$_SDFF_PP0_") or 0.0)
-    array_um2 = config.rows * config.cols * pe.logic_um2 + reg_um2
+    ff_um2 = cell_area_um2("$_SDFF_PP0_") or 0.0
+    sl = _slice_report(config)
+    cell_um2 = (sl.logic_um2 - _edge_register_bits(slice_config(config)) * ff_um2) / 2
+    edge_bits = _edge_register_bits(config)
+    edge_um2 = edge_bits * ff_um2
+    array_um2 = config.groups * config.cols * cell_um2 + edge_um2
     sram_bits = round(8 * 1024 * (config.wgt_sp_kib + config.act_sp_kib + config.acc_sp_kib))
     sram_um2 = sram_bits * SRAM_UM2_PER_BIT
     total = array_um2 + sram_um2
     return {
-        "pe_cells": pe.total_cells,
-        "pe_flip_flops": pe.flip_flops,
-        "pe_um2": round(pe.logic_um2, 2),
-        "array_register_bits": reg_bits,
-        "array_register_um2": round(reg_um2, 1),
+        "cell_um2": round(cell_um2, 2),
+        "pe_um2": round(cell_um2 / config.n, 2),
+        "slice_cells": sl.total_cells,
+        "edge_register_bits": edge_bits,
+        "edge_register_um2": round(edge_um2, 1),
         "array_um2": round(array_um2, 1),
         "array_ge": round(array_um2 / NAND2_UM2, 1),
         "sram_bits": sram_bits,
         "sram_um2": round(sram_um2, 1),
         "total_um2": round(total, 1),
         "total_mm2": round(total / 1e6, 4),
-        "pe_design_hash": pe.design_hash,
+        "slice_design_hash": sl.design_hash,
     }
