@@ -1,0 +1,247 @@
+"""ONNX import on models built here with onnx.helper (CNNs, a transformer block, external
+data present and absent, unsupported ops, files that are not ONNX)."""
+
+from __future__ import annotations
+
+from dataclasses import astuple
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from sparsa.workloads import WorkloadError, load_workload
+from sparsa.workloads.graph import quantise_int8
+
+RNG = np.random.default_rng(7)
+
+
+class Net:
+    """A tiny ONNX graph builder for the tests."""
+
+    def __init__(self) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self.n = 0
+
+    def init(self, name: str, value: np.ndarray | None = None, shape=None, external=None):
+        if value is not None:
+            t = numpy_helper.from_array(np.asarray(value), name)
+        else:   # shape only, data in an external file that does not exist
+            t = TensorProto(name=name, data_type=TensorProto.FLOAT, dims=list(shape))
+            t.data_location = TensorProto.EXTERNAL
+            e = t.external_data.add()
+            e.key, e.value = "location", external
+        self.inits.append(t)
+        return name
+
+    def node(self, op: str, inputs: list[str], name: str | None = None, outputs=1, **attrs):
+        self.n += 1
+        name = name or f"{op.lower()}{self.n}"
+        outs = [f"{name}_out{j}" for j in range(outputs)] if outputs > 1 else [f"{name}_out"]
+        self.nodes.append(helper.make_node(op, inputs, outs, name=name, **attrs))
+        return outs if outputs > 1 else outs[0]
+
+    def conv(self, x, cin, cout, k, stride=1, group=1, name=None, external=None, bias=False):
+        name = name or f"conv{self.n + 1}"
+        shape = (cout, cin // group, k, k)
+        w = self.init(f"{name}.w", None if external else
+                      RNG.standard_normal(shape).astype(np.float32), shape, external)
+        ins = [x, w]
+        if bias:
+            ins.append(self.init(f"{name}.b", np.zeros(cout, np.float32)))
+        return self.node("Conv", ins, name, kernel_shape=[k, k], strides=[stride, stride],
+                         pads=[k // 2] * 4, group=group)
+
+    def bn(self, x, c, name):
+        p = [self.init(f"{name}.{s}", np.ones(c, np.float32)) for s in ("g", "b", "m", "v")]
+        return self.node("BatchNormalization", [x, *p], name)
+
+    def save(self, path, inputs, outputs, **kw):
+        g = helper.make_graph(self.nodes, "g", inputs, outputs, self.inits)
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+        onnx.save(m, str(path), **kw)
+        return str(path)
+
+
+def _vi(name, shape):
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+
+def small_cnn(path):
+    """conv/bn/relu/maxpool, a residual block, a depthwise conv, global pool, Gemm."""
+    n = Net()
+    x = n.node("Relu", [n.bn(n.conv("x", 3, 8, 3, name="stem"), 8, "stem.bn")], "stem.relu")
+    x = n.node("MaxPool", [x], "pool", kernel_shape=[2, 2], strides=[2, 2])
+    y = n.node("Relu", [n.conv(x, 8, 8, 3, name="b.c1")], "b.r1")
+    y = n.conv(y, 8, 8, 3, name="b.c2")
+    x = n.node("Relu", [n.node("Add", [y, x], "b.add")], "b.relu")
+    x = n.node("Clip", [n.conv(x, 8, 8, 3, group=8, name="dw")], "dw.clip")
+    x = n.node("GlobalAveragePool", [x], "gap")
+    x = n.node("Flatten", [x], "flat", axis=1)
+    w = n.init("fc.w", RNG.standard_normal((10, 8)).astype(np.float32))
+    b = n.init("fc.b", np.zeros(10, np.float32))
+    n.node("Gemm", [x, w, b], "fc", transB=1)
+    return n.save(path, [_vi("x", ["N", 3, 16, 16])], [_vi("fc_out", None)]), n
+
+
+def test_small_cnn(tmp_path):
+    path, net = small_cnn(tmp_path / "cnn.onnx")
+    wl = load_workload(path)
+    assert wl.name == "cnn"
+    by = {ly.name: ly for ly in wl.layers()}
+    assert [ly.kind for ly in wl.layers()][:4] == ["conv", "batchnorm", "relu", "maxpool"]
+    stem = by["stem"].gemm()
+    assert (stem.P, stem.K, stem.Q) == (256, 27, 8)
+    dw = by["dw"].gemm()
+    assert (dw.P, dw.K, dw.Q, dw.groups) == (64, 9, 1, 8)
+    fc = by["fc"].gemm()
+    assert (fc.P, fc.K, fc.Q) == (1, 8, 10)
+    assert by["b.add"].inputs == ("b.c2", "pool")
+    expect = 256 * 27 * 8 + 2 * 64 * 72 * 8 + 64 * 9 * 8 + 80
+    assert wl.total_macs == expect
+    # initializer weights are used, quantised per tensor, K ordered (kh, kw, cin)
+    w = numpy_helper.to_array(next(t for t in net.inits if t.name == "stem.w"))
+    q = quantise_int8(w)
+    assert np.array_equal(by["stem"].gemm_weight(), q.transpose(2, 3, 1, 0).reshape(27, 8))
+    wf = numpy_helper.to_array(next(t for t in net.inits if t.name == "fc.w"))
+    assert np.array_equal(by["fc"].gemm_weight(), quantise_int8(wf).T)
+    # the symbolic batch dimension takes the batch
+    assert load_workload(path, batch=3).total_macs == 3 * expect
+
+
+def resnet18_onnx(path):
+    """ResNet-18 written node by node; weights in a .bin that is never written."""
+    n = Net()
+    ext = "resnet18.bin"
+
+    def cbr(x, cin, cout, k, s, name, relu=True):
+        y = n.bn(n.conv(x, cin, cout, k, s, name=name, external=ext), cout, f"{name}.bn")
+        return n.node("Relu", [y], f"{name}.relu") if relu else y
+
+    x = cbr("x", 3, 64, 7, 2, "conv1")
+    x = n.node("MaxPool", [x], "maxpool", kernel_shape=[3, 3], strides=[2, 2],
+               pads=[1, 1, 1, 1])
+    cin = 64
+    for si, c in enumerate([64, 128, 256, 512]):
+        for bi in range(2):
+            s = 2 if si and not bi else 1
+            y = cbr(x, cin, c, 3, s, f"l{si}.{bi}.c1")
+            y = cbr(y, c, c, 3, 1, f"l{si}.{bi}.c2", relu=False)
+            sc = cbr(x, cin, c, 1, s, f"l{si}.{bi}.ds", relu=False) if s != 1 or cin != c \
+                else x
+            x = n.node("Relu", [n.node("Add", [y, sc])])
+            cin = c
+    x = n.node("Flatten", [n.node("GlobalAveragePool", [x])])
+    w = n.init("fc.w", None, (1000, 512), ext)
+    n.node("Gemm", [x, w, n.init("fc.b", np.zeros(1000, np.float32))], "fc", transB=1)
+    return n.save(path, [_vi("x", [1, 3, 224, 224])], [_vi("fc_out", None)])
+
+
+def test_resnet18_with_absent_external_weights_matches_the_zoo(tmp_path):
+    path = resnet18_onnx(tmp_path / "resnet18.onnx")
+    assert not (tmp_path / "resnet18.bin").exists()
+    wl = load_workload(path)
+    zoo = load_workload("resnet18")
+    assert wl.total_macs == zoo.total_macs
+    assert sorted(astuple(ly.gemm()) for ly in wl.gemm_layers()) == \
+        sorted(astuple(ly.gemm()) for ly in zoo.gemm_layers())
+    assert wl.attrs["absent_weights"] == 21
+    w = wl.layer("conv1").gemm_weight()
+    assert w.shape == (147, 64) and w.dtype == np.int8 and np.count_nonzero(w) > 0
+
+
+def test_external_data_deleted_after_saving(tmp_path):
+    n = Net()
+    y = n.conv("x", 4, 8, 3, name="c", bias=True)
+    path = tmp_path / "ext.onnx"
+    n.save(path, [_vi("x", [1, 4, 8, 8])], [_vi(y, None)], save_as_external_data=True,
+           all_tensors_to_one_file=True, location="ext.bin", size_threshold=0)
+    present = load_workload(str(path)).layer("c")
+    w = numpy_helper.to_array(n.inits[0])
+    assert np.array_equal(present.gemm_weight(),
+                          quantise_int8(w).transpose(2, 3, 1, 0).reshape(36, 8))
+    (tmp_path / "ext.bin").unlink()
+    absent = load_workload(str(path))
+    assert absent.attrs["absent_weights"] == 2
+    assert absent.layer("c").gemm() == present.gemm()
+    assert not np.array_equal(absent.layer("c").gemm_weight(), present.gemm_weight())
+
+
+def transformer_block(path, seq_dim, d=64, heads=4, ff=128):
+    """A BERT-style block: fused QKV + Split, dynamic-shape Reshape, QK^T, Softmax, AV,
+    LayerNormalization, Erf-GELU MLP."""
+    n = Net()
+    hd = d // heads
+
+    def lin(x, k, q, name):
+        w = n.init(f"{name}.w", RNG.standard_normal((k, q)).astype(np.float32))
+        return n.node("Add", [n.node("MatMul", [x, w], name),
+                              n.init(f"{name}.b", np.zeros(q, np.float32))])
+
+    qkv = lin("x", d, 3 * d, "qkv")
+    q, k, v = n.node("Split", [qkv, n.init("split", np.array([d, d, d]))], "split", outputs=3,
+                     axis=2)
+    # shape arithmetic: [B, S, heads, hd] from Shape -> Gather -> Unsqueeze -> Concat
+    shp = n.node("Shape", ["x"], "shape")
+    b0 = n.node("Unsqueeze", [n.node("Gather", [shp, n.init("i0", np.array(0))], axis=0),
+                              n.init("ax0", np.array([0]))])
+    s1 = n.node("Unsqueeze", [n.node("Gather", [shp, n.init("i1", np.array(1))], axis=0),
+                              n.init("ax0b", np.array([0]))])
+    hshape = n.node("Concat", [b0, s1, n.init("hh", np.array([heads, hd]))], axis=0)
+    qh, kh, vh = (n.node("Transpose", [n.node("Reshape", [t, hshape])], f"{nm}.heads",
+                         perm=[0, 2, 1, 3]) for t, nm in ((q, "q"), (k, "k"), (v, "v")))
+    kt = n.node("Transpose", [kh], "k.t", perm=[0, 1, 3, 2])
+    sc = n.node("Div", [n.node("MatMul", [qh, kt], "scores"),
+                        n.init("scale", np.array(np.sqrt(hd), np.float32))])
+    p = n.node("Softmax", [sc], "softmax", axis=-1)
+    ctx = n.node("Transpose", [n.node("MatMul", [p, vh], "context")], perm=[0, 2, 1, 3])
+    ctx = n.node("Reshape", [ctx, n.init("merge", np.array([0, 0, d]))], "merge")
+    a = n.node("Add", [lin(ctx, d, d, "out"), "x"])
+    ln_s, ln_b = (n.init(f"ln{c}", np.ones(d, np.float32)) for c in "sb")
+    h = n.node("LayerNormalization", [a, ln_s, ln_b], "ln1", axis=-1)
+    f = lin(h, d, ff, "fc1")
+    g = n.node("Mul", [n.node("Mul", [f, n.node("Add", [n.node("Erf", [n.node(
+        "Div", [f, n.init("sq2", np.array(1.4142135, np.float32))])]),
+        n.init("one", np.array(1.0, np.float32))])]), n.init("half", np.array(0.5, np.float32))])
+    o = n.node("Add", [lin(g, ff, d, "fc2"), h])
+    y = n.node("LayerNormalization", [o, ln_s, ln_b], "ln2", axis=-1)
+    return n.save(path, [_vi("x", ["B", seq_dim, d])], [_vi(y, None)])
+
+
+def test_transformer_block(tmp_path):
+    path = transformer_block(tmp_path / "block.onnx", "S")
+    with pytest.raises(WorkloadError, match=r"dimension 1 \('S'\) is symbolic; give --seq"):
+        load_workload(path)
+    s, d, ff, heads = 32, 64, 128, 4
+    wl = load_workload(path, batch=2, seq=s)
+    by = {ly.name: ly for ly in wl.layers()}
+    assert by["qkv"].kind == "linear" and 2 * s == by["qkv"].gemm().P
+    assert [by[f"split.{j}"].out_shape for j in range(3)] == [(2, s, d)] * 3
+    sc = by["scores"].gemm()
+    assert (sc.P, sc.K, sc.Q, sc.groups, sc.stationary) == (s, d // heads, s, 2 * heads, "act")
+    assert s == by["context"].gemm().K and by["context"].out_shape == (2, heads, s, d // heads)
+    assert by["merge"].out_shape == (2, s, d)
+    macs = 2 * (s * d * 3 * d + s * d * d + 2 * s * d * ff + 2 * s * s * d)
+    assert wl.total_macs == macs
+    assert {"softmax", "layernorm", "erf", "transpose", "reshape"} <= \
+        {ly.kind for ly in wl.layers()}
+    assert by["scores"].gemm_weight().shape == (8, d // heads, s)
+
+
+def test_unsupported_op_names_type_node_and_file(tmp_path):
+    n = Net()
+    y = n.node("Relu", ["x"], "r")
+    n.node("NonZero", [y], "where_are_they")
+    path = n.save(tmp_path / "bad.onnx", [_vi("x", [1, 4])], [_vi("where_are_they_out", None)])
+    with pytest.raises(WorkloadError, match=r"bad\.onnx: unsupported ONNX op NonZero "
+                                            r"\(node 'where_are_they'\)"):
+        load_workload(path)
+
+
+def test_not_onnx(tmp_path):
+    p = tmp_path / "junk.onnx"
+    p.write_bytes(b"\xff\xfe definitely not a protobuf \x00\x01")
+    with pytest.raises(WorkloadError, match="junk.onnx: not an ONNX model"):
+        load_workload(str(p))
+    with pytest.raises(WorkloadError, match="does not exist"):
+        load_workload(str(tmp_path / "missing.onnx"))

@@ -1,0 +1,550 @@
+"""Import an ONNX model (through the ``onnx`` package) as a :class:`Workload`.
+
+* ``Conv`` (2-D, any groups, ``pads``/``auto_pad``, strides, dilations) -> ``conv``;
+  ``Gemm`` and ``MatMul`` with an initializer as the second operand -> ``linear``
+  (``W[K, Q]``: ``B``, or ``B^T`` when ``transB=1``); ``MatMul`` of two activations ->
+  ``matmul`` (attention).
+* Non-GEMM ops of CNNs and transformers become layers with shapes: Relu, Clip, Gelu, Erf,
+  Sigmoid, Tanh, HardSwish, LeakyRelu, Add/Sub/Mul/Div/Pow (constant operands as a
+  broadcast ``const_shape``), MaxPool, AveragePool, GlobalAveragePool, Flatten, Reshape,
+  Transpose, Softmax, LayerNormalization, BatchNormalization, Concat, Split (one ``slice``
+  layer per output), Slice, Squeeze, Unsqueeze, Pad, ReduceMean, Gather (embedding
+  lookup, or indexing an activation), Expand, Where and friends.
+* Shape arithmetic on constants (``Shape -> Gather -> Concat -> Reshape`` chains of
+  exporters) is folded with numpy; ``onnx.shape_inference`` (with data propagation) gives
+  the output shape of ops whose target shape stays symbolic.
+* Initializer weights are used (quantised to int8 by :meth:`Layer.gemm_weight`). Weights
+  stored as external data are read when the file is there; when it is absent the shapes
+  come from the graph and the weights are synthesised (seeded by layer name).
+* Symbolic input dimensions: the first is the batch (``batch``), any other one is the
+  sequence length (``seq``, required then).
+
+Any other op raises :class:`WorkloadError` naming the op type, the node and the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import WorkloadError
+from .graph import GraphBuilder, Workload
+
+__all__ = ["import_onnx", "SUPPORTED_OPS"]
+
+_UNARY = {
+    "Relu": "relu", "Gelu": "gelu", "Erf": "erf", "Sigmoid": "sigmoid", "Tanh": "tanh",
+    "HardSwish": "hardswish", "HardSigmoid": "hardsigmoid", "LeakyRelu": "leakyrelu",
+    "Identity": "identity", "Dropout": "dropout", "Neg": "neg", "Sqrt": "sqrt", "Exp": "exp",
+    "Log": "log", "Abs": "abs", "Reciprocal": "reciprocal", "Cast": "cast", "Clip": "clip",
+    "Softmax": "softmax", "LogSoftmax": "logsoftmax", "LayerNormalization": "layernorm",
+    "BatchNormalization": "batchnorm", "InstanceNormalization": "instancenorm",
+    "GroupNormalization": "groupnorm", "Silu": "silu",
+}
+_BINARY = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div", "Pow": "pow",
+           "Max": "max", "Min": "min", "Where": "where"}
+_STRUCT = {"Conv", "Gemm", "MatMul", "MaxPool", "AveragePool", "GlobalAveragePool",
+           "GlobalMaxPool", "Flatten", "Reshape", "Transpose", "Concat", "Split", "Slice",
+           "Squeeze", "Unsqueeze", "Pad", "ReduceMean", "ReduceSum", "ReduceMax", "Gather",
+           "Expand", "Constant", "Shape"}
+#: ONNX op types the importer understands
+SUPPORTED_OPS = frozenset(_UNARY) | frozenset(_BINARY) | _STRUCT
+
+
+class _Importer:
+    def __init__(self, path: Path, batch: int, seq: int | None) -> None:
+        import onnx
+        self.onnx = onnx
+        self.path = path
+        self.batch, self.seq = batch, seq
+        if not path.is_file():
+            raise WorkloadError(f"ONNX file {str(path)!r} does not exist")
+        try:
+            self.model = onnx.load(str(path), load_external_data=False)
+        except Exception as e:  # protobuf DecodeError and friends: not an ONNX file
+            raise WorkloadError(f"{path}: not an ONNX model ({type(e).__name__}: "
+                                f"{str(e).splitlines()[0] if str(e) else 'unreadable'})"
+                                ) from None
+        if not self.model.graph.node:
+            raise WorkloadError(f"{path}: not an ONNX model (no graph nodes)")
+        self.g = self.model.graph
+        self.b = GraphBuilder(path.stem)
+        self.consts: dict[str, np.ndarray | None] = {}     # value, or None when absent
+        self.const_shapes: dict[str, tuple[int, ...]] = {}
+        self.acts: dict[str, str] = {}                      # tensor -> layer / input name
+        self.inferred: dict[str, tuple[int, ...]] = {}
+        self.absent_weights = 0
+
+    # ---- set-up -------------------------------------------------------------------------
+    def _err(self, node: Any, msg: str) -> WorkloadError:
+        return WorkloadError(f"{self.path}: node {node.name or '?'!r} ({node.op_type}): {msg}")
+
+    def _initializers(self) -> None:
+        from onnx import numpy_helper
+        from onnx.external_data_helper import load_external_data_for_tensor, uses_external_data
+        base = str(self.path.parent)
+        for t in self.g.initializer:
+            shape = tuple(int(d) for d in t.dims)
+            self.const_shapes[t.name] = shape
+            if uses_external_data(t):
+                loc = next((e.value for e in t.external_data if e.key == "location"), "")
+                if not loc or not (self.path.parent / loc).is_file():
+                    self.consts[t.name] = None
+                    self.absent_weights += 1
+                    continue
+                try:
+                    load_external_data_for_tensor(t, base)
+                except Exception as e:
+                    raise WorkloadError(f"{self.path}: external data of {t.name!r} in "
+                                        f"{loc!r} unreadable: {e}") from None
+            try:
+                self.consts[t.name] = numpy_helper.to_array(t)
+            except Exception as e:
+                raise WorkloadError(f"{self.path}: initializer {t.name!r} unreadable: "
+                                    f"{e}") from None
+
+    def _inputs(self) -> None:
+        inits = set(self.consts)
+        for vi in self.g.input:
+            if vi.name in inits:
+                continue
+            tt = vi.type.tensor_type
+            if not tt.HasField("shape"):
+                raise WorkloadError(f"{self.path}: input {vi.name!r} has no shape")
+            dims = []
+            for i, d in enumerate(tt.shape.dim):
+                if d.HasField("dim_value") and d.dim_value > 0:
+                    dims.append(int(d.dim_value))
+                elif i == 0:
+                    dims.append(self.batch)
+                elif self.seq is not None:
+                    dims.append(self.seq)
+                else:
+                    raise WorkloadError(
+                        f"{self.path}: input {vi.name!r} dimension {i} "
+                        f"({d.dim_param or 'unknown'!r}) is symbolic; give --seq")
+            if dims and self.batch != 1 and tt.shape.dim[0].HasField("dim_value") and \
+                    tt.shape.dim[0].dim_value != self.batch:
+                raise WorkloadError(f"{self.path}: input {vi.name!r} has a fixed batch "
+                                    f"dimension {dims[0]}; batch={self.batch} not possible")
+            self.acts[vi.name] = self.b.input(vi.name, dims)
+            # concrete shape for shape inference
+            for i, d in enumerate(tt.shape.dim):
+                d.ClearField("dim_param")
+                d.dim_value = dims[i]
+
+    def _shape_inference(self) -> None:
+        try:
+            inf = self.onnx.shape_inference.infer_shapes(self.model, data_prop=True)
+        except Exception:
+            return      # our own inference does the job for the ops that need it
+        for vi in list(inf.graph.value_info) + list(inf.graph.output):
+            tt = vi.type.tensor_type
+            if tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim):
+                self.inferred[vi.name] = tuple(int(d.dim_value) for d in tt.shape.dim)
+
+    # ---- helpers ------------------------------------------------------------------------
+    def _attrs(self, node: Any) -> dict[str, Any]:
+        from onnx import helper
+        return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+    def _is_const(self, name: str) -> bool:
+        return name in self.const_shapes
+
+    def _const(self, node: Any, name: str, what: str) -> np.ndarray:
+        v = self.consts.get(name)
+        if v is None:
+            raise self._err(node, f"{what} must be a constant known at import time")
+        return v
+
+    def _act(self, node: Any, name: str) -> str:
+        if name not in self.acts:
+            raise self._err(node, f"input {name!r} is not produced by an earlier node")
+        return self.acts[name]
+
+    def _name(self, node: Any, idx: int) -> str:
+        base = node.name or f"{node.op_type.lower()}_{idx}"
+        name, k = base, 1
+        while name in self.b._shapes:
+            k += 1
+            name = f"{base}_{k}"
+        return name
+
+    def _out_shape(self, node: Any, j: int = 0) -> tuple[int, ...]:
+        out = node.output[j]
+        if out not in self.inferred:
+            raise self._err(node, f"cannot determine the shape of {out!r}")
+        return self.inferred[out]
+
+    def _set_const(self, out: str, value: np.ndarray | None,
+                   shape: tuple[int, ...] | None = None) -> None:
+        self.consts[out] = value
+        self.const_shapes[out] = tuple(value.shape) if value is not None else (shape or ())
+
+    # ---- constant folding ---------------------------------------------------------------
+    def _fold(self, node: Any) -> None:
+        """A node whose inputs are all constants: fold it with numpy when possible, else
+        keep its (inferred) shape with an unknown value."""
+        a = self._attrs(node)
+        vals = [self.consts.get(i) if i else None for i in node.input]
+        op = node.op_type
+        v: np.ndarray | None = None
+        try:
+            if any(i and self.consts.get(i) is None for i in node.input):
+                v = None
+            elif op in ("Identity", "Cast"):
+                v = vals[0]
+            elif op == "Unsqueeze":
+                axes = a.get("axes", vals[1] if len(vals) > 1 else None)
+                v = vals[0]
+                for ax in sorted(int(x) % (v.ndim + len(axes)) for x in axes):
+                    v = np.expand_dims(v, ax)
+            elif op == "Squeeze":
+                axes = a.get("axes", vals[1] if len(vals) > 1 else None)
+                v = np.squeeze(vals[0], axis=None if axes is None else tuple(
+                    int(x) for x in axes))
+            elif op == "Concat":
+                v = np.concatenate([np.atleast_1d(x) for x in vals], axis=int(a["axis"]))
+            elif op == "Gather":
+                v = np.take(vals[0], vals[1].astype(np.int64), axis=int(a.get("axis", 0)))
+            elif op in _BINARY and op != "Where":
+                fn = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply,
+                      "Div": np.divide, "Pow": np.power, "Max": np.maximum,
+                      "Min": np.minimum}[op]
+                v = fn(vals[0], vals[1])
+                if op == "Div" and np.issubdtype(vals[0].dtype, np.integer):
+                    v = np.floor_divide(vals[0], vals[1])
+            elif op == "Reshape":
+                tgt = [int(x) for x in vals[1]]
+                tgt = [vals[0].shape[i] if d == 0 else d for i, d in enumerate(tgt)]
+                v = vals[0].reshape(tgt)
+            elif op == "Slice":
+                v = self._slice_value(vals)
+            elif op == "Transpose":
+                v = np.transpose(vals[0], a.get("perm"))
+            elif op == "ConstantOfShape":
+                fill = a.get("value")
+                from onnx import numpy_helper
+                f = numpy_helper.to_array(fill) if fill is not None else np.zeros(1)
+                v = np.full([int(x) for x in vals[0]], f.reshape(-1)[0], f.dtype)
+            elif op == "Range":
+                v = np.arange(vals[0].item(), vals[1].item(), vals[2].item())
+        except Exception:
+            v = None
+        for j, out in enumerate(node.output):
+            if j == 0 and v is not None:
+                self._set_const(out, np.asarray(v))
+            elif out:
+                self._set_const(out, None, self.inferred.get(out, ()))
+
+    @staticmethod
+    def _slice_value(vals: list[Any]) -> np.ndarray:
+        data, starts, ends = vals[0], vals[1], vals[2]
+        axes = vals[3] if len(vals) > 3 and vals[3] is not None else range(len(starts))
+        steps = vals[4] if len(vals) > 4 and vals[4] is not None else [1] * len(starts)
+        idx = [slice(None)] * data.ndim
+        for s, e, ax, st in zip(starts, ends, axes, steps, strict=True):
+            idx[int(ax)] = slice(int(s), int(e), int(st))
+        return data[tuple(idx)]
+
+    # ---- nodes --------------------------------------------------------------------------
+    def run(self) -> Workload:
+        self._initializers()
+        self._inputs()
+        self._shape_inference()
+        for idx, node in enumerate(self.g.node):
+            op = node.op_type
+            if node.domain not in ("", "ai.onnx", "com.microsoft") and op not in SUPPORTED_OPS:
+                raise WorkloadError(f"{self.path}: unsupported ONNX op {node.domain}.{op} "
+                                    f"(node {node.name or '?'!r})")
+            if op == "Constant":
+                self._constant(node)
+                continue
+            if op == "Shape":
+                x = node.input[0]
+                sh = self.b.shape(self.acts[x]) if x in self.acts else self.const_shapes[x]
+                self._set_const(node.output[0], np.array(sh, np.int64))
+                continue
+            data_inputs = [i for i in node.input if i]
+            if data_inputs and all(self._is_const(i) for i in data_inputs) and \
+                    op not in ("Conv", "Gemm", "MatMul"):
+                self._fold(node)
+                continue
+            if op not in SUPPORTED_OPS:
+                raise WorkloadError(f"{self.path}: unsupported ONNX op {op} "
+                                    f"(node {node.name or '?'!r})")
+            self._node(node, idx)
+        outs = [o.name for o in self.g.output]
+        missing = [o for o in outs if o not in self.acts]
+        if missing:
+            raise WorkloadError(f"{self.path}: graph outputs {missing} are not computed "
+                                f"from the inputs")
+        return self.b.build(source=str(self.path), batch=self.batch, seq=self.seq,
+                            absent_weights=self.absent_weights)
+
+    def _constant(self, node: Any) -> None:
+        from onnx import numpy_helper
+        a = self._attrs(node)
+        if "value" in a:
+            v = numpy_helper.to_array(a["value"])
+        elif "value_float" in a:
+            v = np.array(a["value_float"], np.float32)
+        elif "value_floats" in a:
+            v = np.array(a["value_floats"], np.float32)
+        elif "value_int" in a:
+            v = np.array(a["value_int"], np.int64)
+        elif "value_ints" in a:
+            v = np.array(a["value_ints"], np.int64)
+        else:
+            raise self._err(node, f"unsupported Constant attributes {sorted(a)}")
+        self._set_const(node.output[0], v)
+
+    def _add(self, node: Any, idx: int, kind: str, inputs: list[str],
+             data: np.ndarray | None = None, **attrs: Any) -> str:
+        name = self._name(node, idx)
+        out = self.b.add(kind, inputs, name, data=data, **attrs)
+        self.acts[node.output[0]] = out
+        want = self.inferred.get(node.output[0])
+        if want is not None and want != self.b.shape(out):
+            raise self._err(node, f"output shape {list(self.b.shape(out))} differs from "
+                                  f"ONNX shape inference {list(want)}")
+        return out
+
+    def _auto_pad(self, node: Any, a: dict[str, Any], hw: tuple[int, int],
+                  k: tuple[int, int], s: tuple[int, int], d: tuple[int, int]) -> list[int]:
+        ap = a.get("auto_pad", b"NOTSET")
+        ap = ap.decode() if isinstance(ap, bytes) else str(ap)
+        if ap in ("NOTSET", ""):
+            return [int(p) for p in a.get("pads", [0, 0, 0, 0])]
+        if ap == "VALID":
+            return [0, 0, 0, 0]
+        pads_lo, pads_hi = [], []
+        for size, kk, ss, dd in zip(hw, k, s, d, strict=True):
+            out = -(-size // ss)
+            total = max(0, (out - 1) * ss + (kk - 1) * dd + 1 - size)
+            lo = total // 2 if ap == "SAME_UPPER" else total - total // 2
+            pads_lo.append(lo)
+            pads_hi.append(total - lo)
+        return pads_lo + pads_hi
+
+    def _node(self, node: Any, idx: int) -> None:
+        op = node.op_type
+        a = self._attrs(node)
+        ins = [i for i in node.input]
+        if op in _UNARY:
+            extra: dict[str, Any] = {}
+            if op in ("Softmax", "LogSoftmax", "LayerNormalization"):
+                extra["axis"] = int(a.get("axis", -1))
+            self._add(node, idx, _UNARY[op], [self._act(node, ins[0])], **extra)
+        elif op in _BINARY:
+            acts = [self._act(node, i) for i in ins if i and not self._is_const(i)]
+            consts = [self.const_shapes[i] for i in ins if i and self._is_const(i)]
+            cshape = None
+            if consts:
+                from .ops import broadcast
+                try:
+                    cshape = list(broadcast(*consts))
+                except Exception:
+                    raise self._err(node, f"constant operands {consts} do not broadcast") \
+                        from None
+            self._add(node, idx, _BINARY[op], acts, const_shape=cshape)
+        elif op == "Conv":
+            self._conv(node, idx, a, ins)
+        elif op in ("Gemm", "MatMul"):
+            self._gemm(node, idx, a, ins)
+        elif op in ("MaxPool", "AveragePool"):
+            x = self._act(node, ins[0])
+            k = tuple(int(v) for v in a["kernel_shape"])
+            if len(k) != 2:
+                raise self._err(node, f"only 2-D pooling is supported, kernel {list(k)}")
+            s = tuple(int(v) for v in a.get("strides", [1, 1]))
+            dl = tuple(int(v) for v in a.get("dilations", [1, 1]))
+            hw = self.b.shape(x)[2:]
+            pads = self._auto_pad(node, a, hw, k, s, dl)  # type: ignore[arg-type]
+            self._add(node, idx, "maxpool" if op == "MaxPool" else "avgpool", [x], kernel=k,
+                      stride=s, pads=pads, dilation=dl, ceil_mode=bool(a.get("ceil_mode", 0)))
+        elif op in ("GlobalAveragePool", "GlobalMaxPool"):
+            kind = "globalavgpool" if op == "GlobalAveragePool" else "globalmaxpool"
+            self._add(node, idx, kind, [self._act(node, ins[0])])
+        elif op == "Flatten":
+            self._add(node, idx, "flatten", [self._act(node, ins[0])], axis=int(a.get("axis", 1)))
+        elif op == "Reshape":
+            x = self._act(node, ins[0])
+            if ins[1] in self.consts and self.consts[ins[1]] is not None:
+                shape = [int(v) for v in self._const(node, ins[1], "shape")]
+            else:
+                shape = list(self._out_shape(node))
+            self._add(node, idx, "reshape", [x], shape=shape,
+                      allowzero=bool(a.get("allowzero", 0)))
+        elif op == "Transpose":
+            perm = a.get("perm")
+            self._add(node, idx, "transpose", [self._act(node, ins[0])],
+                      perm=None if perm is None else [int(p) for p in perm])
+        elif op == "Concat":
+            parts = []
+            for j, i in enumerate(ins):
+                if self._is_const(i):   # a constant part (e.g. a class token)
+                    cn = self.b.add("constant", [], f"{self._name(node, idx)}.const{j}",
+                                    shape=list(self.const_shapes[i]))
+                    parts.append(cn)
+                else:
+                    parts.append(self._act(node, i))
+            self._add(node, idx, "concat", parts, axis=int(a["axis"]))
+        elif op == "Split":
+            self._split(node, idx, a, ins)
+        elif op == "Slice":
+            x = self._act(node, ins[0])
+            if len(ins) == 1:   # opset < 10: attributes
+                starts, ends = list(a["starts"]), list(a["ends"])
+                axes = list(a.get("axes", range(len(starts))))
+                steps = [1] * len(starts)
+            else:
+                starts = [int(v) for v in self._const(node, ins[1], "starts")]
+                ends = [int(v) for v in self._const(node, ins[2], "ends")]
+                axes = [int(v) for v in self._const(node, ins[3], "axes")] \
+                    if len(ins) > 3 and ins[3] else list(range(len(starts)))
+                steps = [int(v) for v in self._const(node, ins[4], "steps")] \
+                    if len(ins) > 4 and ins[4] else [1] * len(starts)
+            self._add(node, idx, "slice", [x], starts=starts, ends=ends, axes=axes,
+                      steps=steps)
+        elif op in ("Squeeze", "Unsqueeze"):
+            x = self._act(node, ins[0])
+            axes = a.get("axes")
+            if axes is None and len(ins) > 1 and ins[1]:
+                axes = [int(v) for v in self._const(node, ins[1], "axes")]
+            if op == "Unsqueeze" and axes is None:
+                raise self._err(node, "Unsqueeze needs axes")
+            self._add(node, idx, op.lower(), [x],
+                      axes=None if axes is None else [int(v) for v in axes])
+        elif op == "Pad":
+            x = self._act(node, ins[0])
+            pads = a.get("pads")
+            if pads is None:
+                pads = [int(v) for v in self._const(node, ins[1], "pads")]
+            if len(ins) > 3 and ins[3]:
+                raise self._err(node, "Pad with axes is not supported")
+            self._add(node, idx, "pad", [x], pads=[int(v) for v in pads])
+        elif op in ("ReduceMean", "ReduceSum", "ReduceMax"):
+            x = self._act(node, ins[0])
+            axes = a.get("axes")
+            if axes is None and len(ins) > 1 and ins[1]:
+                axes = [int(v) for v in self._const(node, ins[1], "axes")]
+            self._add(node, idx, op.lower(), [x], axes=axes,
+                      keepdims=bool(a.get("keepdims", 1)))
+        elif op == "Gather":
+            self._gather(node, idx, a, ins)
+        elif op == "Expand":
+            x = self._act(node, ins[0])
+            self._add(node, idx, "host", [x], op="Expand", out_shape=list(self._out_shape(node)))
+        else:
+            raise WorkloadError(f"{self.path}: unsupported ONNX op {op} "
+                                f"(node {node.name or '?'!r})")
+
+    def _conv(self, node: Any, idx: int, a: dict[str, Any], ins: list[str]) -> None:
+        x = self._act(node, ins[0])
+        if not self._is_const(ins[1]):
+            raise self._err(node, "weights must be an initializer")
+        wshape = self.const_shapes[ins[1]]
+        if len(wshape) != 4:
+            raise self._err(node, f"only 2-D convolutions are supported (weight "
+                                  f"{list(wshape)})")
+        k = tuple(int(v) for v in a.get("kernel_shape", wshape[2:]))
+        s = tuple(int(v) for v in a.get("strides", [1, 1]))
+        dl = tuple(int(v) for v in a.get("dilations", [1, 1]))
+        pads = self._auto_pad(node, a, self.b.shape(x)[2:], k, s, dl)  # type: ignore[arg-type]
+        data = self.consts.get(ins[1])
+        self._add(node, idx, "conv", [x], data=data, cout=int(wshape[0]), kernel=k, stride=s,
+                  pads=pads, dilation=dl, groups=int(a.get("group", 1)),
+                  bias=len(ins) > 2 and bool(ins[2]))
+
+    def _gemm(self, node: Any, idx: int, a: dict[str, Any], ins: list[str]) -> None:
+        op = node.op_type
+        if self._is_const(ins[0]):
+            raise self._err(node, "a constant first operand is not supported")
+        x = self._act(node, ins[0])
+        if op == "Gemm" and int(a.get("transA", 0)):
+            raise self._err(node, "transA=1 is not supported")
+        trans_b = op == "Gemm" and bool(int(a.get("transB", 0)))
+        if self._is_const(ins[1]):
+            shape = self.const_shapes[ins[1]]
+            if len(shape) != 2:
+                raise self._err(node, f"a constant second operand must be 2-D, not "
+                                      f"{list(shape)}")
+            k, q = (shape[1], shape[0]) if trans_b else shape
+            w = self.consts.get(ins[1])
+            if w is not None and trans_b:
+                w = w.T
+            bias = op == "Gemm" and len(ins) > 2 and bool(ins[2])
+            self._add(node, idx, "linear", [x], data=w, in_features=int(k),
+                      out_features=int(q), bias=bias)
+        else:
+            self._add(node, idx, "matmul", [x, self._act(node, ins[1])], transpose_b=trans_b)
+
+    def _split(self, node: Any, idx: int, a: dict[str, Any], ins: list[str]) -> None:
+        x = self._act(node, ins[0])
+        shape = self.b.shape(x)
+        ax = int(a.get("axis", 0)) % len(shape)
+        n = len(node.output)
+        sizes = a.get("split")
+        if sizes is None and len(ins) > 1 and ins[1]:
+            sizes = [int(v) for v in self._const(node, ins[1], "split")]
+        if sizes is None:
+            per = -(-shape[ax] // n)
+            sizes = [min(per, shape[ax] - j * per) for j in range(n)]
+        if sum(sizes) != shape[ax] or len(sizes) != n:
+            raise self._err(node, f"split sizes {list(sizes)} do not cover axis {ax} of "
+                                  f"{list(shape)} in {n} parts")
+        base = self._name(node, idx)
+        start = 0
+        for j, (out, sz) in enumerate(zip(node.output, sizes, strict=True)):
+            name = self.b.add("slice", [x], f"{base}.{j}", axes=[ax], starts=[start],
+                              ends=[start + int(sz)])
+            self.acts[out] = name
+            start += int(sz)
+
+    def _gather(self, node: Any, idx: int, a: dict[str, Any], ins: list[str]) -> None:
+        axis = int(a.get("axis", 0))
+        if self._is_const(ins[0]):     # embedding table lookup
+            table = self.const_shapes[ins[0]]
+            if axis != 0 or len(table) != 2:
+                raise self._err(node, f"a constant table must be 2-D gathered on axis 0, "
+                                      f"not {list(table)} axis {axis}")
+            self._add(node, idx, "gather", [self._act(node, ins[1])], num=int(table[0]),
+                      dim=int(table[1]))
+            return
+        x = self._act(node, ins[0])
+        shape = self.b.shape(x)
+        ax = axis % len(shape)
+        if self._is_const(ins[1]):
+            ish = self.const_shapes[ins[1]]
+            out = (*shape[:ax], *ish, *shape[ax + 1:])
+            self._add(node, idx, "host", [x], op="Gather", out_shape=list(out))
+        else:
+            raise self._err(node, "gathering an activation with computed indices is not "
+                                  "supported")
+
+
+def import_onnx(path: str | Path, batch: int = 1, seq: int | None = None) -> Workload:
+    """Read an ONNX model as a :class:`Workload` (see the module docstring).
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.onnx`` file. External weight data is read from the file's directory when
+        present; absent weights are synthesised.
+    batch : int
+        Value of a symbolic first input dimension.
+    seq : int, optional
+        Value of any other symbolic input dimension.
+
+    Returns
+    -------
+    Workload
+        ``attrs["absent_weights"]`` counts initializers whose external data was missing.
+    """
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise WorkloadError(f"{path}: batch must be an integer >= 1, not {batch!r}")
+    imp = _Importer(Path(path), batch, seq)
+    return imp.run()
