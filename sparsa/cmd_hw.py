@@ -102,8 +102,9 @@ def register(group: click.Group) -> None:
     @click.option("--config", "config", default=None, help=_CONFIG_HELP)
     @click.option("--kind", type=click.Choice(["pe", "array", "core"]), default="pe",
                   show_default=True,
-                  help="pe: the sparse PE next to the dense PE (and the overhead); array: "
-                       "the whole PE array; core: everything, scratchpads as SRAM.")
+                  help="pe: the sparse PE next to the dense PE (and the overhead) and the "
+                       "2n x 1 array slice behind the core estimate; array: the whole PE "
+                       "array; core: everything, scratchpads as SRAM.")
     @click.option("--no-cache", "no_cache", is_flag=True,
                   help="Re-run Yosys even if the design's result is cached.")
     @click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON.")
@@ -112,29 +113,34 @@ def register(group: click.Group) -> None:
 
         Area uses NanGate 45 nm cell areas (GE = NAND2 equivalents); '*' marks a synthesis
         time read from the cache (keyed by the design's hash)."""
-        from sparsa.hw.area import estimate_area, synthesize
+        from sparsa.hw.area import estimate_area, slice_config, synthesize
 
         cfg = resolve_config(config)
         use_cache = not no_cache
         if kind == "pe":
             sparse = synthesize(cfg, "pe", use_cache=use_cache)
             dense = synthesize(cfg, "pe", sparse=False, use_cache=use_cache)
+            sl_cfg = slice_config(cfg)
+            sl = synthesize(sl_cfg, "array", use_cache=use_cache)
             est = estimate_area(cfg)
             overhead = {"cells_pct": round(100 * (sparse.total_cells / dense.total_cells - 1), 1),
                         "area_pct": round(100 * (sparse.logic_um2 / dense.logic_um2 - 1), 1)}
             if as_json:
                 click.echo(json.dumps({"config": cfg.name, "sparse_pe": sparse.to_dict(),
                                        "dense_pe": dense.to_dict(),
+                                       "array_slice": sl.to_dict(),
                                        "sparse_overhead": overhead, "core_estimate": est},
                                       indent=1))
                 return
             click.echo(f"PE of {cfg.name}: int{cfg.operand_bits} x int{cfg.operand_bits} -> "
                        f"int{cfg.acc_bits}, sparse PE selects 1 of m={cfg.m} "
                        f"({cfg.idx_bits}-bit index); Yosys {sparse.yosys_version}")
-            _print_area([sparse, dense], ["sparse PE", "dense PE"])
+            _print_area([sparse, dense, sl],
+                        ["sparse PE", "dense PE", f"array {sl_cfg.rows}x{sl_cfg.cols}"])
             click.echo(f"sparse-PE overhead over the dense PE: {overhead['cells_pct']:+.1f} % "
                        f"cells, {overhead['area_pct']:+.1f} % area")
-            click.echo(f"core estimate ({cfg.rows}x{cfg.cols} PEs + array registers + "
+            click.echo(f"core estimate ({cfg.groups * cfg.cols} x one {cfg.n}-PE group of "
+                       f"the {sl_cfg.rows}x1 array + skew registers + "
                        f"{est['sram_bits'] // 8192} KiB SRAM): "
                        f"{est['total_mm2']:.3f} mm^2 (array {est['array_um2'] / 1e6:.3f} "
                        f"mm^2, SRAM {est['sram_um2'] / 1e6:.3f} mm^2)")

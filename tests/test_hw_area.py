@@ -158,9 +158,11 @@ def test_cli_area_pe_json_and_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert rep["sparse_pe"]["total_cells"] > rep["dense_pe"]["total_cells"]
     assert rep["sparse_overhead"]["area_pct"] > 0
     assert rep["core_estimate"]["total_mm2"] > 0
+    assert rep["array_slice"]["multipliers"] == 4          # the 4x1 slice behind the estimate
     main(["area", "--config", "16x16-n2m4"])
     out = capsys.readouterr().out
     assert "sparse-PE overhead over the dense PE" in out and "$_XOR_" in out
+    assert "array 4x1" in out
 
 
 def test_cli_area_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
