@@ -35,6 +35,7 @@ from typing import Any
 import matplotlib
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .errors import ReportError
 
@@ -61,6 +62,9 @@ RC = {
 #: Area columns in order of preference (from :func:`sparsa.hw.area.estimate_area`).
 AREA_COLUMNS = ("area_total_mm2", "area_total_um2", "area_um2", "area_mm2", "area_cells",
                 "area_total_cells", "area")
+
+AREA_LABELS = {"area_total_mm2": "area (mm², PE array + scratchpads, estimate)",
+               "area_total_um2": "area (µm², PE array + scratchpads, estimate)"}
 
 PHASES = (("cycles_fwd", "forward"), ("cycles_bwd_data", "backward-data"),
           ("cycles_wgrad", "weight-gradient"))
@@ -168,19 +172,59 @@ def _figure(w: float = 6.4, h: float = 3.8) -> tuple[Figure, Axes]:
 
 
 # ---- plot kinds ----------------------------------------------------------------------------
+def _nm_of(sparsity: str) -> int | None:
+    head = sparsity.split("+")[-1].split("@")[0]
+    if ":" in head and "=" not in head:
+        try:
+            return int(head.split(":")[1])
+        except ValueError:
+            return None
+    return None
+
+
+def _pattern_rows(rows: Sequence[Row], config: str | None) -> list[Row]:
+    """Inference ws rows with, per sparsity pattern, one config: ``config`` if given, else
+    the reference config, or (for an N:M pattern the reference config does not have or whose
+    window differs) the config whose window ``m`` matches the pattern and has most points."""
+    sel = _select(rows, config=None, dataflow="ws")
+    sel = [r for r in _ok(rows) if not r.get("train")
+           and r["dataflow"] == (sel[0]["dataflow"] if sel else "ws")]
+    if config is not None:
+        return [r for r in sel if r["config"] == config]
+    ref = reference_config(sel) if sel else None
+    out = []
+    for sp in _unique(r["sparsity"] for r in sel):
+        cands = [r for r in sel if r["sparsity"] == sp]
+        m = _nm_of(sp)
+        matching = [r for r in cands if m is None or r.get("m") == m]
+        pool = matching or cands
+        cfgs = [r["config"] for r in pool]
+        pick = ref if ref in cfgs else max(_unique(cfgs), key=cfgs.count)
+        out += [r for r in pool if r["config"] == pick]
+    return out
+
+
+def _label(r: Row, ref: str) -> str:
+    return r["sparsity"] if r["config"] == ref else f"{r['sparsity']}\n({r['config']})"
+
+
 def plot_speedup(rows: Sequence[Row], *, config: str | None = None) -> tuple[Figure, Axes]:
-    """Speed-up over dense on the same core vs sparsity pattern, one bar per workload."""
-    sel = _select(rows, config=config)
+    """Speed-up over dense on the same core vs sparsity pattern, one bar per workload.
+
+    Each pattern is shown on the reference config (most points) or, when its window
+    differs, on the config built for it (tick label names the config)."""
+    sel = _pattern_rows(rows, config)
     _need(sel, "speedup", "inference points")
-    g = _grouped(sel, lambda r: r["sparsity"], lambda r: r["workload"],
+    ref = reference_config(sel)
+    g = _grouped(sel, lambda r: _label(r, ref), lambda r: r["workload"],
                  lambda r: r.get("speedup"))
     with matplotlib.rc_context(RC):
         fig, ax = _figure()
         _bars(ax, g, label_fmt="%.2f")
         ax.axhline(1.0, color="0.3", lw=0.8, ls="--")
         ax.set_xlabel("sparsity pattern")
-        ax.set_ylabel("speed-up over dense (x)")
-        ax.set_title(f"Speed-up vs sparsity ({sel[0]['config']}, {sel[0]['dataflow']})")
+        ax.set_ylabel("speed-up over dense, same core (x)")
+        ax.set_title(f"Speed-up vs sparsity ({ref}, {sel[0]['dataflow']})")
         ax.legend(title="workload")
     return fig, ax
 
@@ -197,12 +241,19 @@ def _energy_columns(rows: Sequence[Row]) -> list[str]:
 
 def plot_energy(rows: Sequence[Row], *, config: str | None = None) -> tuple[Figure, Axes]:
     """Energy per component, stacked, for each workload and sparsity pattern (µJ)."""
-    sel = _select(rows, config=config)
+    sel = _pattern_rows(rows, config)
     _need(sel, "energy", "inference points")
     comps = _energy_columns(sel)
     if not comps:
         raise ReportError("plot energy: the results have no energy_<component>_pj columns")
-    labels = [f"{r['workload']}\n{r['sparsity']}" for r in sel]
+    ref = reference_config(sel)
+    # average repeated (workload, pattern) points (e.g. several batch sizes)
+    groups: dict[tuple[str, str], list[Row]] = defaultdict(list)
+    for r in sel:
+        groups[(r["workload"], _label(r, ref))].append(r)
+    sel = [{**grp[0], **{c: _mean([x.get(c) or 0.0 for x in grp]) for c in comps}}
+           for grp in groups.values()]
+    labels = [f"{w}\n{lab}" for w, lab in groups]
     with matplotlib.rc_context(RC):
         fig, ax = _figure(max(6.4, 0.55 * len(sel) + 2), 4.2)
         bottom = [0.0] * len(sel)
@@ -214,7 +265,7 @@ def plot_energy(rows: Sequence[Row], *, config: str | None = None) -> tuple[Figu
             bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
         ax.set_xticks(range(len(sel)), labels, fontsize=7)
         ax.set_ylabel("energy per inference (µJ)")
-        ax.set_title(f"Energy breakdown ({sel[0]['config']}, {sel[0]['dataflow']})")
+        ax.set_title(f"Energy breakdown ({ref}, {sel[0]['dataflow']})")
         ax.legend(title="component", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return fig, ax
 
@@ -244,7 +295,7 @@ def plot_pareto(rows: Sequence[Row], *, metric: str = "cycles") -> tuple[Figure,
             ax.scatter(fx, fy, s=40, color=color, edgecolor="black", linewidth=0.8, zorder=3,
                        label=f"{wl} Pareto ({len(front)})")
         ax.set_yscale("log")
-        ax.set_xlabel(acol.replace("_", " "))
+        ax.set_xlabel(AREA_LABELS.get(acol, acol.replace("_", " ")))
         ax.set_ylabel(f"{'energy' if metric == 'energy_pj' else 'cycles'} per inference "
                       f"({unit}, log)")
         ax.set_title(f"Area vs {'energy' if metric == 'energy_pj' else 'cycles'}: "
@@ -289,10 +340,17 @@ def plot_layers(layers: Sequence[Row], *, workload: str | None = None,
     _need(sel, "layers", f"per-layer rows for {workload} on {config}")
     with matplotlib.rc_context(RC):
         fig, ax = _figure(7.2, 3.6)
+        names: dict[int, str] = {}
         for sp in _unique(r["sparsity"] for r in sel):
             pts = sorted((r for r in sel if r["sparsity"] == sp), key=lambda r: r["layer_index"])
             ax.plot([r["layer_index"] for r in pts], [r["utilisation"] for r in pts],
                     marker="o", ms=2.5, lw=1, label=sp)
+            names.update({r["layer_index"]: str(r.get("layer", r["layer_index"])) for r in pts})
+        if len(names) <= 16:
+            ticks = sorted(names)
+            ax.set_xticks(ticks, [names[i] for i in ticks], rotation=30, ha="right", fontsize=7)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylim(0, 1.05)
         ax.set_xlabel("layer (network order)")
         ax.set_ylabel("array utilisation (useful MACs / peak)")

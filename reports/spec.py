@@ -30,7 +30,7 @@ Example::
 
 Instead of the axes, ``points:`` lists design points explicitly; each point is a mapping
 with ``workload`` and ``config`` and optionally ``sparsity``, ``dataflow``, ``train``,
-``batch`` and ``seq`` (defaults: dense, ws, false, 1, none).
+``batch``, ``seq`` and ``per_layer`` (defaults: dense, ws, false, 1, none, the spec's).
 """
 
 from __future__ import annotations
@@ -107,6 +107,7 @@ class PointSpec(_Strict):
     train: bool = False
     batch: int = 1
     seq: int | None = None
+    per_layer: bool | None = None
 
 
 class SweepSpecModel(_Strict):
@@ -358,7 +359,7 @@ def parse_spec(data: Any, source: str = "spec", *,
                 sparsity=_check_sparsity(source, f"{key}.sparsity", p.sparsity),
                 dataflow=_check_dataflow(source, f"{key}.dataflow", p.dataflow),
                 train=p.train, batch=p.batch, seq=p.seq, workload_obj=custom.get(p.workload),
-                **common))
+                **{**common, **({} if p.per_layer is None else {"per_layer": p.per_layer})}))
     else:
         if m.workloads is None:
             raise _err(source, "workloads", "missing: list the workloads (or give points)")

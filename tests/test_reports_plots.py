@@ -57,13 +57,13 @@ def test_sweep_rows_carry_model_and_area(results: Path) -> None:
     assert len(rows) == 2 * 3 * 3 * 3 + 4
     for r in rows:
         assert r["status"] == "ok" and r["cycles"] > 0 and r["energy_pj"] > 0
-        assert r["area_total_mm2"] > 0 and r["area_pe_cells"] > 0
+        assert r["area_total_mm2"] > 0 and r["area_pe_um2"] > 0
     by = {(r["workload"], r["config"], r["sparsity"], r["dataflow"]): r for r in rows
           if not r["train"]}
     # real sparse speed-up on the ws core, and a bigger PE for a wider window
     assert by[("tiny-cnn", "8x8-n2m4", "2:4", "ws")]["speedup"] > 1.1
-    assert by[("tiny-cnn", "8x8-n2m8", "dense", "ws")]["area_pe_cells"] > \
-        by[("tiny-cnn", "8x8-n2m4", "dense", "ws")]["area_pe_cells"]
+    assert by[("tiny-cnn", "8x8-n2m8", "dense", "ws")]["area_pe_um2"] > \
+        by[("tiny-cnn", "8x8-n2m4", "dense", "ws")]["area_pe_um2"]
     train = [r for r in rows if r["train"]]
     assert all(r["cycles_fwd"] > 0 and r["cycles_wgrad"] > 0 for r in train)
     layers = ResultStore(results).rows("layers")
