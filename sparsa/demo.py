@@ -1,17 +1,265 @@
-"""The flagship demo run by ``make demo``; grows with every issue."""
+"""The flagship demo run by ``make demo``: ``python -m sparsa.demo --out demo-out``.
+
+Stages (each prints a short summary and its wall time; a stage whose dependency is missing
+or broken FAILS, the others still run, and the exit code is 1):
+
+1. **rtl** — Verilog for the default core (``16x16-n2m4``) with its manifest, Verilator
+   lint, and a short RTL check: random GEMM tiles (dense and 2:4) with random stalls on
+   every stream, compared bit for bit with the numpy reference.
+2. **inference** — ResNet-50 and BERT-base through the SimPy model: dense and 2:4 on
+   ``16x16-n2m4``, 2:8 on ``16x16-n2m8`` (speed-up over dense on the same core, energy,
+   per-layer utilisation of ResNet-50).
+3. **training** — one sparse training step with bidirectional Bi-Mask masks
+   (``fwd=2:8,bwd=2:8``) against dense training, per phase.
+4. **dataflows** — weight-, output- and input-stationary arrays on the same workloads.
+5. **sweep** — a small design space (array size x window x sparsity) with area.
+6. **report** — every plot and table into ``<out>/report/index.html``.
+
+All model results go to one resumable results directory (``<out>/results``), so a second
+run only redoes what changed.
+"""
 
 from __future__ import annotations
 
 import argparse
+import shutil
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["main"]
+
+NETWORKS = ("resnet50", "bert-base")
+TRAIN_WORKLOAD = "resnet18"
+SWEEP_WORKLOAD = "resnet18"
+BIMASK = "fwd=2:8,bwd=2:8,method=bimask"
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m sparsa.demo")
-    ap.add_argument("--out", default="demo-out")
+@dataclass
+class Demo:
+    out: Path
+    console: Console
+    workers: int = 2
+    rtl_config: str = "16x16-n2m4"
+    rtl_tiles: int = 4
+    networks: tuple[str, ...] = NETWORKS
+    train_workload: str = TRAIN_WORKLOAD
+    sweep_workload: str = SWEEP_WORKLOAD
+    results: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.results = self.out / "results"
+
+    # ---- helpers ------------------------------------------------------------------------
+    def sweep(self, spec: dict[str, Any]) -> list[dict[str, Any]]:
+        from sparsa.reports.spec import parse_spec
+        from sparsa.reports.store import ResultStore
+        from sparsa.reports.sweep import run_sweep
+
+        s = parse_spec(spec, f"demo:{spec['name']}")
+        res = run_sweep(s, self.results, workers=self.workers, console=self.console)
+        self.console.print(f"  {res.total} points ({res.skipped} from an earlier run), "
+                           f"{res.evaluated} evaluated, {res.points_per_s:.2f} points/s")
+        keys = {p.key for p in s.points}
+        rows = [r for r in ResultStore(self.results).rows() if r["hash"] in keys]
+        bad = [r for r in rows if r["status"] != "ok"]
+        if bad:
+            raise RuntimeError(f"{len(bad)} design points failed, first: {bad[0]['error']}")
+        return rows
+
+    def table(self, title: str, rows: list[dict[str, Any]], cols: list[tuple[str, str, str]]
+              ) -> None:
+        _derived(rows)
+        t = Table(title=title, title_justify="left", header_style="bold")
+        for head, _, _ in cols:
+            t.add_column(head, justify="left" if head in ("workload", "config", "sparsity",
+                                                          "dataflow", "limiting") else "right")
+        for r in rows:
+            t.add_row(*(format(r.get(k), fmt) if r.get(k) is not None else "-"
+                        for _, k, fmt in cols))
+        self.console.print(t)
+
+    # ---- stages -------------------------------------------------------------------------
+    def stage_rtl(self) -> None:
+        from sparsa.hw.config import DEFAULT, resolve_config
+        from sparsa.hw.rtl_runner import build_rtl
+        from sparsa.hw.verilog import generate, lint
+        from sparsa.rtl_suite import run_tiles
+
+        vdir = self.out / "verilog"
+        t0 = time.perf_counter()
+        manifest = generate(DEFAULT, vdir)
+        vfile = vdir / manifest["files"][0]
+        lines = vfile.read_text().count("\n")
+        t_gen = time.perf_counter() - t0
+        warnings = lint(vdir)
+        if warnings:
+            raise RuntimeError(f"verilator lint: {len(warnings)} warnings, first: {warnings[0]}")
+        self.console.print(f"  {vfile} ({lines:,} lines, {len(manifest['ports'])} ports, "
+                           f"ISA v{manifest['isa_version']}) in {t_gen:.1f} s; "
+                           f"verilator --lint-only -Wall: clean")
+        cfg = resolve_config(self.rtl_config)
+        t0 = time.perf_counter()
+        build_rtl(cfg)
+        t_build = time.perf_counter() - t0
+        modes = ("dense", f"{cfg.n}:{cfg.m}")
+        r = run_tiles(cfg, modes, self.rtl_tiles, stalls="random", seed=0)
+        tiles = ", ".join(f"{n} {m}" for m, n in r["tiles"].items())
+        self.console.print(f"  RTL check on {cfg.name}: Verilator build {t_build:.1f} s; "
+                           f"random tiles ({tiles}) with random stalls and a mid-run reset, "
+                           f"{r['cycles']:,} cycles: [green]bit-exact[/]")
+
+    def stage_inference(self) -> None:
+        pts = []
+        for wl in self.networks:
+            for sp in ("dense", "2:4"):
+                pts.append({"workload": wl, "config": "16x16-n2m4", "sparsity": sp,
+                            "per_layer": wl == self.networks[0]})
+            pts.append({"workload": wl, "config": "16x16-n2m8", "sparsity": "2:8"})
+        rows = self.sweep({"name": "inference", "points": pts, "area": True})
+        self.table("inference (weight-stationary; speed-up over dense on the same core)", rows,
+                   [("workload", "workload", ""), ("config", "config", ""),
+                    ("sparsity", "sparsity", ""), ("cycles", "cycles", ",d"),
+                    ("speed-up", "speedup", ".2f"), ("util", "utilisation", ".2f"),
+                    ("energy µJ", "energy_uj", ".0f"), ("TOPS/W", "tops_w", ".2f"),
+                    ("limiting", "limiting", "")])
+
+    def stage_training(self) -> None:
+        pts = [{"workload": self.train_workload, "config": "16x16-n2m8", "sparsity": sp,
+                "train": True} for sp in ("dense", BIMASK)]
+        rows = self.sweep({"name": "training", "points": pts, "area": True})
+        self.table(f"training step, {self.train_workload} on 16x16-n2m8", rows,
+                   [("sparsity", "sparsity", ""), ("cycles", "cycles", ",d"),
+                    ("forward", "cycles_fwd", ",d"), ("bwd-data", "cycles_bwd_data", ",d"),
+                    ("wgrad", "cycles_wgrad", ",d"), ("speed-up", "speedup", ".2f"),
+                    ("energy µJ", "energy_uj", ".0f")])
+
+    def stage_dataflows(self) -> None:
+        spec = {"name": "dataflows", "workloads": list(self.networks),
+                "configs": ["16x16-n2m4"], "sparsity": ["dense", "2:4"],
+                "dataflows": ["ws", "os", "is"], "area": True}
+        rows = self.sweep(spec)
+        self.table("dataflows on 16x16-n2m4", rows,
+                   [("workload", "workload", ""), ("sparsity", "sparsity", ""),
+                    ("dataflow", "dataflow", ""), ("cycles", "cycles", ",d"),
+                    ("speed-up", "speedup", ".2f"), ("DRAM MB", "dram_mb", ".1f"),
+                    ("energy µJ", "energy_uj", ".0f")])
+
+    def stage_sweep(self) -> None:
+        spec = {"name": "design-space", "workloads": [self.sweep_workload],
+                "configs": ["8x8-n2m4", "8x8-n2m8", "16x16-n2m4", "16x16-n2m8",
+                            "32x32-n2m4"],
+                "sparsity": ["dense", "2:4", "2:8"], "area": True}
+        rows = self.sweep(spec)
+        from sparsa.reports.plots import pareto_front
+
+        pf = pareto_front([(r["area_total_mm2"], r["cycles"]) for r in rows])
+        front = [rows[i] for i in pf]
+        self.table(f"{self.sweep_workload}: Pareto-optimal designs (area vs cycles) of "
+                   f"{len(rows)}", front,
+                   [("config", "config", ""), ("sparsity", "sparsity", ""),
+                    ("area mm²", "area_total_mm2", ".3f"), ("cycles", "cycles", ",d"),
+                    ("energy µJ", "energy_uj", ".0f")])
+
+    def stage_report(self) -> None:
+        from sparsa.reports.html import build_report
+        from sparsa.reports.plots import KINDS
+
+        index = build_report(self.results, self.out / "report",
+                             title="sparsa demo: ResNet-50 and BERT-base on sparse arrays")
+        drawn = [k for k in KINDS if (self.out / "report" / f"{k}.png").exists()]
+        missing = [k for k in KINDS if k not in drawn]
+        if missing:
+            raise RuntimeError(f"report is missing plots: {', '.join(missing)}")
+        self.console.print(f"  {index} ({len(drawn)} plots: {', '.join(drawn)})")
+
+
+def _derived(rows: list[dict[str, Any]]) -> None:
+    for r in rows:
+        if r.get("energy_pj") is not None:
+            r["energy_uj"] = r["energy_pj"] / 1e6
+        if r.get("dram_read_bytes") is not None:
+            r["dram_mb"] = (r["dram_read_bytes"] + (r.get("dram_write_bytes") or 0)) / 1e6
+
+
+STAGES: tuple[tuple[str, str], ...] = (
+    ("rtl", "Verilog for the default core, lint, short RTL check"),
+    ("inference", "ResNet-50 and BERT-base at dense, 2:4 and 2:8"),
+    ("training", "Bi-Mask sparse training step vs dense training"),
+    ("dataflows", "weight-, output- and input-stationary"),
+    ("sweep", "small design-space sweep with area"),
+    ("report", "HTML report with every plot"),
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m sparsa.demo", description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default="demo-out", help="output directory (default demo-out)")
+    ap.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    ap.add_argument("--stages", default=",".join(s for s, _ in STAGES),
+                    help="comma-separated subset of: " + ", ".join(s for s, _ in STAGES))
+    ap.add_argument("--fresh", action="store_true",
+                    help="delete earlier results in --out first (default: resume)")
+    ap.add_argument("--docs", default=None, metavar="DIR",
+                    help="also copy the report's PNG plots into DIR (used for docs/)")
     args = ap.parse_args(argv)
-    Path(args.out).mkdir(parents=True, exist_ok=True)
+    out = Path(args.out)
+    if args.fresh and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    console = Console()
+    demo = Demo(out=out, console=console, workers=args.workers)
+    wanted = [s.strip() for s in args.stages.split(",") if s.strip()]
+    unknown = [s for s in wanted if s not in dict(STAGES)]
+    if unknown:
+        ap.error(f"unknown stage(s) {', '.join(unknown)}; allowed: "
+                 f"{', '.join(s for s, _ in STAGES)}")
+    done: list[tuple[str, str, float]] = []
+    t_all = time.perf_counter()
+    for name, what in STAGES:
+        if name not in wanted:
+            continue
+        console.rule(f"[bold]{name}[/]: {what}")
+        t0 = time.perf_counter()
+        fn: Callable[[], None] = getattr(demo, f"stage_{name}")
+        try:
+            fn()
+            status = "ok"
+        except Exception as e:  # a stage fails loudly; the others still run
+            status = "FAILED"
+            console.print(f"  [bold red]FAILED[/]: {type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else ''}")
+            console.print(traceback.format_exc(limit=-3), style="dim", markup=False)
+        dt = time.perf_counter() - t0
+        console.print(f"  [bold]{name}[/]: {status} in {dt:.1f} s")
+        done.append((name, status, dt))
+    total = time.perf_counter() - t_all
+    t = Table(title="sparsa demo", title_justify="left", header_style="bold")
+    for col in ("stage", "status", "seconds"):
+        t.add_column(col, justify="right" if col == "seconds" else "left")
+    for name, status, dt in done:
+        t.add_row(name, f"[green]{status}[/]" if status == "ok" else f"[red]{status}[/]",
+                  f"{dt:.1f}")
+    t.add_row("total", "", f"{total:.1f}")
+    console.print(t)
+    report = out / "report" / "index.html"
+    if report.exists():
+        console.print(f"report: {report}")
+        if args.docs:
+            docs = Path(args.docs)
+            docs.mkdir(parents=True, exist_ok=True)
+            for png in sorted((out / "report").glob("*.png")):
+                shutil.copyfile(png, docs / f"demo-{png.name}")
+            console.print(f"plots copied to {docs}/demo-*.png")
+    return 0 if all(s == "ok" for _, s, _ in done) else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
