@@ -30,7 +30,10 @@ layer order (per layer: gradient sum, ``bwd_data``, ``wgrad``).
 lies upstream of it. The graph input needs none, so the first layer (and any layer fed only
 by graph inputs or parameter-free paths from them) has **no** ``bwd_data`` - the usual
 convention of training frameworks, which skip ``dX`` of the input image. Its ``wgrad`` is
-kept. A matmul operand that needs no gradient likewise gets no backward GEMM.
+kept. A matmul operand that needs no gradient likewise gets no backward GEMM. A workload
+whose graph inputs stand for activations inside a network (``attrs["inputs_need_grad"]``,
+set by the SCALE-Sim importer, whose layers each read their own input) gets ``bwd_data``
+for every layer.
 """
 
 from __future__ import annotations
@@ -78,7 +81,8 @@ def expand_training(workload: Workload) -> Workload:
     def fwd(x: str) -> str:
         return fwd_name.get(x, x)
 
-    needs: dict[str, bool] = {k: False for k in workload.inputs}
+    needs: dict[str, bool] = {k: bool(workload.attrs.get("inputs_need_grad"))
+                              for k in workload.inputs}
     for ly in layers:
         needs[ly.name] = ly.weight is not None or any(needs.get(i, False) for i in ly.inputs)
 
