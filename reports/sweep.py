@@ -419,7 +419,7 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike[str], *, workers: int = 2,
             if len(buf) >= flush_every or now - last_flush >= flush_seconds:
                 flush()
             if bar is not None:
-                bar.update(tid, advance=len(outcomes), rate=f"{n / max(now - t0, 1e-9):.1f}",
+                bar.update(tid, advance=len(outcomes), rate=f"{n / max(now - t0, 1e-9):.2f}",
                            errs=f"{errors} errors" if errors else "")
     finally:
         if bar is not None:

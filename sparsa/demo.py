@@ -203,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sparsa.demo", description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="demo-out", help="output directory (default demo-out)")
     ap.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    ap.add_argument("--rtl-config", default="16x16-n2m4",
+                    help="core of the short RTL check (default: the default core)")
     ap.add_argument("--stages", default=",".join(s for s, _ in STAGES),
                     help="comma-separated subset of: " + ", ".join(s for s, _ in STAGES))
     ap.add_argument("--fresh", action="store_true",
@@ -215,7 +217,9 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     console = Console()
-    demo = Demo(out=out, console=console, workers=args.workers)
+    if not console.is_terminal:  # logs and CI: wide enough for the tables
+        console = Console(width=140)
+    demo = Demo(out=out, console=console, workers=args.workers, rtl_config=args.rtl_config)
     wanted = [s.strip() for s in args.stages.split(",") if s.strip()]
     unknown = [s for s in wanted if s not in dict(STAGES)]
     if unknown:
