@@ -38,12 +38,14 @@ IFMAP size as the smallest IFMAP for which SCALE-Sim's formula gives the layer's
 other grouped convolutions have no conv form (use the GEMM format). GEMM format: one row per
 GEMM (``M = P`` including the batch), grouped GEMMs as one row per group
 (``<name>.g<i>``, as SCALE-Sim expands depthwise layers), and a ``Sparsity`` column when a
-plan is given or the layers carry one.
+plan is given (attention matmuls stay ``1:1`` unless a rule names them, as in the compiler)
+or the layers carry one.
 """
 
 from __future__ import annotations
 
 import csv
+import fnmatch
 import io
 import os
 import re
@@ -259,13 +261,18 @@ def topology_rows(workload: Workload, fmt: str = "conv",
     if sparsity:
         from .sparsity import SparsityPlan
         plan = SparsityPlan.parse(sparsity)
+        named = [p for p, _ in plan.rules if p != "*"]
     with_sp = plan is not None or any("sparsity" in ly.attrs for ly in gemms)
     for ly in gemms:
         d = ly.gemm()
         cell: list[Any] = []
         if with_sp:
             if plan is not None:
-                cell = [_spec_cell(plan.spec_for(ly.name), ly.name)]
+                # attention matmuls (activation operands) stay dense unless a rule names
+                # them, as in the compiler
+                act = d.stationary != "weight" and \
+                    not any(fnmatch.fnmatchcase(ly.name, p) for p in named)
+                cell = ["1:1" if act else _spec_cell(plan.spec_for(ly.name), ly.name)]
             else:
                 cell = [ly.attrs.get("sparsity", "1:1")]
         for gi in range(d.groups):
