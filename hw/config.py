@@ -237,6 +237,10 @@ PRESETS: dict[str, AccelConfig] = {
                             dram_latency_cycles=8),
         DEFAULT,
         dataclasses.replace(DEFAULT, name="16x16-n2m8", m=8),
+        # training-sized memory system (SAT-like): bigger activation/accumulator buffers and
+        # 32 B/cycle DRAM, so 2:8 forward GEMMs are not starved for activations
+        dataclasses.replace(DEFAULT, name="16x16-n2m8-train", m=8, act_sp_kib=256,
+                            acc_sp_kib=128, dram_bytes_per_cycle=32),
         dataclasses.replace(DEFAULT, name="16x16-n1m16", n=1, m=16),
         dataclasses.replace(DEFAULT, name="16x16-n1m32", n=1, m=32),
         dataclasses.replace(DEFAULT, name="8x8-n1m16", rows=8, cols=8, n=1, m=16,
