@@ -157,3 +157,21 @@ def test_store_last_write_wins_and_compaction_is_idempotent(tmp_path: Path) -> N
     store.compact()
     assert store.rows() == rows and not store.part_files()
     assert pq.read_table(store.compacted_path()).schema.field("cycles").type == "double"
+
+
+def test_cli_sweep_with_the_real_model(tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from sparsa.cli import main
+
+    spec = tmp_path / "one.yaml"
+    spec.write_text("name: one\npoints:\n  - {workload: resnet18, config: 32x32-n2m4}\n"
+                    "options: {baseline: false}\narea: false\n")
+    out = tmp_path / "res"
+    main(["sweep", str(spec), "-o", str(out), "--workers", "1", "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["total"], summary["evaluated"], summary["errors"]) == (1, 1, 0)
+    (row,) = ResultStore(out).rows()
+    assert row["workload"] == "resnet18" and row["config"] == "32x32-n2m4"
+    assert row["cycles"] > 0 and row["macs"] > 1.8e9 and row["energy_pj"] > 0
