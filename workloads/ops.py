@@ -84,11 +84,8 @@ def conv_out(size: int, k: int, stride: int, pad_lo: int, pad_hi: int, dilation:
     span = size + pad_lo + pad_hi - dilation * (k - 1) - 1
     if span < 0:
         return 0
-    if ceil_mode:
-        o = -(-span // stride) + 1
-        if (o - 1) * stride >= size + pad_lo:   # last window must start inside the input
-            o -= 1
-        return o
+    if ceil_mode:   # as ONNX shape inference: plain ceiling
+        return -(-span // stride) + 1
     return span // stride + 1
 
 
