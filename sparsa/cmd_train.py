@@ -1,9 +1,155 @@
-"""CLI verbs of this area (filled in by the owning issue)."""
+"""``sparsa train-step``: one sparse training step on the model, versus dense training."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import click
+
+from sparsa.hw.config import resolve_config
+
+
+def _fmt(x: float) -> str:
+    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(x) >= div:
+            return f"{x / div:.2f}{unit}"
+    return f"{x:.0f}"
+
+
+def _print_report(r: dict[str, Any], top: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    con = Console(width=140)
+    con.print(f"{r['workload']} training step on {r['config']} ({r['config_key']}), "
+              f"plan {r['plan']}")
+    t = Table(title="per phase (sparse | dense training on the same core)",
+              title_justify="left")
+    for h in ("phase", "cycles", "dense cycles", "speed-up", "util", "DRAM B", "dense DRAM B",
+              "energy uJ", "dense energy uJ"):
+        t.add_column(h, justify="left" if h == "phase" else "right", no_wrap=True)
+    for ph in ("fwd", "bwd_data", "wgrad", "other", "host"):
+        s, d = r["phases"].get(ph), r["dense_phases"].get(ph)
+        if s is None and d is None:
+            continue
+        s = s or {"cycles": 0, "utilisation": 0, "dram_bytes": 0, "energy_pj": 0}
+        d = d or {"cycles": 0, "utilisation": 0, "dram_bytes": 0, "energy_pj": 0}
+        sp = d["cycles"] / s["cycles"] if s["cycles"] else float("nan")
+        name = "host (non-GEMM)" if ph == "host" else ph
+        t.add_row(name, f"{s['cycles']:,}", f"{d['cycles']:,}", f"{sp:.2f}x",
+                  "-" if ph == "host" else f"{s['utilisation']:.1%}",
+                  _fmt(s["dram_bytes"]), _fmt(d["dram_bytes"]),
+                  f"{s['energy_pj'] / 1e6:.1f}", f"{d['energy_pj'] / 1e6:.1f}")
+    con.print(t)
+    con.print(f"core cycles {r['cycles']:,} vs dense {r['dense_cycles']:,}: "
+              f"[bold]speed-up {r['speedup']:.3f}x[/bold]"
+              + (f" (ideal with a dense weight gradient {r['ideal_speedup']:.2f}x)"
+                 if r["ideal_speedup"] else ""))
+    con.print(f"with host work ({r['host_cycles']:,} cycles at the model's host rate): "
+              f"speed-up {r['speedup_with_host']:.3f}x; utilisation {r['utilisation']:.1%} "
+              f"(dense {r['dense_utilisation']:.1%}); DRAM {_fmt(r['dram_bytes'])}B "
+              f"(dense {_fmt(r['dense_dram_bytes'])}B); energy "
+              f"{r['energy_pj'] / 1e6:.1f} uJ (dense {r['dense_energy_pj'] / 1e6:.1f} uJ)")
+    rf = r["refresh"]
+    how = " (measured generators)" if rf["measured"] else " (op-count model)"
+    if rf["every"]:
+        con.print(f"mask refresh on the {rf['on']}{how}: {rf['cycles_per_refresh']:,} cycles per "
+                  f"refresh, every {rf['every']} steps -> {rf['amortised_cycles']:,.0f} "
+                  f"cycles per step, amortised speed-up "
+                  f"[bold]{rf['amortised_speedup']:.3f}x[/bold]")
+    else:
+        con.print(f"mask refresh on the {rf['on']}{how}: {rf['cycles_per_refresh']:,} cycles "
+                  f"per refresh (not amortised: pass --refresh-every K)")
+    if top and r.get("layers"):
+        lt = Table(title=f"per layer (the {top} slowest GEMMs)", title_justify="left")
+        for h in ("layer", "phase", "mode", "cycles", "dense cycles", "speed-up", "util",
+                  "DRAM B", "limiting"):
+            lt.add_column(h, justify="left" if h in ("layer", "phase", "mode", "limiting")
+                          else "right", no_wrap=True)
+        for x in sorted(r["layers"], key=lambda x: -x["cycles"])[:top]:
+            dc = x["dense_cycles"]
+            lt.add_row(x["layer"], x["phase"], x["mode"], f"{x['cycles']:,}",
+                       "-" if dc is None else f"{dc:,}",
+                       "-" if not dc or not x["cycles"] else f"{dc / x['cycles']:.2f}x",
+                       f"{x['utilisation']:.1%}", _fmt(x["dram_bytes"]), x["limiting"])
+        con.print(lt)
+
+
+def _print_ablation(rows: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    t = Table(title="SAT-style optimisations, each switched off alone", title_justify="left")
+    for h in ("setting", "core cycles", "fwd", "bwd_data", "wgrad", "host cycles", "total",
+              "cost vs all on"):
+        t.add_column(h, justify="left" if h == "setting" else "right", no_wrap=True)
+    for r in rows:
+        t.add_row(r["setting"], f"{r['cycles']:,}", f"{r['cycles_fwd']:,}",
+                  f"{r['cycles_bwd_data']:,}", f"{r['cycles_wgrad']:,}",
+                  f"{r['host_cycles']:,}", f"{r['total']:,}", f"{r['cost']:.3f}x")
+    Console(width=140).print(t)
+
+
+@click.command("train-step")
+@click.argument("workload")
+@click.option("--config", "config", default="16x16-n2m8-train", show_default=True,
+              help="Preset name or YAML file.")
+@click.option("--fwd", default="2:8", show_default=True, help="Forward mask N:M.")
+@click.option("--bwd", default="2:8", show_default=True, help="Backward mask N:M.")
+@click.option("--method", default="bimask", show_default=True,
+              type=click.Choice(["bimask", "transposable", "forward-only", "dense"]))
+@click.option("--candidates", default=None, type=click.IntRange(1),
+              help="Bi-Mask permutation candidates (default 100).")
+@click.option("--refresh-every", default=None, type=click.IntRange(1),
+              help="Refresh the masks every K steps (amortised into the speed-up).")
+@click.option("--refresh-on", default="host", show_default=True,
+              type=click.Choice(["host", "array"]))
+@click.option("--refresh-cost", "refresh_cost", default="measured", show_default=True,
+              type=click.Choice(["measured", "modelled"]),
+              help="Host refresh: time sparsa's real mask generators, or the op-count model.")
+@click.option("--dataflow", default="weight-reuse", show_default=True,
+              type=click.Choice(["weight-reuse", "act-reuse"]))
+@click.option("--batch", default=1, show_default=True, type=click.IntRange(1))
+@click.option("--seq", default=None, type=click.IntRange(1))
+@click.option("--no-interleave", is_flag=True, help="Switch off interleaved mapping.")
+@click.option("--no-pregenerate-bwd", is_flag=True,
+              help="Switch off pre-generated backward weights.")
+@click.option("--no-reuse-schedule", is_flag=True, help="Switch off offline reuse scheduling.")
+@click.option("--ablation", is_flag=True,
+              help="Also run with each SAT-style optimisation switched off, one by one.")
+@click.option("--layers", "top", default=12, show_default=True, type=click.IntRange(0),
+              help="Per-layer rows to print (slowest first; all of them in --json).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def train_step_cmd(workload: str, config: str, fwd: str, bwd: str, method: str,
+                   candidates: int | None, refresh_every: int | None, refresh_on: str,
+                   refresh_cost: str, dataflow: str, batch: int, seq: int | None, no_interleave: bool,
+                   no_pregenerate_bwd: bool, no_reuse_schedule: bool, ablation: bool,
+                   top: int, as_json: bool) -> None:
+    """Compile and simulate one training step of WORKLOAD (forward, backward-data and
+    weight-gradient GEMMs of every layer) with bidirectional N:M masks; print per-phase
+    and per-layer cycles, utilisation, DRAM traffic, energy and the speed-up over dense
+    training on the same core."""
+    from sparsa.compiler.options import CompileOptions
+    from sparsa.sim import training
+    cfg = resolve_config(config)
+    opt = CompileOptions(dataflow=dataflow, interleave=not no_interleave,
+                         pregenerate_bwd=not no_pregenerate_bwd,
+                         reuse_schedule=not no_reuse_schedule)
+    rep = training.train_step(workload, cfg, fwd=fwd, bwd=bwd, method=method,
+                              refresh_every=refresh_every, refresh_on=refresh_on, options=opt,
+                              batch=batch, seq=seq, candidates=candidates,
+                              measure_refresh=refresh_cost == "measured")
+    abl = training.ablation(workload, cfg, fwd=fwd, bwd=bwd, method=method, options=opt,
+                            batch=batch, seq=seq) if ablation else None
+    if as_json:
+        if abl is not None:
+            rep["ablation"] = abl
+        click.echo(json.dumps(rep, indent=1))
+        return
+    _print_report(rep, top)
+    if abl is not None:
+        _print_ablation(abl)
 
 
 def register(group: click.Group) -> None:
-    """Add this module's verbs to the top-level group."""
+    """Add ``train-step`` to the top-level group."""
+    group.add_command(train_step_cmd)
