@@ -20,6 +20,7 @@ _SPARSITY_HELP = ("Sparsity plan, e.g. 2:4, 'conv1=dense;*=2:4', fwd=2:8,bwd=2:8
 def _console() -> Any:
     from rich.console import Console
     return Console(width=max(100, int(os.environ.get("COLUMNS", "140"))), highlight=False,
+                   markup=False,
                    soft_wrap=False)
 
 
