@@ -29,7 +29,9 @@ of two row groups (cached, so one Yosys run per distinct ``(n, m, widths)``) sca
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
@@ -38,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import version as _dist_version
 from pathlib import Path
@@ -340,6 +343,37 @@ def _component(obj: AccelConfig | wiring.Component, kind: str,
     return SparsaCore(config=obj), "core"
 
 
+def _synth_record(key: str, il: str, script: str, yv: str, timeout_s: float) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="sparsa-synth-") as tmp:
+        wd = Path(tmp)
+        (wd / "design.il").write_text(il)
+        (wd / "synth.ys").write_text(script)
+        t0 = time.perf_counter()
+        _run_yosys(wd, timeout_s)
+        secs = time.perf_counter() - t0
+        words = json.loads((wd / "words.json").read_text())["design"]
+        cells = json.loads((wd / "cells.json").read_text())["design"]
+    by_type = {t: n for t, n in cells.get("num_cells_by_type", {}).items()
+               if t not in _NOT_LOGIC}
+    return {"design_hash": key, "cells_by_type": by_type,
+            "words_by_type": words.get("num_cells_by_type", {}),
+            "memories": _memories(il), "synth_seconds": round(secs, 3),
+            "yosys_version": yv}
+
+
+@contextlib.contextmanager
+def _design_lock(key: str) -> Iterator[None]:
+    """An exclusive file lock per design in the cache folder (no lock if it is unwritable)."""
+    with contextlib.ExitStack() as stack:
+        try:
+            cache_dir().mkdir(parents=True, exist_ok=True)
+            f = stack.enter_context(open(cache_dir() / f"{key}.lock", "w"))
+            fcntl.flock(f, fcntl.LOCK_EX)
+        except OSError:
+            pass                 # read-only cache: run without the lock
+        yield
+
+
 def synthesize(design: AccelConfig | wiring.Component, kind: Kind = "pe", *,
                sparse: bool = True, use_cache: bool = True,
                timeout_s: float = 3600) -> AreaReport:
@@ -378,25 +412,13 @@ def synthesize(design: AccelConfig | wiring.Component, kind: Kind = "pe", *,
     yv = _yosys_version()
     key = hashlib.sha256("\0".join([str(AREA_MODEL_VERSION), yv, script, il]).encode()
                          ).hexdigest()
-    rec = _cache_read(key) if use_cache else None
-    cached = rec is not None
-    if rec is None:
-        with tempfile.TemporaryDirectory(prefix="sparsa-synth-") as tmp:
-            wd = Path(tmp)
-            (wd / "design.il").write_text(il)
-            (wd / "synth.ys").write_text(script)
-            t0 = time.perf_counter()
-            _run_yosys(wd, timeout_s)
-            secs = time.perf_counter() - t0
-            words = json.loads((wd / "words.json").read_text())["design"]
-            cells = json.loads((wd / "cells.json").read_text())["design"]
-        by_type = {t: n for t, n in cells.get("num_cells_by_type", {}).items()
-                   if t not in _NOT_LOGIC}
-        rec = {"design_hash": key, "cells_by_type": by_type,
-               "words_by_type": words.get("num_cells_by_type", {}),
-               "memories": _memories(il), "synth_seconds": round(secs, 3),
-               "yosys_version": yv}
-        _cache_write(key, rec)
+    with _design_lock(key):
+        # one Yosys run per design at a time: concurrent sweep workers wait for the first
+        rec = _cache_read(key) if use_cache else None
+        cached = rec is not None
+        if rec is None:
+            rec = _synth_record(key, il, script, yv, timeout_s)
+            _cache_write(key, rec)
     return AreaReport(name=getattr(cfg, "name", label), kind=label,
                       cells_by_type=dict(sorted(rec["cells_by_type"].items())),
                       words_by_type=dict(sorted(rec["words_by_type"].items())),
