@@ -174,3 +174,22 @@ def test_cli_area_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "m=3" in err and err.count("\n") == 1
+
+
+def test_concurrent_processes_synthesise_a_design_once(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = ("import dataclasses; from sparsa.hw.area import synthesize; "
+            "from sparsa.hw.config import DEFAULT; "
+            "r = synthesize(dataclasses.replace(DEFAULT, m=32)); print(r.cached, r.total_cells)")
+    env = dict(os.environ, SPARSA_AREA_CACHE=str(tmp_path))
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    outs = sorted(p.communicate(timeout=600)[0].split() for p in procs)
+    assert all(p.returncode == 0 for p in procs)
+    # one process ran Yosys, the other waited on the design's lock and read its result
+    assert [o[0] for o in outs] == ["False", "True"]
+    assert outs[0][1] == outs[1][1]
+    assert len(list(tmp_path.glob("*.json"))) == 1
