@@ -1,4 +1,5 @@
-"""``sparsa workloads``: list the model zoo, show a workload's layers, export SCALE-Sim CSV."""
+"""``sparsa workloads``: list the model zoo, show a workload's layers, export it (SCALE-Sim
+CSV or ONNX)."""
 
 from __future__ import annotations
 
@@ -151,20 +152,31 @@ def show_cmd(spec: str, batch: int, seq: int | None, sparsity: str | None, train
 @workloads.command("export")
 @click.argument("spec", metavar="NAME|FILE")
 @click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False),
-              help="Output SCALE-Sim topology .csv.")
+              help="Output: a SCALE-Sim topology .csv or an .onnx model.")
 @click.option("--format", "fmt", type=click.Choice(["conv", "gemm"]), default="conv",
-              show_default=True, help="SCALE-Sim topology format.")
+              show_default=True, help="SCALE-Sim topology format (.csv).")
 @click.option("--batch", default=1, show_default=True, type=click.IntRange(1))
 @click.option("--seq", default=None, type=click.IntRange(1))
 @click.option("--sparsity", default=None,
               help="GEMM format: sparsity plan written to the Sparsity column (N:M only).")
+@click.option("--weights", is_flag=True,
+              help=".onnx: write the int8 weights (to <stem>.weights.bin); default shapes "
+                   "only.")
 def export_cmd(spec: str, out: str, fmt: str, batch: int, seq: int | None,
-               sparsity: str | None) -> None:
-    """Write a workload as a SCALE-Sim topology CSV."""
-    from sparsa.workloads.scalesim import export_topology
-    if not out.lower().endswith(".csv"):
-        raise WorkloadError(f"-o {out!r}: SCALE-Sim topologies are .csv files")
+               sparsity: str | None, weights: bool) -> None:
+    """Write a workload as a SCALE-Sim topology CSV or an ONNX model."""
+    low = out.lower()
+    if not low.endswith((".csv", ".onnx")):
+        raise WorkloadError(f"-o {out!r}: write a SCALE-Sim topology (.csv) or an ONNX "
+                            f"model (.onnx)")
     wl = load_workload(spec, batch=batch, seq=seq)
+    if low.endswith(".onnx"):
+        from sparsa.workloads.onnx_export import export_onnx
+        export_onnx(wl, out, with_weights=weights)
+        click.echo(f"{wl.name}: {len(wl.layers())} layers ({wl.total_macs / 1e9:.3f} GMAC, "
+                   f"{'with' if weights else 'no'} weight data) -> {out}")
+        return
+    from sparsa.workloads.scalesim import export_topology
     n = export_topology(wl, out, fmt, sparsity)
     click.echo(f"{wl.name}: {n} rows ({fmt} format, {wl.total_macs / 1e9:.3f} GMAC) -> {out}")
 

@@ -90,7 +90,7 @@ def test_export_round_trip(capsys, tmp_path):
     (["show", "resnet-9000"], "unknown workload 'resnet-9000'"),
     (["show", "resnet18", "--seq", "4"], "resnet18 takes no seq"),
     (["show", "resnet18", "--sparsity", "5:4"], "5:4"),
-    (["export", "bert-base", "-o", "x.txt"], "SCALE-Sim topologies are .csv files"),
+    (["export", "bert-base", "-o", "x.txt"], "(.csv) or an ONNX model (.onnx)"),
     (["export", "bert-base", "-o", "x.csv"], "use --format gemm"),
     (["show", "missing/model.onnx"], "does not exist"),
 ])

@@ -245,3 +245,35 @@ def test_not_onnx(tmp_path):
         load_workload(str(p))
     with pytest.raises(WorkloadError, match="does not exist"):
         load_workload(str(tmp_path / "missing.onnx"))
+
+
+# ---- export: every zoo network round-trips through ONNX ------------------------------
+@pytest.mark.parametrize("net", ["resnet18", "resnet50", "vgg16", "mobilenetv2", "bert-base",
+                                 "vit-b16", "gpt2", "gpt2-block", "gpt2-decode"])
+def test_zoo_onnx_round_trip(net, tmp_path):
+    from sparsa.workloads.onnx_export import export_onnx
+    seq = 32 if net in ("bert-base", "gpt2", "gpt2-block", "gpt2-decode") else None
+    wl = load_workload(net, seq=seq)
+    path = export_onnx(wl, tmp_path / f"{net}.onnx")
+    assert path.stat().st_size < 100_000      # shapes only: weights declared external
+    back = load_workload(str(path))
+    assert back.total_macs == wl.total_macs
+    assert sorted((ly.name, astuple(ly.gemm())) for ly in back.gemm_layers()) == \
+        sorted((ly.name, astuple(ly.gemm())) for ly in wl.gemm_layers())
+    assert back.attrs["absent_weights"] > 0
+
+
+def test_onnx_export_with_weights(tmp_path):
+    from sparsa.workloads.onnx_export import export_onnx
+    path, _ = small_cnn(tmp_path / "cnn.onnx")
+    wl = load_workload(path)
+    out = export_onnx(wl, tmp_path / "again.onnx", with_weights=True)
+    assert (tmp_path / "again.weights.bin").is_file()
+    back = load_workload(str(out))
+    assert back.attrs["absent_weights"] == 0
+    for ly in wl.gemm_layers():
+        # int8 values written as floats quantise back to themselves (up to the scale)
+        w = ly.gemm_weight(stacked=True)
+        assert np.array_equal(back.layer(ly.name).gemm_weight(stacked=True),
+                              quantise_int8(w.astype(np.float64)))
+    assert [ly.kind for ly in back.layers()] == [ly.kind for ly in wl.layers()]

@@ -2,7 +2,8 @@
 
 * ``Conv`` (2-D, any groups, ``pads``/``auto_pad``, strides, dilations) -> ``conv``;
   ``Gemm`` and ``MatMul`` with an initializer as the second operand -> ``linear``
-  (``W[K, Q]``: ``B``, or ``B^T`` when ``transB=1``); ``MatMul`` of two activations ->
+  (``W[K, Q]``: ``B``, or ``B^T`` when ``transB=1``; an ``Add`` of a 1-D constant that
+  alone reads a ``MatMul``'s product is its bias); ``MatMul`` of two activations ->
   ``matmul`` (attention).
 * Non-GEMM ops of CNNs and transformers become layers with shapes: Relu, Clip, Gelu, Erf,
   Sigmoid, Tanh, HardSwish, LeakyRelu, Add/Sub/Mul/Div/Pow (constant operands as a
@@ -254,6 +255,12 @@ class _Importer:
         self._initializers()
         self._inputs()
         self._shape_inference()
+        self.readers: dict[str, int] = {}
+        for node in self.g.node:
+            for i in node.input:
+                self.readers[i] = self.readers.get(i, 0) + 1
+        for o in self.g.output:
+            self.readers[o.name] = self.readers.get(o.name, 0) + 1
         for idx, node in enumerate(self.g.node):
             op = node.op_type
             if node.domain not in ("", "ai.onnx", "com.microsoft") and op not in SUPPORTED_OPS:
@@ -349,6 +356,8 @@ class _Importer:
                 except Exception:
                     raise self._err(node, f"constant operands {consts} do not broadcast") \
                         from None
+            if op == "Add" and self._fold_bias(node, ins, acts, consts):
+                return
             self._add(node, idx, _BINARY[op], acts, const_shape=cshape)
         elif op == "Conv":
             self._conv(node, idx, a, ins)
@@ -441,6 +450,21 @@ class _Importer:
         else:
             raise WorkloadError(f"{self.path}: unsupported ONNX op {op} "
                                 f"(node {node.name or '?'!r})")
+
+    def _fold_bias(self, node: Any, ins: list[str], acts: list[str],
+                   consts: list[tuple[int, ...]]) -> bool:
+        """``MatMul`` + ``Add`` of a 1-D constant (how exporters write a biased linear
+        layer): becomes the linear layer's bias when nothing else reads the product."""
+        if len(acts) != 1 or len(consts) != 1:
+            return False
+        src = next(i for i in ins if i and not self._is_const(i))
+        ly = next((x for x in self.b._layers if x.name == acts[0]), None)
+        if ly is None or ly.kind != "linear" or ly.attrs.get("bias") or \
+                self.readers.get(src, 0) != 1 or consts[0] != (ly.attrs["out_features"],):
+            return False
+        ly.attrs["bias"] = True
+        self.acts[node.output[0]] = ly.name
+        return True
 
     def _conv(self, node: Any, idx: int, a: dict[str, Any], ins: list[str]) -> None:
         x = self._act(node, ins[0])
