@@ -442,22 +442,27 @@ def ops_from_program(program: Any, cfg: AccelConfig | None = None) -> OpStream:
     cycles = [0] * n
     beats = [0] * n
     stream = [0] * n
-    code = np.zeros(n, np.int8)          # 0 fence 1 load-act 2 load-wgt 3 pre 4 exec 5 store
-    count = np.zeros(n, np.int64)
-    accum = np.zeros(n, np.int8)
+    code = [0] * n          # 0 fence 1 load-act 2 load-wgt 3 pre 4 exec 5 store
+    count = [0] * n
+    accum = [0] * n
+    WGT = Target.WGT
+    pre_key = (3, 0)
+    fence_key = (0, 0)
     for i, ins in enumerate(instrs):
         t = type(ins)
         if t is Compute:
-            key = (4, ins.count)
+            c = ins.count
+            key = (4, c)
             accum[i] = ins.accumulate
+            stream[i] = c
         elif t is Load:
-            key = (2 if ins.target == Target.WGT else 1, ins.count, ins.expand)
+            key = (2 if ins.target is WGT else 1, ins.count, ins.expand)
         elif t is Preload:
-            key = (3,)
+            key = pre_key
         elif t is Store:
             key = (5, ins.count, ins.requant)
         elif t is Fence:
-            key = (0,)
+            key = fence_key
         else:
             raise SimError(f"instruction {i}: {t.__name__} has no timing")
         r = memo.get(key)
@@ -477,12 +482,12 @@ def ops_from_program(program: Any, cfg: AccelConfig | None = None) -> OpStream:
             memo[key] = r
         unit[i], cycles[i], beats[i] = r
         w = ins.wait
-        wait[i] = 15 if (t is Fence and w == 0) else w
+        wait[i] = 15 if (w == 0 and t is Fence) else w
         code[i] = key[0]
-        if len(key) > 1:
-            count[i] = key[1]
-        if t is Compute:
-            stream[i] = ins.count
+        count[i] = key[1]
+    code = np.asarray(code, np.int8)
+    count = np.asarray(count, np.int64)
+    accum = np.asarray(accum, np.int8)
     # layers
     notes = getattr(program, "notes", None) or []
     players = list(getattr(program, "layers", None) or [])
