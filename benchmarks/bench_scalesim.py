@@ -6,7 +6,8 @@ Run: ``.venv/bin/python benchmarks/bench_scalesim.py [--rows 32 --cols 32 --data
 mode, traces off; SCALE-Sim needs a layout file even with custom layouts off, so the
 topology file itself is passed) on ResNet-18 and the NCF GEMM topology, runs
 :func:`sparsa.sim.scalesim_parity.simulate_topology` on the same files, and prints
-per-layer cycles side by side, the largest relative error and the wall-time ratio. When
+per-layer cycles side by side, the largest relative error and the wall-time ratio (SCALE-Sim's
+ResNet-18 time goes to ``build/scalesim-resnet18-seconds.txt`` for ``bench_sim.py``). When
 :func:`sparsa.workloads.load_workload` imports SCALE-Sim topologies, it also times the full
 sparsa model (compile without data + SimPy) on the same file.
 
@@ -149,6 +150,8 @@ def main() -> None:
             worst = max(worst, abs(err))
             print(f"{r['layer']:<16}{c:>12}{r['cycles']:>12}{err:>10.3%}")
         print(f"total             {sum(ss):>10}{sum(r['cycles'] for r in ours):>12}")
+        if topo.name.lower() == "resnet18.csv" and (a.rows, a.cols, a.dataflow) == (32, 32, "ws"):
+            (ROOT / "build" / "scalesim-resnet18-seconds.txt").write_text(f"{ss_s:.1f}\n")
         print(f"max |error| {worst:.4%}; SCALE-Sim {ss_s:.1f} s, sparsa parity preset "
               f"{ours_s:.3f} s: {ss_s / max(ours_s, 1e-9):.0f}x faster")
         full = full_model_seconds(topo, a.rows, a.cols)
