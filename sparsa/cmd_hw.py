@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from sparsa.hw.config import resolve_config
+from sparsa.hw.config import AccelConfig, resolve_config
 
 _CONFIG_HELP = "Preset name or YAML file (default: 16x16-n2m4)."
 
@@ -83,13 +83,17 @@ def register(group: click.Group) -> None:
                                                            "as JSON.")
     def verilog(config: str | None, out: Path, do_lint: bool, as_json: bool) -> None:
         """Generate the core's Verilog and manifest.json (ports, parameters, ISA version)."""
+        from sparsa.hw.verilator_env import VerilatorMissing
         from sparsa.hw.verilog import generate, lint
 
         cfg = resolve_config(config)
         t0 = time.perf_counter()
         manifest = generate(cfg, out)
         seconds = time.perf_counter() - t0
-        warnings = lint(out) if do_lint else None
+        try:
+            warnings = lint(out) if do_lint else None
+        except VerilatorMissing as e:
+            raise click.ClickException(str(e)) from None
         if as_json:
             click.echo(json.dumps({"out_dir": str(out), "manifest": manifest,
                                    "lint": warnings}, indent=1))
@@ -113,45 +117,53 @@ def register(group: click.Group) -> None:
 
         Area uses NanGate 45 nm cell areas (GE = NAND2 equivalents); '*' marks a synthesis
         time read from the cache (keyed by the design's hash)."""
-        from sparsa.hw.area import estimate_area, slice_config, synthesize
+        from sparsa.hw.area import AreaError
 
         cfg = resolve_config(config)
-        use_cache = not no_cache
-        if kind == "pe":
-            sparse = synthesize(cfg, "pe", use_cache=use_cache)
-            dense = synthesize(cfg, "pe", sparse=False, use_cache=use_cache)
-            sl_cfg = slice_config(cfg)
-            sl = synthesize(sl_cfg, "array", use_cache=use_cache)
-            est = estimate_area(cfg)
-            overhead = {"cells_pct": round(100 * (sparse.total_cells / dense.total_cells - 1), 1),
-                        "area_pct": round(100 * (sparse.logic_um2 / dense.logic_um2 - 1), 1)}
-            if as_json:
-                click.echo(json.dumps({"config": cfg.name, "sparse_pe": sparse.to_dict(),
-                                       "dense_pe": dense.to_dict(),
-                                       "array_slice": sl.to_dict(),
-                                       "sparse_overhead": overhead, "core_estimate": est},
-                                      indent=1))
-                return
-            click.echo(f"PE of {cfg.name}: int{cfg.operand_bits} x int{cfg.operand_bits} -> "
-                       f"int{cfg.acc_bits}, sparse PE selects 1 of m={cfg.m} "
-                       f"({cfg.idx_bits}-bit index); Yosys {sparse.yosys_version}")
-            _print_area([sparse, dense, sl],
-                        ["sparse PE", "dense PE", f"array {sl_cfg.rows}x{sl_cfg.cols}"])
-            click.echo(f"sparse-PE overhead over the dense PE: {overhead['cells_pct']:+.1f} % "
-                       f"cells, {overhead['area_pct']:+.1f} % area")
-            click.echo(f"core estimate ({cfg.groups * cfg.cols} x one {cfg.n}-PE group of "
-                       f"the {sl_cfg.rows}x1 array + skew registers + "
-                       f"{est['sram_bits'] // 8192} KiB SRAM): "
-                       f"{est['total_mm2']:.3f} mm^2 (array {est['array_um2'] / 1e6:.3f} "
-                       f"mm^2, SRAM {est['sram_um2'] / 1e6:.3f} mm^2)")
-            return
-        if not as_json:
-            click.echo(f"synthesising the {kind} of {cfg.name} with Yosys "
-                       f"(a 4x4 array takes ~10 s, 8x8 ~45 s) ...", err=True)
-        rep = synthesize(cfg, kind, use_cache=use_cache)
+        try:
+            _area(cfg, kind, not no_cache, as_json)
+        except AreaError as e:
+            raise click.ClickException(str(e)) from None
+
+
+def _area(cfg: AccelConfig, kind: str, use_cache: bool, as_json: bool) -> None:
+    from sparsa.hw.area import estimate_area, slice_config, synthesize
+
+    if kind == "pe":
+        sparse = synthesize(cfg, "pe", use_cache=use_cache)
+        dense = synthesize(cfg, "pe", sparse=False, use_cache=use_cache)
+        sl_cfg = slice_config(cfg)
+        sl = synthesize(sl_cfg, "array", use_cache=use_cache)
+        est = estimate_area(cfg)
+        overhead = {"cells_pct": round(100 * (sparse.total_cells / dense.total_cells - 1), 1),
+                    "area_pct": round(100 * (sparse.logic_um2 / dense.logic_um2 - 1), 1)}
         if as_json:
-            click.echo(json.dumps({"config": cfg.name, kind: rep.to_dict()}, indent=1))
+            click.echo(json.dumps({"config": cfg.name, "sparse_pe": sparse.to_dict(),
+                                   "dense_pe": dense.to_dict(),
+                                   "array_slice": sl.to_dict(),
+                                   "sparse_overhead": overhead, "core_estimate": est},
+                                  indent=1))
             return
-        click.echo(f"{kind} of {cfg.name} ({cfg.rows}x{cfg.cols}, n={cfg.n} m={cfg.m}); "
-                   f"Yosys {rep.yosys_version}")
-        _print_area([rep], [kind])
+        click.echo(f"PE of {cfg.name}: int{cfg.operand_bits} x int{cfg.operand_bits} -> "
+                   f"int{cfg.acc_bits}, sparse PE selects 1 of m={cfg.m} "
+                   f"({cfg.idx_bits}-bit index); Yosys {sparse.yosys_version}")
+        _print_area([sparse, dense, sl],
+                    ["sparse PE", "dense PE", f"array {sl_cfg.rows}x{sl_cfg.cols}"])
+        click.echo(f"sparse-PE overhead over the dense PE: {overhead['cells_pct']:+.1f} % "
+                   f"cells, {overhead['area_pct']:+.1f} % area")
+        click.echo(f"core estimate ({cfg.groups * cfg.cols} x one {cfg.n}-PE group of "
+                   f"the {sl_cfg.rows}x1 array + skew registers + "
+                   f"{est['sram_bits'] // 8192} KiB SRAM): "
+                   f"{est['total_mm2']:.3f} mm^2 (array {est['array_um2'] / 1e6:.3f} "
+                   f"mm^2, SRAM {est['sram_um2'] / 1e6:.3f} mm^2)")
+        return
+    if not as_json:
+        click.echo(f"synthesising the {kind} of {cfg.name} with Yosys "
+                   f"(a 4x4 array takes ~10 s, 8x8 ~45 s) ...", err=True)
+    rep = synthesize(cfg, kind, use_cache=use_cache)
+    if as_json:
+        click.echo(json.dumps({"config": cfg.name, kind: rep.to_dict()}, indent=1))
+        return
+    click.echo(f"{kind} of {cfg.name} ({cfg.rows}x{cfg.cols}, n={cfg.n} m={cfg.m}); "
+               f"Yosys {rep.yosys_version}")
+    _print_area([rep], [kind])
