@@ -329,7 +329,7 @@ _PROGRAMS: OrderedDict[tuple, Any] = OrderedDict()
 _BASELINES: OrderedDict[tuple, SimResult] = OrderedDict()
 _CACHE_PROGRAMS = 3
 _CACHE_BASELINES = 64
-_POINT_OPTIONS = {"model", "compile", "energy_table", "variant", "seed", "baseline"}
+_POINT_OPTIONS = {"model", "compile", "energy_table", "variant", "seed", "baseline", "layers"}
 
 
 def _compile_cached(workload: Any, cfg: AccelConfig, sparsity: str, train: bool, batch: int,
@@ -381,7 +381,8 @@ def run_point(workload: str, config: AccelConfig | str, sparsity: str = "dense",
         (:class:`~sparsa.compiler.options.CompileOptions` fields), ``energy_table``
         (preset or YAML path), ``variant`` (``os``/``is`` generator options), ``seed``,
         ``baseline`` (``False`` skips the dense baseline: ``dense_cycles`` and ``speedup``
-        are then ``None``).
+        are then ``None``), ``layers`` (``True`` adds ``"layers"``: the per-layer rows of
+        :attr:`SimResult.per_layer`, the one entry that is not a scalar).
 
     Returns
     -------
@@ -435,6 +436,8 @@ def run_point(workload: str, config: AccelConfig | str, sparsity: str = "dense",
     if train:
         for k, v in res.phase_cycles().items():
             out[f"cycles_{k}"] = v
+    if opts.get("layers"):
+        out["layers"] = [dict(r) for r in res.per_layer]
     out["runtime_s"] = round(time.perf_counter() - t0, 4)
     return out
 
