@@ -6,7 +6,9 @@ one chunk of ``pc`` rows of ``P``.
 
 * ``weight-reuse``: ``pc = min(P, acc_half)``; the chunk's activations for all ``K`` tiles
   stay resident if ``pc * nk <= act_half`` (shrinking ``pc`` down to 64 rows to make them
-  fit), otherwise they are streamed (reloaded per weight tile, ``pc <= act_half``).
+  fit, or further when a rough cycle estimate says smaller resident chunks beat reloading
+  the activations per weight tile), otherwise they are streamed (reloaded per weight tile,
+  ``pc <= act_half``).
 * ``act-reuse``: ``pc = min(P, acc_half // nq, act_half)``; falls back to weight-reuse when
   that leaves fewer than 16 rows (too many column blocks for the accumulator).
 
@@ -45,6 +47,33 @@ def _tile_map(cfg: AccelConfig, op: GemmOp, mode: str) -> wformat.TileMap:
     return wformat.TileMap.from_nnz(mode, kp, kk.reshape(nk, kp).sum(axis=1)[:, None] * qq)
 
 
+def _costs(cfg: AccelConfig, op: GemmOp, tmap: wformat.TileMap) -> tuple[int, int, int]:
+    """(activation beats per row per K tile, weight beats per tile, fill/drain cycles)."""
+    dense = tmap.mode != "sparse"
+    eb_a = cfg.beats(cfg.act_dense_entry_bytes if dense else cfg.act_entry_bytes)
+    return eb_a, cfg.rows * cfg.beats(cfg.wgt_entry_bytes), cfg.groups + cfg.cols + 2
+
+
+def _resident_cost(cfg: AccelConfig, op: GemmOp, tmap: wformat.TileMap, pc: int,
+                   nk_used: int) -> int:
+    """Rough cycles of weight-reuse with ``pc``-row resident chunks: the larger of the
+    array's time and the DRAM time (activations once, weights once per chunk)."""
+    eb_a, wb, fill = _costs(cfg, op, tmap)
+    chunks = -(-op.P // pc)
+    compute = tmap.tiles * (op.P + chunks * fill)
+    dram = op.P * nk_used * eb_a + chunks * tmap.tiles * wb
+    return max(compute, dram)
+
+
+def _streamed_cost(cfg: AccelConfig, op: GemmOp, tmap: wformat.TileMap, pc: int) -> int:
+    """Rough cycles of weight-reuse with streamed activations (reloaded per weight tile)."""
+    eb_a, wb, fill = _costs(cfg, op, tmap)
+    chunks = -(-op.P // pc)
+    compute = tmap.tiles * (op.P + chunks * fill)
+    dram = tmap.tiles * (op.P * eb_a + chunks * wb)
+    return max(compute, dram)
+
+
 def choose_tiling(cfg: AccelConfig, op: GemmOp, *, mode: str, dataflow: str) -> Tiling:
     """Tile sizes and loop order of ``op`` in ``mode`` (see the module docstring)."""
     tmap = _tile_map(cfg, op, mode)
@@ -65,7 +94,10 @@ def choose_tiling(cfg: AccelConfig, op: GemmOp, *, mode: str, dataflow: str) -> 
         pc = min(op.P, acc_half, MAX_COUNT)
         if pc * nk_used <= act_half:
             resident = True
-        elif act_half // nk_used >= min(op.P, MIN_RESIDENT_ROWS):
+        elif act_half // nk_used >= min(op.P, MIN_RESIDENT_ROWS) or (
+                act_half // nk_used >= 1 and
+                _resident_cost(cfg, op, tmap, act_half // nk_used, nk_used) <
+                _streamed_cost(cfg, op, tmap, min(pc, act_half))):
             pc = act_half // nk_used
             resident = True
         else:
