@@ -317,6 +317,14 @@ class GraphBuilder:
             raise WorkloadError(f"{self.name}: no layer or input {name!r}")
         return self._shapes[name]
 
+    def __contains__(self, name: str) -> bool:
+        """Whether a layer or input called ``name`` exists."""
+        return name in self._shapes
+
+    def get_layer(self, name: str) -> Layer | None:
+        """The layer called ``name`` added so far (``None`` for inputs and unknown names)."""
+        return next((ly for ly in reversed(self._layers) if ly.name == name), None)
+
     def input(self, name: str, shape: Iterable[int]) -> str:
         """Declare a graph input."""
         self._check_name(name)

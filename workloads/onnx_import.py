@@ -168,7 +168,7 @@ class _Importer:
     def _name(self, node: Any, idx: int) -> str:
         base = node.name or f"{node.op_type.lower()}_{idx}"
         name, k = base, 1
-        while name in self.b._shapes:
+        while name in self.b:
             k += 1
             name = f"{base}_{k}"
         return name
@@ -458,7 +458,7 @@ class _Importer:
         if len(acts) != 1 or len(consts) != 1:
             return False
         src = next(i for i in ins if i and not self._is_const(i))
-        ly = next((x for x in self.b._layers if x.name == acts[0]), None)
+        ly = self.b.get_layer(acts[0])
         if ly is None or ly.kind != "linear" or ly.attrs.get("bias") or \
                 self.readers.get(src, 0) != 1 or consts[0] != (ly.attrs["out_features"],):
             return False

@@ -156,7 +156,7 @@ def import_topology(path: str | Path, batch: int = 1) -> Workload:
         if len(r) < need or not all(r[1:need]):
             raise WorkloadError(f"{path}: line {line}: layer {name!r} needs {need - 1} "
                                 f"numbers after the name")
-        if name in b._shapes or f"{name}.ifmap" in b._shapes:
+        if name in b or f"{name}.ifmap" in b:
             raise WorkloadError(f"{path}: line {line}: duplicate layer name {name!r}")
         attrs: dict[str, Any] = {"scalesim_line": line}
         if sp_col is not None and sp_col < len(r):
