@@ -326,8 +326,8 @@ def _breakdown(cfg: AccelConfig, ops: OpStream, st: RunStats, table: EnergyTable
 
 # ---- sweeps: one call per design point --------------------------------------------------
 _PROGRAMS: OrderedDict[tuple, Any] = OrderedDict()
-_BASELINES: OrderedDict[tuple, SimResult] = OrderedDict()
-_CACHE_PROGRAMS = 3
+_BASELINES: OrderedDict[tuple, tuple[Any, SimResult]] = OrderedDict()
+_CACHE_PROGRAMS = 2
 _CACHE_BASELINES = 64
 _POINT_OPTIONS = {"model", "compile", "energy_table", "variant", "seed", "baseline", "layers"}
 
@@ -338,10 +338,10 @@ def _compile_cached(workload: Any, cfg: AccelConfig, sparsity: str, train: bool,
     from sparsa.compiler.errors import CompileError
     wkey = workload if isinstance(workload, str) else id(workload)
     key = (wkey, cfg, sparsity, train, batch, seq, tuple(sorted(compile_opts.items())), seed)
-    prog = _PROGRAMS.get(key)
-    if prog is not None:
+    hit = _PROGRAMS.get(key)
+    if hit is not None:
         _PROGRAMS.move_to_end(key)
-        return prog
+        return hit[1]
     try:
         copt = CompileOptions(**compile_opts)
     except TypeError as e:
@@ -351,7 +351,7 @@ def _compile_cached(workload: Any, cfg: AccelConfig, sparsity: str, train: bool,
     prog = compile_workload(workload, cfg, sparsity=sparsity, train=train,
                             dataflow=copt.dataflow, options=copt, with_data=False, seed=seed,
                             batch=batch, seq=seq)
-    _PROGRAMS[key] = prog
+    _PROGRAMS[key] = (workload, prog)     # holding the workload keeps its id() unique
     while len(_PROGRAMS) > _CACHE_PROGRAMS:
         _PROGRAMS.popitem(last=False)
     return prog
@@ -416,7 +416,8 @@ def run_point(workload: str, config: AccelConfig | str, sparsity: str = "dense",
         bkey = (workload if isinstance(workload, str) else id(workload), cfg, train, batch, seq,
                 tuple(sorted(copts.items())), seed, dataflow, mopts, str(table),
                 tuple(sorted(variant.items())))
-        baseline = _BASELINES.get(bkey)
+        hit = _BASELINES.get(bkey)
+        baseline = None if hit is None else hit[1]
         if baseline is None:
             if sparsity == "dense":
                 dprog = prog
@@ -424,7 +425,7 @@ def run_point(workload: str, config: AccelConfig | str, sparsity: str = "dense",
                 dprog = _compile_cached(workload, cfg, "dense", train, batch, seq, copts, seed)
             baseline = simulate(dprog, cfg, dataflow=dataflow, options=mopts,
                                 energy_table=table, variant_options=variant)
-            _BASELINES[bkey] = baseline
+            _BASELINES[bkey] = (workload, baseline)
             while len(_BASELINES) > _CACHE_BASELINES:
                 _BASELINES.popitem(last=False)
     res = simulate(prog, cfg, dataflow=dataflow, options=mopts, energy_table=table,
