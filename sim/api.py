@@ -26,6 +26,7 @@ Figures (all in :class:`SimResult` and the flat dict of :func:`run_point`):
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -328,7 +329,7 @@ def _breakdown(cfg: AccelConfig, ops: OpStream, st: RunStats, table: EnergyTable
 _PROGRAMS: OrderedDict[tuple, Any] = OrderedDict()
 _BASELINES: OrderedDict[tuple, tuple[Any, SimResult]] = OrderedDict()
 _CACHE_PROGRAMS = 2
-_CACHE_BASELINES = 64
+_CACHE_BASELINES = 32
 _POINT_OPTIONS = {"model", "compile", "energy_table", "variant", "seed", "baseline", "layers"}
 
 
@@ -425,6 +426,9 @@ def run_point(workload: str, config: AccelConfig | str, sparsity: str = "dense",
                 dprog = _compile_cached(workload, cfg, "dense", train, batch, seq, copts, seed)
             baseline = simulate(dprog, cfg, dataflow=dataflow, options=mopts,
                                 energy_table=table, variant_options=variant)
+            empty = np.zeros(0, np.int64)     # the cache keeps totals and layers only
+            baseline.stats = dataclasses.replace(baseline.stats, issue=empty, end=empty,
+                                                 extra=empty, blocker=empty)
             _BASELINES[bkey] = (workload, baseline)
             while len(_BASELINES) > _CACHE_BASELINES:
                 _BASELINES.popitem(last=False)
