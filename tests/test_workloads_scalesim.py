@@ -84,10 +84,20 @@ def test_sparsity_column_and_depthwise(tmp_path):
     assert str(plan.spec_for("qkv")) == "2:4" and plan.spec_for("proj*").kind == "dense"
     head, rows = topology_rows(wl, "gemm")
     assert head[-1] == "Sparsity" and [r[-1] for r in rows] == ["2:4", "1:1", "1:8"]
+    # SCALE-Sim's positional 5th field: N:M without a header, or a head count
+    pos = tmp_path / "pos.csv"
+    pos.write_text("Layer, M, N, K,\nqk, 128, 128, 64, 12,\nff, 128, 512, 128, 2:4,\n")
+    wp = load_workload(str(pos))
+    assert astuple(wp.layer("qk").gemm()) == (128, 64, 128, 12, "act")
+    assert wp.total_macs == 12 * 128 * 128 * 64 + 128 * 512 * 128
+    assert wp.sparsity_plan() == "ff=2:4"
     dp = tmp_path / "dw.csv"
     dp.write_text("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, "
-                  "Channels, Num Filter, Strides,\nConv_DP1, 113, 113, 3, 3, 32, 1, 2,\n")
-    d = load_workload(str(dp)).layer("Conv_DP1")
+                  "Channels, Num Filter, Strides,\nConv_DP1, 113, 113, 3, 3, 32, 1, 2,\n"
+                  "C2, 56, 56, 1, 1, 32, 64, 1, 1:4,\n")
+    dwl = load_workload(str(dp))
+    assert dwl.sparsity_plan() == "C2=1:4"
+    d = dwl.layer("Conv_DP1")
     assert astuple(d.gemm()) == (56 * 56, 9, 1, 32, "weight") and d.out_shape == (1, 32, 56, 56)
 
 

@@ -28,7 +28,11 @@ stride 1]``: an ``M x K`` input times a ``K x N`` filter matrix. Here: ``P = M``
 4 consecutive weights along ``K``, the reduction axis - SCALE-Sim's filter rows and the
 compiler's default axis) is kept in ``layer.attrs["sparsity"]`` and as a per-layer plan in
 :meth:`Workload.sparsity_plan` (``"L1=2:4;L2=1:4"``, for ``sparsa compile --sparsity``);
-``1:1``, ``dense`` or an empty cell mean dense.
+``1:1``, ``dense`` or an empty cell mean dense. As in SCALE-Sim's own parser, a 5th field
+holding ``:`` is the sparsity ratio even without a ``Sparsity`` header, and a plain integer
+5th (or 6th) field is a batch/head count ``H`` (SCALE-Sim v3's batched GEMM): ``H``
+independent GEMMs, imported as a ``matmul`` with ``groups = H``. In the convolution format
+SCALE-Sim v3 reads an ``N:M`` field after ``Strides`` the same way.
 
 Export (:func:`export_topology`) writes either format. Convolution format: per sample
 (SCALE-Sim has no batch; import with ``batch`` to scale back), padding folded into the
@@ -159,15 +163,29 @@ def import_topology(path: str | Path, batch: int = 1) -> Workload:
         if name in b or f"{name}.ifmap" in b:
             raise WorkloadError(f"{path}: line {line}: duplicate layer name {name!r}")
         attrs: dict[str, Any] = {"scalesim_line": line}
-        if sp_col is not None and sp_col < len(r):
-            sp = _sparsity(path, line, r[sp_col])
+        col = sp_col
+        pos = 4 if fmt == "gemm" else 8
+        if col is None and len(r) > pos and ":" in r[pos]:
+            col = pos   # SCALE-Sim v3 reads the field after K / Strides as the N:M ratio
+        heads = 1
+        if fmt == "gemm":   # and a plain integer 5th (or 6th) field as the batch/head count
+            for j in (4, 5):
+                if j < len(r) and r[j] and j != col and ":" not in r[j]:
+                    heads = _int(path, line, "batch (head count)", r[j])
+        if col is not None and col < len(r):
+            sp = _sparsity(path, line, r[col])
             if sp is not None:
                 attrs["sparsity"] = sp
                 rules.append(f"{_escape(name)}={sp}")
         if fmt == "gemm":
             m, n, k = (_int(path, line, c, v) for c, v in zip("MNK", r[1:4], strict=True))
-            x = b.input(f"{name}.in", (batch, m, k))
-            b.add("linear", [x], name, in_features=k, out_features=n, bias=False, **attrs)
+            if heads == 1:
+                x = b.input(f"{name}.in", (batch, m, k))
+                b.add("linear", [x], name, in_features=k, out_features=n, bias=False, **attrs)
+            else:   # `heads` independent GEMMs (SCALE-Sim's batched dot_general)
+                x = b.input(f"{name}.in", (batch, heads, m, k))
+                y = b.input(f"{name}.b", (batch, heads, k, n))
+                b.add("matmul", [x, y], name, **attrs)
             continue
         cols = CONV_HEADER[1:] + (["Stride width"] if two_strides else [])
         vals = [_int(path, line, c, v) for c, v in zip(cols, r[1:len(cols) + 1], strict=True)]
