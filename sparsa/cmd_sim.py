@@ -132,15 +132,22 @@ def print_report(res: Any, title: str) -> None:
               show_default=True, help="Independent or one shared DRAM read/write channel.")
 @click.option("--dram-beat-cycles", default=1, show_default=True, type=click.IntRange(1, 4096),
               help="DRAM cycles per beat (derates the bandwidth).")
+@click.option("--scalesim-parity", is_flag=True,
+              help="SCALE-Sim topology .csv only: SCALE-Sim v3's dense compute cycles per "
+                   "layer (ideal memory) on the config's rows x cols, for comparison.")
 @click.option("--json", "as_json", is_flag=True, help="Print totals and layers as JSON.")
 def simulate_cmd(target: str, config: str | None, sparsity: str, train: bool, dataflow: str,
                  batch: int, seq: int | None, vs_dense: bool, energy_table: str | None,
-                 dram_sharing: str, dram_beat_cycles: int, as_json: bool) -> None:
+                 dram_sharing: str, dram_beat_cycles: int, scalesim_parity: bool,
+                 as_json: bool) -> None:
     """Simulate WORKLOAD (zoo name, .onnx, SCALE-Sim .csv) or a compiled PROGRAM
     (directory from 'sparsa compile', .sprg or .json): cycles, per-layer table, energy."""
     from sparsa.compiler import compile_workload
     from sparsa.sim.api import load_program, simulate
     from sparsa.sim.errors import SimError
+    if scalesim_parity:
+        _scalesim_parity(target, resolve_config(config), dataflow, as_json)
+        return
     mopts = _model_options(dram_sharing, dram_beat_cycles)
     t0 = time.perf_counter()
     is_prog = os.path.isdir(target) or target.endswith((".sprg", ".json"))
@@ -178,6 +185,29 @@ def simulate_cmd(target: str, config: str | None, sparsity: str, train: bool, da
         click.echo(json.dumps(out, indent=1, default=str))
         return
     print_report(res, f"{label} on {cfg.name} [{dataflow}] - {total_s:.2f} s total")
+
+
+def _scalesim_parity(target: str, cfg: Any, dataflow: str, as_json: bool) -> None:
+    from sparsa.sim.errors import SimError
+    from sparsa.sim.scalesim_parity import simulate_topology
+    if not target.lower().endswith(".csv"):
+        raise SimError(f"--scalesim-parity reads a SCALE-Sim topology .csv, not {target!r}")
+    rows = simulate_topology(target, cfg.rows, cfg.cols, dataflow)
+    if as_json:
+        click.echo(json.dumps({"rows": cfg.rows, "cols": cfg.cols, "dataflow": dataflow,
+                               "layers": rows}, indent=1))
+        return
+    from rich.table import Table
+    t = Table(title=f"{target}: SCALE-Sim v3 compute cycles, {cfg.rows}x{cfg.cols} "
+                    f"{dataflow.upper()}, ideal memory", title_justify="left")
+    for h in ("layer", "M", "N", "K", "folds", "cycles/fold", "cycles"):
+        t.add_column(h, justify="left" if h == "layer" else "right", no_wrap=True)
+    for r in rows:
+        t.add_row(r["layer"], str(r["M"]), str(r["N"]), str(r["K"]), str(r["folds"]),
+                  str(r["fold_cycles"]), str(r["cycles"]))
+    con = _console()
+    con.print(t)
+    con.print(f"total {sum(r['cycles'] for r in rows)} cycles over {len(rows)} layers")
 
 
 COMPARE_COLUMNS = ("dataflow", "sparsity", "cycles", "speedup", "utilisation", "dram_bytes",

@@ -28,7 +28,6 @@ REPORTED = {
     ("conv", "is"): [1359, 91, 91, 91],
 }
 REF = Path("/work/shared/ref/scalesim/topologies")
-REF_LOCAL = Path(__file__).resolve().parents[1] / "benchmarks" / "topologies"
 
 
 @pytest.mark.parametrize("kind,df", sorted(REPORTED))
@@ -50,7 +49,7 @@ def test_512_cubed_gemm_on_32x32():
 
 
 def _topology(name):
-    for d in (REF, REF_LOCAL):
+    for d in (REF,):
         if (d / name).exists():
             return d / name
     pytest.skip(f"{name} not available")
@@ -80,3 +79,18 @@ def test_topology_errors(tmp_path, text, match):
     p.write_text(text)
     with pytest.raises(SimError, match=match):
         read_topology(p)
+
+
+def test_cli_parity_preset(tmp_path, capsys):
+    import json
+
+    from sparsa.cli import main
+    p = tmp_path / "gemm.csv"
+    p.write_text(GEMM)
+    main(["simulate", str(p), "--config", "8x8-n2m4", "--dataflow", "os", "--scalesim-parity",
+          "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert [r["cycles"] for r in out["layers"]] == REPORTED[("gemm", "os")]
+    with pytest.raises(SystemExit) as e:
+        main(["simulate", "resnet18", "--scalesim-parity"])
+    assert e.value.code == 2
