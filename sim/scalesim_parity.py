@@ -16,8 +16,8 @@ os        Sr = M, Sc = N, T = K        ``rows + cols + T - 2``
 ========  ===========================  ================================================
 
 Folds: ``ceil(Sr / rows) * ceil(Sc / cols)`` (a partial fold costs a full one). ``M`` is
-the number of output pixels (``OH * OW`` of a convolution, SCALE-Sim does not pad:
-``OH = (H - FH) // stride + 1``), ``K`` the window (``FH * FW * C``), ``N`` the filters. A
+the number of output pixels (``OH * OW`` of a convolution; SCALE-Sim does not pad and rounds up:
+``OH = ceil((H - FH + stride) / stride)``), ``K`` the window (``FH * FW * C``), ``N`` the filters. A
 layer's reported ``Total Cycles`` is the index of the cycle in which its last output is
 written, i.e. the sum over folds minus one (a 512x512x512 GEMM on 32x32 WS: 256 folds of
 606 cycles, reported as 155,135).
@@ -136,7 +136,9 @@ def read_topology(path: str | Path) -> list[ScaleSimLayer]:
         h, w, fh, fw, c, nf, s = (_int(r[j + 1], str(path), i, names[j]) for j in range(7))
         if fh > h or fw > w:
             raise SimError(f"{path}:{i}: filter {fh}x{fw} larger than the {h}x{w} IFMAP")
-        oh, ow = (h - fh) // s + 1, (w - fw) // s + 1
+        # SCALE-Sim's output size: ceil((H - FH + S) / S), which rounds up when S does
+        # not divide H - FH (a 56-wide map, 3x3, stride 2 -> 28, not 27)
+        oh, ow = -(-(h - fh + s) // s), -(-(w - fw + s) // s)
         name = r[0].strip()
         if "DP" in name:     # SCALE-Sim: one single-channel layer per channel
             out += [ScaleSimLayer(f"{name}Channel_{j}", oh * ow, nf, fh * fw) for j in range(c)]

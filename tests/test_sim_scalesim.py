@@ -60,7 +60,7 @@ def test_resnet18_topology_model_equals_closed_form(df):
     path = _topology("Resnet18.csv")
     layers = read_topology(path)
     assert len(layers) == 21
-    assert layers[0] == ScaleSimLayer("Conv1", 109 * 109, 64, 147)
+    assert layers[0] == ScaleSimLayer("Conv1", 110 * 110, 64, 147)   # ceil((224-7+2)/2)
     rows = simulate_topology(path, 32, 32, df)
     assert [r["cycles"] for r in rows] == [layer_cycles(32, 32, df, ly) for ly in layers]
 
