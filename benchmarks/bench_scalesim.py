@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -92,7 +94,26 @@ def ensure_venv() -> Path:
     return py
 
 
-def run_scalesim(py: Path, topo: Path, rows: int, cols: int, df: str) -> tuple[list[int], float]:
+def run_scalesim(py: Path, topo: Path, rows: int, cols: int, df: str,
+                 fresh: bool = False) -> tuple[list[int], float]:
+    """SCALE-Sim's per-layer ``Total Cycles`` and wall time; cached in ``build/scalesim-cache``
+    by topology content and array (``fresh`` re-runs)."""
+    text = topo.read_text()
+    key = hashlib.sha1(f"{text}|{rows}|{cols}|{df}|3.0.0".encode()).hexdigest()[:16]
+    cache = ROOT / "build" / "scalesim-cache" / f"{topo.stem}-{key}.json"
+    if cache.exists() and not fresh:
+        d = json.loads(cache.read_text())
+        print(f"(SCALE-Sim results from {cache.relative_to(ROOT)}, measured {d['date']}; "
+              f"--fresh re-runs)")
+        return d["cycles"], d["seconds"]
+    cycles, secs = _run_scalesim(py, topo, rows, cols, df)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps({"cycles": cycles, "seconds": secs,
+                                 "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}))
+    return cycles, secs
+
+
+def _run_scalesim(py: Path, topo: Path, rows: int, cols: int, df: str) -> tuple[list[int], float]:
     head = topo.read_text().splitlines()[0].replace(" ", "").lower()
     gemm = "1" if head.startswith("layer,m,n,k") else "0"
     with tempfile.TemporaryDirectory(dir=ROOT / "build") as tmp:
@@ -130,13 +151,14 @@ def main() -> None:
     ap.add_argument("--cols", type=int, default=32)
     ap.add_argument("--dataflow", default="ws", choices=["ws", "os", "is"])
     ap.add_argument("--topology", action="append", default=None)
+    ap.add_argument("--fresh", action="store_true", help="Ignore cached SCALE-Sim results.")
     a = ap.parse_args()
     topos = [Path(t) for t in (a.topology or [REF / "Resnet18.csv", REF / "NCF.csv"])]
     os.makedirs(ROOT / "build", exist_ok=True)
     py = ensure_venv()
     for topo in topos:
         print(f"\n== {topo.name} on {a.rows}x{a.cols} {a.dataflow.upper()}")
-        ss, ss_s = run_scalesim(py, topo, a.rows, a.cols, a.dataflow)
+        ss, ss_s = run_scalesim(py, topo, a.rows, a.cols, a.dataflow, a.fresh)
         t0 = time.perf_counter()
         ours = simulate_topology(topo, a.rows, a.cols, a.dataflow)
         ours_s = time.perf_counter() - t0
