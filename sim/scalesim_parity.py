@@ -102,7 +102,7 @@ def read_topology(path: str | Path) -> list[ScaleSimLayer]:
     """The layers of a SCALE-Sim topology CSV, in SCALE-Sim's own terms (M, N, K).
 
     Convolution format (``Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter
-    Width, Channels, Num Filter, Strides,``) or GEMM format (``Layer, M, N, K,``), told
+    Width, Channels, Num Filter, Strides,`` and an optional ``Stride width``) or GEMM format (``Layer, M, N, K,``), told
     apart by the header. This reads the file exactly as SCALE-Sim does (no padding; a
     layer whose name contains ``DP`` becomes one single-channel layer per channel, named
     ``<name>Channel_<i>``); sparsa's workload
@@ -118,6 +118,7 @@ def read_topology(path: str | Path) -> list[ScaleSimLayer]:
         raise SimError(f"{path}: empty topology file")
     head = [c.strip().lower() for c in rows[0]]
     gemm = len(head) >= 4 and head[1:4] == ["m", "n", "k"]
+    two_strides = not gemm and len(head) > 8 and "stride" in head[8]
     out = []
     for i, r in enumerate(rows[1:], start=2):
         if gemm:
@@ -134,11 +135,14 @@ def read_topology(path: str | Path) -> list[ScaleSimLayer]:
         names = ("IFMAP Height", "IFMAP Width", "Filter Height", "Filter Width", "Channels",
                  "Num Filter", "Strides")
         h, w, fh, fw, c, nf, s = (_int(r[j + 1], str(path), i, names[j]) for j in range(7))
+        sw = s
+        if two_strides and len(r) > 8 and r[8].strip():
+            sw = _int(r[8], str(path), i, "Stride width")
         if fh > h or fw > w:
             raise SimError(f"{path}:{i}: filter {fh}x{fw} larger than the {h}x{w} IFMAP")
         # SCALE-Sim's output size: ceil((H - FH + S) / S), which rounds up when S does
         # not divide H - FH (a 56-wide map, 3x3, stride 2 -> 28, not 27)
-        oh, ow = -(-(h - fh + s) // s), -(-(w - fw + s) // s)
+        oh, ow = -(-(h - fh + s) // s), -(-(w - fw + sw) // sw)
         name = r[0].strip()
         if "DP" in name:     # SCALE-Sim: one single-channel layer per channel
             out += [ScaleSimLayer(f"{name}Channel_{j}", oh * ow, nf, fh * fw) for j in range(c)]

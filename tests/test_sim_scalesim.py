@@ -94,3 +94,11 @@ def test_cli_parity_preset(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["simulate", "resnet18", "--scalesim-parity"])
     assert e.value.code == 2
+
+
+def test_separate_width_stride(tmp_path):
+    p = tmp_path / "c.csv"
+    p.write_text("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, "
+                 "Num Filter, Strides, Stride width,\nc,56,56,3,3,8,16,2,1,\n")
+    (ly,) = read_topology(p)
+    assert ly.M == 28 * 54 and ly.K == 72 and ly.N == 16
