@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 from compiler_helpers import ShapeLayer, ShapeWorkload
+from hypothesis import given, settings
+from hypothesis import strategies as hst
 from sparsa.compiler import CompileOptions, compile_workload
 from sparsa.compiler.reference import TrainGraph
 from sparsa.compiler.tilegen import build_gemm_program, random_gemm_specs
@@ -154,3 +156,34 @@ def test_layers_and_actions_from_a_compiled_program():
     assert tot["pe_ops"] == s["macs_issued"]
     assert tot["nonzero_macs"] == s["nonzero_macs"]
     assert min(ops.layer) >= 0
+
+
+# ---- property: any instruction stream, any wait masks -> the static schedule -------------
+
+
+def _instr(kind, count, wait, flag):
+    if kind == 0:
+        return Load(target=Target.WGT if flag else Target.ACT, count=count, expand=int(flag),
+                    wait=wait)
+    if kind == 1:
+        return Preload(wait=wait)
+    if kind == 2:
+        return Compute(count=count, accumulate=int(flag), wait=wait)
+    if kind == 3:
+        return Store(count=count, requant=int(flag), wait=wait)
+    return Fence(wait=wait)
+
+
+@settings(max_examples=80, derandomize=True, deadline=None)
+@given(hst.lists(hst.tuples(hst.integers(0, 4), hst.integers(1, 70), hst.integers(0, 15),
+                            hst.booleans()), min_size=1, max_size=60),
+       hst.sampled_from(["4x4-n2m4", "8x8-n2m8", "16x16-n1m16"]))
+def test_random_streams_equal_the_static_schedule(spec, name):
+    cfg = PRESETS[name]
+    prog = build_gemm_program(cfg, random_gemm_specs(cfg, np.random.default_rng(0), 1, "dense"))
+    prog.instructions = [_instr(*s) for s in spec]
+    prog.notes = []
+    ref = schedule(cfg, prog.instructions)
+    got = CoreModel(cfg, ops_from_program(prog)).run()
+    assert got.issue.tolist() == ref.issue and got.end.tolist() == ref.end
+    assert got.total == ref.total
