@@ -20,8 +20,7 @@ _SPARSITY_HELP = ("Sparsity plan, e.g. 2:4, 'conv1=dense;*=2:4', fwd=2:8,bwd=2:8
 def _console() -> Any:
     from rich.console import Console
     return Console(width=max(100, int(os.environ.get("COLUMNS", "140"))), highlight=False,
-                   markup=False,
-                   soft_wrap=False)
+                   markup=False, soft_wrap=False)
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -208,10 +207,6 @@ def _scalesim_parity(target: str, cfg: Any, dataflow: str, as_json: bool) -> Non
     con = _console()
     con.print(t)
     con.print(f"total {sum(r['cycles'] for r in rows)} cycles over {len(rows)} layers")
-
-
-COMPARE_COLUMNS = ("dataflow", "sparsity", "cycles", "speedup", "utilisation", "dram_bytes",
-                   "energy_uj", "energy_reduction", "tops_w", "limiting")
 
 
 def compare_rows(workload: str, config: str | None, dataflows: list[str],
