@@ -297,3 +297,28 @@ def test_imported_onnx_compiles_and_executes(tmp_path):
             assert {"stem.y", "b.c1.y", "dw/g0.y", "fc.y"} <= names
         for name, want in prog.expected.items():
             np.testing.assert_array_equal(read_output(prog, dram, name), want, err_msg=name)
+
+
+def test_qdq_model(tmp_path):
+    """A QDQ-quantised conv: QuantizeLinear/DequantizeLinear on the activation become
+    requant layers, the int8 weight initializer behind DequantizeLinear (per-channel
+    scales) is folded and used."""
+    n = Net()
+    wq = RNG.integers(-127, 128, (8, 3, 3, 3)).astype(np.int8)
+    scales = np.linspace(0.01, 0.08, 8).astype(np.float32)
+    n.init("wq", wq)
+    n.init("ws", scales)
+    n.init("wz", np.zeros(8, np.int8))
+    n.init("xs", np.array(0.05, np.float32))
+    n.init("xz", np.array(0, np.int8))
+    w = n.node("DequantizeLinear", ["wq", "ws", "wz"], "w_dq", axis=0)
+    q = n.node("QuantizeLinear", ["x", "xs", "xz"], "x_q")
+    dq = n.node("DequantizeLinear", [q, "xs", "xz"], "x_dq")
+    y = n.node("Relu", [n.node("Conv", [dq, w], "conv", kernel_shape=[3, 3], pads=[1] * 4)],
+               "relu")
+    path = n.save(tmp_path / "qdq.onnx", [_vi("x", [1, 3, 8, 8])], [_vi(y, None)])
+    wl = load_workload(path)
+    assert [ly.kind for ly in wl.layers()] == ["requant", "requant", "conv", "relu"]
+    wf = wq.astype(np.float64) * scales[:, None, None, None]
+    assert np.array_equal(wl.layer("conv").gemm_weight(),
+                          quantise_int8(wf).transpose(2, 3, 1, 0).reshape(27, 8))

@@ -10,9 +10,11 @@
   broadcast ``const_shape``), MaxPool, AveragePool, GlobalAveragePool, Flatten, Reshape,
   Transpose, Softmax, LayerNormalization, BatchNormalization, Concat, Split (one ``slice``
   layer per output), Slice, Squeeze, Unsqueeze, Pad, ReduceMean, Gather (embedding
-  lookup, or indexing an activation), Expand, Where and friends.
+  lookup, or indexing an activation), Expand, Where and friends; QuantizeLinear /
+  DequantizeLinear on activations as ``requant`` layers.
 * Shape arithmetic on constants (``Shape -> Gather -> Concat -> Reshape`` chains of
-  exporters) is folded with numpy; ``onnx.shape_inference`` (with data propagation) gives
+  exporters) and ``DequantizeLinear`` of quantised initializers (QDQ models) are folded
+  with numpy; ``onnx.shape_inference`` (with data propagation) gives
   the output shape of ops whose target shape stays symbolic.
 * Initializer weights are used (quantised to int8 by :meth:`Layer.gemm_weight`). Weights
   stored as external data are read when the file is there; when it is absent the shapes
@@ -43,6 +45,7 @@ _UNARY = {
     "Softmax": "softmax", "LogSoftmax": "logsoftmax", "LayerNormalization": "layernorm",
     "BatchNormalization": "batchnorm", "InstanceNormalization": "instancenorm",
     "GroupNormalization": "groupnorm", "Silu": "silu",
+    "QuantizeLinear": "requant", "DequantizeLinear": "requant",
 }
 _BINARY = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div", "Pow": "pow",
            "Max": "max", "Min": "min", "Where": "where"}
@@ -232,6 +235,16 @@ class _Importer:
                 v = np.full([int(x) for x in vals[0]], f.reshape(-1)[0], f.dtype)
             elif op == "Range":
                 v = np.arange(vals[0].item(), vals[1].item(), vals[2].item())
+            elif op == "DequantizeLinear":   # quantised initializers (QDQ models)
+                x = vals[0].astype(np.float64)
+                scale = np.asarray(vals[1], np.float64)
+                zp = np.asarray(vals[2], np.float64) if len(vals) > 2 and \
+                    vals[2] is not None else np.zeros_like(scale)
+                if scale.ndim == 1 and scale.size > 1:
+                    shape = [1] * x.ndim
+                    shape[int(a.get("axis", 1)) % x.ndim] = scale.size
+                    scale, zp = scale.reshape(shape), zp.reshape(shape)
+                v = ((x - zp) * scale).astype(np.float32)
         except Exception:
             v = None
         for j, out in enumerate(node.output):
