@@ -304,7 +304,7 @@ def test_qdq_model(tmp_path):
     requant layers, the int8 weight initializer behind DequantizeLinear (per-channel
     scales) is folded and used."""
     n = Net()
-    wq = RNG.integers(-127, 128, (8, 3, 3, 3)).astype(np.int8)
+    wq = np.random.default_rng(3).integers(-127, 128, (8, 3, 3, 3)).astype(np.int8)
     scales = np.linspace(0.01, 0.08, 8).astype(np.float32)
     n.init("wq", wq)
     n.init("ws", scales)
@@ -319,6 +319,6 @@ def test_qdq_model(tmp_path):
     path = n.save(tmp_path / "qdq.onnx", [_vi("x", [1, 3, 8, 8])], [_vi(y, None)])
     wl = load_workload(path)
     assert [ly.kind for ly in wl.layers()] == ["requant", "requant", "conv", "relu"]
-    wf = wq.astype(np.float64) * scales[:, None, None, None]
+    wf = (wq.astype(np.float64) * scales[:, None, None, None]).astype(np.float32)
     assert np.array_equal(wl.layer("conv").gemm_weight(),
                           quantise_int8(wf).transpose(2, 3, 1, 0).reshape(27, 8))
