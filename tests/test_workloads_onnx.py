@@ -12,13 +12,12 @@ from onnx import TensorProto, helper, numpy_helper
 from sparsa.workloads import WorkloadError, load_workload
 from sparsa.workloads.graph import quantise_int8
 
-RNG = np.random.default_rng(7)
-
 
 class Net:
     """A tiny ONNX graph builder for the tests."""
 
-    def __init__(self) -> None:
+    def __init__(self, seed: int = 7) -> None:
+        self.rng = np.random.default_rng(seed)
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
         self.n = 0
@@ -45,7 +44,7 @@ class Net:
         name = name or f"conv{self.n + 1}"
         shape = (cout, cin // group, k, k)
         w = self.init(f"{name}.w", None if external else
-                      RNG.standard_normal(shape).astype(np.float32), shape, external)
+                      self.rng.standard_normal(shape).astype(np.float32), shape, external)
         ins = [x, w]
         if bias:
             ins.append(self.init(f"{name}.b", np.zeros(cout, np.float32)))
@@ -78,7 +77,7 @@ def small_cnn(path):
     x = n.node("Clip", [n.conv(x, 8, 8, 3, group=8, name="dw")], "dw.clip")
     x = n.node("GlobalAveragePool", [x], "gap")
     x = n.node("Flatten", [x], "flat", axis=1)
-    w = n.init("fc.w", RNG.standard_normal((10, 8)).astype(np.float32))
+    w = n.init("fc.w", n.rng.standard_normal((10, 8)).astype(np.float32))
     b = n.init("fc.b", np.zeros(10, np.float32))
     n.node("Gemm", [x, w, b], "fc", transB=1)
     return n.save(path, [_vi("x", ["N", 3, 16, 16])], [_vi("fc_out", None)]), n
@@ -174,7 +173,7 @@ def transformer_block(path, seq_dim, d=64, heads=4, ff=128):
     hd = d // heads
 
     def lin(x, k, q, name):
-        w = n.init(f"{name}.w", RNG.standard_normal((k, q)).astype(np.float32))
+        w = n.init(f"{name}.w", n.rng.standard_normal((k, q)).astype(np.float32))
         return n.node("Add", [n.node("MatMul", [x, w], name),
                               n.init(f"{name}.b", np.zeros(q, np.float32))])
 
