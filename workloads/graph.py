@@ -93,6 +93,12 @@ class Layer:
         ``bwd``) and ``source`` (the forward layer's name).
     weight : tuple of int or None
         Shape of the trained weight (see :func:`sparsa.workloads.ops.weight_shape`).
+    data : numpy.ndarray or None
+        The weight's values when an importer had them (float, ``weight``'s layout).
+    dims : GemmDims or None
+        GEMM dims; computed from the op for forward layers, given for training GEMMs.
+    weight_fn : callable or None
+        Produces the stationary operand ``[groups, K, Q]`` (training GEMMs).
     """
 
     name: str
