@@ -233,15 +233,20 @@ def simulate(program: Any, config: AccelConfig | str | None = None, *, dataflow:
                     energy=energy, energy_table=table, limits=limits, options=opts,
                     stats=stats)
     if baseline is not None:
-        res.dense_cycles = baseline.cycles
-        res.dense_energy_pj = baseline.energy_pj
-        dense_by_name = {r["layer"]: r["cycles"] for r in baseline.per_layer}
-        for r in per_layer:
-            dc = dense_by_name.get(r["layer"])
-            r["dense_cycles"] = dc
-            r["speedup"] = None if dc is None else round(dc / max(1, r["cycles"]), 4)
+        _apply_baseline(res, baseline)
     res.wall_s = time.perf_counter() - t0
     return res
+
+
+def _apply_baseline(res: SimResult, baseline: SimResult) -> None:
+    """Fill ``res``'s dense-baseline fields (totals and per layer) from ``baseline``."""
+    res.dense_cycles = baseline.cycles
+    res.dense_energy_pj = baseline.energy_pj
+    dense_by_name = {r["layer"]: r["cycles"] for r in baseline.per_layer}
+    for r in res.per_layer:
+        dc = dense_by_name.get(r["layer"])
+        r["dense_cycles"] = dc
+        r["speedup"] = None if dc is None else round(dc / max(1, r["cycles"]), 4)
 
 
 def _breakdown(cfg: AccelConfig, ops: OpStream, st: RunStats, table: EnergyTable
@@ -413,6 +418,7 @@ def run_point(workload: str, config: AccelConfig | str, sparsity: str = "dense",
     variant = dict(opts.get("variant") or {})
     prog = _compile_cached(workload, cfg, sparsity, train, batch, seq, copts, seed)
     baseline = None
+    same: SimResult | None = None
     if opts.get("baseline", True):
         bkey = (workload if isinstance(workload, str) else id(workload), cfg, train, batch, seq,
                 tuple(sorted(copts.items())), seed, dataflow, mopts, str(table),
@@ -426,14 +432,21 @@ def run_point(workload: str, config: AccelConfig | str, sparsity: str = "dense",
                 dprog = _compile_cached(workload, cfg, "dense", train, batch, seq, copts, seed)
             baseline = simulate(dprog, cfg, dataflow=dataflow, options=mopts,
                                 energy_table=table, variant_options=variant)
+            if dprog is prog:   # a dense point is its own baseline: simulate it once
+                same = dataclasses.replace(baseline, per_layer=[dict(r) for r in
+                                                                baseline.per_layer])
             empty = np.zeros(0, np.int64)     # the cache keeps totals and layers only
             baseline.stats = dataclasses.replace(baseline.stats, issue=empty, end=empty,
                                                  extra=empty, blocker=empty)
             _BASELINES[bkey] = (workload, baseline)
             while len(_BASELINES) > _CACHE_BASELINES:
                 _BASELINES.popitem(last=False)
-    res = simulate(prog, cfg, dataflow=dataflow, options=mopts, energy_table=table,
-                   baseline=baseline, variant_options=variant)
+    if same is not None:
+        res = same
+        _apply_baseline(res, baseline)
+    else:
+        res = simulate(prog, cfg, dataflow=dataflow, options=mopts, energy_table=table,
+                       baseline=baseline, variant_options=variant)
     out: dict[str, Any] = {"workload": workload if isinstance(workload, str)
                            else getattr(workload, "name", "workload"),
                            "sparsity": sparsity, "train": bool(train), "batch": batch}
