@@ -69,8 +69,9 @@ class Demo:
         res = run_sweep(s, self.results, workers=self.workers, console=self.console)
         self.console.print(f"  {res.total} points ({res.skipped} from an earlier run), "
                            f"{res.evaluated} evaluated, {res.points_per_s:.2f} points/s")
-        keys = {p.key for p in s.points}
-        rows = [r for r in ResultStore(self.results).rows() if r["hash"] in keys]
+        order = {p.key: i for i, p in enumerate(s.points)}
+        rows = sorted((r for r in ResultStore(self.results).rows() if r["hash"] in order),
+                      key=lambda r: order[r["hash"]])
         bad = [r for r in rows if r["status"] != "ok"]
         if bad:
             raise RuntimeError(f"{len(bad)} design points failed, first: {bad[0]['error']}")
