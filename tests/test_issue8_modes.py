@@ -1,0 +1,58 @@
+"""Dense vs sparse compute vs load-as-sparse on a skinny (decode-like, batch 1) network, and
+the cost-based per-layer choice."""
+
+import dataclasses
+
+import pytest
+from sparsa.compiler import compile_workload
+from sparsa.compiler.options import CompileOptions
+from sparsa.hw.config import PRESETS
+from sparsa.sim.api import simulate
+from sparsa.sim.modes import choose_modes, compare_modes
+from sparsa.workloads.graph import GraphBuilder
+
+
+def decode_mlp(width=512, layers=3):
+    """GPT-2-like decode step slice: batch 1, one token, a chain of linear layers."""
+    b = GraphBuilder("decode-mlp")
+    x = b.input("x", (1, width))
+    for i in range(layers):
+        x = b.op("gelu", b.linear(x, width, name=f"fc{i}"), name=f"act{i}")
+    return b.build()
+
+
+@pytest.fixture(scope="module")
+def bw_limited():
+    return compare_modes(decode_mlp(), "16x16-n2m4-bw4", "2:4")
+
+
+def test_load_sparse_beats_dense_on_bandwidth_limited_decode(bw_limited):
+    t = bw_limited["totals"]
+    assert t["load-sparse"]["dram_read_bytes"] < 0.6 * t["dense"]["dram_read_bytes"]
+    assert t["load-sparse"]["cycles"] < t["dense"]["cycles"]
+    # on an n2m4 array 2:4 also fits sparse compute, which needs half the tiles
+    assert t["sparse"]["cycles"] <= t["load-sparse"]["cycles"]
+    assert t["auto"]["cycles"] <= min(t[v]["cycles"] for v in ("dense", "sparse",
+                                                               "load-sparse")) * 1.01
+    assert bw_limited["chosen"] == {"sparse": 3}
+
+
+def test_auto_picks_load_sparse_when_the_pattern_does_not_fit():
+    """2:4 weights on an n=1, m=16 array: sparse compute is impossible (8 non-zeros per
+    16-window), load-as-sparse still halves the weight bytes."""
+    cfg = dataclasses.replace(PRESETS["16x16-n1m16"], name="n1m16-bw4", dram_bytes_per_cycle=4)
+    rep = compare_modes(decode_mlp(), cfg, "2:4")
+    t = rep["totals"]
+    assert t["sparse"]["cycles"] == t["dense"]["cycles"]        # fell back to dense
+    assert t["load-sparse"]["cycles"] < t["dense"]["cycles"]
+    assert rep["chosen"] == {"load-sparse": 3}
+    assert t["auto"]["cycles"] == t["load-sparse"]["cycles"]
+    opt = choose_modes(decode_mlp(), cfg, "2:4")
+    assert dict(opt.layer_modes) == {f"fc{i}": "load-sparse" for i in range(3)}
+
+
+def test_load_sparse_is_not_chosen_for_dense_weights():
+    prog = compile_workload(decode_mlp(), PRESETS["16x16-n2m4-bw4"], sparsity="dense",
+                            with_data=False, options=CompileOptions(sparse_mode="load-sparse"))
+    assert {ly.meta["mode"][0] for ly in prog.layers if ly.kind != "host"} == {"dense"}
+    assert simulate(prog).cycles > 0
