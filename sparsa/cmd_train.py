@@ -150,6 +150,100 @@ def train_step_cmd(workload: str, config: str, fwd: str, bwd: str, method: str,
         _print_ablation(abl)
 
 
+def _split(value: str) -> list[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise click.BadParameter("give at least one sparsity")
+    return items
+
+
+@click.command("limits")
+@click.argument("workload")
+@click.option("--config", "config", default="16x16-n1m32", show_default=True,
+              help="Preset name or YAML file.")
+@click.option("--sparsity", "sparsities", default="dense,2:4,1:8,1:16,1:32",
+              show_default=True, help="Comma-separated sparsity plans.")
+@click.option("--train", is_flag=True, help="Training steps instead of inference.")
+@click.option("--batch", default=1, show_default=True, type=click.IntRange(1))
+@click.option("--seq", default=None, type=click.IntRange(1))
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+def limits_cmd(workload: str, config: str, sparsities: str, train: bool, batch: int,
+               seq: int | None, as_json: bool) -> None:
+    """Speed-up per sparsity versus its ideal m/n, and the share of the array's time each
+    limit takes (compute, fill-drain, DRAM, window): where the speed-up stops following
+    m/n."""
+    from sparsa.sim.limits import limit_rows
+    cfg = resolve_config(config)
+    rows = limit_rows(workload, cfg, _split(sparsities), train=train, batch=batch, seq=seq)
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    from rich.console import Console
+    from rich.table import Table
+    t = Table(title=f"{workload} on {cfg.name} ({cfg.key}): limiting factors",
+              title_justify="left")
+    for h in ("sparsity", "cycles", "speed-up", "ideal m/n", "of ideal", "compute",
+              "fill-drain", "DRAM", "window", "DRAM B", "stops m/n"):
+        t.add_column(h, justify="left" if h in ("sparsity", "stops m/n") else "right",
+                     no_wrap=True)
+    for r in rows:
+        t.add_row(r["sparsity"], f"{r['cycles']:,}", f"{r['speedup']:.2f}x",
+                  f"{r['ideal']:.0f}x", f"{r['of_ideal']:.0%}",
+                  *(f"{r['share_' + k]:.0%}" for k in ("compute", "fill-drain", "DRAM",
+                                                       "window")),
+                  _fmt(r["dram_bytes"]), r["stops_m_over_n"])
+    Console(width=140).print(t)
+
+
+@click.command("weight-modes")
+@click.argument("workload")
+@click.option("--config", "config", default="16x16-n2m4-bw4", show_default=True,
+              help="Preset name or YAML file.")
+@click.option("--sparsity", default="2:4", show_default=True, help="Sparsity plan.")
+@click.option("--batch", default=1, show_default=True, type=click.IntRange(1))
+@click.option("--seq", default=None, type=click.IntRange(1))
+@click.option("--layers", "top", default=8, show_default=True, type=click.IntRange(0),
+              help="Per-layer rows to print (all of them in --json).")
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+def weight_modes_cmd(workload: str, config: str, sparsity: str, batch: int, seq: int | None,
+                     top: int, as_json: bool) -> None:
+    """Dense, sparse compute and load-as-sparse/compute-as-dense side by side (DRAM bytes,
+    cycles), and the per-layer cheapest choice (sparse_mode auto with the model's cost),
+    compiled and simulated."""
+    from sparsa.sim.modes import compare_modes
+    cfg = resolve_config(config)
+    rep = compare_modes(workload, cfg, sparsity, batch=batch, seq=seq)
+    if as_json:
+        click.echo(json.dumps(rep, indent=1))
+        return
+    from rich.console import Console
+    from rich.table import Table
+    con = Console(width=140)
+    t = Table(title=f"{workload} on {cfg.name} ({cfg.key}), {sparsity}", title_justify="left")
+    for h in ("weights", "cycles", "vs dense", "DRAM read B", "energy uJ", "limiting"):
+        t.add_column(h, justify="left" if h in ("weights", "limiting") else "right",
+                     no_wrap=True)
+    d = rep["totals"]["dense"]["cycles"]
+    names = {"dense": "dense", "sparse": "sparse compute",
+             "load-sparse": "load-as-sparse, compute dense", "auto": "auto (per layer)"}
+    for v, x in rep["totals"].items():
+        t.add_row(names[v], f"{x['cycles']:,}", f"{d / max(1, x['cycles']):.2f}x",
+                  _fmt(x["dram_read_bytes"]), f"{x['energy_pj'] / 1e6:.1f}", x["limiting"])
+    con.print(t)
+    con.print("auto chose: " + ", ".join(f"{k} for {v} layers" for k, v in
+                                         sorted(rep["chosen"].items())))
+    if top:
+        lt = Table(title=f"per layer (the {top} slowest dense layers)", title_justify="left")
+        for h in ("layer", "dense", "sparse", "load-sparse", "chosen"):
+            lt.add_column(h, justify="left" if h in ("layer", "chosen") else "right")
+        for x in sorted(rep["layers"], key=lambda x: -x["dense_cycles"])[:top]:
+            lt.add_row(x["layer"], *(f"{x.get(v + '_cycles', 0):,}" for v in
+                                     ("dense", "sparse", "load-sparse")), x["chosen"])
+        con.print(lt)
+
+
 def register(group: click.Group) -> None:
-    """Add ``train-step`` to the top-level group."""
+    """Add ``train-step``, ``limits`` and ``weight-modes`` to the top-level group."""
     group.add_command(train_step_cmd)
+    group.add_command(limits_cmd)
+    group.add_command(weight_modes_cmd)

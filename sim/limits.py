@@ -1,0 +1,91 @@
+"""Where the speed-up stops following ``m/n``: a table of limiting factors per sparsity.
+
+For each sparsity pattern, :func:`limit_rows` compiles and simulates the workload and its
+dense baseline on the same core and reports
+
+* ``ideal``: the speed-up the array could give this pattern — ``m/n`` of the pattern,
+  capped by the array's own ``m/n`` (a 1:32 pattern on an ``n1m16`` array runs at the
+  1:16 rate), and 1 when the pattern has more than ``n`` non-zeros in an aligned window of
+  the array's ``m`` (2:4 on an ``n1m16`` array runs in dense mode);
+* ``speedup``: the measured one (dense cycles / cycles) and ``of_ideal`` = speedup / ideal;
+* the share of the array's time spent on each limit of :func:`sparsa.sim.api.simulate`:
+  ``compute`` (streaming rows), ``fill-drain`` (pipeline fill/drain per pass and waiting for
+  weight preloads), ``DRAM`` (waiting for loads/stores), ``window`` (activation-window
+  links of the model-only dataflows), and the dominant non-compute limit, which is what
+  stops the speed-up from following ``m/n``.
+
+Sparse passes reduce over ``rows*m/n`` values of K in the same cycles a dense pass reduces
+over ``rows``, so compute time shrinks by ``m/n`` while the fill/drain of every pass, the
+weight preloads and the activation bytes per output row do not: the higher the sparsity,
+the larger their share.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sparsa.hw.config import AccelConfig, resolve_config
+
+__all__ = ["LIMIT_NAMES", "pattern_ratio", "limit_rows"]
+
+LIMIT_NAMES = {"compute": "compute", "fill_drain": "fill-drain", "dram_bw": "DRAM",
+               "window_bw": "window"}
+
+
+def pattern_ratio(sparsity: str, config: AccelConfig | None = None) -> float:
+    """``m/n`` of the plan's (forward) N:M pattern (block density folded in); 1 for dense.
+    With ``config``: the rate the array can give it — capped at the array's ``m/n``, and 1
+    when the pattern does not fit the array's ``n:m`` (it then runs in dense mode)."""
+    from sparsa.compiler.wformat import max_per_window
+    from sparsa.workloads.sparsity import SparsityPlan
+    plan = SparsityPlan.parse(sparsity)
+    specs = [s for _, s in plan.rules]
+    if not specs:
+        return 1.0
+    s = specs[-1].forward
+    r = 1.0
+    if s.n is not None:
+        r = s.m / s.n
+        if config is not None:
+            if max_per_window(config, s.n, s.m) > config.n:
+                return 1.0
+            r = min(r, config.m / config.n)
+    if s.block is not None:
+        r /= s.block_density
+    return r
+
+
+def limit_rows(workload: Any, config: AccelConfig | str | None, sparsities: list[str], *,
+               train: bool = False, batch: int = 1, seq: int | None = None,
+               seed: int = 0) -> list[dict[str, Any]]:
+    """One row per sparsity (see the module docstring)."""
+    from sparsa.compiler import compile_workload
+
+    from .api import simulate
+    cfg = resolve_config(config)
+
+    def run(sp: str) -> Any:
+        prog = compile_workload(workload, cfg, sparsity=sp, train=train, with_data=False,
+                                seed=seed, batch=batch, seq=seq)
+        return prog, simulate(prog)
+
+    _, dense = run("dense")
+    rows = []
+    for sp in sparsities:
+        prog, res = (None, dense) if sp == "dense" else run(sp)
+        lim = res.limits
+        tot = max(1, sum(lim.values()))
+        ideal = pattern_ratio(sp, cfg)
+        sp_up = dense.cycles / max(1, res.cycles)
+        non_compute = {k: v for k, v in lim.items() if k != "compute"}
+        stop = max(non_compute, key=lambda k: non_compute[k])
+        rows.append({
+            "sparsity": sp, "cycles": res.cycles, "dense_cycles": dense.cycles,
+            "speedup": round(sp_up, 4), "ideal": round(ideal, 4),
+            "of_ideal": round(sp_up / ideal, 4),
+            **{f"share_{LIMIT_NAMES[k]}": round(v / tot, 4) for k, v in lim.items()},
+            "dram_bytes": res.totals["dram_read"] + res.totals["dram_write"],
+            "limiting": res.limiting,
+            "stops_m_over_n": LIMIT_NAMES[stop] if non_compute[stop] > 0 else "-",
+        })
+    return rows
