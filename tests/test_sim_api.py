@@ -109,3 +109,12 @@ def test_per_layer_cycles_add_up():
     assert sum(r["cycles"] for r in res.per_layer) == res.cycles
     assert all(r["cycles"] >= 0 for r in res.per_layer)
     assert not math.isnan(res.utilisation)
+
+
+def test_limiting_factor_follows_the_bottleneck():
+    prog = compile_workload(WL, CFG, sparsity="2:4", with_data=False)
+    fast = simulate(prog, options={"dram_beat_cycles": 1})
+    slow = simulate(prog, options={"dram_beat_cycles": 16})
+    assert slow.limiting == "DRAM bandwidth"
+    assert slow.limits["dram_bw"] > fast.limits["dram_bw"]
+    assert slow.limits["compute"] == fast.limits["compute"]     # same rows streamed
