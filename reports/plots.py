@@ -353,7 +353,7 @@ def plot_layers(layers: Sequence[Row], *, workload: str | None = None,
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylim(0, 1.05)
         ax.set_xlabel("layer (network order)")
-        ax.set_ylabel("array utilisation (useful MACs / peak)")
+        ax.set_ylabel("utilisation (dense-equivalent MACs / peak)")
         ax.set_title(f"Per-layer utilisation: {workload} on {config}")
         ax.legend(title="sparsity")
     return fig, ax

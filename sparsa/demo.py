@@ -1,21 +1,22 @@
 """The flagship demo run by ``make demo``: ``python -m sparsa.demo --out demo-out``.
 
 Stages (each prints a short summary and its wall time; a stage whose dependency is missing
-or broken FAILS, the others still run, and the exit code is 1):
+or broken FAILS, the others still run, and the exit code is 1). The rtl stage runs in its
+own process alongside simulate (``--serial-rtl`` runs it first, alone):
 
 1. **rtl** — Verilog for the default core (``16x16-n2m4``) with its manifest and a clean
    Verilator lint, and a short RTL check: random GEMM tiles (dense and 2:4) with random
    stalls on every stream and a mid-run reset, compared bit for bit with the numpy
    reference, on the ``4x4-n2m4`` core (``--rtl-config``: compiling the 16x16 core's
    Verilator model alone takes minutes of C++ compilation, more than the demo's budget).
-2. **inference** — ResNet-50 and BERT-base through the SimPy model: dense and 2:4 on
-   ``16x16-n2m4``, 2:8 on ``16x16-n2m8`` (speed-up over dense on the same core, energy,
-   per-layer utilisation of ResNet-50).
-3. **training** — one sparse training step with bidirectional Bi-Mask masks
-   (``fwd=2:8,bwd=2:8``) against dense training, per phase.
-4. **dataflows** — weight-, output- and input-stationary arrays on the same workloads.
-5. **sweep** — a small design space (array size x window x sparsity) with area.
-6. **report** — every plot and table into ``<out>/report/index.html``.
+2. **simulate** — one sweep (process pool) of every model point of the demo, shown as four
+   tables: ResNet-50 and BERT-base inference, dense and 2:4 on ``16x16-n2m4`` and 2:8 on
+   ``16x16-n2m8`` (speed-up over dense on the same core, energy; per-layer utilisation of
+   ResNet-50); one sparse training step of ResNet-18 with bidirectional Bi-Mask masks
+   (``fwd=2:8,bwd=2:8``) against dense training, per phase; weight-, output- and
+   input-stationary arrays; and a small design space (array size x window x sparsity)
+   with area and its Pareto front.
+3. **report** — every plot and table into ``<out>/report/index.html``.
 
 All model results go to one resumable results directory (``<out>/results``), so a second
 run only redoes what changed.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import subprocess
 import sys
 import time
 import traceback
@@ -60,23 +62,6 @@ class Demo:
         self.results = self.out / "results"
 
     # ---- helpers ------------------------------------------------------------------------
-    def sweep(self, spec: dict[str, Any]) -> list[dict[str, Any]]:
-        from sparsa.reports.spec import parse_spec
-        from sparsa.reports.store import ResultStore
-        from sparsa.reports.sweep import run_sweep
-
-        s = parse_spec(spec, f"demo:{spec['name']}")
-        res = run_sweep(s, self.results, workers=self.workers, console=self.console)
-        self.console.print(f"  {res.total} points ({res.skipped} from an earlier run), "
-                           f"{res.evaluated} evaluated, {res.points_per_s:.2f} points/s")
-        order = {p.key: i for i, p in enumerate(s.points)}
-        rows = sorted((r for r in ResultStore(self.results).rows() if r["hash"] in order),
-                      key=lambda r: order[r["hash"]])
-        bad = [r for r in rows if r["status"] != "ok"]
-        if bad:
-            raise RuntimeError(f"{len(bad)} design points failed, first: {bad[0]['error']}")
-        return rows
-
     def table(self, title: str, rows: list[dict[str, Any]], cols: list[tuple[str, str, str]]
               ) -> None:
         _derived(rows)
@@ -119,54 +104,86 @@ class Demo:
                            f"random tiles ({tiles}) with random stalls and a mid-run reset, "
                            f"{r['cycles']:,} cycles: [green]bit-exact[/]")
 
-    def stage_inference(self) -> None:
+    # the model points of each section; one sweep evaluates them all (see stage_simulate)
+    def inference_points(self) -> list[dict[str, Any]]:
         pts = []
         for wl in self.networks:
             for sp in ("dense", "2:4"):
                 pts.append({"workload": wl, "config": "16x16-n2m4", "sparsity": sp,
                             "per_layer": wl == self.networks[0]})
             pts.append({"workload": wl, "config": "16x16-n2m8", "sparsity": "2:8"})
-        rows = self.sweep({"name": "inference", "points": pts, "area": True})
-        self.table("inference (weight-stationary; speed-up over dense on the same core)", rows,
+        return pts
+
+    def training_points(self) -> list[dict[str, Any]]:
+        return [{"workload": self.train_workload, "config": "16x16-n2m8", "sparsity": sp,
+                 "train": True} for sp in ("dense", BIMASK)]
+
+    def dataflow_points(self) -> list[dict[str, Any]]:
+        return [{"workload": wl, "config": "16x16-n2m4", "sparsity": sp, "dataflow": df,
+                 "per_layer": wl == self.networks[0] and df == "ws"}
+                for wl in self.networks for sp in ("dense", "2:4") for df in ("ws", "os", "is")]
+
+    def sweep_points(self) -> list[dict[str, Any]]:
+        cfgs: list[Any] = ["16x16-n2m4", "16x16-n2m8", "32x32-n2m4",
+                           {"preset": "32x32-n2m4", "m": 8, "name": "32x32-n2m8"}]
+        return [{"workload": self.sweep_workload, "config": c, "sparsity": sp}
+                for c in cfgs for sp in ("dense", "2:4", "2:8")]
+
+    def stage_simulate(self) -> None:
+        from sparsa.reports.plots import pareto_front
+        from sparsa.reports.spec import parse_spec
+        from sparsa.reports.store import ResultStore
+        from sparsa.reports.sweep import run_sweep
+
+        sections = {"inference": self.inference_points(), "training": self.training_points(),
+                    "dataflows": self.dataflow_points(), "sweep": self.sweep_points()}
+        specs = {k: parse_spec({"name": k, "points": v, "area": True}, f"demo:{k}")
+                 for k, v in sections.items()}
+        # one sweep of every distinct point, ordered so that each worker gets a workload and
+        # core at a time (dense first): programs and dense baselines are then reused
+        allp: dict[str, dict[str, Any]] = {}
+        for k, spec in specs.items():
+            for p, raw in zip(spec.points, sections[k], strict=True):
+                allp.setdefault(p.key, raw)
+        order = sorted(allp.values(), key=lambda r: (
+            r["workload"], str(r["config"]), r.get("train", False),
+            r.get("sparsity", "dense") != "dense", r.get("sparsity", "dense"),
+            r.get("dataflow", "ws") != "ws"))
+        spec = parse_spec({"name": "demo", "points": order, "area": True}, "demo")
+        res = run_sweep(spec, self.results, workers=self.workers, console=self.console)
+        self.console.print(f"  one sweep of {res.total} design points ({res.skipped} from an "
+                           f"earlier run): {res.evaluated} evaluated on {res.backend}, "
+                           f"{res.points_per_s:.2f} points/s")
+        stored = {r["hash"]: r for r in ResultStore(self.results).rows()}
+        bad = [stored[h] for h in allp if stored.get(h, {}).get("status") != "ok"]
+        if bad:
+            raise RuntimeError(f"{len(bad)} design points failed, first: "
+                               f"{bad[0].get('error')}")
+
+        def rows(k: str) -> list[dict[str, Any]]:
+            return [dict(stored[p.key]) for p in specs[k].points]
+
+        self.table("inference (weight-stationary; speed-up over dense on the same core)",
+                   rows("inference"),
                    [("workload", "workload", ""), ("config", "config", ""),
                     ("sparsity", "sparsity", ""), ("cycles", "cycles", ",d"),
                     ("speed-up", "speedup", ".2f"), ("util", "utilisation", ".2f"),
                     ("energy µJ", "energy_uj", ".0f"), ("TOPS/W", "tops_w", ".2f"),
                     ("limiting", "limiting", "")])
-
-    def stage_training(self) -> None:
-        pts = [{"workload": self.train_workload, "config": "16x16-n2m8", "sparsity": sp,
-                "train": True} for sp in ("dense", BIMASK)]
-        rows = self.sweep({"name": "training", "points": pts, "area": True})
-        self.table(f"training step, {self.train_workload} on 16x16-n2m8", rows,
+        self.table(f"training step, {self.train_workload} on 16x16-n2m8", rows("training"),
                    [("sparsity", "sparsity", ""), ("cycles", "cycles", ",d"),
                     ("forward", "cycles_fwd", ",d"), ("bwd-data", "cycles_bwd_data", ",d"),
                     ("wgrad", "cycles_wgrad", ",d"), ("speed-up", "speedup", ".2f"),
                     ("energy µJ", "energy_uj", ".0f")])
-
-    def stage_dataflows(self) -> None:
-        spec = {"name": "dataflows", "workloads": list(self.networks),
-                "configs": ["16x16-n2m4"], "sparsity": ["dense", "2:4"],
-                "dataflows": ["ws", "os", "is"], "area": True}
-        rows = self.sweep(spec)
-        self.table("dataflows on 16x16-n2m4", rows,
+        self.table("dataflows on 16x16-n2m4", rows("dataflows"),
                    [("workload", "workload", ""), ("sparsity", "sparsity", ""),
                     ("dataflow", "dataflow", ""), ("cycles", "cycles", ",d"),
                     ("speed-up", "speedup", ".2f"), ("DRAM MB", "dram_mb", ".1f"),
                     ("energy µJ", "energy_uj", ".0f")])
-
-    def stage_sweep(self) -> None:
-        spec = {"name": "design-space", "workloads": [self.sweep_workload],
-                "configs": ["8x8-n2m4", "8x8-n2m8", "16x16-n2m4", "16x16-n2m8",
-                            "32x32-n2m4"],
-                "sparsity": ["dense", "2:4", "2:8"], "area": True}
-        rows = self.sweep(spec)
-        from sparsa.reports.plots import pareto_front
-
-        pf = pareto_front([(r["area_total_mm2"], r["cycles"]) for r in rows])
-        front = [rows[i] for i in pf]
-        self.table(f"{self.sweep_workload}: Pareto-optimal designs (area vs cycles) of "
-                   f"{len(rows)}", front,
+        sw = rows("sweep")
+        front = [sw[i] for i in pareto_front([(r["area_total_mm2"], r["cycles"]) for r in sw])]
+        self.table(f"design space, {self.sweep_workload}: Pareto-optimal (area vs cycles) of "
+                   f"{len(sw)} points", front,
                    [("config", "config", ""), ("sparsity", "sparsity", ""),
                     ("area mm²", "area_total_mm2", ".3f"), ("cycles", "cycles", ",d"),
                     ("energy µJ", "energy_uj", ".0f")])
@@ -194,10 +211,8 @@ def _derived(rows: list[dict[str, Any]]) -> None:
 
 STAGES: tuple[tuple[str, str], ...] = (
     ("rtl", "Verilog for the default core, lint, short RTL check"),
-    ("inference", "ResNet-50 and BERT-base at dense, 2:4 and 2:8"),
-    ("training", "Bi-Mask sparse training step vs dense training"),
-    ("dataflows", "weight-, output- and input-stationary"),
-    ("sweep", "small design-space sweep with area"),
+    ("simulate", "ResNet-50 and BERT-base at dense/2:4/2:8, a Bi-Mask training step, "
+                 "dataflows, a design-space sweep"),
     ("report", "HTML report with every plot"),
 )
 
@@ -215,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="delete earlier results in --out first (default: resume)")
     ap.add_argument("--docs", default=None, metavar="DIR",
                     help="also copy the report's PNG plots into DIR (used for docs/)")
+    ap.add_argument("--serial-rtl", action="store_true",
+                    help="run the rtl stage on its own instead of alongside simulate")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     out = Path(args.out)
     if args.fresh and out.exists():
@@ -231,8 +249,17 @@ def main(argv: list[str] | None = None) -> int:
                  f"{', '.join(s for s, _ in STAGES)}")
     done: list[tuple[str, str, float]] = []
     t_all = time.perf_counter()
+    child = None
+    if {"rtl", "simulate"} <= set(wanted) and not args.serial_rtl:
+        # the RTL stage (Verilog, Verilator build, cocotb run) is one process of its own,
+        # run alongside the model's worker pool; its output is shown when it is done
+        cmd = [sys.executable, "-m", "sparsa.demo", "--out", str(out), "--stages", "rtl",
+               "--rtl-config", args.rtl_config, "--child"]
+        child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 text=True)
+        console.print(f"rtl: running alongside simulate (pid {child.pid})")
     for name, what in STAGES:
-        if name not in wanted:
+        if name not in wanted or (name == "rtl" and child is not None):
             continue
         console.rule(f"[bold]{name}[/]: {what}")
         t0 = time.perf_counter()
@@ -248,6 +275,16 @@ def main(argv: list[str] | None = None) -> int:
         dt = time.perf_counter() - t0
         console.print(f"  [bold]{name}[/]: {status} in {dt:.1f} s")
         done.append((name, status, dt))
+        if name == "simulate" and child is not None:
+            text, _ = child.communicate()
+            dt = time.perf_counter() - t_all
+            console.print(text.rstrip(), markup=False, highlight=False)
+            status = "ok" if child.returncode == 0 else "FAILED"
+            if status != "ok":
+                console.print(f"  [bold red]rtl FAILED[/] (exit {child.returncode})")
+            done.insert(0, ("rtl", status, dt))
+    if args.child:
+        return 0 if all(s == "ok" for _, s, _ in done) else 1
     total = time.perf_counter() - t_all
     t = Table(title="sparsa demo", title_justify="left", header_style="bold")
     for col in ("stage", "status", "seconds"):
