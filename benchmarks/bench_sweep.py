@@ -1,5 +1,9 @@
 """Sweep throughput: a >= 200-point design space over ResNet-50 and BERT-base.
 
+The space: 64/128-row x 64/128-column arrays, windows 4 and 8, 32 and 64 DRAM bytes/cycle
+(16 configs) x dense/2:4/2:8 x ws/os/is x the two networks = 288 points. (Smaller arrays
+cost the model more per point: a 16x16 ResNet-50 point takes ~8 s of CPU, a 64x64 one <1 s.)
+
 Runs the same sweep (configs x sparsity x dataflow x workload, with area) twice, on the
 local process pool and on a Dask ``LocalCluster`` with the same number of worker processes,
 prints points/second of each, and checks that both give identical result tables (wall-time
@@ -29,13 +33,13 @@ from sparsa.reports.sweep import VOLATILE_COLUMNS, run_sweep
 SPEC = {
     "name": "bench",
     "workloads": ["resnet50", "bert-base"],
-    "configs": {"base": ["32x32-n2m4"], "rows": [32, 64], "cols": [32, 64], "m": [4, 8],
+    "configs": {"base": ["32x32-n2m4"], "rows": [64, 128], "cols": [64, 128], "m": [4, 8],
                 "dram_bytes_per_cycle": [32, 64]},
     "sparsity": ["dense", "2:4", "2:8"],
     "dataflows": ["ws", "os", "is"],
     "area": True,
 }
-QUICK = {**SPEC, "configs": {"base": ["32x32-n2m4"], "rows": [32], "cols": [32, 64],
+QUICK = {**SPEC, "configs": {"base": ["32x32-n2m4"], "rows": [64], "cols": [64, 128],
                              "m": [4, 8]}, "sparsity": ["dense", "2:4", "2:8"],
          "dataflows": ["ws"]}
 
