@@ -5,6 +5,7 @@ checks the per-instruction busy times against :mod:`sparsa.hw.timing` too."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 
 import numpy as np
@@ -81,4 +82,30 @@ def test_core_runs_tile_program_like_the_executor(mode):
     got, cycles, retired = _run_core(cfg, prog.instructions, prog.dram)
     np.testing.assert_array_equal(got, ref.dram)
     assert retired == len(prog.instructions)
+    assert cycles == schedule(cfg, prog.instructions).total
+
+
+ODD = [
+    # odd shapes: 3 columns (index field not byte aligned), 4-byte beats (multi-beat
+    # entries everywhere), n = m, a 32-wide window, latency 1
+    dict(name="6x3-n3m4", rows=6, cols=3, n=3, m=4, dram_bytes_per_cycle=4,
+         dram_latency_cycles=1, wgt_sp_kib=0.25, act_sp_kib=0.25, acc_sp_kib=0.25),
+    dict(name="4x5-n2m2", rows=4, cols=5, n=2, m=2, dram_bytes_per_cycle=16,
+         dram_latency_cycles=3, wgt_sp_kib=0.25, act_sp_kib=0.25, acc_sp_kib=0.5),
+    dict(name="8x2-n4m32", rows=8, cols=2, n=4, m=32, dram_bytes_per_cycle=8,
+         dram_latency_cycles=2, wgt_sp_kib=0.25, act_sp_kib=1, acc_sp_kib=0.25),
+]
+
+
+@pytest.mark.parametrize("fields", ODD, ids=[f["name"] for f in ODD])
+def test_core_on_odd_configurations(fields):
+    cfg = dataclasses.replace(PRESETS["4x4-n2m4"], **fields)
+    rng = np.random.default_rng(9)
+    specs = (random_gemm_specs(cfg, rng, 1, "dense", max_p=4, max_passes=2, max_qblocks=1)
+             + random_gemm_specs(cfg, rng, 1, f"{cfg.n}:{cfg.m}", max_p=4, max_passes=2,
+                                 max_qblocks=2))
+    prog = build_gemm_program(cfg, specs, seed=2)
+    ref = execute(cfg, prog.instructions, prog.dram)
+    got, cycles, _ = _run_core(cfg, prog.instructions, prog.dram)
+    np.testing.assert_array_equal(got, ref.dram)
     assert cycles == schedule(cfg, prog.instructions).total
