@@ -87,11 +87,11 @@ def test_core_runs_tile_program_like_the_executor(mode):
 
 ODD = [
     # odd shapes: 3 columns (index field not byte aligned), 4-byte beats (multi-beat
-    # entries everywhere), n = m, a 32-wide window, latency 1
+    # entries everywhere), n = m, a 32-wide window, DRAM latency 1 and 0 (behaves as 1)
     dict(name="6x3-n3m4", rows=6, cols=3, n=3, m=4, dram_bytes_per_cycle=4,
          dram_latency_cycles=1, wgt_sp_kib=0.25, act_sp_kib=0.25, acc_sp_kib=0.25),
     dict(name="4x5-n2m2", rows=4, cols=5, n=2, m=2, dram_bytes_per_cycle=16,
-         dram_latency_cycles=3, wgt_sp_kib=0.25, act_sp_kib=0.25, acc_sp_kib=0.5),
+         dram_latency_cycles=0, wgt_sp_kib=0.25, act_sp_kib=0.25, acc_sp_kib=0.5),
     dict(name="8x2-n4m32", rows=8, cols=2, n=4, m=32, dram_bytes_per_cycle=8,
          dram_latency_cycles=2, wgt_sp_kib=0.25, act_sp_kib=1, acc_sp_kib=0.25),
 ]
