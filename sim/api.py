@@ -275,7 +275,7 @@ def _breakdown(cfg: AccelConfig, ops: OpStream, st: RunStats, table: EnergyTable
     blk = st.blocker
     exm = unit == _EXEC
     exec_stall = per(exm, gaps)
-    dram_bw = per(exm & np.isin(blk, (_LOAD, _STORE)), gaps) + dstall
+    dram_bw = per(exm & np.isin(blk, (_LOAD, _STORE)), gaps)
     fill = per(exm, cyc - stream - win) + per(exm & (blk == _PRE), gaps)
     compute = per(exm, stream)
     window = per(exm, win)
