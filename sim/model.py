@@ -242,7 +242,8 @@ class RunStats:
 
     ``issue``/``end``: issue cycle and first idle cycle of every operation's unit (FENCE:
     issue + FENCE_CYCLES). ``blocker``: the unit whose busy time last delayed an operation's
-    issue (0: none / issue rate). ``units``: per unit ``busy`` (formula cycles),
+    issue (0: none / issue rate), traced back through an intermediate unit to LOAD/STORE
+    when the op occupying that unit had itself waited for them. ``units``: per unit ``busy`` (formula cycles),
     ``dram_stall`` (extra cycles waiting for DRAM beats), ``stall`` (idle cycles before each
     of its operations while the operation could not issue yet), ``idle`` (after its last
     operation), ``ops``; the four add up to ``total`` for every unit.
@@ -338,6 +339,9 @@ class CoreModel:
         sync_all = shared
         t_next = 0
         prev_blk = 0
+        # per unit: the DMA unit (LOAD/STORE) that held back the op it runs now, if any; an
+        # op waiting for that unit is then blamed on the DMA, not on the unit in between
+        dram_held = [0] * 9
         for i in range(len(unit)):
             u = unit[i]
             ready = t_next
@@ -356,8 +360,11 @@ class CoreModel:
                 if ready > now:
                     yield timeout(ready - now)
             issue[i] = ready
+            if b and b != u and dram_held[b]:
+                b = dram_held[b]                # held by an op that itself waited on DRAM
             blk[i] = b
             prev_blk = b
+            dram_held[u] = b if b in (LOAD, STORE) and b != u else 0
             if u == 0:                          # FENCE: occupies no unit
                 end_[i] = ready + FENCE_CYCLES
                 t_next = ready + FENCE_CYCLES
