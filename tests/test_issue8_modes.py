@@ -2,14 +2,18 @@
 the cost-based per-layer choice."""
 
 import dataclasses
+import json
 
 import pytest
 from sparsa.compiler import compile_workload
 from sparsa.compiler.options import CompileOptions
 from sparsa.hw.config import PRESETS
 from sparsa.sim.api import simulate
+from sparsa.sim.limits import limit_rows, pattern_ratio
 from sparsa.sim.modes import choose_modes, compare_modes
 from sparsa.workloads.graph import GraphBuilder
+
+from sparsa.cli import main
 
 
 def decode_mlp(width=512, layers=3):
@@ -56,3 +60,34 @@ def test_load_sparse_is_not_chosen_for_dense_weights():
                             with_data=False, options=CompileOptions(sparse_mode="load-sparse"))
     assert {ly.meta["mode"][0] for ly in prog.layers if ly.kind != "host"} == {"dense"}
     assert simulate(prog).cycles > 0
+
+
+def _topo(tmp_path):
+    p = tmp_path / "tiny.csv"
+    p.write_text("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, "
+                 "Channels, Num Filter, Strides,\nconv1, 10, 10, 3, 3, 32, 32, 1,\n"
+                 "conv2, 8, 8, 3, 3, 32, 64, 1,\n")
+    return str(p)
+
+
+def test_limits_rows_and_cli(tmp_path, capsys):
+    cfg = PRESETS["16x16-n1m16"]
+    assert pattern_ratio("1:32", cfg) == 16 and pattern_ratio("2:4", cfg) == 1
+    assert pattern_ratio("2:4", PRESETS["16x16-n2m4"]) == 2
+    rows = limit_rows(_topo(tmp_path), cfg, ["dense", "2:4", "1:16"])
+    by = {r["sparsity"]: r for r in rows}
+    assert by["2:4"]["speedup"] == 1.0              # does not fit n1m16: dense mode
+    assert by["1:16"]["speedup"] > 2 and by["1:16"]["ideal"] == 16
+    for r in rows:
+        shares = [r[k] for k in r if k.startswith("share_")]
+        assert abs(sum(shares) - 1) < 0.01
+    main(["limits", _topo(tmp_path), "--config", "16x16-n1m16", "--sparsity", "dense,1:16",
+          "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert [r["sparsity"] for r in out] == ["dense", "1:16"]
+
+
+def test_weight_modes_cli(tmp_path, capsys):
+    main(["weight-modes", _topo(tmp_path), "--config", "16x16-n2m4-bw4", "--layers", "2"])
+    out = capsys.readouterr().out
+    assert "load-as-sparse" in out and "auto chose" in out
