@@ -117,19 +117,20 @@ def calibration_programs(cfg: AccelConfig, quick: bool = False) -> list[tuple[st
         options=CompileOptions(interleave=False))))
     out.append(("layer-conv-act-reuse", compile_workload(
         _shape_workload("calib-net", net), cfg, sparsity=nm, seed=4, dataflow="act-reuse")))
-    # from the compiler's RTL list: a ResNet-18 3x3 conv and a BERT projection slice
-    from sparsa.compiler.reference import RefGraph
-    xr = np.random.default_rng(1).integers(-128, 128, (1, 4, 4, 64)).astype(np.int8)
-    g = RefGraph("resnet18-l1-conv", xr, seed=1)
-    g.conv("l1.conv1", "x", 64, 64, 3)
-    g.relu("l1.relu", "l1.conv1")
-    g.evaluate(nm)
-    out.append(("resnet18-conv3x3", compile_workload(g, cfg, sparsity=nm, seed=1)))
-    xb = np.random.default_rng(2).integers(-128, 128, (8, 768)).astype(np.int8)
-    g = RefGraph("bert-q-slice", xb, seed=2)
-    g.linear("q", "x", 768, 64)
-    g.evaluate(nm)
-    out.append(("bert-q-slice", compile_workload(g, cfg, sparsity=nm, seed=2)))
+    if not quick:
+        # from the compiler's RTL list: a ResNet-18 3x3 conv and a BERT projection slice
+        from sparsa.compiler.reference import RefGraph
+        xr = np.random.default_rng(1).integers(-128, 128, (1, 4, 4, 64)).astype(np.int8)
+        g = RefGraph("resnet18-l1-conv", xr, seed=1)
+        g.conv("l1.conv1", "x", 64, 64, 3)
+        g.relu("l1.relu", "l1.conv1")
+        g.evaluate(nm)
+        out.append(("resnet18-conv3x3", compile_workload(g, cfg, sparsity=nm, seed=1)))
+        xb = np.random.default_rng(2).integers(-128, 128, (8, 768)).astype(np.int8)
+        g = RefGraph("bert-q-slice", xb, seed=2)
+        g.linear("q", "x", 768, 64)
+        g.evaluate(nm)
+        out.append(("bert-q-slice", compile_workload(g, cfg, sparsity=nm, seed=2)))
     x = np.random.default_rng(5).integers(-128, 128, (10, 3 * R)).astype(np.int8)
     for spec in ("dense", f"fwd={nm},bwd={nm},method=bimask"):
         ref = TrainGraph(x, [3 * R, 4 * C, 2 * C], spec, seed=0)
