@@ -25,6 +25,7 @@ run only redoes what changed.
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import subprocess
 import sys
@@ -277,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
         done.append((name, status, dt))
         if name == "simulate" and child is not None:
             text, _ = child.communicate()
-            dt = time.perf_counter() - t_all
+            m = re.search(r"rtl: \S+ in ([0-9.]+) s", text)   # the child's own stage time
+            dt = float(m.group(1)) if m else time.perf_counter() - t_all
             console.print(text.rstrip(), markup=False, highlight=False)
             status = "ok" if child.returncode == 0 else "FAILED"
             if status != "ok":
