@@ -240,7 +240,7 @@ def _energy_columns(rows: Sequence[Row]) -> list[str]:
 
 
 def plot_energy(rows: Sequence[Row], *, config: str | None = None) -> tuple[Figure, Axes]:
-    """Energy per component, stacked, for each workload and sparsity pattern (µJ)."""
+    """Energy per component, stacked, for each workload and sparsity pattern (µJ or mJ)."""
     sel = _pattern_rows(rows, config)
     _need(sel, "energy", "inference points")
     comps = _energy_columns(sel)
@@ -249,22 +249,26 @@ def plot_energy(rows: Sequence[Row], *, config: str | None = None) -> tuple[Figu
     ref = reference_config(sel)
     # average repeated (workload, pattern) points (e.g. several batch sizes)
     groups: dict[tuple[str, str], list[Row]] = defaultdict(list)
+    wl_order = _unique(r["workload"] for r in sel)
+    sel = sorted(sel, key=lambda r: wl_order.index(r["workload"]))  # bars by workload
     for r in sel:
         groups[(r["workload"], _label(r, ref))].append(r)
     sel = [{**grp[0], **{c: _mean([x.get(c) or 0.0 for x in grp]) for c in comps}}
            for grp in groups.values()]
     labels = [f"{w}\n{lab}" for w, lab in groups]
+    top = max(sum(r.get(c) or 0.0 for c in comps) for r in sel)
+    unit, div = ("mJ", 1e9) if top >= 1e10 else ("µJ", 1e6)
     with matplotlib.rc_context(RC):
-        fig, ax = _figure(max(6.4, 0.55 * len(sel) + 2), 4.2)
+        fig, ax = _figure(max(6.4, 0.95 * len(sel) + 2.5), 4.4)
         bottom = [0.0] * len(sel)
         cmap = matplotlib.colormaps["tab20"]
         for j, c in enumerate(comps):
-            vals = [(r.get(c) or 0.0) / 1e6 for r in sel]
+            vals = [(r.get(c) or 0.0) / div for r in sel]
             ax.bar(range(len(sel)), vals, 0.7, bottom=bottom, label=c[7:-3],
                    color=cmap(j % 20))
             bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
         ax.set_xticks(range(len(sel)), labels, fontsize=7)
-        ax.set_ylabel("energy per inference (µJ)")
+        ax.set_ylabel(f"energy per inference ({unit})")
         ax.set_title(f"Energy breakdown ({ref}, {sel[0]['dataflow']})")
         ax.legend(title="component", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return fig, ax
@@ -311,7 +315,11 @@ def plot_dataflow(rows: Sequence[Row], *, config: str | None = None) -> tuple[Fi
     if len(dfs) < 2:
         raise ReportError("plot dataflow: the results have fewer than two dataflows")
     base_df = "ws" if "ws" in dfs else dfs[0]
-    base = {(r["workload"], r["sparsity"]): r["cycles"] for r in sel if r["dataflow"] == base_df}
+    n_df: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for r in sel:
+        n_df[(r["workload"], r["sparsity"])].add(r["dataflow"])
+    base = {(r["workload"], r["sparsity"]): r["cycles"] for r in sel
+            if r["dataflow"] == base_df and len(n_df[(r["workload"], r["sparsity"])]) > 1}
     g = _grouped([r for r in sel if (r["workload"], r["sparsity"]) in base],
                  lambda r: f"{r['workload']}\n{r['sparsity']}", lambda r: r["dataflow"],
                  lambda r: r["cycles"] / base[(r["workload"], r["sparsity"])])
