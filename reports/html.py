@@ -30,18 +30,19 @@ CAPTIONS = {
     "speedup": "Speed-up of each sparsity pattern over the same workload run dense on the same "
                "core: the gain the N:M array actually delivers once fill/drain, memory and "
                "non-GEMM work are counted.",
-    "energy": "Energy per inference split by component: sparsity cuts MAC and weight-SRAM "
-              "energy, while DRAM traffic and index metadata set the floor.",
+    "energy": "Energy per inference split by component (MACs, window multiplexers, the three "
+              "SRAMs, index metadata, DRAM) for each workload and pattern: where sparsity "
+              "saves energy and what is left.",
     "pareto-cycles": "Every design point's area against its cycles; the marked step line is "
                      "the Pareto front, the designs no other design beats on both.",
     "pareto-energy": "The same design points with energy instead of cycles: the "
-                     "energy-optimal designs are not always the fastest ones.",
+                     "energy-optimal designs need not be the fastest ones.",
     "dataflow": "Cycles of each dataflow relative to weight-stationary for the same workload "
                 "and sparsity (below 1 is faster).",
-    "layers": "Array utilisation of every layer of one network: early high-resolution "
-              "convolutions fill the array, late narrow layers and attention do not.",
+    "layers": "Array utilisation (dense-equivalent MACs over the array's peak) of every layer "
+              "of one network, per sparsity pattern: which layers keep the array busy.",
     "training": "One training step split into forward, backward-data and weight-gradient "
-                "GEMM phases: sparsity shortens the first two, the dense weight gradient "
+                "GEMM phases: sparsity can shorten the first two, the dense weight gradient "
                 "bounds the total speed-up.",
 }
 
