@@ -77,8 +77,9 @@ def compare_modes(workload: Any, config: AccelConfig | str | None, sparsity: str
     for layer in per["dense"]:
         cand = {v: per[v][layer] for v in MODES if layer in per[v]}
         best = min(cand, key=lambda v: (cand[v]["cycles"], cand[v]["dram_bytes"]))
-        # the "sparse" variant of a layer whose pattern does not fit ran dense
-        mode = cand[best]["mode"] if best == "sparse" else best
+        # the mode the layer really ran in (a pattern that does not fit, or weights that
+        # do not compress, fall back to dense in the "sparse" / "load-sparse" variants)
+        mode = cand[best]["mode"]
         mode = "dense" if mode not in ("sparse", "load-sparse") else mode
         choice.append((layer, mode))
         rows.append({"layer": layer, **{f"{v}_cycles": c["cycles"] for v, c in cand.items()},
