@@ -71,27 +71,6 @@ def _area_columns(cfg: Any) -> dict[str, Any]:
     return dict(_AREA_CACHE[key])
 
 
-def _layer_rows(task: dict[str, Any], cfg: Any) -> list[dict[str, Any]]:
-    """Per-layer rows of one point: compile (without data) and simulate it once more.
-
-    :func:`~sparsa.sim.api.run_point` returns only totals, so per-layer sweeps pay for a
-    second simulation of the point (the dense baseline is not needed for utilisation).
-    """
-    from sparsa.compiler import CompileOptions, compile_workload
-    from sparsa.sim.api import simulate
-
-    opts = task["options"] or {}
-    copts = CompileOptions(**(opts.get("compile") or {}))
-    prog = compile_workload(task.get("workload_obj") or task["workload"], cfg,
-                            sparsity=task["sparsity"],
-                            train=task["train"], dataflow=copts.dataflow, options=copts,
-                            with_data=False, seed=int(opts.get("seed", 0)),
-                            batch=task["batch"], seq=task["seq"])
-    res = simulate(prog, cfg, dataflow=task["dataflow"], options=opts.get("model"),
-                   energy_table=opts.get("energy_table"), variant_options=opts.get("variant"))
-    return [{k: v for k, v in layer.items() if _is_scalar(v)} for layer in res.per_layer]
-
-
 def evaluate_point(task: dict[str, Any]) -> dict[str, Any]:
     """Evaluate one design point with the SimPy model (and the area model).
 
@@ -115,12 +94,12 @@ def evaluate_point(task: dict[str, Any]) -> dict[str, Any]:
     kwargs = {"sparsity": task["sparsity"], "dataflow": task["dataflow"],
               "train": task["train"], "batch": task["batch"], "seq": task["seq"],
               "options": task["options"] or None}
+    if task.get("per_layer"):  # per-layer rows of the same simulation
+        kwargs["options"] = {**(kwargs["options"] or {}), "layers": True}
     workload = task.get("workload_obj") or task["workload"]
     row = dict(run_point(workload, cfg, **kwargs))
     if task.get("area"):
         row.update(_area_columns(cfg))
-    if task.get("per_layer"):
-        row["layers"] = _layer_rows(task, cfg)
     return row
 
 
