@@ -105,9 +105,9 @@ class Demo:
         modes = ("dense", f"{cfg.n}:{cfg.m}")
         r = run_tiles(cfg, modes, self.rtl_tiles, stalls="random", seed=0)
         tiles = ", ".join(f"{n} {m}" for m, n in r["tiles"].items())
-        self.console.print(f"  RTL check on {cfg.name}: Verilator build {t_build:.1f} s; "
-                           f"random tiles ({tiles}) with random stalls and a mid-run reset, "
-                           f"{r['cycles']:,} cycles: [green]bit-exact[/]")
+        self.console.print(f"  RTL check on {cfg.name}: [green]bit-exact[/] on random tiles "
+                           f"({tiles}) with random stalls and a mid-run reset, "
+                           f"{r['cycles']:,} cycles; Verilator build {t_build:.1f} s")
 
     # the model points of each section; one sweep evaluates them all (see stage_simulate)
     def inference_points(self) -> list[dict[str, Any]]:
