@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 from collections.abc import Callable
 from typing import Any
 
@@ -101,7 +102,16 @@ def compile_workload(workload: Any, config: AccelConfig, *, sparsity: str = "den
     g = CGraph(config, opt, with_data=with_data, seed=seed)
     pipe = build_pipeline(wl, plan, train, dump_after=dump_after, dump=dump,
                           dump_format=dump_format)
-    g = pipe.run(g)
+    # The passes allocate hundreds of thousands of small acyclic objects (one per
+    # instruction); the cyclic garbage collector's scans of them cost ~40 % of a
+    # whole-network compile and find nothing, so it is paused while the pipeline runs.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        g = pipe.run(g)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     prog = g.program
     prog.meta.update(sparsity=str(plan), train=train,
                      pass_seconds={k: round(v, 4) for k, v in pipe.times.items()})
