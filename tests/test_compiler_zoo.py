@@ -5,6 +5,7 @@ import pytest
 from compiler_helpers import expected_padding_macs, resnet50_shapes
 from sparsa.compiler import compile_workload
 from sparsa.hw.config import PRESETS
+from sparsa.workloads import ZOO_NAMES
 
 CASES = [("16x16-n2m4", "dense"), ("16x16-n2m4", "2:4"), ("16x16-n2m8", "2:8"),
          ("16x16-n2m4", "block16x16:0.5"), ("16x16-n2m8", "block16x16:0.5+1:8")]
@@ -72,38 +73,21 @@ def test_dataflows_trade_weight_and_activation_traffic():
     assert wr["dram_read_bytes"] != ar["dram_read_bytes"]
 
 
-# ---- the zoo (runs once sparsa.workloads.load_workload is available) ----------------------
-def _zoo_names():
-    try:
-        import sparsa.workloads as wl
-        from sparsa.workloads import load_workload  # noqa: F401
-    except ImportError:
-        return []
-    for attr in ("ZOO", "ZOO_NAMES", "zoo_names", "list_workloads"):
-        v = getattr(wl, attr, None)
-        if v is not None:
-            v = v() if callable(v) else v
-            return sorted(v)
-    return []
+# ---- the zoo -------------------------------------------------------------------------------
+ZOO = sorted(ZOO_NAMES)
 
 
-ZOO = _zoo_names()
-
-
-@pytest.mark.skipif(not ZOO, reason="workload zoo not available")
-@pytest.mark.parametrize("net", ZOO or ["none"])
+@pytest.mark.parametrize("net", ZOO)
 @pytest.mark.parametrize("name,spec", CASES)
 def test_zoo_compiles(net, name, spec):
     prog = compile_workload(net, PRESETS[name], sparsity=spec, with_data=False)
     _check_macs(prog, "block" not in spec)
 
 
-@pytest.mark.skipif(not ZOO, reason="workload zoo not available")
 @pytest.mark.parametrize("net", ["resnet18", "bert-base"])
-@pytest.mark.parametrize("spec", ["dense", "2:4", "fwd=2:4,bwd=2:4,method=bimask"])
-def test_zoo_training_compiles(net, spec):
-    prog = compile_workload(net, PRESETS["16x16-n2m4"], sparsity=spec, train=True,
-                            with_data=False)
+@pytest.mark.parametrize("name,spec", CASES + [("16x16-n2m4", "fwd=2:4,bwd=2:4,method=bimask")])
+def test_zoo_training_compiles(net, name, spec):
+    prog = compile_workload(net, PRESETS[name], sparsity=spec, train=True, with_data=False)
     kinds = {ly.kind for ly in prog.layers}
     assert {"fwd", "bwd_data", "wgrad"} <= kinds
     s = prog.summary()
