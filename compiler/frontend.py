@@ -173,6 +173,8 @@ class SparsifyPass:
         rng = np.random.default_rng(g.seed)
         mask_cache: dict[str, Any] = {}
         explicit = {p for p, _ in self.plan.rules if p != "*"}
+        # spec -> [fits some layer, block, largest K, largest Q] of the layers it applies to
+        block_fit: dict[str, list[Any]] = {}
         for n in g.nodes:
             if not n.is_gemm:
                 continue
@@ -183,6 +185,10 @@ class SparsifyPass:
             spec = _phase_spec(user_spec, n.phase, n.stationary,
                                named or n.stationary == "weight")
             n.spec = spec
+            if spec.block is not None:
+                fit = block_fit.setdefault(str(spec), [False, spec.block, 0, 0])
+                fit[0] |= spec.block[0] <= K and spec.block[1] <= Q
+                fit[2], fit[3] = max(fit[2], K), max(fit[3], Q)
             if g.options.sparse_mode == "dense" and spec.kind != "dense":
                 n.notes.append("dense mode (option)")
             if not g.with_data:
@@ -230,6 +236,13 @@ class SparsifyPass:
                     out[gi] = np.where(mr.fwd, w[gi], 0)
             n.w = out
             n.nnz = int(np.count_nonzero(out))
+        for text, (fits, (bk, bq), k, q) in block_fit.items():
+            # a block that fits some layers is skipped (with a note) on the smaller ones; one
+            # that fits none of the layers it applies to is a mistake in the spec
+            if not fits:
+                raise CompileError(f"sparsity {text!r}: block {bk}x{bq} is larger than every "
+                                   f"layer it applies to (largest W is [{k}, {q}] as K x Q); "
+                                   f"use a block of at most that size")
         return g, True
 
     @staticmethod
