@@ -298,7 +298,46 @@ class RefGraph:
         return TrainGraph(x, widths, sparsity, seed)
 
 
-class TrainGraph:
+class TrainStepGraph:
+    """Bookkeeping shared by the training-step reference graphs: explicit GEMM layers with
+    their stationary operands, host inputs and expected outputs; already expanded."""
+
+    _layers: list[RefLayer]
+    dims: dict[str, GemmDims]
+    stat: dict[str, np.ndarray]
+    host_x: dict[str, list[np.ndarray]]
+    gemm_out: dict[str, list[np.ndarray]]
+    values: dict[str, np.ndarray]
+
+    def _kind(self, phase: str) -> str:
+        raise NotImplementedError
+
+    def _add(self, name: str, phase: str, source: str, dims: GemmDims, stat: np.ndarray,
+             x: np.ndarray, out: np.ndarray, inputs: tuple[str, ...] = ("host",)) -> None:
+        ly = RefLayer(name, self._kind(phase), inputs, {"phase": phase, "source": source},
+                      self)
+        self._layers.append(ly)
+        self.dims[name] = dims
+        self.stat[name] = stat
+        self.host_x[name] = [x]
+        self.gemm_out[name] = [out]
+
+    def layers(self) -> list[RefLayer]:
+        return list(self._layers)
+
+    def stationary_values(self, name: str) -> np.ndarray:
+        return self.stat[name]
+
+    def shape_of(self, name: str) -> tuple[int, ...]:
+        if name in self.values:
+            return self.values[name].shape
+        return self.gemm_out[name][0].shape
+
+    def expand_training(self) -> TrainStepGraph:
+        return self
+
+
+class TrainGraph(TrainStepGraph):
     """An MLP training step as explicit GEMM layers (``phase`` ``fwd``/``bwd_data``/
     ``wgrad``), evaluated directly.
 
@@ -360,25 +399,5 @@ class TrainGraph:
                           w.T[None].copy(), g, dx)
                 g = np.where(h[i] > 0, dx, 0).astype(np.int8)   # host: ReLU derivative
 
-    def _add(self, name: str, phase: str, source: str, dims: GemmDims, stat: np.ndarray,
-             x: np.ndarray, out: np.ndarray, inputs: tuple[str, ...] = ("host",)) -> None:
-        ly = RefLayer(name, "linear", inputs, {"phase": phase, "source": source}, self)
-        self._layers.append(ly)
-        self.dims[name] = dims
-        self.stat[name] = stat
-        self.host_x[name] = [x]
-        self.gemm_out[name] = [out]
-
-    def layers(self) -> list[RefLayer]:
-        return list(self._layers)
-
-    def stationary_values(self, name: str) -> np.ndarray:
-        return self.stat[name]
-
-    def shape_of(self, name: str) -> tuple[int, ...]:
-        if name in self.values:
-            return self.values[name].shape
-        return self.gemm_out[name][0].shape
-
-    def expand_training(self) -> TrainGraph:
-        return self
+    def _kind(self, phase: str) -> str:
+        return "linear"

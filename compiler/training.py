@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from .quant import choose_shift, matmul_exact, requant
-from .reference import GemmDims, RefLayer, conv_direct, im2col
+from .reference import GemmDims, RefLayer, TrainStepGraph, conv_direct, im2col
 
 __all__ = ["CNNTrainGraph", "col2im", "conv_input_grad", "conv_weight_grad"]
 
@@ -79,7 +79,7 @@ def conv_weight_grad(x: np.ndarray, dy: np.ndarray, kh: int, kw: int, pad: int
     return out
 
 
-class CNNTrainGraph:
+class CNNTrainGraph(TrainStepGraph):
     """A stride-1 CNN training step (see the module docstring).
 
     Parameters
@@ -162,26 +162,5 @@ class CNNTrainGraph:
                 dx = np.clip(col2im(dxc, x.shape, k, k, k // 2), -128, 127)
                 g = np.where(x > 0, dx, 0).astype(np.int8)   # host: col2im, ReLU derivative
 
-    def _add(self, name: str, phase: str, source: str, dims: GemmDims, stat: np.ndarray,
-             x: np.ndarray, out: np.ndarray, inputs: tuple[str, ...] = ("host",)) -> None:
-        ly = RefLayer(name, "conv" if phase != "wgrad" else "gemm", inputs,
-                      {"phase": phase, "source": source}, self)
-        self._layers.append(ly)
-        self.dims[name] = dims
-        self.stat[name] = stat
-        self.host_x[name] = [x]
-        self.gemm_out[name] = [out]
-
-    def layers(self) -> list[RefLayer]:
-        return list(self._layers)
-
-    def stationary_values(self, name: str) -> np.ndarray:
-        return self.stat[name]
-
-    def shape_of(self, name: str) -> tuple[int, ...]:
-        if name in self.values:
-            return self.values[name].shape
-        return self.gemm_out[name][0].shape
-
-    def expand_training(self) -> CNNTrainGraph:
-        return self
+    def _kind(self, phase: str) -> str:
+        return "conv" if phase != "wgrad" else "gemm"

@@ -38,6 +38,7 @@ from typing import Any
 import yaml
 
 __all__ = [
+    "read_yaml",
     "AccelConfig",
     "ConfigError",
     "DEFAULT",
@@ -275,20 +276,26 @@ def _from_mapping(data: Any, source: str) -> AccelConfig:
         raise ConfigError(f"{source}: {e}") from None
 
 
-def load_config(path: str | os.PathLike[str]) -> AccelConfig:
-    """Load an ``AccelConfig`` from YAML; unspecified fields come from ``preset`` or DEFAULT."""
+def read_yaml(path: str | os.PathLike[str], error: type[Exception], what: str) -> Any:
+    """Parse a YAML file; an unreadable file or malformed YAML raises ``error`` with one
+    line naming the file (and the line of the syntax error). Shared by every YAML input
+    (configs, energy tables, sweep specs)."""
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as e:
-        raise ConfigError(f"{path}: cannot read config file ({e.strerror})") from None
+        raise error(f"{path}: cannot read {what} ({e.strerror})") from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}: malformed YAML{where}") from None
-    return _from_mapping(data, str(path))
+        raise error(f"{path}: malformed YAML{where}") from None
+
+
+def load_config(path: str | os.PathLike[str]) -> AccelConfig:
+    """Load an ``AccelConfig`` from YAML; unspecified fields come from ``preset`` or DEFAULT."""
+    return _from_mapping(read_yaml(path, ConfigError, "config file"), str(path))
 
 
 def from_dict(data: dict[str, Any], source: str = "config") -> AccelConfig:

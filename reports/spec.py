@@ -45,9 +45,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
-from sparsa.hw.config import PRESETS, AccelConfig, ConfigError, from_dict, resolve_config
+from sparsa.hw.config import (
+    PRESETS,
+    AccelConfig,
+    ConfigError,
+    from_dict,
+    read_yaml,
+    resolve_config,
+)
 
 from .errors import ReportError
 
@@ -396,16 +402,5 @@ def parse_spec(data: Any, source: str = "spec", *,
 
 def load_spec(path: str | os.PathLike[str]) -> SweepSpec:
     """Read and validate a sweep YAML file (see the module docstring for the schema)."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise ReportError(f"{path}: cannot read sweep spec ({e.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ReportError(f"{path}: malformed YAML{where}") from None
-    return parse_spec(data, source=str(path))
+    return parse_spec(read_yaml(path, ReportError, "sweep spec"), source=str(Path(path)))
 

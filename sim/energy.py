@@ -56,8 +56,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-from sparsa.hw.config import AccelConfig
+from sparsa.hw.config import AccelConfig, read_yaml
 
 from .errors import SimError
 
@@ -190,18 +189,7 @@ def _from_mapping(data: Any, source: str) -> EnergyTable:
 
 def load_energy_table(path: str | os.PathLike[str]) -> EnergyTable:
     """Read an energy table from YAML (fields not given come from ``preset``)."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise SimError(f"{path}: cannot read energy table ({e.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise SimError(f"{path}: malformed YAML{where}") from None
-    return _from_mapping(data, str(path))
+    return _from_mapping(read_yaml(path, SimError, "energy table"), str(Path(path)))
 
 
 def resolve_energy_table(spec: str | EnergyTable | None) -> EnergyTable:
