@@ -33,19 +33,20 @@ class _InstrFactory:
         ent = self._proto.get(cls)
         if ent is None:
             proto = cls()
-            widths = {k: w for k, (_, w) in _field_offsets(cls.LAYOUT).items()} \
+            limits = {k: 1 << w for k, (_, w) in _field_offsets(cls.LAYOUT).items()} \
                 if cls.LAYOUT is not None else {}
-            ent = self._proto[cls] = (dict(proto.__dict__), widths)
-        base, widths = ent
+            ent = self._proto[cls] = (dict(proto.__dict__), limits)
+        base, limits = ent
         for k, v in kw.items():
-            if k != "target" and not 0 <= v < (1 << widths[k]):
+            if k != "target" and not 0 <= v < limits[k]:   # target: an Enum
                 raise CompileError(f"instruction {pc} ({cls.__name__}): {k}={v} does not fit "
-                                   f"in {widths[k]} bits (program too large for the ISA)")
+                                   f"in {limits[k].bit_length() - 1} bits (program too large "
+                                   f"for the ISA)")
         obj = object.__new__(cls)
-        d = dict(base)
+        d = obj.__dict__
+        d.update(base)
         d.update(kw)
         d["wait"] = int(wait)
-        obj.__dict__.update(d)
         return obj
 
 
@@ -67,11 +68,12 @@ def encode_program(g: CGraph) -> Program:
     instrs = []
     notes = []
     make = _InstrFactory()
-    for cls, kw, wait, tensor, layer, useful in g.sched.instrs:
+    add_instr, add_note = instrs.append, notes.append
+    for pc, (cls, kw, wait, tensor, layer, useful) in enumerate(g.sched.instrs):
         if tensor is not None:
             kw = dict(kw, dram_addr=kw["dram_addr"] + base[tensor])
-        instrs.append(make(len(instrs), cls, wait, kw))
-        notes.append(InstrNote(layer, int(useful)))
+        add_instr(make(pc, cls, wait, kw))
+        add_note(InstrNote(layer, useful))
     bb = cfg.beat_bytes
     if g.with_data:
         img = np.random.default_rng(g.seed + 1).integers(0, 256, al.total_beats * bb,
