@@ -5,10 +5,18 @@ import dataclasses
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from sparsa.hw.config import DEFAULT, PRESETS, ConfigError, load_config, resolve_config
 from sparsa.hw.isa import (
-    INSTR_BITS, Compute, Fence, ISAError, Load, Preload, Store, Target, decode, encode,
+    INSTR_BITS,
+    Compute,
+    Fence,
+    ISAError,
+    Load,
+    Preload,
+    Store,
+    Target,
+    decode,
+    encode,
 )
 
 
