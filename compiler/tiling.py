@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 from sparsa.hw.config import AccelConfig
+from sparsa.hw.isa import Target
+from sparsa.hw.timing import compute_cycles, load_entry_beats
 
 from . import wformat
 from .errors import CompileError
@@ -49,9 +51,9 @@ def _tile_map(cfg: AccelConfig, op: GemmOp, mode: str) -> wformat.TileMap:
 
 def _costs(cfg: AccelConfig, op: GemmOp, tmap: wformat.TileMap) -> tuple[int, int, int]:
     """(activation beats per row per K tile, weight beats per tile, fill/drain cycles)."""
-    dense = tmap.mode != "sparse"
-    eb_a = cfg.beats(cfg.act_dense_entry_bytes if dense else cfg.act_entry_bytes)
-    return eb_a, cfg.rows * cfg.beats(cfg.wgt_entry_bytes), cfg.groups + cfg.cols + 2
+    eb_a = load_entry_beats(cfg, Target.ACT, int(tmap.mode != "sparse"))
+    wb = cfg.rows * load_entry_beats(cfg, Target.WGT, 0)
+    return eb_a, wb, compute_cycles(cfg, 0)   # a pass's cycles beyond its rows
 
 
 def _resident_cost(cfg: AccelConfig, op: GemmOp, tmap: wformat.TileMap, pc: int,
