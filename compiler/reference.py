@@ -309,6 +309,18 @@ class TrainStepGraph:
     gemm_out: dict[str, list[np.ndarray]]
     values: dict[str, np.ndarray]
 
+    def _init_step(self, name: str, seed: int) -> None:
+        """The empty tables every training-step graph fills."""
+        self.name = name
+        self.seed = seed
+        self._layers = []
+        self.dims = {}
+        self.stat = {}
+        self.host_x = {}
+        self.gemm_out = {}
+        self.values = {}
+        self.masks: dict[str, Any] = {}
+
     def _kind(self, phase: str) -> str:
         raise NotImplementedError
 
@@ -349,17 +361,9 @@ class TrainGraph(TrainStepGraph):
 
     def __init__(self, x: np.ndarray, widths: list[int], sparsity: str, seed: int = 0) -> None:
         from sparsa.workloads.sparsity import SparsityPlan, make_masks
-        self.name = "mlp-train"
+        self._init_step("mlp-train", seed)
         rng = np.random.default_rng(seed)
         plan = SparsityPlan.parse(sparsity)
-        self.seed = seed
-        self._layers: list[RefLayer] = []
-        self.dims: dict[str, GemmDims] = {}
-        self.stat: dict[str, np.ndarray] = {}
-        self.host_x: dict[str, list[np.ndarray]] = {}
-        self.gemm_out: dict[str, list[np.ndarray]] = {}
-        self.masks: dict[str, Any] = {}
-        self.values: dict[str, np.ndarray] = {}
         h = [np.asarray(x, np.int8)]
         ws = []
         for i, (k, q) in enumerate(zip(widths, widths[1:], strict=False)):

@@ -23,8 +23,6 @@ convolution's gradient.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from .quant import choose_shift, matmul_exact, requant
@@ -97,17 +95,9 @@ class CNNTrainGraph(TrainStepGraph):
     def __init__(self, x: np.ndarray, convs: list[tuple[int, int]], sparsity: str,
                  seed: int = 0) -> None:
         from sparsa.workloads.sparsity import SparsityPlan, make_masks
-        self.name = "cnn-train"
+        self._init_step("cnn-train", seed)
         rng = np.random.default_rng(seed)
         plan = SparsityPlan.parse(sparsity)
-        self.seed = seed
-        self._layers: list[RefLayer] = []
-        self.dims: dict[str, GemmDims] = {}
-        self.stat: dict[str, np.ndarray] = {}
-        self.host_x: dict[str, list[np.ndarray]] = {}
-        self.gemm_out: dict[str, list[np.ndarray]] = {}
-        self.values: dict[str, np.ndarray] = {}
-        self.masks: dict[str, Any] = {}
         self.weights: dict[str, np.ndarray] = {}     # [kh, kw, cin, cout] unmasked
         self.acts: list[np.ndarray] = [np.asarray(x, np.int8)]
         self.grads: dict[str, np.ndarray] = {}       # dY (int8 NHWC) fed to each layer
