@@ -56,6 +56,11 @@ class CompileOptions:
         GEMM in dense mode (the host transposes and masks ``W`` every step, a host layer).
     fuse_relu : bool
         Apply a following ReLU in the STORE of the GEMM before it.
+    weight_batch : int
+        Weight tiles fetched by one LOAD: consecutive steps of a GEMM whose tiles are
+        adjacent in DRAM (weight-reuse order) share one LOAD into a group slot, and the next
+        group is prefetched while the current one is preloaded tile by tile. Capped by the
+        weight scratchpad (two group slots). 1: one LOAD per tile.
     """
 
     dataflow: str = "weight-reuse"
@@ -65,6 +70,7 @@ class CompileOptions:
     reuse_schedule: bool = True
     pregenerate_bwd: bool = True
     fuse_relu: bool = True
+    weight_batch: int = 8
     layer_modes: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
@@ -84,6 +90,10 @@ class CompileOptions:
                 raise CompileError(f"layer_modes: {p}={m!r} is invalid; allowed: "
                                    f"{', '.join(SPARSE_MODES)}")
         object.__setattr__(self, "layer_modes", lm)
+        if isinstance(self.weight_batch, bool) or not isinstance(self.weight_batch, int) \
+                or not 1 <= self.weight_batch <= 256:
+            raise CompileError(f"weight_batch={self.weight_batch!r} is invalid; allowed: an "
+                               f"integer in 1..256")
         for f in ("double_buffer", "interleave", "reuse_schedule", "pregenerate_bwd",
                   "fuse_relu"):
             if not isinstance(getattr(self, f), bool):

@@ -13,10 +13,19 @@ Double buffering
 Activation blocks alternate between the two halves of the activation scratchpad, weight
 tiles between two weight-scratchpad slots, accumulator blocks between two halves of the
 accumulator; the array's shadow registers take the next tile while the current one
-computes. Issue order of step ``i``: ``COMPUTE(i)``, ``LOAD WGT(i+1)``, ``PRELOAD(i+1)``,
-a chunk of the next activation block's LOADs (the next block is split over the current
-block's steps so weight loads are never stuck behind one long activation load), then the
-STOREs that step ``i`` completes. ``interleave`` carries this pipeline across GEMMs;
+computes. Issue order of step ``i``: ``COMPUTE(i)``, ``PRELOAD(i+1)``, a chunk of the
+next activation block's LOADs (the next block is split over the current block's steps so
+weight loads are never stuck behind one long activation load), the weight LOAD prefetched
+at this step if any, then the STOREs that step ``i`` completes.
+
+Weight groups
+-------------
+Consecutive steps of one GEMM whose weight tiles are adjacent in DRAM (weight-reuse order)
+form groups of up to ``options.weight_batch`` tiles; one LOAD brings a whole group into one
+of two group slots of the weight scratchpad, the group's PRELOADs pick its tiles, and the
+next group's LOAD is issued right after the group's first PRELOAD. The group size per GEMM
+comes from a per-step cycle estimate (:func:`_op_batches`): groups pay DRAM latency once
+per group, but a long LOAD can hold up activation LOADs behind it in the in-order issue. ``interleave`` carries this pipeline across GEMMs;
 without it a FENCE drains the core between GEMMs.
 
 Wait masks
@@ -41,6 +50,7 @@ from typing import Any
 
 from sparsa.hw.config import AccelConfig
 from sparsa.hw.isa import Compute, Fence, Load, Preload, Store, Target, Unit
+from sparsa.hw.timing import compute_cycles, load_cycles, load_entry_beats
 
 from .ir import CGraph, GemmOp
 
@@ -161,13 +171,70 @@ class Schedule:
     steps: int
     blocks: int
     reused_blocks: int
+    weight_loads: int = 0
 
     def summary(self) -> dict[str, Any]:
         kinds = Counter(c.__name__ for c, *_ in self.instrs)
         waits = sum(1 for _, _, w, *_ in self.instrs if w)
         return {"instructions": len(self.instrs), "by_kind": dict(sorted(kinds.items())),
                 "steps": self.steps, "act_blocks": self.blocks,
-                "reused_act_blocks": self.reused_blocks, "instrs_with_wait": waits}
+                "reused_act_blocks": self.reused_blocks, "weight_loads": self.weight_loads,
+                "instrs_with_wait": waits}
+
+
+def weight_batch(cfg: AccelConfig, opt: Any) -> int:
+    """Weight tiles per weight LOAD: ``opt.weight_batch`` capped so that the two group
+    slots (one without double buffering) fit in the weight scratchpad."""
+    slots = 2 if opt.double_buffer else 1
+    return max(1, min(opt.weight_batch, cfg.wgt_entries // (slots * cfg.rows)))
+
+
+def _op_batches(cfg: AccelConfig, ops: list[GemmOp], steps: list[Step],
+                layouts: dict[str, dict[str, int]], gmax: int,
+                chunks_after: dict[int, list]) -> list[int]:
+    """Weight tiles per LOAD for each op: the group size ``G <= gmax`` with the lowest
+    estimated cycles per step (ties: the larger, fewer instructions).
+
+    With ``e`` the COMPUTE cycles and ``a`` the activation LOAD cycles of a step, and
+    ``T = G*tb + L + 1`` the LOAD of a group of tiles of ``tb`` beats, ``G`` steps take
+    about ``max(G*e + max(0, T + a - e), G*a + T)``: the LOAD unit's work, or the array's
+    plus a stall when a group's LOAD outlasts a step (the core issues in order and a
+    COMPUTE waits for whole units, so activation LOADs queued behind a long weight LOAD
+    hold up the array). Groups win where the LOAD unit is the bottleneck (small ``P``,
+    many tiles), which is also where they cut the instruction count the most."""
+    n_steps = [0] * len(ops)
+    e_sum = [0] * len(ops)
+    act = [0] * len(ops)
+    with_act = [0] * len(ops)
+    for i, st in enumerate(steps):
+        n_steps[st.op] += 1
+        e_sum[st.op] += compute_cycles(cfg, st.count)
+        lds = chunks_after.get(i, [])
+        if not st.block.loaded:    # loaded at the step itself, not prefetched
+            lds = lds + [(ld, st.block) for ld in st.block.loads]
+        if lds:
+            with_act[st.op] += 1
+            act[st.op] += sum(load_cycles(cfg, ch[1], load_entry_beats(cfg, Target.ACT, ch[5]))
+                              for ch, _ in lds)
+    out = []
+    for oi, op in enumerate(ops):
+        if not n_steps[oi] or gmax == 1:
+            out.append(1)
+            continue
+        lay = layouts[op.name]
+        e, a = e_sum[oi] / n_steps[oi], act[oi] / n_steps[oi]
+        f = with_act[oi] / n_steps[oi]
+        a_c = act[oi] / max(1, with_act[oi])
+        tb = lay["tile_beats"]
+        fixed = load_cycles(cfg, lay["tile_entries"], tb // lay["tile_entries"]) - tb
+        best, best_g = None, 1
+        for gs in range(1, gmax + 1):
+            t = gs * tb + fixed
+            cost = max(gs * e + f * max(0.0, t + a_c - e), gs * a + t) / gs
+            if best is None or cost <= best:
+                best, best_g = cost, gs
+        out.append(best_g)
+    return out
 
 
 def _op_steps(cfg: AccelConfig, op: GemmOp, oi: int, layer: int, lay: dict[str, int]
@@ -294,7 +361,30 @@ def schedule(g: CGraph) -> Schedule:
                 chunks_after.setdefault(own[min(j, len(own) - 1)], []).append((ch, b))
             b.loaded = True
 
+    # weight groups: runs of up to ``weight_batch`` steps of one op whose tiles are
+    # consecutive in DRAM share one LOAD into a group slot (two slots alternate)
+    gmax = weight_batch(cfg, opt)
+    op_batch = _op_batches(cfg, g.ops, steps, layouts, gmax, chunks_after)
+    op_tb = [layouts[op.name]["tile_beats"] for op in g.ops]
+    grp = [0] * len(steps)
+    gpos = [0] * len(steps)
+    gsteps: list[list[int]] = []
+    cur: list[int] = []
+    pv = None
+    for i, st in enumerate(steps):
+        if pv is not None and pv.op == st.op and len(cur) < op_batch[st.op] and \
+                st.w_off == pv.w_off + op_tb[st.op]:
+            grp[i], gpos[i] = len(gsteps) - 1, len(cur)
+            cur.append(i)
+        else:
+            grp[i] = len(gsteps)
+            cur = [i]
+            gsteps.append(cur)
+        pv = st
+    g_loaded = [False] * len(gsteps)
+
     em = Emitter()
+    prefetch: list[int] = []
 
     def emit_load(ch: tuple, blk: ActBlock, layer: int) -> None:
         sp, cnt, ten, off, stride, ex = ch
@@ -302,21 +392,35 @@ def schedule(g: CGraph) -> Schedule:
                            dram_addr=off, dram_stride=stride, expand=ex),
                 reads=(("d", ten),), writes=(("a", blk.half),), tensor=ten, layer=layer)
 
-    def emit_w(i: int) -> None:
-        st = steps[i]
-        slot = i % 2 if dbl else 0
+    def emit_wload(gi: int) -> None:
+        members = gsteps[gi]
+        st = steps[members[0]]
+        slot = gi % 2 if dbl else 0
         lay = layouts[g.ops[st.op].name]
         ne = lay["tile_entries"]
-        kw = dict(target=Target.WGT, sp_addr=slot * cfg.rows, count=ne, dram_addr=st.w_off,
-                  dram_stride=lay["tile_beats"] // ne)
+        kw = dict(target=Target.WGT, sp_addr=slot * gmax * cfg.rows, count=ne * len(members),
+                  dram_addr=st.w_off, dram_stride=lay["tile_beats"] // ne)
         if lay["cmp_m"]:   # load-as-sparse: the LOAD expands compressed entries
             kw.update(expand=1, cmp_n=lay["cmp_n"], cmp_m=lay["cmp_m"])
-        em.emit(Load, kw,
-                reads=(("d", st.w_tensor),), writes=(("w", slot),), tensor=st.w_tensor,
-                layer=st.layer)
-        em.emit(Preload, dict(wsp_addr=slot * cfg.rows), reads=(("w", slot),),
-                writes=("s",), layer=st.layer)
+        em.emit(Load, kw, reads=(("d", st.w_tensor),), writes=(("w", slot),),
+                tensor=st.w_tensor, layer=st.layer)
+        g_loaded[gi] = True
+
+    def emit_w(i: int) -> None:
+        st = steps[i]
+        gi = grp[i]
+        if not g_loaded[gi]:
+            emit_wload(gi)
+        slot = gi % 2 if dbl else 0
+        em.emit(Preload, dict(wsp_addr=(slot * gmax + gpos[i]) * cfg.rows),
+                reads=(("w", slot),), writes=("s",), layer=st.layer)
         st.w_emitted = True
+        # prefetch the next group into the other slot, free now that this group's
+        # first PRELOAD follows every PRELOAD of the group before; issued after the
+        # activation LOADs of the current step, which are needed sooner
+        if dbl and gpos[i] == 0 and gi + 1 < len(gsteps) and not g_loaded[gi + 1] \
+                and (opt.interleave or steps[gsteps[gi + 1][0]].op == st.op):
+            prefetch.append(gi + 1)
 
     for i, st in enumerate(steps):
         if not st.block.loaded:
@@ -337,6 +441,10 @@ def schedule(g: CGraph) -> Schedule:
             emit_w(i + 1)
         for ch, blk in chunks_after.get(i, []):
             emit_load(ch, blk, st.layer)
+        for gi in prefetch:
+            if not g_loaded[gi]:
+                emit_wload(gi)
+        prefetch.clear()
         for acc_off, cnt, ten, off, stride, relu, rq, sh in st.stores:
             em.emit(Store, dict(acc_addr=st.acc.half * acc_half + acc_off, count=cnt,
                                 dram_addr=off, dram_stride=stride, relu=relu, requant=rq,
@@ -344,7 +452,7 @@ def schedule(g: CGraph) -> Schedule:
                     reads=(acc,), writes=(("d", ten),), tensor=ten, layer=st.layer)
         if nxt is not None and not same and not opt.interleave:
             em.fence()
-    return Schedule(em.instrs, layouts, len(steps), len(seq), reused)
+    return Schedule(em.instrs, layouts, len(steps), len(seq), reused, len(gsteps))
 
 
 class SchedulePass:
