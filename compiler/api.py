@@ -52,7 +52,7 @@ def build_pipeline(workload: Any, plan: Any, train: bool, *, dump_after: str | N
                     dump_after=dump_after, dump=dump, dump_format=dump_format)
 
 
-def compile_workload(workload: Any, config: AccelConfig, *, sparsity: str = "dense",
+def compile_workload(workload: Any, config: AccelConfig, *, sparsity: str | None = None,
                      train: bool = False, dataflow: str = "weight-reuse",
                      options: CompileOptions | None = None, with_data: bool = True,
                      seed: int = 0, batch: int = 1, seq: int | None = None,
@@ -67,9 +67,10 @@ def compile_workload(workload: Any, config: AccelConfig, *, sparsity: str = "den
         A zoo name / file understood by :func:`sparsa.workloads.load_workload`, or a
         workload object.
     config : AccelConfig
-    sparsity : str
+    sparsity : str, optional
         A sparsity plan (``"2:4"``, ``"conv1=dense;*=2:4"``,
-        ``"fwd=2:8,bwd=2:8,method=bimask"``...).
+        ``"fwd=2:8,bwd=2:8,method=bimask"``...). ``None``: the workload's own plan when it
+        carries one (a SCALE-Sim topology's ``Sparsity`` column), else dense.
     train : bool
         Compile a training step (forward, backward-data and weight-gradient GEMMs).
     dataflow : {"weight-reuse", "act-reuse"}
@@ -97,8 +98,10 @@ def compile_workload(workload: Any, config: AccelConfig, *, sparsity: str = "den
     opt = options or CompileOptions()
     if dataflow != opt.dataflow:
         opt = dataclasses.replace(opt, dataflow=dataflow)
-    plan = SparsityPlan.parse(sparsity)
     wl = _workload(workload, batch, seq)
+    if sparsity is None:
+        sparsity = wl.sparsity_plan() or "dense"
+    plan = SparsityPlan.parse(sparsity)
     g = CGraph(config, opt, with_data=with_data, seed=seed)
     pipe = build_pipeline(wl, plan, train, dump_after=dump_after, dump=dump,
                           dump_format=dump_format)
@@ -113,7 +116,7 @@ def compile_workload(workload: Any, config: AccelConfig, *, sparsity: str = "den
         if gc_was_enabled:
             gc.enable()
     prog = g.program
-    prog.meta.update(sparsity=str(plan), train=train,
+    prog.meta.update(sparsity=str(plan), sparsity_arg=sparsity, train=train,
                      pass_seconds={k: round(v, 4) for k, v in pipe.times.items()})
     prog.meta.pop("expected_outputs", None)
     prog.expected = dict(g.results)

@@ -23,9 +23,10 @@ def _write_text(path: Path, text: str) -> None:
 @click.command("compile")
 @click.argument("workload")
 @click.option("--config", "config", default=None, help="Preset name or YAML file.")
-@click.option("--sparsity", default="dense", show_default=True,
+@click.option("--sparsity", default=None,
               help="Sparsity plan, e.g. 2:4, block16x16:0.5+1:16, 'conv1=dense;*=2:4', "
-                   "fwd=2:8,bwd=2:8,method=bimask.")
+                   "fwd=2:8,bwd=2:8,method=bimask. Default: the workload's own (a SCALE-Sim "
+                   "topology's Sparsity column), else dense.")
 @click.option("--train", is_flag=True, help="Compile a training step (fwd, bwd-data, wgrad).")
 @click.option("--dataflow", type=click.Choice(DATAFLOWS), default="weight-reuse",
               show_default=True, help="Loop order.")
@@ -36,6 +37,8 @@ def _write_text(path: Path, text: str) -> None:
 @click.option("--no-reuse", is_flag=True, help="Do not keep activation blocks across GEMMs.")
 @click.option("--no-pregenerate", is_flag=True,
               help="Training: no pre-generated compressed W^T (backward-data runs dense).")
+@click.option("--weight-batch", default=8, show_default=True, type=click.IntRange(1, 256),
+              help="Most weight tiles fetched by one LOAD (1: one LOAD per tile).")
 @click.option("--no-data", is_flag=True,
               help="No weights/activations: instruction stream and manifest only (fast).")
 @click.option("--batch", default=1, show_default=True, type=click.IntRange(1))
@@ -47,21 +50,23 @@ def _write_text(path: Path, text: str) -> None:
 @click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False),
               help="Output directory (program.sprg, program.json, summary.json).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def compile_cmd(workload: str, config: str | None, sparsity: str, train: bool, dataflow: str,
-                sparse_mode: str, no_interleave: bool, no_double_buffer: bool, no_reuse: bool,
-                no_pregenerate: bool, no_data: bool, batch: int, seq: int | None, seed: int,
+def compile_cmd(workload: str, config: str | None, sparsity: str | None, train: bool,
+                dataflow: str, sparse_mode: str, no_interleave: bool, no_double_buffer: bool,
+                no_reuse: bool, no_pregenerate: bool, weight_batch: int, no_data: bool, batch: int, seq: int | None, seed: int,
                 dump_after: str | None, dump_format: str, out: str, as_json: bool) -> None:
     """Compile WORKLOAD and write the program to OUT."""
     cfg = resolve_config(config)
     opt = CompileOptions(dataflow=dataflow, sparse_mode=sparse_mode,
                          interleave=not no_interleave, double_buffer=not no_double_buffer,
-                         reuse_schedule=not no_reuse, pregenerate_bwd=not no_pregenerate)
+                         reuse_schedule=not no_reuse, pregenerate_bwd=not no_pregenerate,
+                         weight_batch=weight_batch)
     t0 = time.perf_counter()
     prog = compile_workload(workload, cfg, sparsity=sparsity, train=train, dataflow=dataflow,
                             options=opt, with_data=not no_data, seed=seed, batch=batch,
                             seq=seq, dump_after=dump_after, dump=click.echo,
                             dump_format=dump_format)
     secs = time.perf_counter() - t0
+    sparsity = prog.meta["sparsity_arg"]
     outdir = Path(out)
     outdir.mkdir(parents=True, exist_ok=True)
     prog.save(outdir / "program.sprg")

@@ -117,7 +117,9 @@ def print_report(res: Any, title: str) -> None:
 @click.command("simulate")
 @click.argument("target", metavar="WORKLOAD|PROGRAM")
 @click.option("--config", "config", default=None, help="Preset name or YAML file.")
-@click.option("--sparsity", default="dense", show_default=True, help=_SPARSITY_HELP)
+@click.option("--sparsity", default=None,
+              help=_SPARSITY_HELP + " Default: the workload's own (a SCALE-Sim topology's "
+                   "Sparsity column), else dense.")
 @click.option("--train", is_flag=True, help="Simulate a training step.")
 @click.option("--dataflow", type=click.Choice(["ws", "os", "is"]), default="ws",
               show_default=True, help="ws: the core; os/is: model-only array variants.")
@@ -135,8 +137,9 @@ def print_report(res: Any, title: str) -> None:
               help="SCALE-Sim topology .csv only: SCALE-Sim v3's dense compute cycles per "
                    "layer (ideal memory) on the config's rows x cols, for comparison.")
 @click.option("--json", "as_json", is_flag=True, help="Print totals and layers as JSON.")
-def simulate_cmd(target: str, config: str | None, sparsity: str, train: bool, dataflow: str,
-                 batch: int, seq: int | None, vs_dense: bool, energy_table: str | None,
+def simulate_cmd(target: str, config: str | None, sparsity: str | None, train: bool,
+                 dataflow: str, batch: int, seq: int | None, vs_dense: bool,
+                 energy_table: str | None,
                  dram_sharing: str, dram_beat_cycles: int, scalesim_parity: bool,
                  as_json: bool) -> None:
     """Simulate WORKLOAD (zoo name, .onnx, SCALE-Sim .csv) or a compiled PROGRAM
@@ -165,6 +168,7 @@ def simulate_cmd(target: str, config: str | None, sparsity: str, train: bool, da
         cfg = resolve_config(config)
         prog = compile_workload(target, cfg, sparsity=sparsity, train=train, with_data=False,
                                 batch=batch, seq=seq)
+        sparsity = prog.meta["sparsity_arg"]
         label = f"{target} ({sparsity}{', train' if train else ''})"
         baseline = None
         if vs_dense:

@@ -96,3 +96,32 @@ def test_dense_option_is_the_dense_baseline():
                           options=CompileOptions(sparse_mode="dense")).summary()
     assert de["macs_issued"] > sp["macs_issued"]
     assert de["nonzero_macs"] == sp["nonzero_macs"]
+
+
+def test_weight_groups_same_result_fewer_loads():
+    """Weight groups change only how tiles reach the scratchpad: the final DRAM image is
+    the same as with one LOAD per tile, every weight byte is still fetched once per use,
+    and grouped LOADs appear (a layer with many small-P tiles is LOAD-bound)."""
+    from sparsa.compiler.executor import execute
+    from sparsa.hw.isa import Load, Preload, Target
+    cfg = PRESETS["8x8-n2m4"]
+    g = RefGraph("fc", np.random.default_rng(5).integers(-128, 128, (2, 512)).astype(np.int8),
+                 seed=5)
+    g.linear("fc", "x", 512, 64)
+    g.evaluate("2:4")
+    one = compile_workload(g, cfg, sparsity="2:4", seed=5,
+                           options=CompileOptions(weight_batch=1))
+    grp = compile_workload(g, cfg, sparsity="2:4", seed=5)
+
+    def wloads(p):
+        return [i.count for i in p.instructions if type(i) is Load and i.target is Target.WGT]
+
+    assert set(wloads(one)) == {cfg.rows}
+    assert max(wloads(grp)) == 8 * cfg.rows and len(wloads(grp)) < len(wloads(one))
+    assert sum(wloads(grp)) == sum(wloads(one))
+    n_pre = [sum(type(i) is Preload for i in p.instructions) for p in (one, grp)]
+    assert n_pre[0] == n_pre[1]
+    np.testing.assert_array_equal(execute(cfg, grp.instructions, grp.dram).dram,
+                                  execute(cfg, one.instructions, one.dram).dram)
+    with pytest.raises(CompileError, match="weight_batch=0 is invalid"):
+        CompileOptions(weight_batch=0)

@@ -162,3 +162,25 @@ def test_errors(tmp_path, text, needle):
     with pytest.raises(WorkloadError, match="bad.csv") as e:
         load_workload(str(p))
     assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_sparsity_column_is_the_default_plan(tmp_path):
+    """`sparsa compile/simulate FILE.csv` without --sparsity uses the file's Sparsity
+    column; an explicit --sparsity overrides it."""
+    from click.testing import CliRunner
+    from sparsa.compiler import compile_workload
+    from sparsa.hw.config import PRESETS
+
+    from sparsa.cli import cli
+    f = tmp_path / "g.csv"
+    f.write_text("Layer, M, N, K, Sparsity,\nL1, 64, 32, 64, 2:4,\nL2, 64, 32, 32, 1:1,\n")
+    cfg = PRESETS["8x8-n2m4"]
+    own = compile_workload(str(f), cfg, with_data=False)
+    dense = compile_workload(str(f), cfg, sparsity="dense", with_data=False)
+    assert own.meta["sparsity_arg"] == "L1=2:4"
+    l1 = {ly.name: ly for ly in own.layers}["L1"]
+    assert l1.nonzero_macs * 2 == l1.dense_macs
+    assert {ly.name: ly for ly in dense.layers}["L1"].nonzero_macs == l1.dense_macs
+    res = CliRunner().invoke(cli, ["simulate", str(f), "--config", "8x8-n2m4"])
+    assert res.exit_code == 0, res.output
+    assert res.output.splitlines()[0].startswith(f"{f} (L1=2:4) on 8x8-n2m4")
