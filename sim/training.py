@@ -29,12 +29,16 @@ Sparse training recomputes its masks every ``K`` steps. One refresh of a weight
   other axis and a count of surviving weights: ``E * (1 + log2 m) + C * E * (2 + log2 m)``
   (``C`` candidates, default 100).
 
-On the ``host`` these run at ``host_ops_per_s`` (default 2e9, one vectorised CPU core) and
-the compressed forward (and backward) tiles are then written into the core's DRAM at its
-write bandwidth. On the ``array`` the core reads the dense weights from DRAM, the
-``rows x cols`` PEs perform one operation each per cycle, and the compressed tiles are
-written back: ``max(DRAM beats, ops / (rows*cols))`` cycles. Both are models; with ``measure=True`` the host cost is instead the measured time of
-sparsa's own generators (:func:`measure_host_seconds`), and
+On the ``host`` a refresh takes ``E`` times a per-element CPU time
+(:data:`HOST_NS_PER_ELEMENT`, calibrated against sparsa's own generators on the 2-core
+reference machine: forward-only 50 ns, transposable 700 ns exact / 100 ns greedy, Bi-Mask
+45 ns + 0.75 ns per candidate; ``host_ops_per_s``, when given, replaces it by the op count
+above at that rate), and the compressed forward (and backward) tiles are then written into
+the core's DRAM at its write bandwidth. On the ``array`` the core reads the dense weights
+from DRAM, the ``rows x cols`` PEs perform one operation each per cycle, and the compressed
+tiles are written back: ``max(DRAM beats, ops / (rows*cols))`` cycles. Both are
+deterministic models; with ``measure=True`` the host cost is instead the CPU time of
+sparsa's generators measured now (:func:`measure_host_seconds`; varies run to run), and
 ``benchmarks/bench_train.py`` compares the two. The amortised step is
 ``step + refresh / K``; dense training refreshes nothing.
 """
@@ -59,6 +63,11 @@ REFRESH_ON = ("host", "array")
 #: the SAT accelerator's dataflow optimisations, as CompileOptions fields
 SAT_OPTIMISATIONS = ("interleave", "pregenerate_bwd", "reuse_schedule")
 HOST_OPS_PER_S = 2e9
+#: host CPU nanoseconds per weight element of one refresh, measured (``time.process_time``)
+#: on sparsa's generators on the 2-core reference machine: ``method -> (ns, ns per
+#: Bi-Mask candidate)``; transposable by solver
+HOST_NS_PER_ELEMENT = {"forward-only": (50.0, 0.0), "transposable-exact": (700.0, 0.0),
+                       "transposable-greedy": (100.0, 0.0), "bimask": (45.0, 0.75)}
 HOST_ELEMS_PER_CYCLE = 16
 
 
@@ -115,7 +124,7 @@ def _refresh_ops(method: str, e: int, m: int, candidates: int, solver: str) -> i
 
 def refresh_cost(layers: list[tuple[str, int, int]], config: AccelConfig, method: str,
                  fwd: str, bwd: str, *, where: str = "host", candidates: int = 100,
-                 solver: str = "exact", host_ops_per_s: float = HOST_OPS_PER_S,
+                 solver: str = "exact", host_ops_per_s: float | None = None,
                  measure: bool = False) -> RefreshCost:
     """Cycles (at the core's clock) of one refresh of the masks of ``layers``.
 
@@ -132,10 +141,11 @@ def refresh_cost(layers: list[tuple[str, int, int]], config: AccelConfig, method
         Bi-Mask permutation candidates.
     solver : {"exact", "greedy"}
         Transposable solver.
-    host_ops_per_s : float
-        Host throughput in simple operations per second (the op-count model).
+    host_ops_per_s : float, optional
+        Host throughput in simple operations per second: the op-count model instead of the
+        calibrated per-element times (:data:`HOST_NS_PER_ELEMENT`).
     measure : bool
-        Host only: time sparsa's real generators instead of the op-count model
+        Host only: time sparsa's real generators instead of the model
         (:func:`measure_host_seconds`; not deterministic, cached per shape).
     """
     if where not in REFRESH_ON:
@@ -161,8 +171,14 @@ def refresh_cost(layers: list[tuple[str, int, int]], config: AccelConfig, method
         write_beats = out_entries * wbeats
         if where == "host":
             beats = write_beats
-            sec = measure_host_seconds(k, q, method, fwd, bwd, candidates) if measure \
-                else ops / host_ops_per_s
+            if measure:
+                sec = measure_host_seconds(k, q, method, fwd, bwd, candidates)
+            elif host_ops_per_s:
+                sec = ops / host_ops_per_s
+            else:
+                base, per_cand = HOST_NS_PER_ELEMENT[
+                    method if method != "transposable" else f"transposable-{solver}"]
+                sec = e * (base + per_cand * (candidates if method == "bimask" else 0)) * 1e-9
             cyc = math.ceil(sec * hz) + beats
         else:
             beats = cfg.beats(e) + write_beats
@@ -264,7 +280,7 @@ def train_step(workload: Any, config: AccelConfig | str | None = None, *, fwd: s
                batch: int = 1, seq: int | None = None, seed: int = 0,
                candidates: int | None = None,
                host_elems_per_cycle: float = HOST_ELEMS_PER_CYCLE,
-               host_ops_per_s: float = HOST_OPS_PER_S, measure_refresh: bool = False,
+               host_ops_per_s: float | None = None, measure_refresh: bool = False,
                per_layer: bool = True) -> dict[str, Any]:
     """Compile and simulate one training step and its dense baseline on the same core.
 

@@ -51,7 +51,7 @@ def _print_report(r: dict[str, Any], top: int) -> None:
               f"(dense {_fmt(r['dense_dram_bytes'])}B); energy "
               f"{r['energy_pj'] / 1e6:.1f} uJ (dense {r['dense_energy_pj'] / 1e6:.1f} uJ)")
     rf = r["refresh"]
-    how = " (measured generators)" if rf["measured"] else " (op-count model)"
+    how = " (measured generators)" if rf["measured"] else " (calibrated model)"
     if rf["every"]:
         con.print(f"mask refresh on the {rf['on']}{how}: {rf['cycles_per_refresh']:,} cycles per "
                   f"refresh, every {rf['every']} steps -> {rf['amortised_cycles']:,.0f} "
@@ -103,9 +103,10 @@ def _print_ablation(rows: list[dict[str, Any]]) -> None:
               help="Refresh the masks every K steps (amortised into the speed-up).")
 @click.option("--refresh-on", default="host", show_default=True,
               type=click.Choice(["host", "array"]))
-@click.option("--refresh-cost", "refresh_cost", default="measured", show_default=True,
+@click.option("--refresh-cost", "refresh_cost", default="modelled", show_default=True,
               type=click.Choice(["measured", "modelled"]),
-              help="Host refresh: time sparsa's real mask generators, or the op-count model.")
+              help="Host refresh: per-element CPU times calibrated on sparsa's generators "
+                   "(deterministic), or time the generators now (varies run to run).")
 @click.option("--dataflow", default="weight-reuse", show_default=True,
               type=click.Choice(["weight-reuse", "act-reuse"]))
 @click.option("--batch", default=1, show_default=True, type=click.IntRange(1))

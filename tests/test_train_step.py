@@ -140,3 +140,18 @@ def test_cli_json_and_errors(tmp_path, capsys):
         main(["train-step", str(topo), "--fwd", "3:7"])
     assert e.value.code == 2
     assert "error: --fwd='3:7' is invalid" in capsys.readouterr().err
+
+
+def test_refresh_cost_default_is_deterministic():
+    """The default host refresh cost is the calibrated model, identical run to run; the
+    measured one is opt-in."""
+    from sparsa.hw.config import PRESETS
+    layers = [("a", 576, 64), ("b", 1152, 128)]
+    cfg = PRESETS["16x16-n2m8-train"]
+    runs = [training.refresh_cost(layers, cfg, "bimask", "2:8", "2:8").cycles for _ in range(2)]
+    assert runs[0] == runs[1] > 0
+    one = training.refresh_cost(layers, cfg, "bimask", "2:8", "2:8", candidates=10).cycles
+    assert one < runs[0]          # fewer permutation candidates, cheaper refresh
+    greedy = training.refresh_cost(layers, cfg, "transposable", "2:8", "2:8",
+                                   solver="greedy").cycles
+    assert greedy < training.refresh_cost(layers, cfg, "transposable", "2:8", "2:8").cycles
