@@ -12,6 +12,7 @@ import click
 from sparsa.compiler.api import PASS_NAMES, compile_workload
 from sparsa.compiler.options import DATAFLOWS, SPARSE_MODES, CompileOptions
 from sparsa.hw.config import resolve_config
+from sparsa.outputs import check_out_dir
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -55,6 +56,7 @@ def compile_cmd(workload: str, config: str | None, sparsity: str | None, train: 
                 no_reuse: bool, no_pregenerate: bool, weight_batch: int, no_data: bool, batch: int, seq: int | None, seed: int,
                 dump_after: str | None, dump_format: str, out: str, as_json: bool) -> None:
     """Compile WORKLOAD and write the program to OUT."""
+    check_out_dir(out)
     cfg = resolve_config(config)
     opt = CompileOptions(dataflow=dataflow, sparse_mode=sparse_mode,
                          interleave=not no_interleave, double_buffer=not no_double_buffer,

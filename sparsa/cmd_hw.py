@@ -85,7 +85,9 @@ def register(group: click.Group) -> None:
         """Generate the core's Verilog and manifest.json (ports, parameters, ISA version)."""
         from sparsa.hw.verilator_env import VerilatorMissing
         from sparsa.hw.verilog import generate, lint
+        from sparsa.outputs import check_out_dir
 
+        check_out_dir(out)
         cfg = resolve_config(config)
         t0 = time.perf_counter()
         manifest = generate(cfg, out)

@@ -278,6 +278,9 @@ def compare_cmd(workload: str, dataflows: str, sparsities: str, config: str | No
                 csv_path: str | None, as_json: bool) -> None:
     """Compare dataflows and sparsity patterns on WORKLOAD side by side: cycles,
     utilisation, DRAM bytes, energy, speed-up versus dense and the limiting factor."""
+    if csv_path:
+        from sparsa.outputs import check_out_file
+        check_out_file(csv_path, "--csv")
     dfs = _split(dataflows, ("ws", "os", "is"), "dataflow")
     sps = _split(sparsities, None, "sparsity")
     opts = {"energy_table": energy_table} if energy_table else None

@@ -38,11 +38,12 @@ def register(group: click.Group) -> None:
         Finished points are written as they complete; an interrupted sweep resumes where it
         stopped, and a failing point becomes an error row while the sweep goes on.
         """
+        from sparsa.outputs import check_out_dir
         from sparsa.reports.spec import load_spec
         from sparsa.reports.sweep import run_sweep
 
         s = load_spec(spec)
-        results = Path(out) if out else Path("sweeps") / s.name
+        results = check_out_dir(out) if out else Path("sweeps") / s.name
         old = signal.signal(signal.SIGTERM, _sigterm)
         try:
             res = run_sweep(s, results, workers=workers, scheduler=scheduler, dask=use_dask,
@@ -67,11 +68,12 @@ def register(group: click.Group) -> None:
     @click.option("--json", "as_json", is_flag=True, help="Print written files as JSON.")
     def plot(results: str, kinds: tuple[str, ...], out: str | None, as_json: bool) -> None:
         """Draw design-space plots of a sweep's RESULTS as PNG and SVG."""
+        from sparsa.outputs import check_out_dir
         from sparsa.reports import plots
         from sparsa.reports.store import open_results
 
         store = open_results(results)
-        out_dir = Path(out) if out else store.root / "plots"
+        out_dir = check_out_dir(out if out else store.root / "plots")
         rows, layers = store.rows(), store.rows("layers")
         if "all" in kinds:
             written, skipped = plots.render_all(rows, layers, out_dir)
@@ -98,9 +100,10 @@ def register(group: click.Group) -> None:
                   help="Output directory (default: RESULTS/report).")
     def report(results: str, out: str | None) -> None:
         """Write a self-contained HTML report (tables, plots, energy table) of RESULTS."""
+        from sparsa.outputs import check_out_dir
         from sparsa.reports.html import build_report
         from sparsa.reports.store import open_results
 
         store = open_results(results)
-        index = build_report(store.root, Path(out) if out else store.root / "report")
+        index = build_report(store.root, check_out_dir(out if out else store.root / "report"))
         click.echo(f"report: {index}")

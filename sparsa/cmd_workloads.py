@@ -169,6 +169,8 @@ def export_cmd(spec: str, out: str, fmt: str, batch: int, seq: int | None,
     if not low.endswith((".csv", ".onnx")):
         raise WorkloadError(f"-o {out!r}: write a SCALE-Sim topology (.csv) or an ONNX "
                             f"model (.onnx)")
+    from sparsa.outputs import check_out_file
+    check_out_file(out)
     wl = load_workload(spec, batch=batch, seq=seq)
     if low.endswith(".onnx"):
         from sparsa.workloads.onnx_export import export_onnx
