@@ -16,6 +16,7 @@ values.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from pathlib import Path
@@ -225,6 +226,7 @@ def export_onnx(workload: Workload, path: str | Path, with_weights: bool = False
             onnx.save(model, str(tmp))
         os.replace(tmp, out)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink()
         raise WorkloadError(f"cannot write {str(out)!r}: {e.strerror or e}") from None
     return out

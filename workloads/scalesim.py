@@ -48,6 +48,7 @@ or the layers carry one.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import fnmatch
 import io
@@ -329,6 +330,7 @@ def export_topology(workload: Workload, path: str | Path, fmt: str = "conv",
         tmp.write_text(buf.getvalue())
         os.replace(tmp, out)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink()
         raise WorkloadError(f"cannot write {str(out)!r}: {e.strerror or e}") from None
     return len(rows)
