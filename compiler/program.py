@@ -149,9 +149,12 @@ def instr_from_dict(d: dict[str, Any]) -> Instr:
     cls = ops.get(kw.pop("op", None))
     if cls is None:
         raise CompileError(f"instruction {d!r}: unknown op; allowed {', '.join(ops)}")
-    if "target" in kw:
-        kw["target"] = Target[kw["target"]]
     try:
+        if "target" in kw:
+            kw["target"] = Target[kw["target"]]
+        for k, v in kw.items():
+            if k != "target" and (isinstance(v, bool) or not isinstance(v, int)):
+                raise CompileError(f"instruction {d!r}: {k}={v!r} is not an integer")
         return cls(**kw)
     except (TypeError, KeyError, ISAError) as e:
         raise CompileError(f"instruction {d!r}: {e}") from None
@@ -301,16 +304,46 @@ class Program:
             for k, t in head["tensors"].items():
                 t = dict(t)
                 t["shape"] = tuple(t["shape"])
-                tensors[k] = TensorInfo(**t)
-            layers = [LayerInfo(**ly) for ly in head["layers"]]
+                tensors[k] = _checked(TensorInfo(**t), f"tensors.{k}")
+            layers = [_checked(LayerInfo(**ly), f"layers[{j}]")
+                      for j, ly in enumerate(head["layers"])]
             nl, nm = head["notes"]["layer"], head["notes"]["useful_macs"]
-            notes = [InstrNote(int(a), int(b)) for a, b in zip(nl, nm, strict=True)]
+            notes = [InstrNote(_int(a, "notes.layer"), _int(b, "notes.useful_macs"))
+                     for a, b in zip(nl, nm, strict=True)]
             meta = dict(head["meta"])
         except ConfigError as e:
             raise CompileError(str(e)) from None
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise CompileError(f"{source}: malformed program header ({e})") from None
-        return cls(cfg, instrs, dram, tensors, layers, notes, meta)
+        prog = cls(cfg, instrs, dram, tensors, layers, notes, meta)
+        prog._check_consistent(source)
+        return prog
+
+    def _check_consistent(self, source: str) -> None:
+        """The cross-references a hand-edited JSON can break: notes per instruction, layer
+        instruction ranges, note layer indices."""
+        n = len(self.instructions)
+        if self.notes and len(self.notes) != n:
+            raise CompileError(f"{source}: notes has {len(self.notes)} entries, the program "
+                               f"{n} instructions")
+        for j, ly in enumerate(self.layers):
+            if not 0 <= ly.first_instr <= ly.end_instr <= n:
+                raise CompileError(f"{source}: layers[{j}] ({ly.name!r}) instruction range "
+                                   f"{ly.first_instr}..{ly.end_instr} is not within 0..{n}")
+            if ly.dense_macs < 0 or ly.nonzero_macs < 0:
+                raise CompileError(f"{source}: layers[{j}] ({ly.name!r}) has negative MACs")
+            mode = ly.meta.get("mode", [])
+            if not isinstance(mode, list) or not all(isinstance(x, str) for x in mode):
+                raise CompileError(f"{source}: layers[{j}].meta.mode={mode!r} is not a list of "
+                                   f"mode names")
+        for i, note in enumerate(self.notes):
+            if not -1 <= note.layer < len(self.layers) or note.useful_macs < 0:
+                raise CompileError(f"{source}: notes entry {i} (layer {note.layer}, "
+                                   f"useful_macs {note.useful_macs}) is out of range "
+                                   f"(layer -1..{len(self.layers) - 1}, useful_macs >= 0)")
+        for k, t in self.tensors.items():
+            if t.addr < 0 or t.beats < 0 or any(v < 0 for v in t.shape):
+                raise CompileError(f"{source}: tensors.{k}: negative addr, beats or shape")
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the binary form atomically (temp file, then rename); returns the path."""
@@ -343,6 +376,8 @@ class Program:
                                    f"{ISA_VERSION}")
             instrs = [instr_from_dict(x) for x in d["instructions"]]
             dram = np.frombuffer(base64.b64decode(d["dram_base64"]), np.uint8).copy()
+        except CompileError:
+            raise
         except (KeyError, TypeError, ValueError) as e:
             raise CompileError(f"{source}: malformed program JSON ({e})") from None
         return cls._from_header(d, instrs, dram, source)
@@ -360,7 +395,37 @@ class Program:
             raise CompileError(f"{path}: cannot read program JSON ({e.strerror})") from None
         except ValueError:
             raise CompileError(f"{path}: not valid JSON") from None
+        if not isinstance(d, dict):
+            raise CompileError(f"{path}: expected a program JSON object (written by "
+                               f"'sparsa compile'), got {type(d).__name__}")
         return cls.from_json(d, str(path))
+
+
+_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {"str": str, "int": int, "dict[str, Any]": dict,
+                                                     "tuple[int, ...]": tuple}
+
+
+def _int(v: Any, what: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise TypeError(f"{what}={v!r} is not an integer")
+    return v
+
+
+def _checked(obj: Any, what: str) -> Any:
+    """``obj`` (a TensorInfo or LayerInfo read from a header) with every field of its
+    declared type; TypeError naming ``what.field`` otherwise."""
+    from dataclasses import fields
+    for f in fields(obj):
+        v = getattr(obj, f.name)
+        want = _FIELD_TYPES.get(str(f.type))
+        if want is int:
+            _int(v, f"{what}.{f.name}")
+        elif want is not None and not isinstance(v, want):
+            raise TypeError(f"{what}.{f.name}={v!r} is not a {str(f.type).split('[')[0]}")
+        if want is tuple:
+            for x in v:
+                _int(x, f"{what}.{f.name}")
+    return obj
 
 
 def _atomic_write(path: Path, data: bytes) -> Path:
