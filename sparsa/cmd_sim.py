@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -249,7 +250,11 @@ def _console_err() -> Any:
 
 
 def _split(value: str, allowed: tuple[str, ...] | None, what: str) -> list[str]:
-    items = [v.strip() for v in value.split(",") if v.strip()]
+    if allowed is None:         # sparsity plans: a bidirectional spec keeps its commas
+        from sparsa.workloads.sparsity import split_plans
+        items = split_plans(value)
+    else:
+        items = [v.strip() for v in value.split(",") if v.strip()]
     if not items:
         raise click.BadParameter(f"give at least one {what}")
     if allowed is not None:
@@ -286,7 +291,7 @@ def compare_cmd(workload: str, dataflows: str, sparsities: str, config: str | No
     opts = {"energy_table": energy_table} if energy_table else None
     t0 = time.perf_counter()
     rows = compare_rows(workload, config, dfs, sps, train=train, batch=batch, seq=seq,
-                        options=opts, progress=not as_json)
+                        options=opts, progress=not as_json and sys.stderr.isatty())
     if csv_path:
         keys = list(dict.fromkeys(k for r in rows for k in r))
         buf = io.StringIO()
@@ -345,6 +350,9 @@ def calibrate_cmd(config: str, quick: bool, tolerance: float, as_json: bool) -> 
     from sparsa.hw.rtl_runner import rtl_available
     from sparsa.sim.calibrate import calibrate
     from sparsa.sim.errors import SimError
+    if not 0 <= tolerance < 1:      # also rejects nan, which would accept any error
+        raise click.BadParameter(f"{tolerance} is not a fraction in [0, 1), e.g. 0.01",
+                                 param_hint="'--tolerance'")
     if not rtl_available():
         raise SimError("calibrate needs the core's RTL generator (sparsa.hw.verilog, "
                        "sparsa.hw.core), which is not in this checkout")
