@@ -152,7 +152,8 @@ def train_step_cmd(workload: str, config: str, fwd: str, bwd: str, method: str,
 
 
 def _split(value: str) -> list[str]:
-    items = [v.strip() for v in value.split(",") if v.strip()]
+    from sparsa.workloads.sparsity import split_plans
+    items = split_plans(value)
     if not items:
         raise click.BadParameter("give at least one sparsity")
     return items

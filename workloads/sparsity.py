@@ -54,6 +54,7 @@ __all__ = [
     "make_masks",
     "mask_stats",
     "nm_mask",
+    "split_plans",
     "transposable_mask",
 ]
 
@@ -398,6 +399,24 @@ def _parse_bidir(s: str, text: str) -> SparsitySpec:
                 f"candidates must be an integer >= 1, not {fields['candidates']!r}") from None
     return SparsitySpec(fwd=fwd, bwd=_as_backward(bwd_raw), method=fields["method"],
                         candidates=cand, solver=fields.get("solver"))
+
+
+def split_plans(text: str) -> list[str]:
+    """Split a comma-separated list of sparsity plans (``--sparsity dense,2:4,...``).
+
+    A bidirectional spec keeps its own commas: ``dense,fwd=2:8,bwd=2:8,method=bimask``
+    is two plans, ``dense`` and ``fwd=2:8,bwd=2:8,method=bimask`` (a piece starting with
+    ``bwd=``, ``method=``, ``candidates=`` or ``solver=`` continues the one before it).
+    """
+    plans: list[str] = []
+    for piece in (p.strip() for p in text.split(",")):
+        if not piece:
+            continue
+        if plans and piece.lower().startswith(("bwd=", "method=", "candidates=", "solver=")):
+            plans[-1] += "," + piece
+        else:
+            plans.append(piece)
+    return plans
 
 
 @dataclass(frozen=True)
