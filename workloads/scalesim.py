@@ -68,6 +68,10 @@ CONV_HEADER = ["Layer name", "IFMAP Height", "IFMAP Width", "Filter Height", "Fi
 GEMM_HEADER = ["Layer", "M", "N", "K"]
 
 
+#: Largest accepted size field (a guard against typos that would compile for hours).
+_MAX_DIM = 1 << 24
+
+
 def _norm(s: str) -> str:
     return re.sub(r"\s+", " ", s.strip().lower())
 
@@ -78,8 +82,9 @@ def _int(path: str, line: int, col: str, v: str) -> int:
     except ValueError:
         raise WorkloadError(f"{path}: line {line}: {col} must be a positive integer, "
                             f"not {v.strip()!r}") from None
-    if x < 1:
-        raise WorkloadError(f"{path}: line {line}: {col} must be a positive integer, not {x}")
+    if not 1 <= x <= _MAX_DIM:
+        raise WorkloadError(f"{path}: line {line}: {col} must be a positive integer up to "
+                            f"{_MAX_DIM}, not {x}")
     return x
 
 
