@@ -1,4 +1,4 @@
-"""The controller: in-order issue of ISA v1 instructions to four execution units.
+"""The controller: in-order issue of ISA v2 instructions to four execution units.
 
 :class:`Controller` takes instruction words from a stream into a one-entry issue register,
 decodes them with :data:`~sparsa.hw.isa.INSTR_LAYOUT` and issues at most one per cycle: an
@@ -43,6 +43,7 @@ from .array import act_layout, psum_row_layout, row_weights_layout
 from .config import AccelConfig
 from .isa import (
     ADDR_BITS,
+    CMP_BITS,
     COUNT_BITS,
     DRAM_ADDR_BITS,
     INSTR_LAYOUT,
@@ -143,13 +144,27 @@ class Controller(wiring.Component):
 class LoadUnit(wiring.Component):
     """``LOAD``: DRAM -> activation or weight scratchpad.
 
+    Plain LOADs write each entry in the cycle its last beat arrives and accept every
+    returning beat while busy. A weight LOAD with ``expand=1`` (*load-as-sparse*) feeds the
+    compressed entries into a double-buffered window buffer instead: two banks of ``m``
+    dense rows (``cols`` int8 each); compressed entry ``i`` adds column ``c``'s value into
+    row ``idx[c]`` of the bank being filled (slot 0 of a window first zeroes the bank), and
+    when the ``cmp_n``-th entry of a window has been added the bank is *full*. A full bank is
+    drained to the weight scratchpad one dense-mode entry per cycle (rows ``0 .. cmp_m-1``,
+    index field ``address % n`` in every column), starting the cycle after it filled or the
+    cycle after the previous window's drain, whichever is later; the next window fills the
+    other bank meanwhile. An entry-completing beat whose bank is still full waits
+    (``rd_data.ready`` low) until the cycle the bank's last row drains. See
+    :func:`sparsa.hw.timing.load_cycles` for the resulting busy time.
+
     Attributes
     ----------
     ctrl : In(UNIT_CONTROL)
     rd_req : Out(stream.Signature(RD_REQ_LAYOUT))
         One request (``addr``, ``beats = entry_beats``) per entry.
     rd_data : In(stream.Signature(8 * beat_bytes))
-        Returning beats, in request order (always accepted while busy).
+        Returning beats, in request order (accepted while busy, except when a load-as-sparse
+        window bank is not yet free).
     act_wr, wgt_wr : In(WritePort.Signature(...))
         Write ports of the activation and weight scratchpads.
     """
@@ -179,6 +194,7 @@ class LoadUnit(wiring.Component):
         busy = Signal()
         wgt = Signal()
         expand = Signal()
+        sparse = Signal()                 # WGT expand=1: load-as-sparse
         eb = Signal(range(ebmax + 1))
         stride = Signal(16)
         req_left = Signal(COUNT_BITS)
@@ -188,15 +204,34 @@ class LoadUnit(wiring.Component):
         bi = Signal(range(max(2, ebmax)))
         buf = [Signal(bb8, name=f"beat_{k}") for k in range(ebmax - 1)]
 
+        # load-as-sparse state: window buffer banks, fill and drain pointers
+        n, mm, cols, ib = cfg.n, cfg.m, cfg.cols, cfg.idx_bits
+        cmp_n = Signal(CMP_BITS)
+        cmp_m = Signal(CMP_BITS)
+        slot = Signal(CMP_BITS)           # slot of the next compressed entry in its window
+        fb = Signal()                     # bank being filled
+        db = Signal()                     # bank drained next
+        full = [Signal(name=f"win_full_{b}") for b in range(2)]
+        dj = Signal(CMP_BITS)             # row of the draining bank written this cycle
+        nidx = Signal(range(max(2, n)))   # wptr % n
+        banks = [[Signal(8 * cols, name=f"win{b}_row{j}") for j in range(mm)]
+                 for b in range(2)]
+
         m.d.comb += [self.ctrl.busy.eq(busy)]
         with m.If(self.ctrl.start):
             is_wgt = p.target == Target.WGT
             m.d.sync += [
-                busy.eq(1), wgt.eq(is_wgt), expand.eq(p.expand),
+                busy.eq(1), wgt.eq(is_wgt), expand.eq(p.expand), sparse.eq(is_wgt & p.expand),
                 eb.eq(Mux(is_wgt, self._eb_wgt, Mux(p.expand, self._eb_dense, self._eb_act))),
                 stride.eq(p.dram_stride), req_left.eq(p.count), req_addr.eq(p.dram_addr),
                 ents_left.eq(p.count), wptr.eq(p.sp_addr), bi.eq(0),
+                cmp_n.eq(p.cmp_n), cmp_m.eq(p.cmp_m), slot.eq(0), fb.eq(0), db.eq(0),
+                full[0].eq(0), full[1].eq(0), dj.eq(0),
             ]
+            if n & (n - 1) == 0:
+                m.d.sync += nidx.eq(p.sp_addr[:max(1, ceil_log2(n))] if n > 1 else 0)
+            else:
+                m.d.sync += nidx.eq(p.sp_addr % n)
 
         # requests: one per entry, back to back
         m.d.comb += [self.rd_req.valid.eq(busy & (req_left != 0)),
@@ -205,35 +240,85 @@ class LoadUnit(wiring.Component):
         with m.If(self.rd_req.valid & self.rd_req.ready):
             m.d.sync += [req_left.eq(req_left - 1), req_addr.eq(req_addr + stride)]
 
+        # drain: one dense-mode row of the full bank `db` per cycle
+        db_full = Mux(db, full[1], full[0])
+        draining = sparse & db_full
+        dr_last = draining & ((dj + 1)[:CMP_BITS] == cmp_m)
+        fb_full = Mux(fb, full[1], full[0])
+
         # data: assemble beats, write the entry with its last beat
         beat = self.rd_data.payload
-        m.d.comb += self.rd_data.ready.eq(busy)
-        got = self.rd_data.valid & self.rd_data.ready
         last = bi == eb - 1
+        # an entry-completing beat waits while its bank is full (unless it drains its last
+        # row this very cycle: the fill then overwrites the bank at the same edge)
+        blocked = sparse & last & fb_full & ~((db == fb) & dr_last)
+        m.d.comb += self.rd_data.ready.eq(busy & ~blocked)
+        got = self.rd_data.valid & self.rd_data.ready
         parts = [Mux(bi == k, beat, buf[k]) for k in range(ebmax - 1)] + [beat]
         entry = Cat(*parts)
-        n, mm = cfg.n, cfg.m
         dense_bytes = [entry[8 * k:8 * k + 8] for k in range(cfg.rows)]
         expanded = Cat(*[dense_bytes[g * n + j] if j < n else Const(0, 8)
                          for g in range(cfg.groups) for j in range(mm)])
         act_bits = 8 * cfg.act_entry_bytes
+        wbits = 8 * cfg.wgt_entry_bytes
+        drain_row = Mux(db, Cat(*banks[1]), Cat(*banks[0])).word_select(dj, 8 * cols)
+        nidx_f = Signal(ib)
+        m.d.comb += nidx_f.eq(nidx)
+        drain_entry = Cat(drain_row, *[nidx_f for _ in range(cols)])
         m.d.comb += [
             self.act_wr.addr.eq(wptr), self.wgt_wr.addr.eq(wptr),
             self.act_wr.data.eq(Mux(expand, expanded, entry[:act_bits])),
-            self.wgt_wr.data.eq(entry[:8 * cfg.wgt_entry_bytes]),
+            self.wgt_wr.data.eq(Mux(sparse, drain_entry, entry[:wbits])),
             self.act_wr.en.eq(got & last & ~wgt),
-            self.wgt_wr.en.eq(got & last & wgt),
+            self.wgt_wr.en.eq(Mux(sparse, draining, got & last & wgt)),
         ]
         with m.If(got):
             with m.If(last):
-                m.d.sync += [bi.eq(0), wptr.eq(wptr + 1), ents_left.eq(ents_left - 1)]
+                m.d.sync += [bi.eq(0), ents_left.eq(ents_left - 1)]
+                with m.If(~sparse):
+                    m.d.sync += wptr.eq(wptr + 1)
             with m.Else():
                 m.d.sync += bi.eq(bi + 1)
                 for k in range(ebmax - 1):
                     with m.If(bi == k):
                         m.d.sync += buf[k].eq(beat)
 
-        finish = busy & ((ents_left == 0) | ((ents_left == 1) & got & last))
+        with m.If(draining):
+            m.d.sync += [wptr.eq(wptr + 1), nidx.eq(Mux(nidx == n - 1, 0, nidx + 1)),
+                         dj.eq(dj + 1)]
+            with m.If(dr_last):
+                m.d.sync += [dj.eq(0), db.eq(~db)]
+                for b in range(2):
+                    with m.If(db == b):
+                        m.d.sync += full[b].eq(0)
+
+        # fill: add the completed compressed entry into the bank `fb` (after the drain's
+        # statements, so a window completing into the bank that drains its last row this
+        # cycle marks it full again)
+        vals = [entry[8 * c:8 * c + 8] for c in range(cols)]
+        idx0 = 8 * cols
+        idxs = [entry[idx0 + c * ib:idx0 + (c + 1) * ib] for c in range(cols)]
+        with m.If(sparse & got & last):
+            first = slot == 0
+            for j in range(mm):
+                cur = Mux(fb, banks[1][j], banks[0][j])
+                new = Cat(*[(Mux(first, 0, cur[8 * c:8 * c + 8])
+                             + Mux(idxs[c] == j, vals[c], 0))[:8] for c in range(cols)])
+                for b in range(2):
+                    with m.If(fb == b):
+                        m.d.sync += banks[b][j].eq(new)
+            with m.If((slot + 1)[:CMP_BITS] == cmp_n):
+                m.d.sync += [slot.eq(0), fb.eq(~fb)]
+                for b in range(2):
+                    with m.If(fb == b):
+                        m.d.sync += full[b].eq(1)
+            with m.Else():
+                m.d.sync += slot.eq(slot + 1)
+
+        other_full = Mux(db, full[0], full[1])
+        plain_done = (ents_left == 0) | ((ents_left == 1) & got & last)
+        sparse_done = (ents_left == 0) & ((~full[0] & ~full[1]) | (dr_last & ~other_full))
+        finish = busy & Mux(sparse, sparse_done, plain_done)
         m.d.comb += self.ctrl.done.eq(finish)
         with m.If(finish):
             m.d.sync += busy.eq(0)

@@ -1,7 +1,7 @@
 """The sparse systolic core: controller, execution units, scratchpads and the array.
 
 :class:`SparsaCore` is the top level that :mod:`sparsa.hw.verilog` turns into Verilog
-(top name ``sparsa_core``) and the cocotb bench drives. It executes ISA v1
+(top name ``sparsa_core``) and the cocotb bench drives. It executes ISA v2
 (:mod:`sparsa.hw.isa`) with the cycle timing of :mod:`sparsa.hw.timing`.
 
 Ports (Verilog names in brackets; clock ``clk`` and synchronous reset ``rst`` come from the

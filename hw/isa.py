@@ -1,4 +1,4 @@
-"""The tile ISA of the sparse systolic core, defined once.
+"""The tile ISA (version 2) of the sparse systolic core, defined once.
 
 The hardware decodes with the :data:`INSTR_LAYOUT` (an ``amaranth.lib.data`` layout), the
 compiler encodes with :func:`encode`, the reference executor and the SimPy model interpret
@@ -23,15 +23,16 @@ Instructions (fields in scratchpad *entries* and DRAM *beats*; see ``hw/config.p
     ``ACT`` or ``WGT``. For ``ACT`` with ``expand=1`` DRAM holds compact dense rows of
     ``rows`` bytes; value ``k`` lands at window ``k // n``, position ``k % n`` and the other
     window positions are zero (dense mode without inflating DRAM traffic).
-    For ``WGT`` with ``expand=1`` (*load-as-sparse*, an extension the model and the
-    reference executor implement; the generated RTL core does not): DRAM holds ``count``
-    compressed weight entries (ordinary weight-entry bytes, ``idx < cmp_m``); entry ``i``
-    is slot ``i % cmp_n`` of window ``i // cmp_n`` and puts column ``c``'s value at
-    scratchpad entry ``sp_addr + (i // cmp_n) * cmp_m + idx[c]`` (values of one window
-    add into zeroed entries). It writes ``count // cmp_n * cmp_m`` dense-mode entries (entry
-    ``e`` gets index ``e % n``); ``count`` must be a multiple of ``cmp_n``. The decompressor
-    writes a whole window per cycle, so the timing is that of a plain weight LOAD of
-    ``count`` entries. ``cmp_n``/``cmp_m`` are zero for every other LOAD.
+    For ``WGT`` with ``expand=1`` (*load-as-sparse*, ISA v2; v1 cores ignored ``expand``
+    for weights): DRAM holds ``count`` compressed weight entries (ordinary weight-entry
+    bytes, ``idx < cmp_m``); entry ``i`` is slot ``i % cmp_n`` of window ``i // cmp_n`` and
+    puts column ``c``'s value at scratchpad entry ``sp_addr + (i // cmp_n) * cmp_m + idx[c]``
+    (values of one window add, wrapping, into zeroed entries). It writes
+    ``count // cmp_n * cmp_m`` dense-mode entries (entry ``e`` gets index ``e % n``);
+    ``count`` must be a multiple of ``cmp_n``, ``1 <= cmp_n <= cmp_m <= m``. The core
+    expands each window in a double-buffered window buffer and writes its ``cmp_m`` entries
+    one per cycle, so a window costs ``max(cmp_n * entry_beats, cmp_m)`` cycles.
+    ``cmp_n``/``cmp_m`` are zero for every other LOAD.
     Timing: :func:`sparsa.hw.timing.load_cycles`.
 ``PRELOAD wsp_addr``
     Copy weight entries ``wsp_addr .. wsp_addr+rows-1`` into the array's shadow
@@ -68,7 +69,8 @@ __all__ = [
     "encode", "decode", "ISAError", "RD_REQ_LAYOUT", "wr_layout",
 ]
 
-ISA_VERSION = 1
+#: 2: ``LOAD WGT expand=1`` is load-as-sparse in the hardware too (v1 cores ignored it)
+ISA_VERSION = 2
 INSTR_BITS = 128
 ADDR_BITS = 16
 COUNT_BITS = 16

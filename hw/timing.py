@@ -17,6 +17,17 @@ latches its instruction in the issue cycle ``T0`` and starts work in ``T0 + 1``)
 * LOAD: one read request per entry from ``T0+1``; the last beat arrives (and the entry is
   written) in ``T0 + L + count*entry_beats``: ``L + count*entry_beats + 1`` cycles
   (``LOAD_OVERHEAD = 1``); a LOAD of 0 entries takes 2 cycles.
+* LOAD WGT ``expand=1`` (load-as-sparse, ``count = W * cmp_n`` compressed entries of ``E``
+  beats, ``F = cmp_n * E`` beats per window): requests as above; the ``cmp_n``-th entry of
+  window ``w`` is added into its window bank in cycle ``a_w``, the bank drains ``cmp_m``
+  dense-mode entries in ``d_w .. d_w + cmp_m - 1`` with
+  ``d_w = max(a_w + 1, d_(w-1) + cmp_m)``; a window waits for its bank (double-buffered)
+  only by holding its entry-completing beat until the cycle the bank's last row drains.
+  Without waiting ``a_w = T0 + L + (w+1)*F``. If ``cmp_m <= F`` the drains never overlap
+  (``d_w = a_w + 1``) and no beat waits; else the drains run back to back
+  (``d_w = d_0 + w*cmp_m``) and the beats of window ``w+2`` arrive, at the latest, before
+  ``d_(w+2)``. The last drain write is the last busy cycle:
+  ``L + F + (W-1)*max(F, cmp_m) + cmp_m + 1`` (``LOAD_OVERHEAD = 1``; 2 for count 0).
 * PRELOAD: weight-scratchpad reads in ``T0+1 .. T0+rows``, shifts one cycle later:
   ``rows + 2`` (``PRELOAD_OVERHEAD = 2``).
 * COMPUTE: activation reads from ``T0+1``, the array's ``groups + cols`` latency, one result
@@ -33,7 +44,7 @@ the hardware.
 from __future__ import annotations
 
 from .config import AccelConfig
-from .isa import Compute, Fence, Instr, Load, Preload, Store, Target
+from .isa import Compute, Fence, Instr, ISAError, Load, Preload, Store, Target
 
 ISSUE_CYCLES = 1
 LOAD_OVERHEAD = 1
@@ -55,12 +66,26 @@ def store_entry_beats(cfg: AccelConfig, requant: int) -> int:
     return cfg.beats(cfg.cols if requant else cfg.acc_entry_bytes)
 
 
-def load_cycles(cfg: AccelConfig, count: int, entry_beats: int) -> int:
+def load_cycles(cfg: AccelConfig, count: int, entry_beats: int, cmp_n: int = 0,
+                cmp_m: int = 0) -> int:
     """First request one cycle after issue, data ``max(1, latency)`` cycles later, one beat
-    per cycle; a LOAD of no entries only occupies its unit for 2 cycles."""
+    per cycle; a LOAD of no entries only occupies its unit for 2 cycles.
+
+    With ``cmp_n``/``cmp_m`` (a load-as-sparse weight LOAD, ``count`` a multiple of
+    ``cmp_n``): ``count // cmp_n`` windows of ``F = cmp_n * entry_beats`` beats, each
+    drained as ``cmp_m`` dense entries at one per cycle after it arrived, the next window
+    arriving while the previous one drains: ``L + F + (W-1)*max(F, cmp_m) + cmp_m + 1``.
+    """
     if count == 0:
         return 2
-    return max(1, cfg.dram_latency_cycles) + count * entry_beats + LOAD_OVERHEAD
+    lat = max(1, cfg.dram_latency_cycles)
+    if not cmp_n and not cmp_m:
+        return lat + count * entry_beats + LOAD_OVERHEAD
+    if not 1 <= cmp_n <= cmp_m or count % cmp_n:
+        raise ISAError(f"load-as-sparse LOAD: count={count}, cmp_n={cmp_n}, cmp_m={cmp_m}: "
+                       "allowed 1 <= cmp_n <= cmp_m and count a multiple of cmp_n")
+    windows, fill = count // cmp_n, cmp_n * entry_beats
+    return lat + fill + (windows - 1) * max(fill, cmp_m) + cmp_m + LOAD_OVERHEAD
 
 
 def preload_cycles(cfg: AccelConfig) -> int:
@@ -79,7 +104,10 @@ def store_cycles(cfg: AccelConfig, count: int, entry_beats: int) -> int:
 def instr_cycles(cfg: AccelConfig, instr: Instr) -> int:
     """Busy cycles of the unit that executes ``instr`` (no DRAM back-pressure)."""
     if isinstance(instr, Load):
-        return load_cycles(cfg, instr.count, load_entry_beats(cfg, instr.target, instr.expand))
+        eb = load_entry_beats(cfg, instr.target, instr.expand)
+        if instr.target == Target.WGT and instr.expand:
+            return load_cycles(cfg, instr.count, eb, instr.cmp_n, instr.cmp_m)
+        return load_cycles(cfg, instr.count, eb)
     if isinstance(instr, Preload):
         return preload_cycles(cfg)
     if isinstance(instr, Compute):

@@ -463,7 +463,9 @@ def ops_from_program(program: Any, cfg: AccelConfig | None = None) -> OpStream:
             accum[i] = ins.accumulate
             stream[i] = c
         elif t is Load:
-            key = (2 if ins.target is WGT else 1, ins.count, ins.expand)
+            # cmp_n/cmp_m: a load-as-sparse weight LOAD has its own busy time
+            key = (2 if ins.target is WGT else 1, ins.count, ins.expand, ins.cmp_n,
+                   ins.cmp_m)
         elif t is Preload:
             key = pre_key
         elif t is Store:

@@ -102,6 +102,10 @@ def timing_cases(cfg: AccelConfig) -> list[tuple[str, list, np.ndarray]]:
     for n in (3, r):
         cases.append((f"LOAD wgt count={n}", [Load(target=Target.WGT, count=n, dram_addr=100,
                                                    dram_stride=4)]))
+    for cn, cm, w in sparse_windows(cfg):
+        cases.append((f"LOAD wgt load-sparse {cn}:{cm} windows={w}",
+                      [Load(target=Target.WGT, count=w * cn, dram_addr=40, dram_stride=3,
+                            expand=1, cmp_n=cn, cmp_m=cm)]))
     cases.append(("PRELOAD", [Preload(wsp_addr=r)]))
     for n in (1, 8, 33):
         cases.append((f"COMPUTE count={n}", [Compute(count=n, accumulate=int(n > 1))]))
@@ -117,6 +121,14 @@ def timing_cases(cfg: AccelConfig) -> list[tuple[str, list, np.ndarray]]:
         Preload(), Compute(count=20, wait=Unit.PRE), Preload(wsp_addr=r),
         Compute(count=3, wait=Unit.PRE | Unit.EXEC), Fence(), Store(count=2, dram_addr=2000)]))
     return [(label, prog, dram) for label, prog in cases]
+
+
+def sparse_windows(cfg: AccelConfig) -> list[tuple[int, int, int]]:
+    """``(cmp_n, cmp_m, windows)`` of the load-as-sparse LOAD timing cases: a window drained
+    slower than it arrives (``1:m``), the array's own ``n:m``, a dense ``m:m`` window and
+    ``1:2`` (the formula's two regimes on every config)."""
+    out = [(1, cfg.m, 3), (cfg.n, cfg.m, 2), (cfg.m, cfg.m, 2), (1, 2, 5)]
+    return list(dict.fromkeys(out))
 
 
 def load_beats(cfg: AccelConfig, expand: int) -> int:
