@@ -196,7 +196,8 @@ def _op_batches(cfg: AccelConfig, ops: list[GemmOp], steps: list[Step],
     estimated cycles per step (ties: the larger, fewer instructions).
 
     With ``e`` the COMPUTE cycles and ``a`` the activation LOAD cycles of a step, and
-    ``T = G*tb + L + 1`` the LOAD of a group of tiles of ``tb`` beats, ``G`` steps take
+    ``T`` the LOAD of a group of tiles (:func:`~sparsa.hw.timing.load_cycles`: ``G*tb + L +
+    1`` for tiles of ``tb`` beats, plus the window drain for load-as-sparse tiles), ``G`` steps take
     about ``max(G*e + max(0, T + a - e), G*a + T)``: the LOAD unit's work, or the array's
     plus a stall when a group's LOAD outlasts a step (the core issues in order and a
     COMPUTE waits for whole units, so activation LOADs queued behind a long weight LOAD
@@ -225,11 +226,11 @@ def _op_batches(cfg: AccelConfig, ops: list[GemmOp], steps: list[Step],
         e, a = e_sum[oi] / n_steps[oi], act[oi] / n_steps[oi]
         f = with_act[oi] / n_steps[oi]
         a_c = act[oi] / max(1, with_act[oi])
-        tb = lay["tile_beats"]
-        fixed = load_cycles(cfg, lay["tile_entries"], tb // lay["tile_entries"]) - tb
+        ne = lay["tile_entries"]
+        eb = lay["tile_beats"] // ne
         best, best_g = None, 1
-        for gs in range(1, gmax + 1):
-            t = gs * tb + fixed
+        for gs in range(1, gmax + 1):   # load-as-sparse: the LOAD's window drain counts
+            t = load_cycles(cfg, gs * ne, eb, lay["cmp_n"], lay["cmp_m"])
             cost = max(gs * e + f * max(0.0, t + a_c - e), gs * a + t) / gs
             if best is None or cost <= best:
                 best, best_g = cost, gs
