@@ -3,8 +3,9 @@
 :func:`calibration_programs` builds the suite for a config: single tiles (dense, the array's
 ``n:m``, sparser patterns), multi-tile GEMMs, DRAM-bandwidth-bound tiles (few rows, many
 passes: the LOAD unit is the bottleneck), small compiled layers (convolution, linear,
-depthwise, with and without interleaving; a ResNet-18 3x3 convolution and a BERT projection
-slice from the compiler's RTL list), and MLP training steps (forward, backward-data
+depthwise, with and without interleaving; a load-as-sparse linear layer whose weights stay
+compressed in DRAM; a ResNet-18 3x3 convolution and a BERT projection slice from the
+compiler's RTL list), and MLP training steps (forward, backward-data
 and weight-gradient GEMMs). :func:`calibrate` runs them in one Verilator process
 (:func:`sparsa.hw.rtl_runner.run_jobs`, no stalls, final DRAM image checked against the
 reference executor) and through :func:`sparsa.sim.api.simulate`, and reports the RTL's
@@ -25,7 +26,7 @@ __all__ = ["calibration_programs", "calibrate", "QUICK"]
 
 #: names of the programs the quick suite (``make test``) runs
 QUICK = ("tile-dense-p4", "tile-sparse-p8", "dram-bound-sparse", "layer-conv-2:4",
-         "mlp-train-dense")
+         "layer-linear-load-sparse", "mlp-train-dense")
 
 
 def _shape_workload(name: str, layers: list[tuple]) -> Any:
@@ -117,9 +118,16 @@ def calibration_programs(cfg: AccelConfig, quick: bool = False) -> list[tuple[st
         options=CompileOptions(interleave=False))))
     out.append(("layer-conv-act-reuse", compile_workload(
         _shape_workload("calib-net", net), cfg, sparsity=nm, seed=4, dataflow="act-reuse")))
+    # load-as-sparse: 2:4-style weights compressed in DRAM, expanded by the weight LOAD
+    from sparsa.compiler.reference import RefGraph
+    xl = np.random.default_rng(6).integers(-128, 128, (6, 8 * R)).astype(np.int8)
+    g = RefGraph("calib-ls-linear", xl, seed=6)
+    g.linear("fc", "x", 8 * R, 2 * C)
+    g.evaluate(nm)
+    out.append(("layer-linear-load-sparse", compile_workload(
+        g, cfg, sparsity=nm, seed=6, options=CompileOptions(sparse_mode="load-sparse"))))
     if not quick:
         # from the compiler's RTL list: a ResNet-18 3x3 conv and a BERT projection slice
-        from sparsa.compiler.reference import RefGraph
         xr = np.random.default_rng(1).integers(-128, 128, (1, 4, 4, 64)).astype(np.int8)
         g = RefGraph("resnet18-l1-conv", xr, seed=1)
         g.conv("l1.conv1", "x", 64, 64, 3)

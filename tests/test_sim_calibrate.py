@@ -1,8 +1,9 @@
 """Model vs RTL: the same programs on Verilator and on the SimPy model agree within 1%.
 
 The quick subset (:data:`sparsa.sim.calibrate.QUICK`: a dense and a sparse single tile, a
-DRAM-bandwidth-bound tile sequence, a compiled 2:4 layer stack and an MLP training step)
-runs here; ``sparsa calibrate`` runs the full suite of 20 programs.
+DRAM-bandwidth-bound tile sequence, a compiled 2:4 layer stack, a compiled load-as-sparse
+linear layer and an MLP training step) runs here; ``sparsa calibrate`` runs the full suite of
+21 programs.
 """
 
 import pytest
@@ -24,6 +25,8 @@ def test_suite_has_the_required_programs():
     assert set(QUICK) <= set(names)
     assert any(n.startswith("dram-bound") for n in names)
     assert any(n.startswith("mlp-train") for n in names)
+    ls = dict(progs)["layer-linear-load-sparse"]
+    assert any(getattr(i, "cmp_n", 0) for i in ls.instructions)   # load-as-sparse LOADs
 
 
 @pytest.mark.xdist_group("4x4-n2m4")
