@@ -37,8 +37,8 @@ latches its instruction in the issue cycle ``T0`` and starts work in ``T0 + 1``)
   ``count*entry_beats + 2`` (``STORE_OVERHEAD = 2``).
 * FENCE: 1.
 
-The RTL tests (``tests/test_rtl_system.py``) assert these; change them only together with
-the hardware.
+The RTL tests (``tests/test_rtl_system.py``, ``tests/test_rtl_loadsparse.py``) assert these;
+change them only together with the hardware.
 """
 
 from __future__ import annotations
