@@ -64,7 +64,8 @@ class _Importer:
         self.path = path
         self.batch, self.seq = batch, seq
         if not path.is_file():
-            raise WorkloadError(f"ONNX file {str(path)!r} does not exist")
+            raise WorkloadError(f"ONNX file {str(path)!r} "
+                                f"{'is a directory' if path.is_dir() else 'does not exist'}")
         try:
             self.model = onnx.load(str(path), load_external_data=False)
         except Exception as e:  # protobuf DecodeError and friends: not an ONNX file

@@ -58,23 +58,24 @@ def _fail(msg: str) -> None:
 
 
 def _pair(v: Any, name: str) -> tuple[int, int]:
-    if isinstance(v, int):
-        return (v, v)
-    t = tuple(int(x) for x in v)
+    """A kernel/stride/dilation ``int`` or pair, each value >= 1."""
+    t = (v, v) if isinstance(v, int) else tuple(int(x) for x in v)
     if len(t) != 2:
         _fail(f"{name} must be an int or a pair, not {v!r}")
+    if min(t) < 1:
+        _fail(f"{name} must be >= 1, not {v!r}")
     return t  # type: ignore[return-value]
 
 
 def _pads(v: Any) -> tuple[int, int, int, int]:
     """``int`` / ``(ph, pw)`` / ``(top, left, bottom, right)`` (ONNX order)."""
-    if isinstance(v, int):
-        return (v, v, v, v)
-    t = tuple(int(x) for x in v)
+    t = (v, v, v, v) if isinstance(v, int) else tuple(int(x) for x in v)
     if len(t) == 2:
-        return (t[0], t[1], t[0], t[1])
+        t = (t[0], t[1], t[0], t[1])
     if len(t) != 4:
         _fail(f"pads must be an int, a pair or 4 values, not {v!r}")
+    if min(t) < 0:
+        _fail(f"pads must be >= 0, not {v!r}")
     return t  # type: ignore[return-value]
 
 

@@ -112,7 +112,8 @@ def _sparsity(path: str, line: int, text: str) -> str | None:
 def _rows(path: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
     p = Path(path)
     if not p.is_file():
-        raise WorkloadError(f"SCALE-Sim topology {path!r} does not exist")
+        raise WorkloadError(f"SCALE-Sim topology {path!r} "
+                            f"{'is a directory' if p.is_dir() else 'does not exist'}")
     try:
         text = p.read_text()
     except (OSError, UnicodeDecodeError) as e:
