@@ -133,6 +133,8 @@ class AccelConfig:
         if isinstance(self.clock_mhz, bool) or not isinstance(self.clock_mhz, int | float) \
                 or not 1 <= self.clock_mhz <= 10000:
             raise bad("clock_mhz", "allowed 1..10000")
+        if not isinstance(self.name, str) or not self.name:
+            raise bad("name", "allowed a non-empty string")
         if not isinstance(self.energy_table, str) or not self.energy_table:
             raise bad("energy_table", "a built-in table name or a YAML path")
         for sp, entries in (("wgt_sp_kib", self.wgt_entries), ("act_sp_kib", self.act_entries),
