@@ -344,6 +344,9 @@ def parse_spec(data: Any, source: str = "spec", *,
         m = SweepSpecModel.model_validate(data)
     except ValidationError as e:
         raise _pydantic_error(source, e) from None
+    if not m.name or m.name in (".", "..") or any(c in m.name for c in "/\\\0"):
+        raise _err(source, "name", f"{m.name!r} is not a plain name (it names the default "
+                                   f"results folder sweeps/<name>); no '/', '\\', '.' or '..'")
     known = _known_workloads()
     custom = dict(workloads or {})
     if known is not None:
@@ -358,6 +361,10 @@ def parse_spec(data: Any, source: str = "spec", *,
         _nonempty(source, "points", m.points)
         for i, p in enumerate(m.points):
             key = f"points[{i}]"
+            for k in ("batch", "seq"):
+                v = getattr(p, k)
+                if v is not None and v < 1:
+                    raise _err(source, f"{key}.{k}", f"must be >= 1, not {v}")
             points.append(DesignPoint(
                 index=i,
                 workload=_check_workload(source, f"{key}.workload", p.workload, known),

@@ -111,6 +111,10 @@ def check_evaluator(spec: SweepSpec) -> None:
     if any(p.area for p in spec.points) and not _has("sparsa.hw.area", "estimate_area"):
         raise ReportError(f"{spec.source}: area: true needs sparsa.hw.area.estimate_area, "
                           "which is not installed in this checkout; set area: false")
+    if _has("sparsa.sim.api", "check_point_options"):
+        from sparsa.sim.api import check_point_options
+        for opts in {id(p.options): p.options for p in spec.points}.values():
+            check_point_options(opts, f"{spec.source}: options")
 
 
 def _has(module: str, name: str) -> bool:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import numbers
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -347,6 +348,47 @@ _CACHE_BASELINES = 32
 _POINT_OPTIONS = {"model", "compile", "energy_table", "variant", "seed", "baseline", "layers"}
 
 
+def check_point_options(options: dict[str, Any] | None, source: str = "run_point options") -> None:
+    """Check :func:`run_point`'s ``options`` without running anything: known keys, model
+    and compile options, energy table. Raises :class:`SimError` (one line, naming
+    ``source`` and the key) so a sweep can reject a bad spec before its first point."""
+    from sparsa.compiler import CompileOptions
+    from sparsa.compiler.errors import CompileError
+    if options is None:
+        return
+    if not isinstance(options, dict):
+        raise SimError(f"{source}: expected a mapping, got {type(options).__name__}")
+    for k in options:
+        if k not in _POINT_OPTIONS:
+            raise SimError(f"{source}: unknown key {k!r}; allowed: "
+                           f"{', '.join(sorted(_POINT_OPTIONS))}")
+    for k in ("model", "compile", "variant"):
+        v = options.get(k)
+        if v is not None and not isinstance(v, dict):
+            raise SimError(f"{source}: {k} must be a mapping, not {v!r}")
+    try:
+        ModelOptions.from_dict(options.get("model"), "model")
+    except SimError as e:
+        raise SimError(f"{source}.model: {str(e).removeprefix('options: ')}") from None
+    copts = dict(options.get("compile") or {})
+    names = [f.name for f in dataclasses.fields(CompileOptions)]
+    for k in copts:
+        if k not in names:
+            raise SimError(f"{source}.compile: unknown key {k!r}; allowed: {', '.join(names)}")
+    try:
+        CompileOptions(**copts)
+    except (CompileError, TypeError) as e:
+        raise SimError(f"{source}.compile: {e}") from None
+    seed = options.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise SimError(f"{source}: seed={seed!r} is invalid; allowed an integer")
+    if options.get("energy_table") is not None:
+        try:
+            resolve_energy_table(options["energy_table"])
+        except SimError as e:
+            raise SimError(f"{source}.energy_table: {e}") from None
+
+
 def _compile_cached(workload: Any, cfg: AccelConfig, sparsity: str, train: bool, batch: int,
                     seq: int | None, compile_opts: dict[str, Any], seed: int) -> Any:
     from sparsa.compiler import CompileOptions, compile_workload
@@ -412,11 +454,8 @@ def run_point(workload: str, config: AccelConfig | str, sparsity: str = "dense",
         ``train``, ``cycles_fwd, cycles_bwd_data, cycles_wgrad``.
     """
     t0 = time.perf_counter()
+    check_point_options(options)
     opts = dict(options or {})
-    for k in opts:
-        if k not in _POINT_OPTIONS:
-            raise SimError(f"run_point options: unknown key {k!r}; allowed: "
-                           f"{', '.join(sorted(_POINT_OPTIONS))}")
     cfg = resolve_config(config)
     if dataflow not in DATAFLOWS:
         raise SimError(f"dataflow={dataflow!r} is invalid; allowed: {', '.join(DATAFLOWS)}")
