@@ -100,7 +100,8 @@ def compile_workload(workload: Any, config: AccelConfig, *, sparsity: str | None
         opt = dataclasses.replace(opt, dataflow=dataflow)
     wl = _workload(workload, batch, seq)
     if sparsity is None:
-        sparsity = wl.sparsity_plan() or "dense"
+        own = getattr(wl, "sparsity_plan", None)     # workload objects without one: dense
+        sparsity = (own() if callable(own) else None) or "dense"
     plan = SparsityPlan.parse(sparsity)
     g = CGraph(config, opt, with_data=with_data, seed=seed)
     pipe = build_pipeline(wl, plan, train, dump_after=dump_after, dump=dump,
