@@ -10,6 +10,9 @@ import numpy as np
 
 from sparsa.workloads.sparsity import SparsityError, compare_methods
 
+#: Largest synthetic layer (K x Q weights): 64 MiB as float32, seconds per method.
+_MAX_ELEMENTS = 1 << 24
+
 _HEADERS = ("method", "fwd dens", "bwd dens", "|W| kept fwd", "|W| kept bwd",
             "both/fwd", "time s")
 
@@ -23,6 +26,9 @@ def _parse_shape(text: str) -> tuple[int, int]:
             f"--layer-shape must be K,Q with positive integers, not {text!r}") from None
     if k < 1 or q < 1:
         raise SparsityError(f"--layer-shape must be K,Q with positive integers, not {text!r}")
+    if k * q > _MAX_ELEMENTS:
+        raise SparsityError(f"--layer-shape {text!r} has {k * q:,} weights; allowed at most "
+                            f"{_MAX_ELEMENTS:,} (K x Q)")
     return k, q
 
 
