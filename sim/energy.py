@@ -92,6 +92,9 @@ class EnergyTable:
     mux_pj_per_input: float = 0.004
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise SimError(f"energy table name={self.name!r} is invalid; allowed a non-empty "
+                           f"string")
         for f in ("mult_int8_pj", "add_int32_pj", "dram_pj_per_64b", "mux_pj_per_input"):
             v = getattr(self, f)
             if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < 1e7:
@@ -102,9 +105,9 @@ class EnergyTable:
             raise SimError(f"energy table {self.name!r}: sram_pj_per_64b needs at least two "
                            f"size: pJ points")
         for size, pj in pts:
-            if not (size > 0 and pj > 0):
+            if not (0 < size < math.inf and 0 < pj < math.inf):
                 raise SimError(f"energy table {self.name!r}: sram_pj_per_64b point "
-                               f"{size}: {pj} is invalid; sizes (KiB) and pJ must be > 0")
+                               f"{size}: {pj} is invalid; sizes (KiB) and pJ must be finite and > 0")
         if any(b[0] <= a[0] for a, b in zip(pts, pts[1:], strict=False)):
             raise SimError(f"energy table {self.name!r}: sram_pj_per_64b sizes must increase")
 
