@@ -374,7 +374,12 @@ class Program:
             if d.get("isa_version") != ISA_VERSION:
                 raise CompileError(f"{source}: isa_version {d.get('isa_version')!r} is not "
                                    f"{ISA_VERSION}")
-            instrs = [instr_from_dict(x) for x in d["instructions"]]
+            instrs = []
+            for j, x in enumerate(d["instructions"]):
+                try:
+                    instrs.append(instr_from_dict(x))
+                except CompileError as e:
+                    raise CompileError(f"{source}: instructions[{j}]: {e}") from None
             dram = np.frombuffer(base64.b64decode(d["dram_base64"]), np.uint8).copy()
         except CompileError:
             raise
