@@ -211,3 +211,19 @@ def test_check_point_options():
         with pytest.raises(SimError, match="^spec") as e:
             check_point_options(opts, "spec")
         assert needle in str(e.value)
+
+
+def test_onnx_reexport_with_weights_replaces_both_files(tmp_path, d, capsys, monkeypatch):
+    """Exporting with --weights twice to the same path (from the folder it writes to)
+    replaces the model and its weights; no temp files are left behind."""
+    monkeypatch.chdir(tmp_path)
+    src = tmp_path / "small.csv"
+    src.write_text("Layer, M, N, K\ng1,8,64,64\ng2,8,64,32\n")
+    for _ in range(2):
+        code, _, err = run(capsys, "workloads", "export", str(src), "-o", "m.onnx", "--weights")
+        assert code == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.weights.bin",
+                                                          "small.csv"]
+    assert (tmp_path / "m.weights.bin").stat().st_mode & 0o044   # readable like m.onnx
+    code, out, err = run(capsys, "workloads", "show", "m.onnx", "--json")
+    assert code == 0 and len(json.loads(out)["layers"]) >= 2

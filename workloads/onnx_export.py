@@ -19,6 +19,8 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -217,16 +219,31 @@ def export_onnx(workload: Workload, path: str | Path, with_weights: bool = False
         raise WorkloadError("export the forward workload, not its training expansion")
     ext = f"{out.stem}.weights.bin"
     model = _Exporter(workload, with_weights, ext).model()
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    # Both files are written in a private temp folder next to ``out`` and renamed into place
+    # (weights first): a failed or killed export leaves the old files or none, and onnx
+    # refuses to write external data over an existing file (a re-export).
+    tmpdir = out.with_name(f".{out.name}.{os.getpid()}.tmp.d")
     try:
+        tmpdir.mkdir()
+        tmp = tmpdir / out.name
         if with_weights:
-            onnx.save(model, str(tmp), save_as_external_data=True,
-                      all_tensors_to_one_file=True, location=ext, size_threshold=1024)
+            # mark the large tensors ourselves: onnx.save(save_as_external_data=True) refuses
+            # when a file named like ``ext`` exists in the *current* directory
+            from onnx.external_data_helper import set_external_data
+            for t in model.graph.initializer:
+                if t.HasField("raw_data") and sys.getsizeof(t.raw_data) >= 1024:
+                    set_external_data(t, ext)
+            onnx.save(model, str(tmp))
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmpdir / ext, 0o666 & ~umask)     # onnx creates it 0600
+            os.replace(tmpdir / ext, out.with_name(ext))
         else:
             onnx.save(model, str(tmp))
         os.replace(tmp, out)
     except OSError as e:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         raise WorkloadError(f"cannot write {str(out)!r}: {e.strerror or e}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(tmpdir)
     return out
