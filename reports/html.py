@@ -132,7 +132,10 @@ def build_report(results: str | os.PathLike[str], out_dir: str | os.PathLike[str
     spec_file = store.root / "spec.yaml"
     if spec_file.exists():
         import yaml
-        raw = yaml.safe_load(spec_file.read_text()) or {}
+        try:        # only the title comes from it: a damaged copy falls back to the folder
+            raw = yaml.safe_load(spec_file.read_text()) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            raw = {}
         spec_name = raw.get("name") if isinstance(raw, dict) else None
     title = title or f"sparsa design-space report: {spec_name or store.root.name}"
     ok = [r for r in rows if r.get("status") == "ok"]
