@@ -269,6 +269,9 @@ def _dask(evaluate: Evaluate, chunks: Sequence[list[dict[str, Any]]], run_id: st
             client = Client(scheduler, timeout="20s")
         except OSError as e:
             raise ReportError(f"--scheduler {scheduler}: cannot connect ({e})") from None
+        except (ValueError, TypeError) as e:
+            raise ReportError(f"--scheduler {scheduler!r} is not a Dask scheduler address "
+                              f"such as tcp://host:8786 ({e})") from None
     else:
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes,
                                dashboard_address=None)
