@@ -227,3 +227,20 @@ def test_onnx_reexport_with_weights_replaces_both_files(tmp_path, d, capsys, mon
     assert (tmp_path / "m.weights.bin").stat().st_mode & 0o044   # readable like m.onnx
     code, out, err = run(capsys, "workloads", "show", "m.onnx", "--json")
     assert code == 0 and len(json.loads(out)["layers"]) >= 2
+
+
+def test_sweep_bad_scheduler_address(tmp_path, d, capsys):
+    code, _, err = run(capsys, "sweep", str(d / "sweep.yaml"), "-o", str(tmp_path / "r"),
+                       "--scheduler", "garbage", "--no-progress")
+    one_line_error(code, err, "--scheduler 'garbage' is not a Dask scheduler address")
+
+
+def test_report_survives_a_damaged_spec_copy(tmp_path, d, capsys):
+    """The results folder's spec.yaml only gives the report its title."""
+    import shutil
+    res = tmp_path / "res"
+    shutil.copytree(d / "results", res)
+    (res / "spec.yaml").write_text("name: [1\n")
+    code, out, err = run(capsys, "report", str(res))
+    assert code == 0, err
+    assert "design-space report: res" in (res / "report" / "index.html").read_text()
