@@ -18,9 +18,15 @@ from sparsa.hw.config import resolve_config
 _SPARSITY_HELP = ("Sparsity plan, e.g. 2:4, 'conv1=dense;*=2:4', fwd=2:8,bwd=2:8,method=bimask.")
 
 
+def _width() -> int:
+    """Table width: $COLUMNS (at least 100), 140 when unset or not a number."""
+    cols = os.environ.get("COLUMNS", "")
+    return max(100, int(cols)) if cols.isdigit() else 140
+
+
 def _console() -> Any:
     from rich.console import Console
-    return Console(width=max(100, int(os.environ.get("COLUMNS", "140"))), highlight=False,
+    return Console(width=_width(), highlight=False,
                    markup=False, soft_wrap=False)
 
 
@@ -155,6 +161,12 @@ def simulate_cmd(target: str, config: str | None, sparsity: str | None, train: b
     t0 = time.perf_counter()
     is_prog = os.path.isdir(target) or target.endswith((".sprg", ".json"))
     if is_prog:
+        given = [o for o, v in (("--sparsity", sparsity), ("--train", train),
+                                ("--batch", batch != 1), ("--seq", seq)) if v]
+        if given:
+            verb = "applies" if len(given) == 1 else "apply"
+            raise SimError(f"{target}: {', '.join(given)} {verb} to a workload; a compiled "
+                           f"program has it built in (recompile with 'sparsa compile')")
         prog = load_program(target)
         if config is not None and resolve_config(config) != prog.config:
             raise SimError(f"{target}: compiled for {prog.config.name!r}, not "

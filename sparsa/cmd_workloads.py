@@ -12,9 +12,15 @@ import click
 from sparsa.workloads import ZOO_NAMES, Workload, WorkloadError, load_workload
 
 
+def _width() -> int:
+    """Table width: $COLUMNS (at least 100), 140 when unset or not a number."""
+    cols = os.environ.get("COLUMNS", "")
+    return max(100, int(cols)) if cols.isdigit() else 140
+
+
 def _console() -> Any:
     from rich.console import Console
-    return Console(width=max(100, int(os.environ.get("COLUMNS", "140"))), highlight=False,
+    return Console(width=_width(), highlight=False,
                    soft_wrap=False)
 
 

@@ -147,6 +147,24 @@ def test_console_script_exit_code_and_one_line(d):
     assert len(r.stderr.strip().splitlines()) == 1
 
 
+def test_simulate_program_rejects_workload_options(tmp_path, d, capsys):
+    """--sparsity/--train/--batch/--seq on a compiled program were silently ignored."""
+    out = tmp_path / "prog"
+    code, _, err = run(capsys, "compile", str(d / "tiny.csv"), "--config", "4x4-n2m4",
+                       "--no-data", "-o", str(out))
+    assert code == 0, err
+    code, _, err = run(capsys, "simulate", str(out), "--sparsity", "2:4", "--train")
+    one_line_error(code, err, "--sparsity, --train apply to a workload")
+    code, _, err = run(capsys, "simulate", str(out / "program.sprg"), "--batch", "2")
+    one_line_error(code, err, "--batch applies to a workload")
+
+
+def test_non_numeric_columns_env(d, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "wide")
+    code, out, err = run(capsys, "workloads", "show", str(d / "tiny.csv"))
+    assert code == 0 and "g1" in out, err
+
+
 def test_hand_edited_program_json(tmp_path, d, capsys):
     """A program JSON with a wrong field type or a broken cross-reference is a one-line
     CompileError naming the field; an intact one still simulates."""
