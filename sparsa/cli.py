@@ -35,6 +35,11 @@ for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(cli)
 
 
+#: click >= 8.2 raises this for a group called without a command (its message is the help)
+_NO_ARGS_IS_HELP: tuple[type[Exception], ...] = tuple(
+    c for c in (getattr(click.exceptions, "NoArgsIsHelpError", None),) if c is not None)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning user errors into one line and exit code 2."""
     from sparsa.errors import USER_ERRORS
@@ -45,6 +50,9 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("aborted", err=True)
         sys.exit(130)
     except click.UsageError as e:
+        if isinstance(e, _NO_ARGS_IS_HELP):     # bare 'sparsa' or 'sparsa workloads': help
+            e.show()
+            sys.exit(2)
         hint = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
         msg = " ".join(e.format_message().split())
         click.echo(f"error: {msg}{hint}", err=True)
