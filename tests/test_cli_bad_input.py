@@ -262,3 +262,12 @@ def test_report_survives_a_damaged_spec_copy(tmp_path, d, capsys):
     code, out, err = run(capsys, "report", str(res))
     assert code == 0, err
     assert "design-space report: res" in (res / "report" / "index.html").read_text()
+
+
+def test_bare_group_prints_help(capsys):
+    """'sparsa' / 'sparsa workloads' without a command: the full help (not squeezed into
+    one error line), exit code 2 as click does."""
+    for args in ((), ("workloads",)):
+        code, _, err = run(capsys, *args)
+        assert code == 2 and err.startswith("Usage: sparsa") and "Commands:" in err
+        assert len(err.splitlines()) > 5
