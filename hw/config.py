@@ -287,6 +287,8 @@ def read_yaml(path: str | os.PathLike[str], error: type[Exception], what: str) -
         text = path.read_text()
     except OSError as e:
         raise error(f"{path}: cannot read {what} ({e.strerror})") from None
+    except UnicodeDecodeError:
+        raise error(f"{path}: {what} is not UTF-8 text (YAML expected)") from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as e:
