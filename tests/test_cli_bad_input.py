@@ -43,6 +43,7 @@ def d(tmp_path_factory: pytest.TempPathFactory) -> Path:
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]),
               str(d / "stride0.onnx"))
     (d / "bad.yaml").write_text("rows: [1\n")
+    (d / "binary.yaml").write_bytes(b"\xff\xfe\x00rows: 4")
     (d / "rows.yaml").write_text('rows: "8"\n')
     (d / "name.yaml").write_text("name: 5\n")
     (d / "empty.yaml").write_text("")
@@ -117,6 +118,8 @@ CASES = [
     (("sweep", "{d}/escape.yaml", "-o", "{d}/s"), "escape.yaml: name:"),
     (("sweep", "{d}/pointbatch.yaml", "-o", "{d}/s"), "points[0].batch"),
     (("sweep", "{d}/empty.yaml", "-o", "{d}/s"), "empty.yaml"),
+    (("sweep", "{d}/binary.yaml", "-o", "{d}/s"), "binary.yaml: sweep spec is not UTF-8"),
+    (("simulate", TINY, *SMALL, "--energy-table", "{d}/binary.yaml"), "binary.yaml"),
     (("sweep", "{d}/sweep.yaml", "-o", "{d}/s", "--workers", "0"), "--workers"),
     (("sweep", "{d}/sweep.yaml", "-o", "{d}/regfile"), "exists and is not a directory"),
     (("plot", "{d}/nosuch"), "no sweep results"),
