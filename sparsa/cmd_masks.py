@@ -8,7 +8,7 @@ from typing import Any
 import click
 import numpy as np
 
-from sparsa.workloads.sparsity import SparsityError, compare_methods
+from sparsa.workloads.sparsity import MAX_CANDIDATES, SparsityError, compare_methods
 
 #: Largest synthetic layer (K x Q weights): 64 MiB as float32, seconds per method.
 _MAX_ELEMENTS = 1 << 24
@@ -41,6 +41,9 @@ def _parse_candidates(text: str) -> list[int]:
     if not vals or min(vals) < 1:
         raise SparsityError(
             f"--candidates must be integers >= 1 separated by commas, not {text!r}")
+    if max(vals) > MAX_CANDIDATES:
+        raise SparsityError(f"--candidates {max(vals)} is too many; allowed at most "
+                            f"{MAX_CANDIDATES}")
     return vals
 
 

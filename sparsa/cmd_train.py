@@ -97,7 +97,7 @@ def _print_ablation(rows: list[dict[str, Any]]) -> None:
 @click.option("--bwd", default="2:8", show_default=True, help="Backward mask N:M.")
 @click.option("--method", default="bimask", show_default=True,
               type=click.Choice(["bimask", "transposable", "forward-only", "dense"]))
-@click.option("--candidates", default=None, type=click.IntRange(1),
+@click.option("--candidates", default=None, type=click.IntRange(1, 100_000),
               help="Bi-Mask permutation candidates (default 100).")
 @click.option("--refresh-every", default=None, type=click.IntRange(1),
               help="Refresh the masks every K steps (amortised into the speed-up).")

@@ -66,6 +66,8 @@ class SparsityError(WorkloadError):
 BIDIR_METHODS = ("bimask", "transposable", "forward-only", "dense")
 TRANSPOSABLE_SOLVERS = ("exact", "greedy")
 DEFAULT_CANDIDATES = 100
+#: Most Bi-Mask permutation candidates (each is a K x Q mask evaluation).
+MAX_CANDIDATES = 100_000
 _MAX_M = 1024
 _AXES = {"k": 0, "q": 1}
 
@@ -177,6 +179,9 @@ class SparsitySpec:
                 raise SparsityError("candidates= applies only to method=bimask")
             if self.candidates is not None and self.candidates < 1:
                 raise SparsityError(f"candidates must be >= 1, not {self.candidates}")
+            if self.candidates is not None and self.candidates > MAX_CANDIDATES:
+                raise SparsityError(f"candidates must be at most {MAX_CANDIDATES}, "
+                                    f"not {self.candidates}")
             if self.solver is not None and self.method != "transposable":
                 raise SparsityError("solver= applies only to method=transposable")
             if self.solver is not None and self.solver not in TRANSPOSABLE_SOLVERS:
@@ -756,6 +761,8 @@ def bimask(w: Any, fwd: np.ndarray, n: int, m: int, candidates: int = DEFAULT_CA
         raise SparsityError(f"forward mask shape {fwd.shape} differs from weights {a.shape}")
     if candidates < 1:
         raise SparsityError(f"candidates must be >= 1, not {candidates}")
+    if candidates > MAX_CANDIDATES:
+        raise SparsityError(f"candidates must be at most {MAX_CANDIDATES}, not {candidates}")
     k, q = a.shape
     rng = np.random.default_rng(seed)
     perms = np.empty((candidates, q), np.int64)
