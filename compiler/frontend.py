@@ -176,7 +176,6 @@ class SparsifyPass:
         # spec -> [fits some layer, block, largest K, largest Q] of the layers it applies to
         block_fit: dict[str, list[Any]] = {}
         sources: list[str] = []
-        any_named = False
         for n in g.nodes:
             if not n.is_gemm:
                 continue
@@ -185,7 +184,6 @@ class SparsifyPass:
             sources.append(src)
             user_spec = self.plan.spec_for(src)
             named = any(fnmatch.fnmatchcase(src, p) for p in explicit)
-            any_named |= named
             spec = _phase_spec(user_spec, n.phase, n.stationary,
                                named or n.stationary == "weight")
             n.spec = spec
@@ -247,13 +245,10 @@ class SparsifyPass:
                 raise CompileError(f"sparsity {text!r}: block {bk}x{bq} is larger than every "
                                    f"layer it applies to (largest W is [{k}, {q}] as K x Q); "
                                    f"use a block of at most that size")
-        wildcard = any(p == "*" for p, _ in self.plan.rules)
-        if sources and explicit and not wildcard and not any_named and \
-                any(sp.kind != "dense" for _, sp in self.plan.rules):
-            names = list(dict.fromkeys(sources))
-            shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
-            raise CompileError(f"sparsity {str(self.plan)!r}: no rule matches a GEMM layer "
-                               f"(everything would run dense); layers: {shown}")
+        try:
+            self.plan.check_matches(sources)
+        except SparsityError as e:
+            raise CompileError(str(e)) from None
         return g, True
 
     @staticmethod

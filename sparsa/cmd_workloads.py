@@ -78,6 +78,8 @@ def _densities(wl: Workload, sparsity: str | None) -> dict[str, float] | None:
 
     from sparsa.workloads.sparsity import SparsityPlan
     plan = SparsityPlan.parse(plan_text)
+    plan.check_matches((str(ly.attrs.get("source", ly.name)) for ly in wl.gemm_layers()),
+                       wl.name)
     explicit = [p for p, _ in plan.rules if p != "*"]
     out = {}
     for ly in wl.gemm_layers():

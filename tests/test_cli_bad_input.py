@@ -91,6 +91,7 @@ CASES = [
     (("workloads", "show", "{d}/stride0.onnx"), "stride must be >= 1"),
     (("workloads", "show", "resnet18", "--sparsity", "block99x99:2"), "block density"),
     (("workloads", "export", TINY, "-o", "{d}/regfile/x.csv"), "'-o'"),
+    (("workloads", "show", TINY, "--sparsity", "g9=2:4"), "no rule matches a GEMM layer"),
     (("masks", "compare", "--layer-shape", "100000,100000"), "--layer-shape"),
     (("masks", "compare", "--layer-shape", "8,8", "--n", "3", "--m", "2"), "3:2"),
     (("masks", "compare", "--layer-shape", "8,8", "--candidates", "1,10**9"), "--candidates"),

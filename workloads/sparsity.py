@@ -484,6 +484,19 @@ class SparsityPlan:
                 return spec
         return DENSE
 
+    def check_matches(self, layer_names: Iterable[str], what: str = "the workload") -> None:
+        """Raise :class:`SparsityError` when the plan has non-dense rules but none of its
+        rules matches any of ``layer_names`` (a typo such as ``conv99=2:4``, which would
+        silently leave everything dense)."""
+        names = list(dict.fromkeys(layer_names))
+        if not names or all(sp.kind == "dense" for _, sp in self.rules):
+            return
+        if any(fnmatch.fnmatchcase(n, p) for p, _ in self.rules for n in names):
+            return
+        shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+        raise SparsityError(f"sparsity {str(self)!r}: no rule matches a GEMM layer of {what} "
+                            f"(everything would run dense); layers: {shown}")
+
     def assign(self, layer_names: Iterable[str]) -> dict[str, SparsitySpec]:
         """``{name: spec}`` for every layer name."""
         return {name: self.spec_for(name) for name in layer_names}
