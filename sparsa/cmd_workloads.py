@@ -179,6 +179,13 @@ def export_cmd(spec: str, out: str, fmt: str, batch: int, seq: int | None,
                             f"model (.onnx)")
     from sparsa.outputs import check_out_file
     check_out_file(out)
+    given = click.get_current_context().get_parameter_source("fmt")
+    if low.endswith(".onnx") and (sparsity or given == click.core.ParameterSource.COMMANDLINE):
+        raise WorkloadError(f"-o {out!r}: --format and --sparsity apply to a SCALE-Sim .csv "
+                            f"export, not to .onnx")
+    if low.endswith(".csv") and weights:
+        raise WorkloadError(f"-o {out!r}: --weights applies to an .onnx export; a SCALE-Sim "
+                            f".csv holds shapes only")
     wl = load_workload(spec, batch=batch, seq=seq)
     if low.endswith(".onnx"):
         from sparsa.workloads.onnx_export import export_onnx

@@ -92,6 +92,8 @@ CASES = [
     (("workloads", "show", "resnet18", "--sparsity", "block99x99:2"), "block density"),
     (("workloads", "export", TINY, "-o", "{d}/regfile/x.csv"), "'-o'"),
     (("workloads", "show", TINY, "--sparsity", "g9=2:4"), "no rule matches a GEMM layer"),
+    (("workloads", "export", TINY, "-o", "{d}/x.onnx", "--sparsity", "2:4"), "--sparsity"),
+    (("workloads", "export", TINY, "-o", "{d}/x.csv", "--weights"), "--weights applies"),
     (("masks", "compare", "--layer-shape", "100000,100000"), "--layer-shape"),
     (("masks", "compare", "--layer-shape", "8,8", "--n", "3", "--m", "2"), "3:2"),
     (("masks", "compare", "--layer-shape", "8,8", "--candidates", "1,10**9"), "--candidates"),
@@ -143,7 +145,7 @@ def test_bad_input_is_one_line(capsys, d, args, needle):
     code, out, err = run(capsys, *(a.format(d=d) for a in args))
     one_line_error(code, err, needle.format(d=d))
     # nothing was written where the verb would have written its output
-    for p in ("c", "s", "v", "regfile/x.csv"):
+    for p in ("c", "s", "v", "x.csv", "x.onnx"):
         assert not (d / p).exists()
 
 
@@ -255,6 +257,11 @@ def test_onnx_reexport_with_weights_replaces_both_files(tmp_path, d, capsys, mon
     assert (tmp_path / "m.weights.bin").stat().st_mode & 0o044   # readable like m.onnx
     code, out, err = run(capsys, "workloads", "show", "m.onnx", "--json")
     assert code == 0 and len(json.loads(out)["layers"]) >= 2
+    # weights all under onnx's 1 KiB external-data threshold: no weights file at all
+    code, _, err = run(capsys, "workloads", "export", str(d / "tiny.csv"), "-o", "t.onnx",
+                       "--weights")
+    assert code == 0 and (tmp_path / "t.onnx").is_file(), err
+    assert not (tmp_path / "t.weights.bin").exists()
 
 
 def test_sweep_bad_scheduler_address(tmp_path, d, capsys):

@@ -234,10 +234,11 @@ def export_onnx(workload: Workload, path: str | Path, with_weights: bool = False
                 if t.HasField("raw_data") and sys.getsizeof(t.raw_data) >= 1024:
                     set_external_data(t, ext)
             onnx.save(model, str(tmp))
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmpdir / ext, 0o666 & ~umask)     # onnx creates it 0600
-            os.replace(tmpdir / ext, out.with_name(ext))
+            if (tmpdir / ext).exists():     # absent when every tensor is under 1 KiB
+                umask = os.umask(0)
+                os.umask(umask)
+                os.chmod(tmpdir / ext, 0o666 & ~umask)     # onnx creates it 0600
+                os.replace(tmpdir / ext, out.with_name(ext))
         else:
             onnx.save(model, str(tmp))
         os.replace(tmp, out)
