@@ -155,6 +155,12 @@ def simulate_cmd(target: str, config: str | None, sparsity: str | None, train: b
     from sparsa.sim.api import load_program, simulate
     from sparsa.sim.errors import SimError
     if scalesim_parity:
+        given = [o for o, v in (("--sparsity", sparsity), ("--train", train),
+                                ("--batch", batch != 1), ("--seq", seq), ("--vs-dense", vs_dense),
+                                ("--energy-table", energy_table)) if v]
+        if given:
+            raise SimError(f"--scalesim-parity gives SCALE-Sim's dense compute cycles only; "
+                           f"drop {', '.join(given)}")
         _scalesim_parity(target, resolve_config(config), dataflow, as_json)
         return
     mopts = _model_options(dram_sharing, dram_beat_cycles)

@@ -115,6 +115,7 @@ CASES = [
     (("simulate", "{d}/list.json"), "list.json: expected a program JSON object"),
     (("simulate", TINY, *SMALL, "--energy-table", "{d}/inf.yaml"), "sram_pj_per_64b"),
     (("simulate", TINY, *SMALL, "--seq", "-1"), "'--seq'"),
+    (("simulate", TINY, "--scalesim-parity", "--sparsity", "2:4"), "drop --sparsity"),
     (("compare", TINY, *SMALL, "--csv", "{d}/regfile/x.csv"), "'--csv'"),
     (("compare", TINY, *SMALL, "--dataflows", "ws,xs"), "'xs'"),
     (("compare", TINY, *SMALL, "--sparsity", "abc"), "'abc'"),
