@@ -90,6 +90,8 @@ CASES = [
     (("workloads", "show", "{d}/huge.csv"), "M must be a positive integer up to"),
     (("workloads", "show", "{d}/stride0.onnx"), "stride must be >= 1"),
     (("workloads", "show", "resnet18", "--sparsity", "block99x99:2"), "block density"),
+    (("workloads", "show", "bert-base", "--seq", "100000000"), "seq must be in 1..512"),
+    (("workloads", "show", "gpt2-decode", "--seq", "99999"), "must be in 2..1024"),
     (("workloads", "export", TINY, "-o", "{d}/regfile/x.csv"), "'-o'"),
     (("workloads", "show", TINY, "--sparsity", "g9=2:4"), "no rule matches a GEMM layer"),
     (("workloads", "export", TINY, "-o", "{d}/x.onnx", "--sparsity", "2:4"), "--sparsity"),

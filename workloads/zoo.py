@@ -185,6 +185,9 @@ def _bert_layer(b: GraphBuilder, x: str, pre: str, d: int = 768, heads: int = 12
 
 def bert_base(batch: int = 1, seq: int = 128) -> Workload:
     """BERT-base encoder (11.2 GMAC at batch 1, sequence 128)."""
+    if not 1 <= seq <= 512:
+        raise WorkloadError(f"bert-base: seq must be in 1..512 (BERT's position embeddings), "
+                            f"not {seq}")
     b = GraphBuilder("bert-base")
     ids = b.input("input_ids", (batch, seq))
     x = b.op("gather", ids, name="embeddings.word", num=30522, dim=768)
@@ -238,8 +241,9 @@ def _gpt2(name: str, batch: int, seq: int, n_layers: int, head: bool, decode: bo
           ) -> Workload:
     b = GraphBuilder(name)
     s = 1 if decode else seq
-    if decode and seq < 2:
-        raise WorkloadError(f"{name}: the KV length (seq) must be >= 2, not {seq}")
+    if decode and not 2 <= seq <= 1024:
+        raise WorkloadError(f"{name}: the KV length (seq) must be in 2..1024 (GPT-2's "
+                            f"context), not {seq}")
     if not decode and seq > 1024:
         raise WorkloadError(f"{name}: seq must be in 1..1024 (GPT-2's context), not {seq}")
     if head or decode:
