@@ -89,6 +89,7 @@ CASES = [
     (("workloads", "show", "{d}/zero.csv"), "zero.csv: line 2: IFMAP Height"),
     (("workloads", "show", "{d}/huge.csv"), "M must be a positive integer up to"),
     (("workloads", "show", "{d}/stride0.onnx"), "stride must be >= 1"),
+    (("workloads", "show", "{d}/stride0.onnx", "--seq", "5"), "seq=5 has no effect"),
     (("workloads", "show", "resnet18", "--sparsity", "block99x99:2"), "block density"),
     (("workloads", "show", "bert-base", "--seq", "100000000"), "seq must be in 1..512"),
     (("workloads", "show", "gpt2-decode", "--seq", "99999"), "must be in 2..1024"),

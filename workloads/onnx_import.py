@@ -112,6 +112,7 @@ class _Importer:
 
     def _inputs(self) -> None:
         inits = set(self.consts)
+        used_seq = False
         for vi in self.g.input:
             if vi.name in inits:
                 continue
@@ -126,6 +127,7 @@ class _Importer:
                     dims.append(self.batch)
                 elif self.seq is not None:
                     dims.append(self.seq)
+                    used_seq = True
                 else:
                     raise WorkloadError(
                         f"{self.path}: input {vi.name!r} dimension {i} "
@@ -139,6 +141,9 @@ class _Importer:
             for i, d in enumerate(tt.shape.dim):
                 d.ClearField("dim_param")
                 d.dim_value = dims[i]
+        if self.seq is not None and not used_seq:
+            raise WorkloadError(f"{self.path}: seq={self.seq} has no effect: no input has a "
+                                f"symbolic sequence dimension")
 
     def _shape_inference(self) -> None:
         try:
