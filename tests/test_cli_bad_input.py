@@ -292,3 +292,18 @@ def test_bare_group_prints_help(capsys):
         code, _, err = run(capsys, *args)
         assert code == 2 and err.startswith("Usage: sparsa") and "Commands:" in err
         assert len(err.splitlines()) > 5
+
+
+def test_workload_name_vs_local_paths(tmp_path, capsys, monkeypatch):
+    """A folder named like a zoo network (e.g. after 'compile resnet18 -o resnet18') does not
+    shadow the zoo; any other folder or extension-less file is named in the error."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "resnet18").mkdir()
+    (tmp_path / "prog").mkdir()
+    (tmp_path / "notes").write_text("hello\n")
+    code, out, err = run(capsys, "workloads", "show", "resnet18", "--json")
+    assert code == 0 and json.loads(out)["name"] == "resnet18", err
+    code, _, err = run(capsys, "workloads", "show", "prog")
+    one_line_error(code, err, "prog: a directory, not a workload")
+    code, _, err = run(capsys, "workloads", "show", "notes")
+    one_line_error(code, err, "notes: workload files must end in .onnx or .csv")

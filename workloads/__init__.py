@@ -54,8 +54,19 @@ def load_workload(spec: str, batch: int = 1, seq: int | None = None) -> Workload
         return import_topology(text, batch=batch)
     if ("/" in text or "\\" in text) and not Path(text).exists():
         raise WorkloadError(f"workload file {text!r} does not exist")
-    if Path(text).is_file():
-        raise WorkloadError(f"{text}: workload files must end in .onnx or .csv "
-                            f"(SCALE-Sim topology)")
     from .zoo import build
-    return build(text, batch=batch, seq=seq)
+    try:
+        return build(text, batch=batch, seq=seq)
+    except WorkloadError as e:
+        if not str(e).startswith("unknown workload"):
+            raise
+        # not a zoo name (a folder or file named like one, e.g. 'compile resnet18 -o
+        # resnet18', never shadows the zoo): say what the path is instead
+        if Path(text).is_dir():
+            raise WorkloadError(f"{text}: a directory, not a workload (a name, .onnx or "
+                                f".csv); a compiled program runs with 'sparsa simulate "
+                                f"{text}'") from None
+        if Path(text).is_file():
+            raise WorkloadError(f"{text}: workload files must end in .onnx or .csv "
+                                f"(SCALE-Sim topology)") from None
+        raise
