@@ -352,12 +352,6 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike[str], *, workers: int = 2,
         check_evaluator(spec)
         evaluate = evaluate_point
     store = ResultStore(out)
-    store.root.mkdir(parents=True, exist_ok=True)
-    spec_path = store.root / "spec.yaml"
-    tmp = spec_path.with_name(".spec.yaml.tmp")
-    tmp.write_text(yaml.safe_dump(spec.raw, sort_keys=False))
-    os.replace(tmp, spec_path)
-
     done = store.finished(include_errors=not retry_errors)
     todo: list[DesignPoint] = [p for p in spec.points if p.key not in done]
     tasks = [p.to_task() for p in todo]
@@ -373,6 +367,13 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike[str], *, workers: int = 2,
     else:
         backend = f"process pool ({workers} workers)"
         results = _pool(evaluate, chunk_tasks(tasks, chunk_size), run_id, workers)
+    # the results folder is written only once the backend is up (an unreachable scheduler
+    # leaves nothing behind)
+    store.root.mkdir(parents=True, exist_ok=True)
+    spec_path = store.root / "spec.yaml"
+    tmp = spec_path.with_name(".spec.yaml.tmp")
+    tmp.write_text(yaml.safe_dump(spec.raw, sort_keys=False))
+    os.replace(tmp, spec_path)
 
     if console is None:
         from rich.console import Console
