@@ -9,13 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import run
 from sparsa.compiler.errors import CompileError
 from sparsa.compiler.program import Program
 from sparsa.sim.api import check_point_options
 from sparsa.sim.errors import SimError
 from sparsa.workloads.sparsity import split_plans
-
-from sparsa.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -58,16 +57,6 @@ def d(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pq.write_table(pa.table({"a": [1, 2]}), d / "results" / "points.parquet")
     (d / "list.json").write_text("[1, 2]\n")
     return d
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def one_line_error(code: int, err: str, needle: str) -> None:

@@ -5,18 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from sparsa.cli import main
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+from cli_helpers import run
 
 
 def test_compare_json(capsys: pytest.CaptureFixture[str]) -> None:

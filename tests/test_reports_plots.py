@@ -11,6 +11,7 @@ import matplotlib
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
+from cli_helpers import run
 from reports_eval import tiny_workloads
 from sparsa.reports import plots
 from sparsa.reports.errors import ReportError
@@ -18,8 +19,6 @@ from sparsa.reports.html import build_report
 from sparsa.reports.spec import parse_spec
 from sparsa.reports.store import ResultStore
 from sparsa.reports.sweep import run_sweep
-
-from sparsa.cli import main
 
 INFER = {"name": "tiny", "workloads": ["tiny-cnn", "tiny-mlp"],
          "configs": ["8x8-n2m4", "8x8-n2m8"],
@@ -108,16 +107,6 @@ def test_missing_data_is_a_one_line_error(results: Path) -> None:
                            for r in rows])
     with pytest.raises(ReportError, match="--kind 'bogus' is unknown"):
         plots.render("bogus", rows, [], ".")
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_plot_and_report_cli(results: Path, tmp_path: Path,

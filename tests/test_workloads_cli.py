@@ -6,21 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
+from cli_helpers import run as run_cli
 from sparsa.workloads import ZOO_NAMES, load_workload
-
-from sparsa.cli import main
 
 DATA = Path(__file__).parent / "data" / "scalesim"
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(["workloads", *args])
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_cli(capsys, "workloads", *args)
 
 
 def test_list(capsys):
