@@ -25,8 +25,9 @@ form groups of up to ``options.weight_batch`` tiles; one LOAD brings a whole gro
 of two group slots of the weight scratchpad, the group's PRELOADs pick its tiles, and the
 next group's LOAD is issued right after the group's first PRELOAD. The group size per GEMM
 comes from a per-step cycle estimate (:func:`_op_batches`): groups pay DRAM latency once
-per group, but a long LOAD can hold up activation LOADs behind it in the in-order issue. ``interleave`` carries this pipeline across GEMMs;
-without it a FENCE drains the core between GEMMs.
+per group, but a long LOAD can hold up activation LOADs behind it in the in-order issue.
+``interleave`` carries this pipeline across GEMMs; without it a FENCE drains the core
+between GEMMs.
 
 Wait masks
 ----------
@@ -195,13 +196,14 @@ def _op_batches(cfg: AccelConfig, ops: list[GemmOp], steps: list[Step],
     """Weight tiles per LOAD for each op: the group size ``G <= gmax`` with the lowest
     estimated cycles per step (ties: the larger, fewer instructions).
 
-    With ``e`` the COMPUTE cycles and ``a`` the activation LOAD cycles of a step, and
-    ``T`` the LOAD of a group of tiles (:func:`~sparsa.hw.timing.load_cycles`: ``G*tb + L +
-    1`` for tiles of ``tb`` beats, plus the window drain for load-as-sparse tiles), ``G`` steps take
-    about ``max(G*e + max(0, T + a - e), G*a + T)``: the LOAD unit's work, or the array's
-    plus a stall when a group's LOAD outlasts a step (the core issues in order and a
-    COMPUTE waits for whole units, so activation LOADs queued behind a long weight LOAD
-    hold up the array). Groups win where the LOAD unit is the bottleneck (small ``P``,
+    With ``e`` the COMPUTE cycles and ``a`` the activation LOAD cycles of a step (a
+    fraction ``f`` of steps has activation LOADs, ``a_c`` cycles each), and ``T`` the LOAD
+    of a group of tiles (:func:`~sparsa.hw.timing.load_cycles`: ``G*tb + L + 1`` for tiles
+    of ``tb`` beats, plus the window drain for load-as-sparse tiles), ``G`` steps take about
+    ``max(G*e + f*max(0, T + a_c - e), G*a + T)``: the LOAD unit's work, or the array's plus
+    a stall when a group's LOAD outlasts a step and the next step has activation LOADs (the
+    core issues in order and a COMPUTE waits for whole units, so activation LOADs queued
+    behind a long weight LOAD hold up the array). Groups win where the LOAD unit is the bottleneck (small ``P``,
     many tiles), which is also where they cut the instruction count the most."""
     n_steps = [0] * len(ops)
     e_sum = [0] * len(ops)
