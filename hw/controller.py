@@ -16,8 +16,8 @@ busy cycle; a unit is idle again in the cycle after its last busy cycle):
   Busy ``L + count * entry_beats + 1`` cycles for DRAM latency ``L >= 1`` (2 for count 0).
   A weight LOAD with ``expand=1`` (load-as-sparse) adds each compressed entry into a
   double-buffered window buffer and drains every full window as ``cmp_m`` dense-mode
-  entries, one per cycle: busy ``L + F + (W-1)*max(F, cmp_m) + cmp_m + 1`` for ``W``
-  windows of ``F = cmp_n * entry_beats`` beats.
+  entries, one per cycle, while the next window arrives (busy time:
+  :func:`sparsa.hw.timing.load_cycles` with ``cmp_n``/``cmp_m``).
 * :class:`PreloadUnit` (``PRELOAD``) reads weight entries ``wsp_addr + rows - 1`` down to
   ``wsp_addr`` (cycles ``T0+1 .. T0+rows``) and shifts each into the array's shadow chain
   the next cycle. Busy ``rows + 2``.

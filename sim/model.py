@@ -243,10 +243,11 @@ class RunStats:
     ``issue``/``end``: issue cycle and first idle cycle of every operation's unit (FENCE:
     issue + FENCE_CYCLES). ``blocker``: the unit whose busy time last delayed an operation's
     issue (0: none / issue rate), traced back through an intermediate unit to LOAD/STORE
-    when the op occupying that unit had itself waited for them. ``units``: per unit ``busy`` (formula cycles),
-    ``dram_stall`` (extra cycles waiting for DRAM beats), ``stall`` (idle cycles before each
-    of its operations while the operation could not issue yet), ``idle`` (after its last
-    operation), ``ops``; the four add up to ``total`` for every unit.
+    when the op occupying that unit had itself waited for them. ``units``: per unit
+    ``busy`` (formula cycles), ``dram_stall`` (extra cycles waiting for DRAM beats),
+    ``stall`` (idle cycles before each of its operations while the operation could not
+    issue yet), ``idle`` (after its last operation), ``ops``; the four add up to ``total``
+    for every unit.
     """
 
     total: int
