@@ -42,7 +42,7 @@ from .energy import COMPONENTS, EnergyTable, energy_breakdown, resolve_energy_ta
 from .errors import SimError
 from .model import ACTIONS, CoreModel, ModelOptions, OpStream, RunStats, ops_from_program
 
-__all__ = ["SimResult", "simulate", "run_point", "DATAFLOWS", "LIMITS", "load_program"]
+__all__ = ["SimResult", "simulate", "apply_baseline", "run_point", "DATAFLOWS", "LIMITS", "load_program"]
 
 DATAFLOWS = ("ws", "os", "is")
 LIMITS = ("compute", "fill-drain", "DRAM bandwidth", "window bandwidth")
@@ -243,12 +243,12 @@ def simulate(program: Any, config: AccelConfig | str | None = None, *, dataflow:
                     energy=energy, energy_table=table, limits=limits, options=opts,
                     stats=stats)
     if baseline is not None:
-        _apply_baseline(res, baseline)
+        apply_baseline(res, baseline)
     res.wall_s = time.perf_counter() - t0
     return res
 
 
-def _apply_baseline(res: SimResult, baseline: SimResult) -> None:
+def apply_baseline(res: SimResult, baseline: SimResult) -> None:
     """Fill ``res``'s dense-baseline fields (totals and per layer) from ``baseline``."""
     res.dense_cycles = baseline.cycles
     res.dense_energy_pj = baseline.energy_pj
@@ -491,7 +491,7 @@ def run_point(workload: str, config: AccelConfig | str, sparsity: str = "dense",
                 _BASELINES.popitem(last=False)
     if same is not None:
         res = same
-        _apply_baseline(res, baseline)
+        apply_baseline(res, baseline)
     else:
         res = simulate(prog, cfg, dataflow=dataflow, options=mopts, energy_table=table,
                        baseline=baseline, variant_options=variant)

@@ -152,8 +152,9 @@ def simulate_cmd(target: str, config: str | None, sparsity: str | None, train: b
     """Simulate WORKLOAD (zoo name, .onnx, SCALE-Sim .csv) or a compiled PROGRAM
     (directory from 'sparsa compile', .sprg or .json): cycles, per-layer table, energy."""
     from sparsa.compiler import compile_workload
-    from sparsa.sim.api import load_program, simulate
+    from sparsa.sim.api import apply_baseline, load_program, simulate
     from sparsa.sim.errors import SimError
+    dense_future = None
     if scalesim_parity:
         given = [o for o, v in (("--sparsity", sparsity), ("--train", train),
                                 ("--batch", batch != 1), ("--seq", seq), ("--vs-dense", vs_dense),
@@ -185,19 +186,36 @@ def simulate_cmd(target: str, config: str | None, sparsity: str | None, train: b
             raise SimError("--vs-dense needs a workload, not a compiled program")
     else:
         cfg = resolve_config(config)
-        prog = compile_workload(target, cfg, sparsity=sparsity, train=train, with_data=False,
-                                batch=batch, seq=seq)
+        # --vs-dense: the dense baseline compiles and simulates in a forked process while
+        # this one handles the sparse program (both are single-threaded Python)
+        dense_future = _start_dense_baseline(target, cfg, train, batch, seq, dataflow, mopts,
+                                             energy_table) \
+            if vs_dense and sparsity not in (None, "dense") else None
+        try:
+            prog = compile_workload(target, cfg, sparsity=sparsity, train=train,
+                                    with_data=False, batch=batch, seq=seq)
+        except BaseException:
+            if dense_future is not None:
+                _finish_dense_baseline(dense_future, cancel=True)
+            raise
         sparsity = prog.meta["sparsity_arg"]
         label = f"{target} ({sparsity}{', train' if train else ''})"
         baseline = None
-        if vs_dense:
+        if vs_dense and dense_future is None:
             dprog = prog if sparsity == "dense" else compile_workload(
                 target, cfg, sparsity="dense", train=train, with_data=False, batch=batch,
                 seq=seq)
             baseline = simulate(dprog, cfg, dataflow=dataflow, options=mopts,
                                 energy_table=energy_table)
-    res = simulate(prog, cfg, dataflow=dataflow, options=mopts, energy_table=energy_table,
-                   baseline=baseline)
+    try:
+        res = simulate(prog, cfg, dataflow=dataflow, options=mopts, energy_table=energy_table,
+                       baseline=baseline)
+    except BaseException:
+        if dense_future is not None:
+            _finish_dense_baseline(dense_future, cancel=True)
+        raise
+    if dense_future is not None:
+        apply_baseline(res, _finish_dense_baseline(dense_future))
     total_s = time.perf_counter() - t0
     if as_json:
         out = dict(res.summary(), target=target, sparsity=sparsity if not is_prog else
@@ -207,6 +225,41 @@ def simulate_cmd(target: str, config: str | None, sparsity: str | None, train: b
         click.echo(json.dumps(out, indent=1, default=str))
         return
     print_report(res, f"{label} on {cfg.name} [{dataflow}] - {total_s:.2f} s total")
+
+
+def _dense_baseline(target: str, cfg: Any, train: bool, batch: int, seq: int | None,
+                    dataflow: str, mopts: dict[str, Any], energy_table: str | None) -> Any:
+    """Compile ``target`` dense and simulate it: the ``--vs-dense`` baseline."""
+    from sparsa.compiler import compile_workload
+    from sparsa.sim.api import simulate
+    dprog = compile_workload(target, cfg, sparsity="dense", train=train, with_data=False,
+                             batch=batch, seq=seq)
+    res = simulate(dprog, cfg, dataflow=dataflow, options=mopts, energy_table=energy_table)
+    res.stats = None   # per-operation arrays: not needed for the baseline, costly to send
+    return res
+
+
+def _start_dense_baseline(*args: Any) -> Any:
+    """Start :func:`_dense_baseline` in a forked worker when there is a second core and
+    return the worker pool and its pending result, else ``None`` (the caller then runs it
+    inline)."""
+    import multiprocessing
+    if (os.cpu_count() or 1) < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return None
+    pool = multiprocessing.get_context("fork").Pool(1)
+    return pool, pool.apply_async(_dense_baseline, args)
+
+
+def _finish_dense_baseline(pending: Any, *, cancel: bool = False) -> Any:
+    """The worker's baseline (its exception re-raised here), or stop it when ``cancel``."""
+    pool, result = pending
+    try:
+        if cancel:
+            return None
+        return result.get()
+    finally:
+        pool.terminate()
+        pool.join()
 
 
 def _scalesim_parity(target: str, cfg: Any, dataflow: str, as_json: bool) -> None:

@@ -118,3 +118,28 @@ def test_limiting_factor_follows_the_bottleneck():
     assert slow.limiting == "DRAM bandwidth"
     assert slow.limits["dram_bw"] > fast.limits["dram_bw"]
     assert slow.limits["compute"] == fast.limits["compute"]     # same rows streamed
+
+
+def test_cli_vs_dense_forked_equals_inline(tmp_path, capsys, monkeypatch):
+    """--vs-dense runs the dense baseline in a forked worker when there are two cores; the
+    report is the same as running it inline, and matches the dense program simulated."""
+    csv = tmp_path / "net.csv"
+    csv.write_text("Layer name, M, N, K,\nfc1, 64, 96, 128,\nfc2, 64, 32, 96,\n")
+    args = ["simulate", str(csv), "--config", "8x8-n2m4", "--sparsity", "2:4", "--vs-dense",
+            "--json"]
+
+    def report() -> dict:
+        main(args)
+        out = json.loads(capsys.readouterr().out)
+        out.pop("total_wall_s")
+        out.pop("runtime_s", None)
+        return out
+
+    forked = report()
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    inline = report()
+    assert forked == inline
+    dense = simulate(compile_workload(str(csv), PRESETS["8x8-n2m4"], sparsity="dense",
+                                      with_data=False))
+    assert forked["dense_cycles"] == dense.cycles
+    assert all(r["speedup"] is not None for r in forked["layers"] if r["kind"] == "gemm")
