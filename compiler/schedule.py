@@ -53,12 +53,17 @@ from sparsa.hw.config import AccelConfig
 from sparsa.hw.isa import Compute, Fence, Load, Preload, Store, Target, Unit
 from sparsa.hw.timing import compute_cycles, load_cycles, load_entry_beats
 
+from .errors import CompileError
 from .ir import CGraph, GemmOp
 
 __all__ = ["ActBlock", "AccBlock", "Step", "Emitter", "Schedule", "SchedulePass",
            "op_layout", "MIN_CHUNK"]
 
 MIN_CHUNK = 64   # smallest activation LOAD chunk (entries) when splitting a block
+#: Largest program the scheduler builds, in steps (one COMPUTE each; a step costs about
+#: 2.5 instructions and 1 KiB of host memory while compiling): ResNet-50 at batch 1 on a
+#: 16x16 array is about 140,000 steps.
+MAX_STEPS = 5_000_000
 
 _UNIT = {Load: int(Unit.LOAD), Preload: int(Unit.PRE), Compute: int(Unit.EXEC),
          Store: int(Unit.STORE)}
@@ -314,6 +319,11 @@ def schedule(g: CGraph) -> Schedule:
             if op.x_chained:
                 lp, lc = layouts[producer[op.x].name], layouts[op.name]
                 lp["y_row"] = lc["x_row"] = max(lp["y_row"], lc["x_row"])
+    n_steps = sum(-(-op.P // op.tiling.pc) * op.tiling.tiles for op in g.ops)
+    if n_steps > MAX_STEPS:
+        raise CompileError(f"{g.name}: {n_steps:,} array steps exceed the scheduler's limit "
+                           f"of {MAX_STEPS:,} (about {MAX_STEPS * 5 // 2:,} instructions); "
+                           f"use a smaller --batch/--seq or a larger array")
     steps: list[Step] = []
     for oi, op in enumerate(g.ops):
         steps += _op_steps(cfg, op, oi, op.node, layouts[op.name])

@@ -47,15 +47,20 @@ def _write_text(path: Path, text: str) -> None:
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--dump-after", type=click.Choice(PASS_NAMES), default=None,
               help="Print the graph after this pass.")
-@click.option("--dump-format", type=click.Choice(["text", "json"]), default="text")
+@click.option("--dump-format", type=click.Choice(["text", "json"]), default=None,
+              help="Format of the --dump-after dump  [default: text]")
 @click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False),
               help="Output directory (program.sprg, program.json, summary.json).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def compile_cmd(workload: str, config: str | None, sparsity: str | None, train: bool,
                 dataflow: str, sparse_mode: str, no_interleave: bool, no_double_buffer: bool,
                 no_reuse: bool, no_pregenerate: bool, weight_batch: int, no_data: bool, batch: int, seq: int | None, seed: int,
-                dump_after: str | None, dump_format: str, out: str, as_json: bool) -> None:
+                dump_after: str | None, dump_format: str | None, out: str, as_json: bool) -> None:
     """Compile WORKLOAD and write the program to OUT."""
+    if dump_format is not None and dump_after is None:
+        raise click.UsageError("--dump-format applies to the --dump-after dump; add "
+                               "--dump-after PASS")
+    dump_format = dump_format or "text"
     check_out_dir(out)
     cfg = resolve_config(config)
     opt = CompileOptions(dataflow=dataflow, sparse_mode=sparse_mode,
