@@ -8,6 +8,7 @@ path (exit code 2) instead of a traceback after minutes of computing.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import click
@@ -24,12 +25,28 @@ def _bad(option: str, path: Path, why: str) -> click.BadParameter:
     return click.BadParameter(f"{str(path)!r}: {why}", param_hint=f"'{option}'")
 
 
+def _writable(folder: Path) -> str | None:
+    """``None`` when a file can be created in ``folder``, else why not. A real probe (a
+    temporary file, removed at once): permission bits say nothing for root, nor for
+    pseudo file systems such as /proc."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return "permission denied"
+    try:
+        fd, name = tempfile.mkstemp(prefix=".sparsa-probe-", dir=folder)
+    except OSError as e:
+        return e.strerror or type(e).__name__
+    os.close(fd)
+    os.unlink(name)
+    return None
+
+
 def _check_parent(option: str, path: Path, parent: Path) -> None:
     anc = _existing_ancestor(parent)
     if not anc.is_dir():
         raise _bad(option, path, f"{anc} is not a directory")
-    if not os.access(anc, os.W_OK | os.X_OK):
-        raise _bad(option, path, f"directory {anc} is not writable")
+    why = _writable(anc)
+    if why is not None:
+        raise _bad(option, path, f"directory {anc} is not writable ({why})")
 
 
 def check_out_dir(path: str | os.PathLike[str], option: str = "-o") -> Path:
@@ -55,8 +72,9 @@ def check_out_dir(path: str | os.PathLike[str], option: str = "-o") -> Path:
     if p.exists():
         if not p.is_dir():
             raise _bad(option, p, "exists and is not a directory")
-        if not os.access(p, os.W_OK | os.X_OK):
-            raise _bad(option, p, "directory is not writable")
+        why = _writable(p)
+        if why is not None:
+            raise _bad(option, p, f"directory is not writable ({why})")
         return p
     _check_parent(option, p, p.parent)
     return p

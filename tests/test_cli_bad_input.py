@@ -99,6 +99,10 @@ CASES = [
     (("area", "--kind", "foo"), "--kind"),
     (("verify", "--config", "{d}/rows.yaml"), "rows='8' is invalid"),
     (("compile", TINY, *SMALL, "-o", "{d}/regfile/c"), "'-o'"),
+    # /proc: permission bits say writable for root, creating a file there still fails
+    (("compile", TINY, *SMALL, "-o", "/proc/sparsa-out"), "'-o': '/proc/sparsa-out': "
+                                                          "directory /proc is not writable"),
+    (("compare", TINY, *SMALL, "--csv", "/proc/x.csv"), "'--csv'"),
     (("compile", TINY, "--config", "{d}/name.yaml", "-o", "{d}/c"), "name=5 is invalid"),
     (("compile", TINY, *SMALL, "-o", "{d}/c", "--sparsity", "fwd=2:8"), "lacks bwd="),
     (("compile", TINY, *SMALL, "-o", "{d}/c", "--sparsity", "g2=2:4"), "no rule matches"),
