@@ -32,7 +32,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -224,6 +224,8 @@ class SweepResult:
     seconds: float
     backend: str
     results: Path
+    #: distinct ``error`` texts of this run's failed points (at most three)
+    first_errors: list[str] = field(default_factory=list)
 
     @property
     def points_per_s(self) -> float:
@@ -233,7 +235,7 @@ class SweepResult:
         return {"total": self.total, "skipped": self.skipped, "evaluated": self.evaluated,
                 "errors": self.errors, "seconds": round(self.seconds, 3),
                 "points_per_s": round(self.points_per_s, 3), "backend": self.backend,
-                "results": str(self.results)}
+                "results": str(self.results), "first_errors": list(self.first_errors)}
 
 
 def _serial(evaluate: Evaluate, tasks: Sequence[dict[str, Any]], run_id: str
@@ -381,6 +383,7 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike[str], *, workers: int = 2,
     buf: list[dict[str, Any]] = []
     lbuf: list[dict[str, Any]] = []
     errors = 0
+    first_errors: list[str] = []
     n = 0
     t0 = last_flush = time.perf_counter()
 
@@ -399,7 +402,10 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike[str], *, workers: int = 2,
         for outcomes in results:
             for row, layers in outcomes:
                 n += 1
-                errors += row["status"] != "ok"
+                if row["status"] != "ok":
+                    errors += 1
+                    if len(first_errors) < 3 and row["error"] not in first_errors:
+                        first_errors.append(row["error"])
                 buf.append(row)
                 lbuf.extend(layers)
             now = time.perf_counter()
@@ -418,4 +424,4 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike[str], *, workers: int = 2,
     store.compact()
     return SweepResult(total=len(spec.points), skipped=len(spec.points) - len(todo),
                        evaluated=n, errors=errors, seconds=seconds, backend=backend,
-                       results=store.root)
+                       results=store.root, first_errors=first_errors)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 from pathlib import Path
 from types import FrameType
 
@@ -36,7 +37,8 @@ def register(group: click.Group) -> None:
         workloads x train, or a points list) into a Parquet results directory.
 
         Finished points are written as they complete; an interrupted sweep resumes where it
-        stopped, and a failing point becomes an error row while the sweep goes on.
+        stopped, and a failing point becomes an error row while the sweep goes on (its
+        message is printed; the exit code is 1 when every evaluated point failed).
         """
         from sparsa.outputs import check_out_dir
         from sparsa.reports.spec import load_spec
@@ -52,11 +54,17 @@ def register(group: click.Group) -> None:
             signal.signal(signal.SIGTERM, old)
         if as_json:
             click.echo(json.dumps(res.to_dict(), indent=1))
-            return
-        click.echo(f"{res.total} design points: {res.skipped} already done, {res.evaluated} "
-                   f"evaluated ({res.errors} errors) in {res.seconds:.1f} s on {res.backend}: "
-                   f"{res.points_per_s:.2f} points/s")
-        click.echo(f"results: {res.results / 'points.parquet'}")
+        else:
+            click.echo(f"{res.total} design points: {res.skipped} already done, "
+                       f"{res.evaluated} evaluated ({res.errors} errors) in {res.seconds:.1f} s "
+                       f"on {res.backend}: {res.points_per_s:.2f} points/s")
+            click.echo(f"results: {res.results / 'points.parquet'}")
+        for e in res.first_errors:
+            click.echo(f"failed point: {e}", err=True)
+        if res.evaluated and res.errors == res.evaluated:
+            click.echo(f"error: all {res.evaluated} evaluated points failed (error rows in "
+                       f"{res.results}; --retry-errors re-runs them)", err=True)
+            sys.exit(1)
 
     @group.command("plot")
     @click.argument("results", type=click.Path())

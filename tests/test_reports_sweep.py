@@ -175,3 +175,22 @@ def test_cli_sweep_with_the_real_model(tmp_path: Path,
     (row,) = ResultStore(out).rows()
     assert row["workload"] == "resnet18" and row["config"] == "32x32-n2m4"
     assert row["cycles"] > 0 and row["macs"] > 1.8e9 and row["energy_pj"] > 0
+
+
+def test_cli_sweep_all_points_failing_exits_1(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """A point that fails at evaluation (not at spec validation) becomes an error row; its
+    message is printed, and a sweep in which every point failed exits with code 1."""
+    from cli_helpers import run
+
+    spec = tmp_path / "fail.yaml"
+    spec.write_text("name: fail\npoints:\n  - {workload: resnet50, config: 16x16-n2m4, "
+                    "batch: 128}\noptions: {baseline: false}\narea: false\n")
+    code, out, err = run(capsys, "sweep", str(spec), "-o", str(tmp_path / "r"), "--workers",
+                         "1", "--no-progress")
+    assert code == 1, err
+    assert "1 evaluated (1 errors)" in out
+    assert "failed point: CompileError: resnet50: " in err and "--batch" in err
+    assert "error: all 1 evaluated points failed" in err
+    (row,) = ResultStore(tmp_path / "r").rows()
+    assert row["status"] == "error"
