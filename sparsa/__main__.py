@@ -1,3 +1,3 @@
-from sparsa.cli import main
+from sparsa.cli import entry
 
-main()
+entry()

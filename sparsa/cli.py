@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from sparsa import __version__
+from sparsa import __version__, heap
 
 COMMAND_MODULES = (
     "sparsa.cmd_workloads",
@@ -42,10 +42,29 @@ _NO_ARGS_IS_HELP: tuple[type[Exception], ...] = tuple(
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning user errors into one line and exit code 2."""
+    try:
+        rc = _run(argv)
+    finally:
+        heap.release()
+    if isinstance(rc, int) and not isinstance(rc, bool) and rc:
+        sys.exit(rc)      # a verb raised click.exceptions.Exit(rc): click returns the code
+
+
+def entry() -> None:
+    """The ``sparsa`` console script and ``python -m sparsa``: :func:`main` in a process
+    that exits right after, so a heap settled by the verb (:mod:`sparsa.heap`) stays
+    settled (releasing it would only make the interpreter's exit scan it once more)."""
+    rc = _run(None)
+    if isinstance(rc, int) and not isinstance(rc, bool) and rc:
+        sys.exit(rc)
+
+
+def _run(argv: list[str] | None) -> object:
+    """The verb's return value; user errors become one line and ``SystemExit``."""
     from sparsa.errors import USER_ERRORS
 
     try:
-        rc = cli.main(args=argv, prog_name="sparsa", standalone_mode=False)
+        return cli.main(args=argv, prog_name="sparsa", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
@@ -74,9 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
-    if isinstance(rc, int) and not isinstance(rc, bool) and rc:
-        sys.exit(rc)      # a verb raised click.exceptions.Exit(rc): click returns the code
 
 
 if __name__ == "__main__":
-    main()
+    entry()

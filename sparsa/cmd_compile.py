@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from sparsa import heap
 from sparsa.compiler.api import PASS_NAMES, compile_workload
 from sparsa.compiler.options import DATAFLOWS, SPARSE_MODES, CompileOptions
 from sparsa.hw.config import resolve_config
@@ -73,6 +74,7 @@ def compile_cmd(workload: str, config: str | None, sparsity: str | None, train: 
                             seq=seq, dump_after=dump_after, dump=click.echo,
                             dump_format=dump_format)
     secs = time.perf_counter() - t0
+    heap.settle()
     sparsity = prog.meta["sparsity_arg"]
     outdir = Path(out)
     outdir.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from sparsa import heap
 from sparsa.hw.config import resolve_config
 
 _SPARSITY_HELP = ("Sparsity plan, e.g. 2:4, 'conv1=dense;*=2:4', fwd=2:8,bwd=2:8,method=bimask.")
@@ -200,6 +201,7 @@ def simulate_cmd(target: str, config: str | None, sparsity: str | None, train: b
             raise
         sparsity = prog.meta["sparsity_arg"]
         label = f"{target} ({sparsity}{', train' if train else ''})"
+        heap.settle()
         baseline = None
         if vs_dense and dense_future is None:
             dprog = prog if sparsity == "dense" else compile_workload(
@@ -234,6 +236,7 @@ def _dense_baseline(target: str, cfg: Any, train: bool, batch: int, seq: int | N
     from sparsa.sim.api import simulate
     dprog = compile_workload(target, cfg, sparsity="dense", train=train, with_data=False,
                              batch=batch, seq=seq)
+    heap.settle()
     res = simulate(dprog, cfg, dataflow=dataflow, options=mopts, energy_table=energy_table)
     res.stats = None   # per-operation arrays: not needed for the baseline, costly to send
     return res
