@@ -73,8 +73,9 @@ def compile_workload(workload: Any, config: AccelConfig, *, sparsity: str | None
         carries one (a SCALE-Sim topology's ``Sparsity`` column), else dense.
     train : bool
         Compile a training step (forward, backward-data and weight-gradient GEMMs).
-    dataflow : {"weight-reuse", "act-reuse"}
-        Loop order (overrides ``options.dataflow``).
+    dataflow : {"weight-reuse", "act-reuse", "auto"}
+        Loop order (overrides ``options.dataflow``; ``auto``: the faster per GEMM, see
+        :class:`CompileOptions`).
     options : CompileOptions, optional
     with_data : bool
         ``False``: no weight values or activations — the DRAM image is empty

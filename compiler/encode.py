@@ -50,6 +50,11 @@ class _InstrFactory:
         return obj
 
 
+def instr_factory() -> _InstrFactory:
+    """A fresh ``make(pc, cls, wait, kw) -> Instr`` (fields range-checked)."""
+    return _InstrFactory()
+
+
 def pack_activations(cfg, x: np.ndarray, mode: str, nk: int, kp: int) -> np.ndarray:
     """Host layout of activations ``x[P, K]``: ``uint8[P, nk * entry_beats * beat_bytes]``."""
     P, K = x.shape

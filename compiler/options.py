@@ -10,7 +10,7 @@ from .errors import CompileError
 
 __all__ = ["CompileOptions", "DATAFLOWS", "SPARSE_MODES"]
 
-DATAFLOWS = ("weight-reuse", "act-reuse")
+DATAFLOWS = ("weight-reuse", "act-reuse", "auto")
 SPARSE_MODES = ("auto", "sparse", "dense", "load-sparse")
 
 
@@ -20,7 +20,7 @@ class CompileOptions:
 
     Parameters
     ----------
-    dataflow : {"weight-reuse", "act-reuse"}
+    dataflow : {"weight-reuse", "act-reuse", "auto"}
         Loop order. ``weight-reuse``: for each chunk of ``P`` rows, for each column block,
         for each ``K`` tile — every weight tile is loaded once per chunk, the chunk's
         activations stay on chip for all column blocks when they fit (else they are reloaded
@@ -28,6 +28,9 @@ class CompileOptions:
         ``act-reuse``: for each chunk, for each ``K`` tile, for each column block — every
         activation tile is loaded once and used by all column blocks (the chunk's partial
         sums of all column blocks stay in the accumulator), weights are reloaded per chunk.
+        ``auto``: per GEMM, the order whose schedule of that GEMM alone takes fewer cycles
+        (timed with the core's static issue schedule, :func:`sparsa.hw.schedule.schedule`;
+        both are noted in the dump). Compiles about three times slower.
     sparse_mode : {"auto", "sparse", "dense", "load-sparse"}
         ``auto``: sparse mode when the pattern fits the array's ``n:m``, else dense;
         ``dense``: always dense mode (the dense baseline on the same core); ``sparse``:

@@ -11,12 +11,20 @@ one chunk of ``pc`` rows of ``P``.
   ``pc <= act_half``).
 * ``act-reuse``: ``pc = min(P, acc_half // nq, act_half)``; falls back to weight-reuse when
   that leaves fewer than 16 rows (too many column blocks for the accumulator).
+* ``auto``: both, per GEMM; each is scheduled alone (:mod:`sparsa.compiler.schedule`) and
+  timed with the core's static issue schedule (:func:`sparsa.hw.schedule.schedule`, which
+  the model and the RTL match), and act-reuse is kept when it is at least
+  ``AUTO_MARGIN`` (2%) faster.
 
 Mode: ``sparse`` when the weights fit the array's ``n:m`` (checked on the masked weights,
 or analytically from the spec without data), else ``dense`` (noted).
 """
 
 from __future__ import annotations
+
+import copy
+import dataclasses
+from types import SimpleNamespace
 
 import numpy as np
 from sparsa.hw.config import AccelConfig
@@ -27,11 +35,18 @@ from . import wformat
 from .errors import CompileError
 from .ir import CGraph, GemmOp, Tiling
 
-__all__ = ["choose_tiling", "TilePass", "MIN_RESIDENT_ROWS", "MIN_ACT_REUSE_ROWS"]
+__all__ = ["choose_tiling", "choose_order", "pair_cycles", "TilePass", "MIN_RESIDENT_ROWS", "MIN_ACT_REUSE_ROWS"]
 
 MIN_RESIDENT_ROWS = 64
 MIN_ACT_REUSE_ROWS = 16
 MAX_COUNT = 65535
+#: ``dataflow="auto"`` switches a GEMM to act-reuse only when that is at least this much
+#: faster alone: timed alone, a GEMM misses its overlap with its neighbours, and a switch
+#: for a smaller gain measured slightly slower on whole networks (BERT-base 2:4: +0.2%).
+AUTO_MARGIN = 0.02
+#: ``dataflow="auto"`` times a GEMM on at most this many chunks of rows of the larger
+#: chunk size of the two orders (the chunks repeat; the prefix keeps timing cheap).
+AUTO_SAMPLE_CHUNKS = 4
 
 
 def _tile_map(cfg: AccelConfig, op: GemmOp, mode: str) -> wformat.TileMap:
@@ -111,6 +126,55 @@ def choose_tiling(cfg: AccelConfig, op: GemmOp, *, mode: str, dataflow: str) -> 
                   resident=resident, tiles=tmap.tiles, tmap=tmap, notes=notes)
 
 
+def pair_cycles(g: CGraph, op: GemmOp, tiling: Tiling) -> tuple[int, int]:
+    """Two back-to-back copies of ``op`` with ``tiling``, scheduled alone on ``g``'s core
+    and timed with the static issue schedule (no DRAM contention: what the model gives
+    with its default memory system): ``(cycle the first copy's last instruction ends,
+    cycle the second copy's last instruction ends)``. The copies read and write tensors
+    of their own."""
+    from sparsa.hw.schedule import schedule as static_schedule
+
+    from .encode import instr_factory
+    from .schedule import schedule
+    ops = []
+    for i in range(2):
+        one = copy.copy(op)
+        one.tiling, one.x_chained, one.node = tiling, False, i
+        one.name, one.x, one.y = f"{op.name}#{i}", f"{op.x}#{i}", f"{op.y}#{i}"
+        ops.append(one)
+    sched = schedule(SimpleNamespace(config=g.config, options=g.options, ops=ops))
+    make = instr_factory()
+    instrs = [make(pc, cls, wait, kw) for pc, (cls, kw, wait, *_) in enumerate(sched.instrs)]
+    end = static_schedule(g.config, instrs).end
+    first = max((e for e, ins in zip(end, sched.instrs, strict=True) if ins[4] == 0),
+                default=0)
+    return first, max(end, default=0)
+
+
+def choose_order(g: CGraph, op: GemmOp) -> Tiling:
+    """``dataflow="auto"``: the faster of the two loop orders for ``op``, each timed as
+    the cycles a second copy of ``op`` adds after a first one (the GEMM inside a pipeline
+    that is already running, as in a whole network; timed alone, the pipeline's ramp would
+    count). GEMMs of more than ``AUTO_SAMPLE_CHUNKS`` chunks are timed on a prefix of
+    their rows of that many chunks (both orders on the same rows) and scaled."""
+    cfg = g.config
+    wr = choose_tiling(cfg, op, mode=op.mode, dataflow="weight-reuse")
+    ar = choose_tiling(cfg, op, mode=op.mode, dataflow="act-reuse")
+    if ar.order != "act-reuse":          # act-reuse does not fit: nothing to choose
+        return ar
+    rows = min(op.P, AUTO_SAMPLE_CHUNKS * max(wr.pc, ar.pc))
+    sample = op if rows == op.P else dataclasses.replace(op, P=rows)
+    cost = []
+    for t in (wr, ar):
+        first, both = pair_cycles(g, sample, t)
+        cost.append((both - first) * op.P / rows)
+    c_wr, c_ar = cost
+    best = ar if c_ar < c_wr * (1 - AUTO_MARGIN) else wr
+    best.notes.append(f"auto: weight-reuse {c_wr:.0f} cycles, act-reuse {c_ar:.0f} cycles "
+                      f"(marginal{'' if rows == op.P else f', {rows} of {op.P} rows'})")
+    return best
+
+
 class TilePass:
     """Choose mode, tile sizes and loop order for every GEMM op."""
 
@@ -119,6 +183,7 @@ class TilePass:
     def run(self, g: CGraph) -> tuple[CGraph, bool]:
         cfg = g.config
         for op in g.ops:
-            op.tiling = choose_tiling(cfg, op, mode=op.mode, dataflow=g.options.dataflow)
+            op.tiling = choose_order(g, op) if g.options.dataflow == "auto" else \
+                choose_tiling(cfg, op, mode=op.mode, dataflow=g.options.dataflow)
             op.tiling.notes[:0] = op.mode_notes
         return g, True

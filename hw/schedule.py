@@ -28,22 +28,30 @@ class Schedule:
 
 def schedule(cfg: AccelConfig, instructions: Sequence[Instr]) -> Schedule:
     """Issue and completion cycles of every instruction, relative to the first issue."""
-    free = {u: 0 for u in (Unit.LOAD, Unit.PRE, Unit.EXEC, Unit.STORE)}
+    units = tuple(int(u) for u in (Unit.LOAD, Unit.PRE, Unit.EXEC, Unit.STORE))
+    free = dict.fromkeys(units, 0)
     t = 0
-    issue, end = [], []
+    issue: list[int] = []
+    end: list[int] = []
     for ins in instructions:
-        mask = Unit(ins.wait)
-        if isinstance(ins, Fence) and mask == 0:
-            mask = Unit.ALL
-        ready = max([t] + [free[u] for u in free if u & mask])
-        if ins.UNIT is not None:
-            ready = max(ready, free[ins.UNIT])
-        issue.append(ready)
-        if ins.UNIT is not None:
-            free[ins.UNIT] = ready + instr_cycles(cfg, ins)
-            end.append(free[ins.UNIT])
+        mask = int(ins.wait)
+        fence = isinstance(ins, Fence)
+        if fence and mask == 0:
+            mask = int(Unit.ALL)
+        ready = t
+        for u in units:
+            if mask & u and free[u] > ready:
+                ready = free[u]
+        unit = ins.UNIT
+        if unit is not None:
+            u = int(unit)
+            if free[u] > ready:
+                ready = free[u]
+            free[u] = done = ready + instr_cycles(cfg, ins)
+            end.append(done)
         else:
             end.append(ready + FENCE_CYCLES)
-        t = ready + (FENCE_CYCLES if isinstance(ins, Fence) else ISSUE_CYCLES)
+        issue.append(ready)
+        t = ready + (FENCE_CYCLES if fence else ISSUE_CYCLES)
     total = max([t if instructions else 0] + list(free.values()) + end)
     return Schedule(issue, end, total)

@@ -131,6 +131,10 @@ def print_report(res: Any, title: str) -> None:
 @click.option("--train", is_flag=True, help="Simulate a training step.")
 @click.option("--dataflow", type=click.Choice(["ws", "os", "is"]), default="ws",
               show_default=True, help="ws: the core; os/is: model-only array variants.")
+@click.option("--loop-order", type=click.Choice(["weight-reuse", "act-reuse", "auto"]),
+              default="weight-reuse", show_default=True,
+              help="The compiler's loop order on the core (auto: the faster per GEMM; "
+                   "compiles several times slower).")
 @click.option("--batch", default=1, show_default=True, type=click.IntRange(1))
 @click.option("--seq", default=None, type=click.IntRange(1))
 @click.option("--vs-dense", is_flag=True,
@@ -146,7 +150,7 @@ def print_report(res: Any, title: str) -> None:
                    "layer (ideal memory) on the config's rows x cols, for comparison.")
 @click.option("--json", "as_json", is_flag=True, help="Print totals and layers as JSON.")
 def simulate_cmd(target: str, config: str | None, sparsity: str | None, train: bool,
-                 dataflow: str, batch: int, seq: int | None, vs_dense: bool,
+                 dataflow: str, loop_order: str, batch: int, seq: int | None, vs_dense: bool,
                  energy_table: str | None,
                  dram_sharing: str, dram_beat_cycles: int, scalesim_parity: bool,
                  as_json: bool) -> None:
@@ -170,7 +174,8 @@ def simulate_cmd(target: str, config: str | None, sparsity: str | None, train: b
     is_prog = os.path.isdir(target) or target.endswith((".sprg", ".json"))
     if is_prog:
         given = [o for o, v in (("--sparsity", sparsity), ("--train", train),
-                                ("--batch", batch != 1), ("--seq", seq)) if v]
+                                ("--batch", batch != 1), ("--seq", seq),
+                                ("--loop-order", loop_order != "weight-reuse")) if v]
         if given:
             verb = "applies" if len(given) == 1 else "apply"
             raise SimError(f"{target}: {', '.join(given)} {verb} to a workload; a compiled "
@@ -189,24 +194,25 @@ def simulate_cmd(target: str, config: str | None, sparsity: str | None, train: b
         cfg = resolve_config(config)
         # --vs-dense: the dense baseline compiles and simulates in a forked process while
         # this one handles the sparse program (both are single-threaded Python)
-        dense_future = _start_dense_baseline(target, cfg, train, batch, seq, dataflow, mopts,
-                                             energy_table) \
+        dense_future = _start_dense_baseline(target, cfg, train, batch, seq, loop_order,
+                                             dataflow, mopts, energy_table) \
             if vs_dense and sparsity not in (None, "dense") else None
         try:
             prog = compile_workload(target, cfg, sparsity=sparsity, train=train,
-                                    with_data=False, batch=batch, seq=seq)
+                                    with_data=False, batch=batch, seq=seq, dataflow=loop_order)
         except BaseException:
             if dense_future is not None:
                 _finish_dense_baseline(dense_future, cancel=True)
             raise
         sparsity = prog.meta["sparsity_arg"]
-        label = f"{target} ({sparsity}{', train' if train else ''})"
+        label = f"{target} ({sparsity}{', train' if train else ''}" \
+                f"{'' if loop_order == 'weight-reuse' else ', ' + loop_order})"
         heap.settle()
         baseline = None
         if vs_dense and dense_future is None:
             dprog = prog if sparsity == "dense" else compile_workload(
                 target, cfg, sparsity="dense", train=train, with_data=False, batch=batch,
-                seq=seq)
+                seq=seq, dataflow=loop_order)
             baseline = simulate(dprog, cfg, dataflow=dataflow, options=mopts,
                                 energy_table=energy_table)
     try:
@@ -230,12 +236,13 @@ def simulate_cmd(target: str, config: str | None, sparsity: str | None, train: b
 
 
 def _dense_baseline(target: str, cfg: Any, train: bool, batch: int, seq: int | None,
-                    dataflow: str, mopts: dict[str, Any], energy_table: str | None) -> Any:
+                    loop_order: str, dataflow: str, mopts: dict[str, Any],
+                    energy_table: str | None) -> Any:
     """Compile ``target`` dense and simulate it: the ``--vs-dense`` baseline."""
     from sparsa.compiler import compile_workload
     from sparsa.sim.api import simulate
     dprog = compile_workload(target, cfg, sparsity="dense", train=train, with_data=False,
-                             batch=batch, seq=seq)
+                             batch=batch, seq=seq, dataflow=loop_order)
     heap.settle()
     res = simulate(dprog, cfg, dataflow=dataflow, options=mopts, energy_table=energy_table)
     res.stats = None   # per-operation arrays: not needed for the baseline, costly to send

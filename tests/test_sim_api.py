@@ -143,3 +143,22 @@ def test_cli_vs_dense_forked_equals_inline(tmp_path, capsys, monkeypatch):
                                       with_data=False))
     assert forked["dense_cycles"] == dense.cycles
     assert all(r["speedup"] is not None for r in forked["layers"] if r["kind"] == "gemm")
+
+
+def test_cli_simulate_loop_order(tmp_path, capsys):
+    """--loop-order reaches the compiler: auto is never slower than weight-reuse here, and a
+    compiled program rejects the option (its loop order is built in)."""
+    csv = tmp_path / "net.csv"
+    csv.write_text("Layer name, M, N, K,\nfc1, 512, 32, 1024,\nfc2, 512, 64, 32,\n")
+    cycles = {}
+    for order in ("weight-reuse", "act-reuse", "auto"):
+        main(["simulate", str(csv), "--config", "16x16-n2m4", "--sparsity", "2:4",
+              "--loop-order", order, "--json"])
+        cycles[order] = json.loads(capsys.readouterr().out)["cycles"]
+    assert cycles["auto"] <= min(cycles.values())
+    assert cycles["act-reuse"] != cycles["weight-reuse"]
+    prog = compile_workload(WL, CFG, sparsity="2:4", with_data=False)
+    prog.save(tmp_path / "p.sprg")
+    with pytest.raises(SystemExit) as e:
+        main(["simulate", str(tmp_path / "p.sprg"), "--loop-order", "auto"])
+    assert e.value.code == 2 and "--loop-order applies to a workload" in capsys.readouterr().err
