@@ -134,7 +134,7 @@ def print_report(res: Any, title: str) -> None:
 @click.option("--loop-order", type=click.Choice(["weight-reuse", "act-reuse", "auto"]),
               default="weight-reuse", show_default=True,
               help="The compiler's loop order on the core (auto: the faster per GEMM; "
-                   "compiles several times slower).")
+                   "compiles up to 4x slower).")
 @click.option("--batch", default=1, show_default=True, type=click.IntRange(1))
 @click.option("--seq", default=None, type=click.IntRange(1))
 @click.option("--vs-dense", is_flag=True,
