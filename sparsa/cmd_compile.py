@@ -30,8 +30,9 @@ def _write_text(path: Path, text: str) -> None:
                    "fwd=2:8,bwd=2:8,method=bimask. Default: the workload's own (a SCALE-Sim "
                    "topology's Sparsity column), else dense.")
 @click.option("--train", is_flag=True, help="Compile a training step (fwd, bwd-data, wgrad).")
-@click.option("--dataflow", type=click.Choice(DATAFLOWS), default="weight-reuse",
-              show_default=True, help="Loop order.")
+@click.option("--dataflow", "--loop-order", "dataflow", type=click.Choice(DATAFLOWS),
+              default="weight-reuse", show_default=True,
+              help="Loop order (auto: the faster per GEMM, timed; compiles up to 4x slower).")
 @click.option("--sparse-mode", type=click.Choice(SPARSE_MODES), default="auto",
               show_default=True)
 @click.option("--no-interleave", is_flag=True, help="FENCE between GEMMs.")

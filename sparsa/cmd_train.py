@@ -107,8 +107,9 @@ def _print_ablation(rows: list[dict[str, Any]]) -> None:
               type=click.Choice(["measured", "modelled"]),
               help="Host refresh: per-element CPU times calibrated on sparsa's generators "
                    "(deterministic), or time the generators now (varies run to run).")
-@click.option("--dataflow", default="weight-reuse", show_default=True,
-              type=click.Choice(["weight-reuse", "act-reuse", "auto"]))
+@click.option("--dataflow", "--loop-order", "dataflow", default="weight-reuse",
+              show_default=True, type=click.Choice(["weight-reuse", "act-reuse", "auto"]),
+              help="The compiler's loop order (auto: the faster per GEMM).")
 @click.option("--batch", default=1, show_default=True, type=click.IntRange(1))
 @click.option("--seq", default=None, type=click.IntRange(1))
 @click.option("--no-interleave", is_flag=True, help="Switch off interleaved mapping.")
