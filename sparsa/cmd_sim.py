@@ -163,7 +163,8 @@ def simulate_cmd(target: str, config: str | None, sparsity: str | None, train: b
     if scalesim_parity:
         given = [o for o, v in (("--sparsity", sparsity), ("--train", train),
                                 ("--batch", batch != 1), ("--seq", seq), ("--vs-dense", vs_dense),
-                                ("--energy-table", energy_table)) if v]
+                                ("--energy-table", energy_table),
+                                ("--loop-order", loop_order != "weight-reuse")) if v]
         if given:
             raise SimError(f"--scalesim-parity gives SCALE-Sim's dense compute cycles only; "
                            f"drop {', '.join(given)}")
