@@ -68,6 +68,7 @@ MAX_STEPS = 5_000_000
 _UNIT = {Load: int(Unit.LOAD), Preload: int(Unit.PRE), Compute: int(Unit.EXEC),
          Store: int(Unit.STORE)}
 _UNITS = (int(Unit.LOAD), int(Unit.PRE), int(Unit.EXEC), int(Unit.STORE))
+_MASK_UNITS = [tuple(u for u in _UNITS if m & u) for m in range(16)]   # units of a wait mask
 
 
 @dataclass(eq=False)
@@ -135,11 +136,12 @@ class Emitter:
         self.instrs.append((cls, kw, wait, tensor, layer, useful))
         if unit:
             sync[unit] = idx
-        mask = 15 if (cls is Fence and wait == 0) else wait
-        if mask:
+        if wait:
+            for u in _MASK_UNITS[wait]:
+                sync[u] = idx
+        elif cls is Fence:
             for u in _UNITS:
-                if mask & u:
-                    sync[u] = idx
+                sync[u] = idx
         for r in reads:
             rd = readers.get(r)
             if rd is None:
@@ -398,11 +400,12 @@ def schedule(g: CGraph) -> Schedule:
 
     em = Emitter()
     prefetch: list[int] = []
+    rows = cfg.rows
 
     def emit_load(ch: tuple, blk: ActBlock, layer: int) -> None:
         sp, cnt, ten, off, stride, ex = ch
-        em.emit(Load, dict(target=Target.ACT, sp_addr=blk.half * act_half + sp, count=cnt,
-                           dram_addr=off, dram_stride=stride, expand=ex),
+        em.emit(Load, {"target": Target.ACT, "sp_addr": blk.half * act_half + sp,
+                       "count": cnt, "dram_addr": off, "dram_stride": stride, "expand": ex},
                 reads=(("d", ten),), writes=(("a", blk.half),), tensor=ten, layer=layer)
 
     def emit_wload(gi: int) -> None:
@@ -411,8 +414,8 @@ def schedule(g: CGraph) -> Schedule:
         slot = gi % 2 if dbl else 0
         lay = layouts[g.ops[st.op].name]
         ne = lay["tile_entries"]
-        kw = dict(target=Target.WGT, sp_addr=slot * gmax * cfg.rows, count=ne * len(members),
-                  dram_addr=st.w_off, dram_stride=lay["tile_beats"] // ne)
+        kw = {"target": Target.WGT, "sp_addr": slot * gmax * rows, "count": ne * len(members),
+              "dram_addr": st.w_off, "dram_stride": lay["tile_beats"] // ne}
         if lay["cmp_m"]:   # load-as-sparse: the LOAD expands compressed entries
             kw.update(expand=1, cmp_n=lay["cmp_n"], cmp_m=lay["cmp_m"])
         em.emit(Load, kw, reads=(("d", st.w_tensor),), writes=(("w", slot),),
@@ -425,7 +428,7 @@ def schedule(g: CGraph) -> Schedule:
         if not g_loaded[gi]:
             emit_wload(gi)
         slot = gi % 2 if dbl else 0
-        em.emit(Preload, dict(wsp_addr=(slot * gmax + gpos[i]) * cfg.rows),
+        em.emit(Preload, {"wsp_addr": (slot * gmax + gpos[i]) * rows},
                 reads=(("w", slot),), writes=("s",), layer=st.layer)
         st.w_emitted = True
         # prefetch the next group into the other slot, free now that this group's
@@ -443,9 +446,9 @@ def schedule(g: CGraph) -> Schedule:
         if not st.w_emitted:
             emit_w(i)
         acc = ("c", st.acc.half)
-        em.emit(Compute, dict(asp_addr=st.block.half * act_half + st.asp_off,
-                              acc_addr=st.acc.half * acc_half + st.acc_off, count=st.count,
-                              accumulate=st.accumulate, swap=1),
+        em.emit(Compute, {"asp_addr": st.block.half * act_half + st.asp_off,
+                          "acc_addr": st.acc.half * acc_half + st.acc_off, "count": st.count,
+                          "accumulate": st.accumulate, "swap": 1},
                 reads=(("a", st.block.half),) + ((acc,) if st.accumulate else ()),
                 writes=(acc,), issue_reads=("s",), layer=st.layer, useful=st.useful)
         nxt = steps[i + 1] if i + 1 < len(steps) else None
@@ -459,9 +462,9 @@ def schedule(g: CGraph) -> Schedule:
                 emit_wload(gi)
         prefetch.clear()
         for acc_off, cnt, ten, off, stride, relu, rq, sh in st.stores:
-            em.emit(Store, dict(acc_addr=st.acc.half * acc_half + acc_off, count=cnt,
-                                dram_addr=off, dram_stride=stride, relu=relu, requant=rq,
-                                shift=sh),
+            em.emit(Store, {"acc_addr": st.acc.half * acc_half + acc_off, "count": cnt,
+                            "dram_addr": off, "dram_stride": stride, "relu": relu,
+                            "requant": rq, "shift": sh},
                     reads=(acc,), writes=(("d", ten),), tensor=ten, layer=st.layer)
         if nxt is not None and not same and not opt.interleave:
             em.fence()
