@@ -2,7 +2,9 @@
 requantisation.
 
 * **Mode** per node: ``sparse`` when every group's stationary operand fits the array's
-  ``n:m`` (on data; analytically from the spec without), else ``dense`` (noted);
+  ``n:m`` (on data; analytically from the spec without), else ``dense`` (noted); also
+  ``dense`` (noted) under ``sparse_mode="auto"`` when ``K <= rows``: one tile either way,
+  and sparse mode's activation entries are ``m/n`` times larger;
   ``load-sparse`` (option or per-layer ``layer_modes``): the weights are stored compressed
   with the window of :func:`sparsa.compiler.loadsparse.choose_window` and computed densely.
 * **ReLU fusion**: a ``relu`` node whose only input is a GEMM node (that has no other
@@ -74,6 +76,11 @@ def _node_mode(g: CGraph, n: Node) -> tuple[str, list[str]]:
             fits = cfg.n >= cfg.m
         full = n.nnz == n.gemm[1] * n.gemm[2] * n.gemm[3]
     if fits and not full:
+        if opt == "auto" and n.gemm[1] <= cfg.rows:
+            # K fits one tile in either mode: sparse mode saves no pass but streams m/n x
+            # the activation bytes (e.g. depthwise 3x3, K = 9)
+            return "dense", [f"dense mode: K={n.gemm[1]} fits one {cfg.rows}-row tile "
+                             f"either way; sparse mode would only move more activations"]
         return "sparse", []
     if fits:   # dense weights on an n == m array: dense mode is the same rate, fewer bytes
         return "dense", []

@@ -5,7 +5,7 @@ their reduction axis."""
 
 import numpy as np
 import pytest
-from sparsa.compiler import compile_workload, read_output
+from sparsa.compiler import CompileOptions, compile_workload, read_output
 from sparsa.compiler.executor import run_program
 from sparsa.compiler.reference import TrainGraph
 from sparsa.compiler.training import (
@@ -84,7 +84,10 @@ def test_cnn_training_step_three_gemms(spec):
     cfg = PRESETS["8x8-n2m8"]
     x = np.random.default_rng(1).integers(-128, 128, (1, 5, 5, 8)).astype(np.int8)
     ref = CNNTrainGraph(x, [(16, 3), (16, 3), (8, 1)], spec, seed=0)
-    prog = compile_workload(ref, cfg, sparsity=spec, train=True, seed=0)
+    # sparse_mode="sparse": the last layer's backward-data GEMM (K = 8 = rows) would run
+    # dense under "auto" (one tile either way); here every masked GEMM must run sparse
+    prog = compile_workload(ref, cfg, sparsity=spec, train=True, seed=0,
+                            options=CompileOptions(sparse_mode="sparse"))
     _check_all(prog, ref)
     _check_modes_and_masks(prog, cfg, spec.split("method=")[1])
 
