@@ -32,7 +32,9 @@ class CompileOptions:
         (timed with the core's static issue schedule, :func:`sparsa.hw.schedule.schedule`;
         both are noted in the dump). Compiles up to about four times slower.
     sparse_mode : {"auto", "sparse", "dense", "load-sparse"}
-        ``auto``: sparse mode when the pattern fits the array's ``n:m``, else dense;
+        ``auto``: sparse mode when the pattern fits the array's ``n:m`` and ``K > rows``
+        (with ``K <= rows`` one tile holds ``K`` in either mode and sparse mode would only
+        stream more activation bytes), else dense;
         ``dense``: always dense mode (the dense baseline on the same core); ``sparse``:
         like ``auto`` but a pattern that does not fit is an error; ``load-sparse``: weights
         stay compressed in DRAM and are expanded on chip, the array computes densely

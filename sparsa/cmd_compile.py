@@ -34,7 +34,10 @@ def _write_text(path: Path, text: str) -> None:
               default="weight-reuse", show_default=True,
               help="Loop order (auto: the faster per GEMM, timed; compiles up to 4x slower).")
 @click.option("--sparse-mode", type=click.Choice(SPARSE_MODES), default="auto",
-              show_default=True)
+              show_default=True,
+              help="auto: sparse where the weights fit the array's n:m and K > rows; "
+                   "sparse: wherever they fit (else an error); dense; load-sparse: "
+                   "compressed in DRAM, computed dense.")
 @click.option("--no-interleave", is_flag=True, help="FENCE between GEMMs.")
 @click.option("--no-double-buffer", is_flag=True)
 @click.option("--no-reuse", is_flag=True, help="Do not keep activation blocks across GEMMs.")
