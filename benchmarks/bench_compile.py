@@ -3,7 +3,8 @@
 Run: ``.venv/bin/python benchmarks/bench_compile.py``. Uses the zoo's ``resnet50`` when
 :func:`sparsa.workloads.load_workload` provides it, else ResNet-50's im2col GEMM shapes.
 Prints compile time without data (instruction stream + manifest) and with data (weights,
-masks, packed DRAM image), and the instruction counts.
+masks, packed DRAM image), and the instruction counts; then VGG-16 (1.35 M instructions)
+and the ``--dataflow auto`` loop-order search on ResNet-50 and VGG-16.
 """
 
 from __future__ import annotations
@@ -39,6 +40,13 @@ def main() -> None:
               f"{s['macs_issued']}, non-zero {s['nonzero_macs']}, dense {s['dense_macs']}; "
               f"DRAM read {s['dram_read_bytes']} B")
         print("  pass seconds:", prog.meta["pass_seconds"])
+    # larger programs and the per-GEMM loop-order search (without data)
+    for name, df in (("vgg16", "weight-reuse"), ("resnet50", "auto"), ("vgg16", "auto")):
+        t0 = time.perf_counter()
+        prog = compile_workload(name, cfg, sparsity="2:4", with_data=False, dataflow=df)
+        print(f"{name} 2:4 on {cfg.name} --dataflow {df}: {time.perf_counter() - t0:.2f} s; "
+              f"{len(prog.instructions)} instructions; tile pass "
+              f"{prog.meta['pass_seconds']['tile']:.2f} s")
 
 
 if __name__ == "__main__":

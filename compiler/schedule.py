@@ -216,16 +216,25 @@ def _op_batches(cfg: AccelConfig, ops: list[GemmOp], steps: list[Step],
     e_sum = [0] * len(ops)
     act = [0] * len(ops)
     with_act = [0] * len(ops)
+    def ld_cycles(ch: tuple) -> int:
+        return load_cycles(cfg, ch[1], load_entry_beats(cfg, Target.ACT, ch[5]))
+
+    own_cost: dict[int, int] = {}   # per block not prefetched: its LOADs' cycles
     for i, st in enumerate(steps):
         n_steps[st.op] += 1
         e_sum[st.op] += compute_cycles(cfg, st.count)
-        lds = chunks_after.get(i, [])
+        lds = chunks_after.get(i)
+        cyc = sum(ld_cycles(ch) for ch, _ in lds) if lds else 0
         if not st.block.loaded:    # loaded at the step itself, not prefetched
-            lds = lds + [(ld, st.block) for ld in st.block.loads]
+            blk = st.block
+            c = own_cost.get(id(blk))
+            if c is None:
+                c = own_cost[id(blk)] = sum(ld_cycles(ld) for ld in blk.loads)
+            cyc += c
+            lds = lds or blk.loads
         if lds:
             with_act[st.op] += 1
-            act[st.op] += sum(load_cycles(cfg, ch[1], load_entry_beats(cfg, Target.ACT, ch[5]))
-                              for ch, _ in lds)
+            act[st.op] += cyc
     out = []
     for oi, op in enumerate(ops):
         if not n_steps[oi] or gmax == 1:
