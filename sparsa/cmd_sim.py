@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from sparsa import heap
+from sparsa.compiler.options import DATAFLOWS
 from sparsa.hw.config import resolve_config
 
 _SPARSITY_HELP = ("Sparsity plan, e.g. 2:4, 'conv1=dense;*=2:4', fwd=2:8,bwd=2:8,method=bimask.")
@@ -131,7 +132,7 @@ def print_report(res: Any, title: str) -> None:
 @click.option("--train", is_flag=True, help="Simulate a training step.")
 @click.option("--dataflow", type=click.Choice(["ws", "os", "is"]), default="ws",
               show_default=True, help="ws: the core; os/is: model-only array variants.")
-@click.option("--loop-order", type=click.Choice(["weight-reuse", "act-reuse", "auto"]),
+@click.option("--loop-order", type=click.Choice(DATAFLOWS),
               default="weight-reuse", show_default=True,
               help="The compiler's loop order on the core (auto: the faster per GEMM; "
                    "compiles up to 4x slower).")
@@ -159,7 +160,6 @@ def simulate_cmd(target: str, config: str | None, sparsity: str | None, train: b
     from sparsa.compiler import compile_workload
     from sparsa.sim.api import apply_baseline, load_program, simulate
     from sparsa.sim.errors import SimError
-    dense_future = None
     if scalesim_parity:
         given = [o for o, v in (("--sparsity", sparsity), ("--train", train),
                                 ("--batch", batch != 1), ("--seq", seq), ("--vs-dense", vs_dense),
@@ -188,43 +188,35 @@ def simulate_cmd(target: str, config: str | None, sparsity: str | None, train: b
         cfg = prog.config
         label = f"{target} ({prog.meta.get('workload', 'program')}, "\
                 f"{prog.meta.get('sparsity', '?')})"
-        baseline = None
         if vs_dense:
             raise SimError("--vs-dense needs a workload, not a compiled program")
+        res = simulate(prog, cfg, dataflow=dataflow, options=mopts, energy_table=energy_table)
     else:
         cfg = resolve_config(config)
+        dense_args = (target, cfg, train, batch, seq, loop_order, dataflow, mopts,
+                      energy_table)
         # --vs-dense: the dense baseline compiles and simulates in a forked process while
         # this one handles the sparse program (both are single-threaded Python)
-        dense_future = _start_dense_baseline(target, cfg, train, batch, seq, loop_order,
-                                             dataflow, mopts, energy_table) \
+        pending = _start_dense_baseline(*dense_args) \
             if vs_dense and sparsity not in (None, "dense") else None
         try:
             prog = compile_workload(target, cfg, sparsity=sparsity, train=train,
                                     with_data=False, batch=batch, seq=seq, dataflow=loop_order)
-        except BaseException:
-            if dense_future is not None:
-                _finish_dense_baseline(dense_future, cancel=True)
-            raise
-        sparsity = prog.meta["sparsity_arg"]
-        label = f"{target} ({sparsity}{', train' if train else ''}" \
-                f"{'' if loop_order == 'weight-reuse' else ', ' + loop_order})"
-        heap.settle()
-        baseline = None
-        if vs_dense and dense_future is None:
-            dprog = prog if sparsity == "dense" else compile_workload(
-                target, cfg, sparsity="dense", train=train, with_data=False, batch=batch,
-                seq=seq, dataflow=loop_order)
-            baseline = simulate(dprog, cfg, dataflow=dataflow, options=mopts,
-                                energy_table=energy_table)
-    try:
-        res = simulate(prog, cfg, dataflow=dataflow, options=mopts, energy_table=energy_table,
-                       baseline=baseline)
-    except BaseException:
-        if dense_future is not None:
-            _finish_dense_baseline(dense_future, cancel=True)
-        raise
-    if dense_future is not None:
-        apply_baseline(res, _finish_dense_baseline(dense_future))
+            sparsity = prog.meta["sparsity_arg"]
+            label = f"{target} ({sparsity}{', train' if train else ''}" \
+                    f"{'' if loop_order == 'weight-reuse' else ', ' + loop_order})"
+            heap.settle()
+            res = simulate(prog, cfg, dataflow=dataflow, options=mopts,
+                           energy_table=energy_table)
+            if pending is not None:
+                apply_baseline(res, pending[1].get())   # the worker's exception re-raised
+            elif vs_dense:
+                apply_baseline(res, res if sparsity == "dense" else
+                               _dense_baseline(*dense_args))
+        finally:
+            if pending is not None:
+                pending[0].terminate()
+                pending[0].join()
     total_s = time.perf_counter() - t0
     if as_json:
         out = dict(res.summary(), target=target, sparsity=sparsity if not is_prog else
@@ -253,24 +245,12 @@ def _dense_baseline(target: str, cfg: Any, train: bool, batch: int, seq: int | N
 def _start_dense_baseline(*args: Any) -> Any:
     """Start :func:`_dense_baseline` in a forked worker when there is a second core and
     return the worker pool and its pending result, else ``None`` (the caller then runs it
-    inline)."""
+    inline). The caller terminates the pool when done, also after an error."""
     import multiprocessing
     if (os.cpu_count() or 1) < 2 or "fork" not in multiprocessing.get_all_start_methods():
         return None
     pool = multiprocessing.get_context("fork").Pool(1)
     return pool, pool.apply_async(_dense_baseline, args)
-
-
-def _finish_dense_baseline(pending: Any, *, cancel: bool = False) -> Any:
-    """The worker's baseline (its exception re-raised here), or stop it when ``cancel``."""
-    pool, result = pending
-    try:
-        if cancel:
-            return None
-        return result.get()
-    finally:
-        pool.terminate()
-        pool.join()
 
 
 def _scalesim_parity(target: str, cfg: Any, dataflow: str, as_json: bool) -> None:
