@@ -76,10 +76,11 @@ def _node_mode(g: CGraph, n: Node) -> tuple[str, list[str]]:
             fits = cfg.n >= cfg.m
         full = n.nnz == n.gemm[1] * n.gemm[2] * n.gemm[3]
     if fits and not full:
-        if opt == "auto" and n.gemm[1] <= cfg.rows:
+        k_dense = wformat.tile_k(cfg, "dense")
+        if opt == "auto" and n.gemm[1] <= k_dense:
             # K fits one tile in either mode: sparse mode saves no pass but streams m/n x
             # the activation bytes (e.g. depthwise 3x3, K = 9)
-            return "dense", [f"dense mode: K={n.gemm[1]} fits one {cfg.rows}-row tile "
+            return "dense", [f"dense mode: K={n.gemm[1]} fits one {k_dense}-row tile "
                              f"either way; sparse mode would only move more activations"]
         return "sparse", []
     if fits:   # dense weights on an n == m array: dense mode is the same rate, fewer bytes

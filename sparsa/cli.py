@@ -46,15 +46,19 @@ def main(argv: list[str] | None = None) -> None:
         rc = _run(argv)
     finally:
         heap.release()
-    if isinstance(rc, int) and not isinstance(rc, bool) and rc:
-        sys.exit(rc)      # a verb raised click.exceptions.Exit(rc): click returns the code
+    _exit_with(rc)
 
 
 def entry() -> None:
     """The ``sparsa`` console script and ``python -m sparsa``: :func:`main` in a process
     that exits right after, so a heap settled by the verb (:mod:`sparsa.heap`) stays
     settled (releasing it would only make the interpreter's exit scan it once more)."""
-    rc = _run(None)
+    _exit_with(_run(None))
+
+
+def _exit_with(rc: object) -> None:
+    """Exit with a verb's non-zero integer return code (a verb that raised
+    ``click.exceptions.Exit(rc)``: click returns the code)."""
     if isinstance(rc, int) and not isinstance(rc, bool) and rc:
         sys.exit(rc)
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from sparsa.compiler.options import DATAFLOWS
 from sparsa.hw.config import resolve_config
 
 
@@ -108,7 +109,7 @@ def _print_ablation(rows: list[dict[str, Any]]) -> None:
               help="Host refresh: per-element CPU times calibrated on sparsa's generators "
                    "(deterministic), or time the generators now (varies run to run).")
 @click.option("--dataflow", "--loop-order", "dataflow", default="weight-reuse",
-              show_default=True, type=click.Choice(["weight-reuse", "act-reuse", "auto"]),
+              show_default=True, type=click.Choice(DATAFLOWS),
               help="The compiler's loop order (auto: the faster per GEMM).")
 @click.option("--batch", default=1, show_default=True, type=click.IntRange(1))
 @click.option("--seq", default=None, type=click.IntRange(1))
