@@ -156,13 +156,20 @@ def pair_cycles(g: CGraph, op: GemmOp, tiling: Tiling) -> tuple[int, int]:
     return first, max(end, default=0)
 
 
-def choose_order(g: CGraph, op: GemmOp) -> Tiling:
+def _timing_key(op: GemmOp, rows: int, t: Tiling) -> tuple:
+    """Everything :func:`pair_cycles` depends on (repeated layers share their timing)."""
+    return (rows, op.K, op.Q, op.cmp, op.relu, op.requant, op.phase, t.mode, t.kp, t.nk, t.nq,
+            t.order, t.pc, t.resident, t.tmap.keep.tobytes(), t.tmap.nnz.tobytes())
+
+
+def choose_order(g: CGraph, op: GemmOp, cache: dict | None = None) -> Tiling:
     """``dataflow="auto"``: the faster of the two loop orders for ``op``, each timed as
     the cycles a second copy of ``op`` adds after a first one (the GEMM inside a pipeline
     that is already running, as in a whole network; timed alone, the pipeline's ramp would
     count). GEMMs of more than ``AUTO_SAMPLE_CHUNKS`` chunks are timed on a prefix of
     their rows of that many chunks (both orders on the same rows) and scaled; GEMMs whose
-    rough estimates put act-reuse ``AUTO_PREFILTER`` times slower are not timed."""
+    rough estimates put act-reuse ``AUTO_PREFILTER`` times slower are not timed. ``cache``
+    (a dict kept across the GEMMs of one compile) times a repeated GEMM once."""
     cfg = g.config
     wr = choose_tiling(cfg, op, mode=op.mode, dataflow="weight-reuse")
     ar = choose_tiling(cfg, op, mode=op.mode, dataflow="act-reuse")
@@ -179,8 +186,13 @@ def choose_order(g: CGraph, op: GemmOp) -> Tiling:
     sample = op if rows == op.P else dataclasses.replace(op, P=rows)
     cost = []
     for t in (wr, ar):
-        first, both = pair_cycles(g, sample, t)
-        cost.append((both - first) * op.P / rows)
+        key = _timing_key(op, rows, t)
+        if cache is None or key not in cache:
+            first, both = pair_cycles(g, sample, t)
+            if cache is None:
+                cache = {}
+            cache[key] = both - first
+        cost.append(cache[key] * op.P / rows)
     c_wr, c_ar = cost
     best = ar if c_ar < c_wr * (1 - AUTO_MARGIN) else wr
     best.notes.append(f"auto: weight-reuse {c_wr:.0f} cycles, act-reuse {c_ar:.0f} cycles "
@@ -195,8 +207,9 @@ class TilePass:
 
     def run(self, g: CGraph) -> tuple[CGraph, bool]:
         cfg = g.config
+        timed: dict = {}
         for op in g.ops:
-            op.tiling = choose_order(g, op) if g.options.dataflow == "auto" else \
+            op.tiling = choose_order(g, op, timed) if g.options.dataflow == "auto" else \
                 choose_tiling(cfg, op, mode=op.mode, dataflow=g.options.dataflow)
             op.tiling.notes[:0] = op.mode_notes
         return g, True

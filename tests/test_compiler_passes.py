@@ -153,6 +153,26 @@ def test_auto_dataflow_picks_per_gemm_and_beats_both_orders():
     assert "auto: weight-reuse" in dumps[0] and "act-reuse" in dumps[0]
 
 
+def test_auto_times_a_repeated_gemm_once(monkeypatch):
+    """dataflow="auto" keys its timings on everything the schedule depends on: identical
+    GEMMs (ResNet's repeated blocks) are timed once (both orders) and get the same order."""
+    from sparsa.compiler import tiling
+    calls = []
+    real = tiling.pair_cycles
+    monkeypatch.setattr(tiling, "pair_cycles", lambda *a: calls.append(a[1].name) or real(*a))
+    g = RefGraph("auto-repeat", np.random.default_rng(7).integers(-128, 128, (256, 16))
+                 .astype(np.int8), seed=7)
+    for name, src in (("a", "x"), ("b", "ra"), ("c", "rb")):    # three identical GEMMs
+        g.linear(name, src, 16, 16)
+        g.relu("r" + name, name)
+    g.evaluate("2:8")
+    prog = compile_workload(g, PRESETS["8x8-n2m8"], sparsity="2:8", seed=7, dataflow="auto",
+                            with_data=False)
+    assert calls == ["a", "a"]
+    orders = [ly.meta["order"] for ly in prog.layers if ly.kind != "host"]
+    assert len(orders) == 3 and orders[0] == orders[1] == orders[2]
+
+
 def test_small_k_runs_dense_under_auto_mode():
     """A depthwise 3x3 convolution (per-group K = 9 <= rows) at 2:4 fits one weight tile
     in either mode: sparse_mode="auto" runs it dense (noted), which moves half the
