@@ -17,14 +17,15 @@ from .errors import CompileError
 from .ir import CGraph
 from .program import InstrNote, LayerInfo, Program, TensorInfo
 
-__all__ = ["EncodePass", "encode_program", "pack_activations"]
+__all__ = ["EncodePass", "InstrFactory", "encode_program", "pack_activations"]
 
 
-class _InstrFactory:
-    """Builds :class:`~sparsa.hw.isa.Instr` objects quickly: field ranges are checked here
-    (one-line :class:`CompileError`), then the instance is filled from a default
-    prototype (the dataclass constructor's per-field validation dominates compile time
-    for whole networks)."""
+class InstrFactory:
+    """``make = InstrFactory(); make(pc, cls, wait, kw) -> Instr``: builds
+    :class:`~sparsa.hw.isa.Instr` objects quickly. Field ranges are checked here (one-line
+    :class:`CompileError`), then the instance is filled from a default prototype (the
+    dataclass constructor's per-field validation dominates compile time for whole
+    networks)."""
 
     def __init__(self) -> None:
         self._proto: dict[type, tuple[dict, dict[str, int]]] = {}
@@ -50,11 +51,6 @@ class _InstrFactory:
         return obj
 
 
-def instr_factory() -> _InstrFactory:
-    """A fresh ``make(pc, cls, wait, kw) -> Instr`` (fields range-checked)."""
-    return _InstrFactory()
-
-
 def pack_activations(cfg, x: np.ndarray, mode: str, nk: int, kp: int) -> np.ndarray:
     """Host layout of activations ``x[P, K]``: ``uint8[P, nk * entry_beats * beat_bytes]``."""
     P, K = x.shape
@@ -72,7 +68,7 @@ def encode_program(g: CGraph) -> Program:
     base = {n: t.addr for n, t in al.tensors.items()}
     instrs = []
     notes = []
-    make = _InstrFactory()
+    make = InstrFactory()
     add_instr, add_note = instrs.append, notes.append
     for pc, (cls, kw, wait, tensor, layer, useful) in enumerate(g.sched.instrs):
         if tensor is not None:
