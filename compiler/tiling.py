@@ -168,13 +168,19 @@ def choose_order(g: CGraph, op: GemmOp, cache: dict | None = None) -> Tiling:
     that is already running, as in a whole network; timed alone, the pipeline's ramp would
     count). GEMMs of more than ``AUTO_SAMPLE_CHUNKS`` chunks are timed on a prefix of
     their rows of that many chunks (both orders on the same rows) and scaled; GEMMs whose
-    rough estimates put act-reuse ``AUTO_PREFILTER`` times slower are not timed. ``cache``
+    rough estimates put act-reuse ``AUTO_PREFILTER`` times slower, and GEMMs whose rows
+    fit one chunk in both orders (the same loads and passes), are not timed. ``cache``
     (a dict kept across the GEMMs of one compile) times a repeated GEMM once."""
     cfg = g.config
     wr = choose_tiling(cfg, op, mode=op.mode, dataflow="weight-reuse")
     ar = choose_tiling(cfg, op, mode=op.mode, dataflow="act-reuse")
     if ar.order != "act-reuse":          # act-reuse does not fit: nothing to choose
         return ar
+    if min(wr.pc, ar.pc) >= op.P and wr.resident:
+        # one chunk in both orders, activations loaded once: the same loads and passes,
+        # only in another order (act-reuse stores every column block at the end)
+        wr.notes.append("auto: one chunk of rows in both orders; weight-reuse")
+        return wr
     nk_used = int(wr.tmap.keep.any(axis=1).sum())
     est_wr = _resident_cost(cfg, op, wr.tmap, wr.pc, nk_used) if wr.resident else \
         _streamed_cost(cfg, op, wr.tmap, wr.pc)

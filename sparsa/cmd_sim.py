@@ -135,7 +135,7 @@ def print_report(res: Any, title: str) -> None:
 @click.option("--loop-order", type=click.Choice(DATAFLOWS),
               default="weight-reuse", show_default=True,
               help="The compiler's loop order on the core (auto: the faster per GEMM; "
-                   "compiles up to 4x slower).")
+                   "compiles up to 2.5x slower).")
 @click.option("--batch", default=1, show_default=True, type=click.IntRange(1))
 @click.option("--seq", default=None, type=click.IntRange(1))
 @click.option("--vs-dense", is_flag=True,

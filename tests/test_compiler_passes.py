@@ -172,6 +172,16 @@ def test_auto_times_a_repeated_gemm_once(monkeypatch):
     orders = [ly.meta["order"] for ly in prog.layers if ly.kind != "host"]
     assert len(orders) == 3 and orders[0] == orders[1] == orders[2]
 
+    calls.clear()                      # one row: one chunk in both orders, nothing to time
+    g1 = RefGraph("auto-row", np.random.default_rng(7).integers(-128, 128, (1, 256))
+                  .astype(np.int8), seed=7)
+    g1.linear("fc", "x", 256, 64)
+    g1.evaluate("2:8")
+    dumps: list[str] = []
+    compile_workload(g1, PRESETS["8x8-n2m8"], sparsity="2:8", seed=7, dataflow="auto",
+                     with_data=False, dump_after="tile", dump=dumps.append)
+    assert calls == [] and "one chunk of rows in both orders" in dumps[0]
+
 
 def test_small_k_runs_dense_under_auto_mode():
     """A depthwise 3x3 convolution (per-group K = 9 <= rows) at 2:4 fits one weight tile
