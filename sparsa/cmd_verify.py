@@ -24,7 +24,8 @@ def register(group: click.Group) -> None:
     @group.command("verify")
     @click.option("--config", "config", default=None,
                   help="Preset name or YAML file (default: 16x16-n2m4).")
-    @click.option("--waves", is_flag=True, help="Dump VCD waves into build/rtl/<key>/runs/.")
+    @click.option("--waves", is_flag=True, help="Dump VCD waves (one per run, into build/rtl/<key>_waves/runs/; the paths are "
+                       "printed).")
     @click.option("--tiles", type=click.IntRange(1, 100000), default=20, show_default=True,
                   help="Random tiles per sparsity mode and stall kind.")
     @click.option("--seed", type=int, default=0, show_default=True, help="Stall/data seed.")
@@ -33,43 +34,60 @@ def register(group: click.Group) -> None:
         """Run random GEMM tiles (all modes, stalls on every stream, a mid-run reset), the
         cycle-formula checks and, where defined, the sparse speed-up on the generated RTL;
         every output is compared bit for bit with the numpy reference."""
-        from sparsa.hw.rtl_runner import RtlMismatch, build_rtl, rtl_available
-        from sparsa.rtl_suite import SPEEDUP_GEMMS, run_speedup, run_tiles, run_timing
+        from sparsa.hw.rtl_runner import rtl_available
 
         cfg = resolve_config(config)
         if not rtl_available():
             raise click.ClickException("the core's Verilog generator (sparsa.hw.verilog) is "
                                        "not installed in this checkout")
-        if waves:
-            os.environ["WAVES"] = "1"
-        t0 = time.perf_counter()
-        build_rtl(cfg)
-        t_build = time.perf_counter() - t0
-        summary: dict = {"config": cfg.name, "key": cfg.key, "build_s": round(t_build, 1),
-                         "tiles": [], "timing": [], "speedup": None, "ok": True}
-        modes = _modes(cfg)
-        for stalls in ("random", "cycle"):
-            try:
-                r = run_tiles(cfg, modes, tiles, stalls=stalls, seed=seed)
-                summary["tiles"].append({"stalls": stalls, **r, "bit_exact": True})
-            except (RtlMismatch, AssertionError) as e:
-                summary["ok"] = False
-                summary["tiles"].append({"stalls": stalls, "bit_exact": False,
-                                         "error": str(e)[:500]})
-        summary["timing"] = run_timing(cfg)
-        if any(r["measured"] != r["formula"] for r in summary["timing"]):
+        saved = os.environ.get("WAVES")
+        os.environ["WAVES"] = "1" if waves else "0"
+        try:
+            _verify(cfg, waves, tiles, seed, as_json)
+        finally:
+            if saved is None:
+                os.environ.pop("WAVES", None)
+            else:
+                os.environ["WAVES"] = saved
+
+
+def _verify(cfg, waves: bool, tiles: int, seed: int, as_json: bool) -> None:
+    """The body of ``verify`` (``WAVES`` already set for the builds and runs)."""
+    from sparsa.hw.rtl_runner import RtlMismatch, build_rtl
+    from sparsa.rtl_suite import SPEEDUP_GEMMS, run_speedup, run_tiles, run_timing
+
+    t0, wall0 = time.perf_counter(), time.time()
+    build = build_rtl(cfg)
+    t_build = time.perf_counter() - t0
+    summary: dict = {"config": cfg.name, "key": cfg.key, "build_s": round(t_build, 1),
+                     "tiles": [], "timing": [], "speedup": None, "ok": True}
+    modes = _modes(cfg)
+    for stalls in ("random", "cycle"):
+        try:
+            r = run_tiles(cfg, modes, tiles, stalls=stalls, seed=seed)
+            summary["tiles"].append({"stalls": stalls, **r, "bit_exact": True})
+        except (RtlMismatch, AssertionError) as e:
             summary["ok"] = False
-        if cfg.name in SPEEDUP_GEMMS:
-            sp = run_speedup(cfg)
-            summary["speedup"] = sp
-            summary["ok"] &= sp["ratio"] <= sp["bound"]
-        summary["wall_s"] = round(time.perf_counter() - t0, 1)
-        if as_json:
-            click.echo(json.dumps(summary, indent=1, default=str))
-        else:
-            _print(summary)
-        if not summary["ok"]:
-            raise click.exceptions.Exit(1)
+            summary["tiles"].append({"stalls": stalls, "bit_exact": False,
+                                     "error": str(e)[:500]})
+    summary["timing"] = run_timing(cfg)
+    if any(r["measured"] != r["formula"] for r in summary["timing"]):
+        summary["ok"] = False
+    if cfg.name in SPEEDUP_GEMMS:
+        sp = run_speedup(cfg)
+        summary["speedup"] = sp
+        summary["ok"] &= sp["ratio"] <= sp["bound"]
+    summary["wall_s"] = round(time.perf_counter() - t0, 1)
+    if waves:
+        runs = build.build_dir.parent / "runs"
+        summary["waves"] = sorted(str(f) for f in runs.glob("*/dump.vcd")
+                                  if f.stat().st_mtime >= wall0 - 1)
+    if as_json:
+        click.echo(json.dumps(summary, indent=1, default=str))
+    else:
+        _print(summary)
+    if not summary["ok"]:
+        raise click.exceptions.Exit(1)
 
 
 def _print(s: dict) -> None:
@@ -89,4 +107,8 @@ def _print(s: dict) -> None:
     if sp:
         click.echo(f"\nsparse speed-up ({sp['mode']} vs dense, same GEMM): {sp['sparse']} / "
                    f"{sp['dense']} cycles = {sp['ratio']:.3f} (bound {sp['bound']})")
+    if "waves" in s:
+        click.echo(f"\nwaves ({len(s['waves'])} VCD files, one per run):")
+        for f in s["waves"]:
+            click.echo(f"  {f}")
     click.echo(f"\n{'PASS' if s['ok'] else 'FAIL'} in {s['wall_s']} s")
