@@ -36,3 +36,31 @@ def test_model_within_one_percent_of_rtl_quick():
     assert any(r["dram_bound"] for r in rows) and any(not r["dram_bound"] for r in rows)
     bad = [r for r in rows if abs(r["error"]) > 0.01]
     assert not bad, bad
+
+
+@pytest.mark.xdist_group("4x4-n2m4")
+def test_calibrate_runs_a_users_compiled_program(tmp_path, capsys):
+    """``sparsa calibrate --program DIR``: a program from ``sparsa compile`` (a SCALE-Sim
+    GEMM topology with per-layer N:M) runs on Verilator bit-exact against the executor, with
+    the model's cycles equal to the RTL's; a data-less program or a program for another core
+    is refused with one line and exit 2."""
+    import json
+
+    from sparsa.cli import main
+    topo = tmp_path / "g.csv"
+    topo.write_text("Layer, M, N, K, Sparsity,\nL1, 32, 16, 64, 2:4,\nL2, 32, 24, 16, 1:4,\n")
+    main(["compile", str(topo), "--config", "4x4-n2m4", "-o", str(tmp_path / "prog")])
+    main(["compile", str(topo), "--config", "4x4-n2m4", "--no-data", "-o", str(tmp_path / "nd")])
+    capsys.readouterr()
+    main(["calibrate", "--program", str(tmp_path / "prog"), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    (row,) = out["rows"]
+    assert out["config"] == "4x4-n2m4" and row["name"] == "prog"
+    assert row["rtl_cycles"] > 1000 and row["model_cycles"] == row["rtl_cycles"]
+    for args, msg in ((["--program", str(tmp_path / "nd")], "compiled without data"),
+                      (["--program", str(tmp_path / "prog"), "--config", "8x8-n2m8"],
+                       "compiled for 4x4-n2m4")):
+        with pytest.raises(SystemExit) as e:
+            main(["calibrate", *args])
+        err = capsys.readouterr().err.strip()
+        assert e.value.code == 2 and msg in err and len(err.splitlines()) == 1
