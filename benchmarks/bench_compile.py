@@ -39,14 +39,14 @@ def main() -> None:
               f"{s['instructions']} instructions {s['by_kind']}; MACs issued "
               f"{s['macs_issued']}, non-zero {s['nonzero_macs']}, dense {s['dense_macs']}; "
               f"DRAM read {s['dram_read_bytes']} B")
-        print("  pass seconds:", prog.meta["pass_seconds"])
+        print("  pass seconds:", prog.pass_seconds)
     # larger programs and the per-GEMM loop-order search (without data)
     for name, df in (("vgg16", "weight-reuse"), ("resnet50", "auto"), ("vgg16", "auto")):
         t0 = time.perf_counter()
         prog = compile_workload(name, cfg, sparsity="2:4", with_data=False, dataflow=df)
         print(f"{name} 2:4 on {cfg.name} --dataflow {df}: {time.perf_counter() - t0:.2f} s; "
               f"{len(prog.instructions)} instructions; tile pass "
-              f"{prog.meta['pass_seconds']['tile']:.2f} s")
+              f"{prog.pass_seconds['tile']:.2f} s")
 
 
 if __name__ == "__main__":

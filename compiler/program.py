@@ -171,6 +171,9 @@ class Program:
     meta: dict[str, Any] = field(default_factory=dict)
     #: expected values of output tensors (set by the compiler with data; not serialised)
     expected: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    #: seconds per compiler pass of this compile (not serialised: a program's files are
+    #: the same bytes every time it is compiled)
+    pass_seconds: dict[str, float] = field(default_factory=dict, repr=False)
 
     # ---- derived figures -------------------------------------------------------------
     @property
@@ -388,8 +391,16 @@ class Program:
         return cls._from_header(d, instrs, dram, source)
 
     def save_json(self, path: str | os.PathLike[str]) -> Path:
-        """Write :meth:`to_json` atomically."""
-        return _atomic_write(Path(path), json.dumps(self.to_json(), indent=1).encode())
+        """Write :meth:`to_json` atomically: the header indented, one instruction per line
+        (compact lines keep json's C encoder: a whole network writes 3x faster)."""
+        d = self.to_json()
+        instrs, dram = d.pop("instructions"), d.pop("dram_base64")
+        head = json.dumps(d, indent=1)
+        enc = json.JSONEncoder(separators=(", ", ": ")).encode
+        lines = ",\n".join("  " + enc(i) for i in instrs)
+        text = (f'{head[:-2]},\n "instructions": [\n{lines}\n ],\n'
+                f' "dram_base64": {json.dumps(dram)}\n}}\n')
+        return _atomic_write(Path(path), text.encode())
 
     @classmethod
     def load_json(cls, path: str | os.PathLike[str]) -> Program:

@@ -86,3 +86,23 @@ def test_program_round_trip_and_corruption(tmp_path):
         Program.load(tmp_path / "m.sprg")
     with pytest.raises(CompileError, match="truncated"):
         Program.from_bytes(b"SPARSAPG")
+
+
+def test_compiled_program_files_are_the_same_bytes_every_time(tmp_path):
+    """A network compiled twice (with data, seeded) writes byte-identical binaries and JSON:
+    nothing run-dependent (such as the passes' timings) is serialised."""
+    from sparsa.compiler import compile_workload
+    from sparsa.sim.api import load_program
+    cfg = PRESETS["8x8-n2m8"]
+    topo = tmp_path / "g.csv"
+    topo.write_text("Layer, M, N, K, Sparsity,\nL1, 96, 40, 128, 2:8,\nL2, 96, 24, 40, 1:8,\n"
+                    "L3, 64, 32, 64, dense,\n")
+    files = []
+    for i in range(2):
+        p = compile_workload(str(topo), cfg, seed=5)
+        assert p.pass_seconds and "pass_seconds" not in p.meta
+        files.append((p.save(tmp_path / f"{i}.sprg").read_bytes(),
+                      p.save_json(tmp_path / f"{i}.json").read_bytes()))
+    assert files[0] == files[1]
+    q = load_program(str(tmp_path / "0.sprg"))
+    assert q.instructions == p.instructions and np.array_equal(q.dram, p.dram)
