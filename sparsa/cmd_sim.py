@@ -67,18 +67,20 @@ def print_report(res: Any, title: str) -> None:
     short = {"compute": "compute", "fill-drain": "fill", "DRAM bandwidth": "DRAM",
              "window bandwidth": "window"}
     cols = ["layer", "kind", "mode", "cycles", "exec busy", "exec stall", "util", "MACs",
-            "DRAM B", "pJ", "limit"]
+            "DRAM B", "pJ", "compute", "limit"]
     has_speed = res.dense_cycles is not None
     if has_speed:
         cols.insert(4, "speed-up")
     for c in cols:
         lt.add_column(c, justify="left" if c in ("layer", "kind", "mode", "limit") else "right",
                       no_wrap=True)
+    key = ("compute", "fill_drain", "dram_bw", "window_bw")
     for r in res.per_layer:
+        tot = sum(r.get(k, 0) for k in key)
         row = [r["layer"], r["kind"], r["mode"], str(r["cycles"]), str(r["exec_busy"]),
                str(r["exec_stall"]), f"{r['utilisation']:.1%}", _fmt(r["macs"]),
                _fmt(r["dram_read_bytes"] + r["dram_write_bytes"]), _fmt(r["energy_pj"]),
-               short[r["limiting"]]]
+               f"{r['compute'] / tot:.0%}" if tot else "-", short[r["limiting"]]]
         if has_speed:
             sp = r.get("speedup")
             row.insert(4, "-" if sp is None else f"{sp:.2f}x")
