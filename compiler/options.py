@@ -30,7 +30,7 @@ class CompileOptions:
         sums of all column blocks stay in the accumulator), weights are reloaded per chunk.
         ``auto``: per GEMM, the order whose schedule of that GEMM alone takes fewer cycles
         (timed with the core's static issue schedule, :func:`sparsa.hw.schedule.schedule`;
-        both are noted in the dump). Compiles up to about four times slower.
+        both are noted in the dump). Compiles up to 2.5x slower on the zoo's networks.
     sparse_mode : {"auto", "sparse", "dense", "load-sparse"}
         ``auto``: sparse mode when the pattern fits the array's ``n:m`` and ``K > rows``
         (with ``K <= rows`` one tile holds ``K`` in either mode and sparse mode would only

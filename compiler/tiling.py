@@ -35,7 +35,8 @@ from . import wformat
 from .errors import CompileError
 from .ir import CGraph, GemmOp, Tiling
 
-__all__ = ["choose_tiling", "choose_order", "pair_cycles", "TilePass", "MIN_RESIDENT_ROWS", "MIN_ACT_REUSE_ROWS"]
+__all__ = ["choose_tiling", "choose_order", "pair_cycles", "TilePass", "MIN_RESIDENT_ROWS",
+           "MIN_ACT_REUSE_ROWS"]
 
 MIN_RESIDENT_ROWS = 64
 MIN_ACT_REUSE_ROWS = 16
@@ -190,13 +191,12 @@ def choose_order(g: CGraph, op: GemmOp, cache: dict | None = None) -> Tiling:
         return wr
     rows = min(op.P, AUTO_SAMPLE_CHUNKS * max(wr.pc, ar.pc))
     sample = op if rows == op.P else dataclasses.replace(op, P=rows)
+    cache = {} if cache is None else cache
     cost = []
     for t in (wr, ar):
         key = _timing_key(op, rows, t)
-        if cache is None or key not in cache:
+        if key not in cache:
             first, both = pair_cycles(g, sample, t)
-            if cache is None:
-                cache = {}
             cache[key] = both - first
         cost.append(cache[key] * op.P / rows)
     c_wr, c_ar = cost

@@ -68,6 +68,11 @@ class RtlBuild:
     manifest: dict[str, Any]
     waves: bool
 
+    @property
+    def runs_dir(self) -> Path:
+        """Where each run gets its own directory (and, with waves, its ``dump.vcd``)."""
+        return self.build_dir.parent / "runs"
+
 
 @dataclass
 class RtlJob:
@@ -247,7 +252,7 @@ def run_jobs(cfg: AccelConfig, jobs: Sequence[RtlJob], *, stalls: str = "none", 
         arrays[f"j{j}_abort_at"] = np.array(job.abort_at)
         arrays[f"j{j}_max_cycles"] = np.array(
             job.max_cycles or max_cycles_bound(cfg, job.instructions, stalls != "none"))
-    runs = build.build_dir.parent / "runs"
+    runs = build.runs_dir
     runs.mkdir(exist_ok=True)
     rundir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=runs))
     jobs_file = rundir / "jobs.npz"

@@ -45,7 +45,7 @@ from .errors import SimError
 from .model import ACTIONS, CoreModel, ModelOptions, OpStream, RunStats, ops_from_program
 
 __all__ = ["SimResult", "simulate", "apply_baseline", "run_point", "DATAFLOWS", "LIMITS",
-           "COMPUTE_BOUND_SHARE", "load_program"]
+           "COMPUTE_BOUND_SHARE", "compute_share", "load_program"]
 
 DATAFLOWS = ("ws", "os", "is")
 LIMITS = ("compute", "fill-drain", "DRAM bandwidth", "window bandwidth")
@@ -181,15 +181,23 @@ class SimResult:
 COMPUTE_BOUND_SHARE = 0.75
 
 
+_LIMIT_KEYS = dict(zip(("compute", "fill_drain", "dram_bw", "window_bw"), LIMITS, strict=True))
+
+
+def compute_share(limits: dict[str, int]) -> float | None:
+    """Share of the array's time spent streaming rows (``limits``: a run's or a per-layer
+    row's ``compute``/``fill_drain``/``dram_bw``/``window_bw`` cycles); ``None`` when the
+    array had no time at all."""
+    total = sum(limits.get(k, 0) for k in _LIMIT_KEYS)
+    return limits.get("compute", 0) / total if total else None
+
+
 def _limiting(limits: dict[str, int]) -> str:
-    names = dict(zip(("compute", "fill_drain", "dram_bw", "window_bw"), LIMITS, strict=True))
-    total = sum(limits.get(k, 0) for k in names)
-    overheads = [k for k in names if k != "compute"]
-    worst = max(overheads, key=lambda k: limits.get(k, 0))
-    if total == 0 or limits.get("compute", 0) >= COMPUTE_BOUND_SHARE * total \
-            or limits.get(worst, 0) == 0:
+    share = compute_share(limits)
+    worst = max((k for k in _LIMIT_KEYS if k != "compute"), key=lambda k: limits.get(k, 0))
+    if share is None or share >= COMPUTE_BOUND_SHARE or limits.get(worst, 0) == 0:
         return "compute"
-    return names[worst]
+    return _LIMIT_KEYS[worst]
 
 
 def _ops_for(program: Any, cfg: AccelConfig, dataflow: str, options: dict[str, Any]) -> OpStream:

@@ -59,6 +59,7 @@ def print_report(res: Any, title: str) -> None:
     totals and the energy table used."""
     from rich.table import Table
 
+    from sparsa.sim.api import compute_share
     from sparsa.sim.energy import COMPONENTS
     con = _console()
     con.print(title)
@@ -74,13 +75,12 @@ def print_report(res: Any, title: str) -> None:
     for c in cols:
         lt.add_column(c, justify="left" if c in ("layer", "kind", "mode", "limit") else "right",
                       no_wrap=True)
-    key = ("compute", "fill_drain", "dram_bw", "window_bw")
     for r in res.per_layer:
-        tot = sum(r.get(k, 0) for k in key)
+        share = compute_share(r)
         row = [r["layer"], r["kind"], r["mode"], str(r["cycles"]), str(r["exec_busy"]),
                str(r["exec_stall"]), f"{r['utilisation']:.1%}", _fmt(r["macs"]),
                _fmt(r["dram_read_bytes"] + r["dram_write_bytes"]), _fmt(r["energy_pj"]),
-               f"{r['compute'] / tot:.0%}" if tot else "-", short[r["limiting"]]]
+               "-" if share is None else f"{share:.0%}", short[r["limiting"]]]
         if has_speed:
             sp = r.get("speedup")
             row.insert(4, "-" if sp is None else f"{sp:.2f}x")
@@ -417,7 +417,7 @@ def calibrate_cmd(config: str | None, quick: bool, programs: tuple[str, ...], to
     """Run the calibration programs (or your own, --program) on Verilator and on the model:
     per-program cycle error, every final DRAM image checked bit for bit against the
     reference executor. Exits with 1 when a program is off by more than --tolerance."""
-    from sparsa.hw.rtl_runner import rtl_available
+    from sparsa.hw.rtl_runner import RtlMismatch, rtl_available
     from sparsa.sim.calibrate import calibrate
     from sparsa.sim.errors import SimError
     if not 0 <= tolerance < 1:      # also rejects nan, which would accept any error
@@ -429,7 +429,6 @@ def calibrate_cmd(config: str | None, quick: bool, programs: tuple[str, ...], to
     progs = _user_programs(programs, config) if programs else None
     cfg = progs[0][1].config if progs else resolve_config(config or "4x4-n2m4")
     t0 = time.perf_counter()
-    from sparsa.hw.rtl_runner import RtlMismatch
     try:
         rows = calibrate(cfg, progs, quick=quick)
     except RtlMismatch as e:      # a hardware/compiler bug, not bad input: exit 1

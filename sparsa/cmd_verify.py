@@ -79,8 +79,7 @@ def _verify(cfg, waves: bool, tiles: int, seed: int, as_json: bool) -> None:
         summary["ok"] &= sp["ratio"] <= sp["bound"]
     summary["wall_s"] = round(time.perf_counter() - t0, 1)
     if waves:
-        runs = build.build_dir.parent / "runs"
-        summary["waves"] = sorted(str(f) for f in runs.glob("*/dump.vcd")
+        summary["waves"] = sorted(str(f) for f in build.runs_dir.glob("*/dump.vcd")
                                   if f.stat().st_mtime >= wall0 - 1)
     if as_json:
         click.echo(json.dumps(summary, indent=1, default=str))
