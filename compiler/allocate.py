@@ -57,7 +57,7 @@ def allocate(g: CGraph) -> Allocation:
         lay = lays[op.name]
         if op.x not in produced and op.x not in seen:
             seen.add(op.x)
-            fmt = "act_dense" if lay["expand"] else "act"
+            fmt = "act_dense" if lay["act_win"] else "act"
             entries.append(DramTensor(op.x, 0, op.P * lay["x_row"], (op.P, op.K), "int8", fmt,
                                       "input", {"row_beats": lay["x_row"],
                                                 "entry_beats": lay["eb_a"],

@@ -57,8 +57,8 @@ def pack_activations(cfg, x: np.ndarray, mode: str, nk: int, kp: int) -> np.ndar
     xp = np.zeros((P, nk * kp), np.int8)
     xp[:, :K] = x
     rows = xp.reshape(P * nk, kp)
-    ent = layout.pack_act_dense(cfg, rows) if mode != "sparse" else \
-        layout.pack_act_entries(cfg, rows)
+    aw = wformat.act_window_field(cfg, mode, kp)
+    ent = layout.pack_act_dense(cfg, rows, aw) if aw else layout.pack_act_entries(cfg, rows)
     return layout.to_beats(cfg, ent).reshape(P, -1)
 
 
@@ -116,6 +116,7 @@ def encode_program(g: CGraph) -> Program:
                     "stationary": node.stationary,
                     "ops": [op.name for op in ops],
                     "mode": sorted({op.tiling.mode for op in ops}),
+                    "window": sorted({wformat.tile_window(cfg, op.tiling.kp) for op in ops}),
                     "order": sorted({op.tiling.order for op in ops}),
                     "shift": [op.shift for op in ops], "relu": bool(node.relu),
                     "tiles": sum(op.tiling.tiles for op in ops),

@@ -21,7 +21,7 @@ import numpy as np
 from sparsa.hw import layout
 from sparsa.hw.config import AccelConfig
 from sparsa.hw.isa import Compute, Fence, Instr, Load, Preload, Store, Target
-from sparsa.hw.timing import load_entry_beats, store_entry_beats
+from sparsa.hw.timing import instr_entry_beats, store_entry_beats
 
 from . import loadsparse
 from .errors import CompileError
@@ -120,8 +120,10 @@ class Executor:
         cfg, st = self.cfg, self.stats
         st.instrs[type(instr).__name__] += 1
         if isinstance(instr, Load):
-            eb = load_entry_beats(cfg, instr.target, instr.expand)
             wgt = instr.target == Target.WGT
+            if not wgt:
+                self._act_window(instr)
+            eb = instr_entry_beats(cfg, instr)
             sp = self.wgt if wgt else self.act
             if not (wgt and instr.expand):
                 self._check_sp(instr, "WGT" if wgt else "ACT", instr.sp_addr, instr.count,
@@ -133,7 +135,8 @@ class Executor:
             elif wgt:
                 data = raw[:, :cfg.wgt_entry_bytes]
             elif instr.expand:
-                data = layout.expand_dense(cfg, raw[:, :cfg.act_dense_entry_bytes])
+                win = self._act_window(instr)
+                data = layout.expand_dense(cfg, raw[:, :cfg.act_row_bytes(win)], win)
             else:
                 data = raw[:, :cfg.act_entry_bytes]
             if not (wgt and instr.expand):
@@ -180,6 +183,16 @@ class Executor:
         else:
             raise self._err(instr, "not an executable instruction")
         self._pc += 1
+
+    def _act_window(self, instr: Load) -> int:
+        """Window width of an activation LOAD: ``cmp_m`` (0 means ``n``), only with
+        ``expand=1`` and only one of the config's ``windows``; ``cmp_n`` is 0."""
+        cfg = self.cfg
+        if instr.cmp_n or (instr.cmp_m and not (instr.expand and instr.cmp_m in cfg.windows)):
+            raise self._err(instr, f"activation LOAD: cmp_n={instr.cmp_n} cmp_m={instr.cmp_m} "
+                                   f"expand={instr.expand}; allowed cmp_n=0 and cmp_m 0 or, "
+                                   f"with expand=1, a window width in {list(cfg.windows)}")
+        return instr.cmp_m or cfg.n
 
     def _load_sparse(self, instr: Load, raw: np.ndarray) -> None:
         """``LOAD WGT expand=1``: expand compressed entries into dense-mode entries."""

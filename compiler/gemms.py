@@ -40,25 +40,30 @@ class Gemm:
     shift: int | None = None
 
 
-def chainable(cfg: AccelConfig, mode: str) -> bool:
+def chainable(cfg: AccelConfig, mode: str, win: int = 0) -> bool:
     """Whether an int8 output can be read directly as the next GEMM's activations: STORE
-    rows and activation entries must both be whole beats."""
-    ent = cfg.act_dense_entry_bytes if mode != "sparse" else cfg.act_entry_bytes
+    rows and activation rows must both be whole beats."""
+    ent = cfg.act_row_bytes(wformat.window(cfg, mode, win))
     return cfg.cols % cfg.beat_bytes == 0 and ent % cfg.beat_bytes == 0
 
 
 def choose_mode(cfg: AccelConfig, w: np.ndarray, sparse_mode: str, name: str
-                ) -> tuple[str, list[str]]:
+                ) -> tuple[str, int, list[str]]:
+    """``(mode, window width, notes)`` of weights ``w`` (see :func:`wformat.sparse_window`)."""
     if sparse_mode == "dense":
-        return "dense", ["dense mode (option)"]
-    if wformat.fits_sparse(cfg, w):
+        return "dense", 0, ["dense mode (option)"]
+    win = wformat.sparse_window(cfg, w)
+    if win:
         if np.count_nonzero(w) == w.size and cfg.n == cfg.m:
-            return "dense", []
-        return "sparse", []
+            return "dense", 0, []
+        return "sparse", win, [] if win == cfg.m else \
+            [f"sparse mode at window {win} (more than {cfg.n} non-zeros in some {cfg.m}-window)"]
     if sparse_mode == "sparse":
         raise CompileError(f"{name}: weights have more than n={cfg.n} non-zeros in an "
-                           f"aligned window of m={cfg.m}; use sparse_mode=auto or dense")
-    return "dense", [f"dense mode: more than {cfg.n} non-zeros in some {cfg.m}-window"]
+                           f"aligned window of {min(cfg.windows[1:], default=cfg.m)}; use "
+                           f"sparse_mode=auto or dense")
+    return "dense", 0, [f"dense mode: more than {cfg.n} non-zeros in some "
+                        f"{min(cfg.windows[1:], default=cfg.m)}-window"]
 
 
 def compile_gemms(cfg: AccelConfig, gemms: list[Gemm], *,
@@ -72,19 +77,19 @@ def compile_gemms(cfg: AccelConfig, gemms: list[Gemm], *,
         if w.ndim != 2:
             raise CompileError(f"gemm {i}: w must be 2-D [K, Q], got shape {w.shape}")
         w = w.astype(np.int8)
-        cmp = None
+        cmp, win = None, 0
         if opt.mode_for(f"g{i}") == "load-sparse":
             cmp = loadsparse.choose_window(cfg, w != 0)
             mode, notes = ("load-sparse", []) if cmp[0] < cmp[1] else \
                 ("dense", ["load-sparse: no window compresses these weights; dense"])
         else:
-            mode, notes = choose_mode(cfg, w, opt.mode_for(f"g{i}"), f"gemm {i}")
+            mode, win, notes = choose_mode(cfg, w, opt.mode_for(f"g{i}"), f"gemm {i}")
         if isinstance(gm.x, str):
             if gm.x not in results:
                 raise CompileError(f"gemm {i}: x={gm.x!r} is not an earlier GEMM's output")
             x = results[gm.x]
             src = next(op for op in g.ops if op.y == gm.x)
-            if not (chainable(cfg, mode) and src.requant):
+            if not (chainable(cfg, mode, win) and src.requant):
                 raise CompileError(f"gemm {i}: cannot read {gm.x} directly on {cfg.name} "
                                    f"(needs int8 output and beat-aligned rows)")
             xname, chained = gm.x, True
@@ -104,7 +109,7 @@ def compile_gemms(cfg: AccelConfig, gemms: list[Gemm], *,
         g.ops.append(GemmOp(f"g{i}", i, 0, P, K, w.shape[1], xname, f"g{i}.y", w=w,
                             nnz=int(np.count_nonzero(w)), relu=int(gm.relu),
                             requant=int(gm.requant), shift=shift, x_chained=chained,
-                            mode=mode, mode_notes=notes,
+                            mode=mode, win=win, mode_notes=notes,
                             cmp=cmp if mode == "load-sparse" else None))
     Pipeline([TilePass(), SchedulePass(), AllocatePass(), EncodePass()]).run(g)
     g.program.expected = dict(results)

@@ -86,6 +86,7 @@ class GemmOp:
     structure: np.ndarray | None = None   # without data: bool [K, Q] (block patterns)
     nnz: int = 0
     mode: str = "sparse"           # sparse | dense | load-sparse (chosen by lowering)
+    win: int = 0                   # sparse mode: window width (0 = the array's m)
     cmp: tuple[int, int] | None = None   # load-sparse window (cmp_n, cmp_m)
     mode_notes: list[str] = field(default_factory=list)
     relu: int = 0

@@ -53,45 +53,46 @@ def _load_sparse_mode(g: CGraph, n: Node) -> tuple[str, list[str], tuple[int, in
     return "load-sparse", [f"load-sparse: {cmp[0]} of every {cmp[1]} rows stored"], cmp
 
 
-def _node_mode(g: CGraph, n: Node) -> tuple[str, list[str]]:
+def _node_mode(g: CGraph, n: Node) -> tuple[str, int, list[str]]:
+    """``(mode, window width, notes)`` of a GEMM node: sparse mode at the widest of the
+    array's windows its pattern fits (:func:`wformat.sparse_window`), else dense."""
     cfg = g.config
     opt = g.options.mode_for(n.source, n.name)
     if opt == "dense":
-        return "dense", []
+        return "dense", 0, []
     if opt == "load-sparse":
         mode, notes, cmp = _load_sparse_mode(g, n)
         n.attrs["_cmp"] = cmp
-        return mode, notes
-    if g.with_data:
-        fits = all(wformat.fits_sparse(cfg, n.w[gi]) for gi in range(n.gemm[3]))
-        full = n.nnz == n.gemm[1] * n.gemm[2] * n.gemm[3]
+        return mode, 0, notes
+    spec = n.spec
+    kv = n.attrs.get("_kvec")
+    if g.with_data or n.structure is not None:
+        win = wformat.sparse_window(cfg, _nz_mask(g, n))
+    elif kv is not None and spec.n is not None:
+        win = wformat.spec_window(cfg, spec.n, spec.m)
     else:
-        spec = n.spec
-        kv = n.attrs.get("_kvec")
-        if n.structure is not None:
-            fits = wformat.fits_sparse(cfg, n.structure)
-        elif kv is not None and spec.n is not None:
-            fits = wformat.max_per_window(cfg, spec.n, spec.m) <= cfg.n
-        else:
-            fits = cfg.n >= cfg.m
-        full = n.nnz == n.gemm[1] * n.gemm[2] * n.gemm[3]
-    if fits and not full:
+        win = cfg.m if cfg.n >= cfg.m else 0
+    full = n.nnz == n.gemm[1] * n.gemm[2] * n.gemm[3]
+    if win and not full:
         k_dense = wformat.tile_k(cfg, "dense")
         if opt == "auto" and n.gemm[1] <= k_dense:
             # K fits one tile in either mode: sparse mode saves no pass but streams m/n x
             # the activation bytes (e.g. depthwise 3x3, K = 9)
-            return "dense", [f"dense mode: K={n.gemm[1]} fits one {k_dense}-row tile "
-                             f"either way; sparse mode would only move more activations"]
-        return "sparse", []
-    if fits:   # dense weights on an n == m array: dense mode is the same rate, fewer bytes
-        return "dense", []
+            return "dense", 0, [f"dense mode: K={n.gemm[1]} fits one {k_dense}-row tile "
+                                f"either way; sparse mode would only move more activations"]
+        return "sparse", win, [] if win == cfg.m else \
+            [f"sparse mode at window {win}: {n.spec or 'the pattern'} has more than {cfg.n} "
+             f"non-zeros in some aligned {cfg.m}-window"]
+    if win:   # dense weights on an n == m array: dense mode is the same rate, fewer bytes
+        return "dense", 0, []
+    narrow = min(cfg.windows[1:], default=cfg.m)
     if opt == "sparse" and n.spec is not None and n.spec.kind != "dense":
         raise CompileError(f"{n.name}: pattern {n.spec} does not fit the array's "
-                           f"{cfg.n}:{cfg.m}; use sparse_mode=auto or dense")
+                           f"{cfg.n}:{narrow} or wider windows; use sparse_mode=auto or dense")
     why = [] if n.spec is None or n.spec.kind == "dense" else \
         [f"dense mode: {n.spec} has more than {cfg.n} non-zeros in some aligned "
-         f"{cfg.m}-window"]
-    return "dense", why
+         f"{narrow}-window"]
+    return "dense", 0, why
 
 
 class LowerPass:
@@ -130,11 +131,11 @@ class LowerPass:
                 new_nodes.append(n)
                 continue
             P, K, Q, groups = n.gemm
-            mode, notes = _node_mode(g, n)
+            mode, win, notes = _node_mode(g, n)
             if n.phase == "bwd_data" and not g.options.pregenerate_bwd:
                 # no compressed W^T in DRAM: the host transposes and masks W each step and
                 # the array runs the backward-data GEMM densely
-                mode = "dense"
+                mode, win = "dense", 0
                 notes = ["dense mode: backward weights not pre-generated"]
                 new_nodes.append(Node(f"{n.name}.wt_gen", "transpose_mask", n.phase,
                                       (n.source,), out_elements=K * Q * groups,
@@ -147,7 +148,7 @@ class LowerPass:
             if len(n.inputs) == 1 and groups == 1 and n.stationary == "weight":
                 s = outputs.get(alias.get(n.inputs[0], n.inputs[0]))
                 if s is not None and s.P == P and s.Q == K and s.requant and \
-                        chainable(cfg, mode) and n.perm is None:
+                        chainable(cfg, mode, win) and n.perm is None:
                     src = s
             # linear layers reading the same tensor share one host-written input
             shared_x = groups == 1 and n.kind.lower() in ("linear", "gemm", "fc") and \
@@ -163,13 +164,14 @@ class LowerPass:
                 w = n.w[gi] if n.w is not None else None
                 xname = f"{name}.x"
                 if src is None and shared_x and g.options.reuse_schedule:
-                    xname = f"{n.inputs[0]}.x.{mode}.k{K}"
+                    narrow = f"w{win}" if win and win != cfg.m else ""
+                    xname = f"{n.inputs[0]}.x.{mode}{narrow}.k{K}"
                 op = GemmOp(name, ni, gi, P, K, Q, x=src.y if src else xname,
                             y=f"{name}.y", w=w, kvec=n.attrs.get("_kvec"),
                             structure=n.structure,
                             nnz=int(np.count_nonzero(w)) if w is not None else n.nnz // groups,
                             relu=int(n.relu), requant=int(not wgrad), x_chained=src is not None,
-                            mode=mode, mode_notes=list(notes), phase=n.phase,
+                            mode=mode, win=win, mode_notes=list(notes), phase=n.phase,
                             cmp=n.attrs.get("_cmp") if mode == "load-sparse" else None)
                 if g.with_data:
                     if src is not None:

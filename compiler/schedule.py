@@ -53,6 +53,7 @@ from sparsa.hw.config import AccelConfig
 from sparsa.hw.isa import Compute, Fence, Load, Preload, Store, Target, Unit
 from sparsa.hw.timing import compute_cycles, load_cycles, load_entry_beats
 
+from . import wformat
 from .errors import CompileError
 from .ir import CGraph, GemmOp
 
@@ -74,7 +75,8 @@ _MASK_UNITS = [tuple(u for u in _UNITS if m & u) for m in range(16)]   # units o
 @dataclass(eq=False)
 class ActBlock:
     key: tuple
-    loads: list[tuple[int, int, str, int, int, int]]  # sp_off, count, tensor, off, stride, expand
+    # sp_off, count, tensor, off, stride, act_win (0: full entries, else LOAD expand=1 width)
+    loads: list[tuple[int, int, str, int, int, int]]
     half: int = -1
     loaded: bool = False
 
@@ -160,12 +162,12 @@ def op_layout(cfg: AccelConfig, op: GemmOp) -> dict[str, int]:
     """DRAM layout numbers of ``op``: activation entry beats and row stride, output store
     beats per column block and row stride, weight tile beats."""
     t = op.tiling
-    dense = t.mode != "sparse"
-    eb_a = cfg.beats(cfg.act_dense_entry_bytes if dense else cfg.act_entry_bytes)
+    aw = wformat.act_window_field(cfg, t.mode, t.kp)   # 0: full entries, else window width
+    eb_a = load_entry_beats(cfg, Target.ACT, int(aw > 0), aw)
     sb = cfg.beats(cfg.cols if op.requant else cfg.acc_entry_bytes)
     cmp_n, cmp_m = op.cmp if t.mode == "load-sparse" and op.cmp else (0, 0)
     ents = cfg.rows // cmp_m * cmp_n if cmp_m else cfg.rows
-    return {"eb_a": eb_a, "expand": int(dense), "x_row": t.nk * eb_a, "sb": sb,
+    return {"eb_a": eb_a, "act_win": aw, "x_row": t.nk * eb_a, "sb": sb,
             "y_row": t.nq * sb, "tile_beats": ents * cfg.beats(cfg.wgt_entry_bytes),
             "tile_entries": ents, "cmp_n": cmp_n, "cmp_m": cmp_m}
 
@@ -217,7 +219,7 @@ def _op_batches(cfg: AccelConfig, ops: list[GemmOp], steps: list[Step],
     act = [0] * len(ops)
     with_act = [0] * len(ops)
     def ld_cycles(ch: tuple) -> int:
-        return load_cycles(cfg, ch[1], load_entry_beats(cfg, Target.ACT, ch[5]))
+        return load_cycles(cfg, ch[1], load_entry_beats(cfg, Target.ACT, int(ch[5] > 0), ch[5]))
 
     own_cost: dict[int, int] = {}   # per block not prefetched: its LOADs' cycles
     for i, st in enumerate(steps):
@@ -260,7 +262,7 @@ def _op_steps(cfg: AccelConfig, op: GemmOp, oi: int, layer: int, lay: dict[str, 
               ) -> list[Step]:
     t = op.tiling
     tm = t.tmap
-    eb, xr, ex, sb, yr = lay["eb_a"], lay["x_row"], lay["expand"], lay["sb"], lay["y_row"]
+    eb, xr, ex, sb, yr = lay["eb_a"], lay["x_row"], lay["act_win"], lay["sb"], lay["y_row"]
     tb = lay["tile_beats"]
     qt_ptr = tm.qt_ptr()
     tile_idx: dict[tuple[int, int], int] = {}
@@ -412,9 +414,10 @@ def schedule(g: CGraph) -> Schedule:
     rows = cfg.rows
 
     def emit_load(ch: tuple, blk: ActBlock, layer: int) -> None:
-        sp, cnt, ten, off, stride, ex = ch
+        sp, cnt, ten, off, stride, aw = ch
         em.emit(Load, {"target": Target.ACT, "sp_addr": blk.half * act_half + sp,
-                       "count": cnt, "dram_addr": off, "dram_stride": stride, "expand": ex},
+                       "count": cnt, "dram_addr": off, "dram_stride": stride,
+                       "expand": int(aw > 0), "cmp_m": aw if aw != cfg.n else 0},
                 reads=(("d", ten),), writes=(("a", blk.half),), tensor=ten, layer=layer)
 
     def emit_wload(gi: int) -> None:

@@ -9,8 +9,10 @@ mode. The RTL bench, ``sparsa verify`` and the benchmarks run these programs; th
 outputs come from plain numpy (``X @ W``), independent of the reference executor.
 
 Modes: ``"dense"`` (compact rows expanded by ``LOAD expand=1``, PE row ``r`` holds ``W[r]``)
-or ``"N:M"`` with ``M == config.m`` and ``N <= config.n`` (``W`` has at most ``N`` non-zeros
-per aligned window of ``M`` along K).
+or ``"N:M"`` with ``N <= config.n`` and ``M`` one of the config's window widths wider than
+``n`` (``W`` has at most ``N`` non-zeros per aligned window of ``M`` along K; ``M == m``
+loads full activation entries, a narrower ``M`` compact rows that ``LOAD expand=1,
+cmp_m=M`` spreads, e.g. 2:4 on an ``m = 8`` array).
 """
 
 from __future__ import annotations
@@ -52,10 +54,17 @@ def parse_mode(cfg: AccelConfig, mode: str) -> tuple[int, int] | None:
         n, m = (int(v) for v in mode.split(":"))
     except ValueError:
         raise CompileError(f"mode={mode!r} is invalid: allowed 'dense' or 'N:M'") from None
-    if m != cfg.m or not 1 <= n <= cfg.n:
+    wins = [w for w in cfg.windows if w > cfg.n or w == cfg.m]
+    if m not in wins or not 1 <= n <= cfg.n:
         raise CompileError(f"mode={mode!r} does not run on {cfg.name} (n={cfg.n}, m={cfg.m}): "
-                           f"allowed N:{cfg.m} with 1 <= N <= {cfg.n}")
+                           f"allowed N:M with 1 <= N <= {cfg.n} and M in {wins}")
     return n, m
+
+
+def _act_window(cfg: AccelConfig, nm: tuple[int, int] | None) -> tuple[int, int]:
+    """(window width, activation LOAD window field: 0 for full entries) of a mode."""
+    win = cfg.n if nm is None else nm[1]
+    return win, (0 if nm is not None and win == cfg.m else win)
 
 
 def random_nm_weights(rng: np.random.Generator, k: int, q: int, n: int, m: int) -> np.ndarray:
@@ -75,7 +84,7 @@ def random_gemm_specs(cfg: AccelConfig, rng: np.random.Generator, count: int, mo
                       ) -> list[GemmSpec]:
     """``count`` random GEMM tiles for ``mode`` with random store options and strides."""
     nm = parse_mode(cfg, mode)
-    kp = cfg.rows if nm is None else cfg.k_per_pass
+    kp = cfg.act_row_bytes(_act_window(cfg, nm)[0])
     specs = []
     for _ in range(count):
         p = int(rng.integers(1, max_p + 1))
@@ -163,14 +172,15 @@ def build_gemm_program(cfg: AccelConfig, specs: list[GemmSpec], *, seed: int = 0
         if s.w.shape[0] != K or s.w.shape[1] % cfg.cols:
             raise CompileError(f"gemm {gi}: w shape {s.w.shape} does not match x {s.x.shape} "
                                f"and cols={cfg.cols}")
-        kp = cfg.rows if dense else cfg.k_per_pass
+        win, aw = _act_window(cfg, nm)
+        kp = cfg.act_row_bytes(win)
         nk = -(-K // kp)
         nq = s.w.shape[1] // cfg.cols
         xe = np.zeros((P, nk * kp), np.int8)
         xe[:, :K] = s.x
         we = np.zeros((nk * kp, s.w.shape[1]), np.int8)
         we[:K] = s.w
-        eb_a = load_entry_beats(cfg, Target.ACT, int(dense))
+        eb_a = load_entry_beats(cfg, Target.ACT, int(aw > 0), aw)
         eb_w = load_entry_beats(cfg, Target.WGT, 0)
         eb_s = store_entry_beats(cfg, s.requant)
         s_stride = eb_s + s.store_stride_extra
@@ -183,15 +193,17 @@ def build_gemm_program(cfg: AccelConfig, specs: list[GemmSpec], *, seed: int = 0
             pc = min(pt, P - p0)
             for kb in range(nk):
                 xt = xe[p0:p0 + pc, kb * kp:(kb + 1) * kp]
-                ent = layout.pack_act_dense(cfg, xt) if dense else layout.pack_act_entries(cfg, xt)
+                ent = layout.pack_act_dense(cfg, xt, aw) if aw else \
+                    layout.pack_act_entries(cfg, xt)
                 a_addr = dram.put(layout.to_beats(cfg, ent), eb_a + s.load_stride_extra)
                 for qb in range(nq):
                     wt = we[kb * kp:(kb + 1) * kp, qb * cfg.cols:(qb + 1) * cfg.cols]
-                    v, i = layout.dense_weights(cfg, wt) if dense else layout.compress_nm(cfg, wt)
+                    v, i = layout.dense_weights(cfg, wt) if dense else \
+                        layout.compress_nm(cfg, wt, win)
                     went = layout.pack_wgt_entries(cfg, v, i)
                     w_addr = dram.put(layout.to_beats(cfg, went), eb_w + s.load_stride_extra)
                     passes.append(dict(
-                        act_block=act_block, a_addr=a_addr, expand=int(dense),
+                        act_block=act_block, a_addr=a_addr, act_win=aw,
                         a_stride=eb_a + s.load_stride_extra, count=pc, w_addr=w_addr,
                         w_stride=eb_w + s.load_stride_extra, acc_set=acc_set,
                         acc_off=qb * pt, accumulate=int(kb > 0),
@@ -216,7 +228,9 @@ def build_gemm_program(cfg: AccelConfig, specs: list[GemmSpec], *, seed: int = 0
         edges = [n * j // parts for j in range(parts + 1)]
         return [Load(target=Target.ACT, sp_addr=abuf[b % 2] + lo, count=hi - lo,
                      dram_addr=ps["a_addr"] + lo * ps["a_stride"], dram_stride=ps["a_stride"],
-                     expand=ps["expand"]) for lo, hi in zip(edges, edges[1:], strict=False)]
+                     expand=int(ps["act_win"] > 0),
+                     cmp_m=ps["act_win"] if ps["act_win"] != cfg.n else 0)
+                for lo, hi in zip(edges, edges[1:], strict=False)]
 
     # chunk c of block b+1's activations is issued after the c-th compute of block b
     chunks: dict[int, list[Load]] = {}

@@ -57,11 +57,11 @@ AUTO_PREFILTER = 1.15
 
 def _tile_map(cfg: AccelConfig, op: GemmOp, mode: str) -> wformat.TileMap:
     if op.w is not None:
-        return wformat.tile_map_from_weights(cfg, op.w, mode)
-    kp = wformat.tile_k(cfg, mode)
+        return wformat.tile_map_from_weights(cfg, op.w, mode, op.win)
+    kp = wformat.tile_k(cfg, mode, op.win)
     nk, nq = -(-op.K // kp), -(-op.Q // cfg.cols)
     if op.structure is not None:
-        return wformat.tile_map_from_weights(cfg, op.structure, mode)
+        return wformat.tile_map_from_weights(cfg, op.structure, mode, op.win)
     # no data: rows kept per column (N:M structure) or everything (dense)
     kv = np.ones(op.K, np.int64) if op.kvec is None else op.kvec.astype(np.int64)
     kk = np.zeros(nk * kp, np.int64)
@@ -72,7 +72,8 @@ def _tile_map(cfg: AccelConfig, op: GemmOp, mode: str) -> wformat.TileMap:
 
 def _costs(cfg: AccelConfig, op: GemmOp, tmap: wformat.TileMap) -> tuple[int, int, int]:
     """(activation beats per row per K tile, weight beats per tile, fill/drain cycles)."""
-    eb_a = load_entry_beats(cfg, Target.ACT, int(tmap.mode != "sparse"))
+    aw = wformat.act_window_field(cfg, tmap.mode, tmap.kp)
+    eb_a = load_entry_beats(cfg, Target.ACT, int(aw > 0), aw)
     wb = cfg.rows * load_entry_beats(cfg, Target.WGT, 0)
     return eb_a, wb, compute_cycles(cfg, 0)   # a pass's cycles beyond its rows
 

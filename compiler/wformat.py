@@ -8,6 +8,11 @@ A GEMM ``Y[P, Q] = X[P, K] @ W[K, Q]`` is cut into *weight tiles* of ``kp`` rows
   to PE rows ``g*n .. g*n+n-1`` with their in-window position as index; unused slots hold
   value 0, index 0 (:func:`sparsa.hw.layout.compress_nm`). Activations are full
   ``act_entry_bytes`` rows (``kp`` consecutive ``k``).
+* **sparse mode at a narrower window** ``w`` (``n < w < m``, one of
+  ``AccelConfig.windows``; ``kp = groups * w``): as above with windows of ``w`` values
+  (indices ``< w``); activations are compact ``groups * w``-byte rows that
+  ``LOAD expand=1, cmp_m=w`` spreads so value ``k`` lands at window ``k // w``, position
+  ``k % w``. A 2:4 pattern runs at its 2x on an ``m = 8`` array this way.
 * **dense mode** (``kp = rows``): PE row ``r`` holds ``W[r]`` with index ``r % n``
   (:func:`sparsa.hw.layout.dense_weights`); activations are compact ``rows``-byte rows that
   ``LOAD expand=1`` spreads so value ``k`` lands at window ``k // n``, position ``k % n``.
@@ -19,8 +24,9 @@ tile (all zeros) so that its output is still written. Stored tiles are laid out 
 by column block (``qt`` major, ``kt`` ascending) and indexed like a BSR/BSC matrix:
 ``qt_ptr[qt] .. qt_ptr[qt+1]`` index ``kt_idx`` (the stored tiles of column block ``qt``).
 
-A pattern runs in sparse mode when no column has more than ``n`` non-zeros in an aligned
-``m`` window of the tile (:func:`fits_sparse`); otherwise the GEMM runs in dense mode.
+A pattern runs in sparse mode at the widest window ``w`` in which no column has more than
+``n`` non-zeros in an aligned ``w``-window (:func:`sparse_window`); when there is none the
+GEMM runs in dense mode.
 """
 
 from __future__ import annotations
@@ -31,19 +37,42 @@ import numpy as np
 from sparsa.hw import layout
 from sparsa.hw.config import AccelConfig
 
-__all__ = ["TileMap", "tile_k", "fits_sparse", "max_per_window", "tile_map_from_weights",
+__all__ = ["TileMap", "window", "tile_k", "tile_window", "act_window_field", "fits_sparse",
+           "sparse_window", "spec_window", "max_per_window", "tile_map_from_weights",
            "pack_tiles", "unpack_tiles", "tile_matrix"]
 
 
-def tile_k(cfg: AccelConfig, mode: str) -> int:
-    """Values of ``K`` per weight tile: ``k_per_pass`` (sparse) or ``rows`` (dense)."""
-    return cfg.k_per_pass if mode == "sparse" else cfg.rows
+def window(cfg: AccelConfig, mode: str, win: int = 0) -> int:
+    """Window width a GEMM runs at: ``n`` in dense and load-sparse mode; in sparse mode
+    ``win`` (one of ``cfg.windows``; 0 means ``m``)."""
+    if mode != "sparse":
+        return cfg.n
+    return win or cfg.m
 
 
-def max_per_window(cfg: AccelConfig, n: int, m: int) -> int:
-    """Worst-case non-zeros of an ``n:m`` pattern (along K) in an aligned window of the
-    array's ``m``."""
-    M = cfg.m
+def tile_k(cfg: AccelConfig, mode: str, win: int = 0) -> int:
+    """Values of ``K`` per weight tile: ``groups * window`` (``k_per_pass`` in sparse mode at
+    the full window, ``rows`` in dense mode)."""
+    return cfg.act_row_bytes(window(cfg, mode, win))
+
+
+def tile_window(cfg: AccelConfig, kp: int) -> int:
+    """The window width of tiles of ``kp`` values of K (inverse of :func:`tile_k`)."""
+    return kp // cfg.groups
+
+
+def act_window_field(cfg: AccelConfig, mode: str, kp: int) -> int:
+    """How activations of tiles of ``kp`` values are loaded: 0 for full ``m``-wide entries
+    (sparse mode at ``win = m``), else the window width a ``LOAD expand=1`` spreads compact
+    rows into (``n`` in dense mode)."""
+    w = tile_window(cfg, kp)
+    return 0 if mode == "sparse" and w == cfg.m else w
+
+
+def max_per_window(cfg: AccelConfig, n: int, m: int, width: int | None = None) -> int:
+    """Worst-case non-zeros of an ``n:m`` pattern (along K) in an aligned window of
+    ``width`` values (default: the array's ``m``)."""
+    M = cfg.m if width is None else width
     if M % m == 0:
         return n * (M // m)
     if m % M == 0:
@@ -51,14 +80,35 @@ def max_per_window(cfg: AccelConfig, n: int, m: int) -> int:
     return min(M, n * (-(-(M - 1) // m) + 1))
 
 
-def fits_sparse(cfg: AccelConfig, w: np.ndarray) -> bool:
-    """True when every column of ``w[K, Q]`` has at most ``n`` non-zeros in each aligned
-    ``m`` window (the array's ``n`` and ``m``)."""
+def _max_nnz(w: np.ndarray, width: int) -> int:
     k, q = w.shape
-    kpad = -(-k // cfg.m) * cfg.m
+    kpad = -(-k // width) * width
     nz = np.zeros((kpad, q), bool)
     nz[:k] = w != 0
-    return bool(nz.reshape(kpad // cfg.m, cfg.m, q).sum(axis=1).max(initial=0) <= cfg.n)
+    return int(nz.reshape(kpad // width, width, q).sum(axis=1).max(initial=0))
+
+
+def fits_sparse(cfg: AccelConfig, w: np.ndarray, width: int | None = None) -> bool:
+    """True when every column of ``w[K, Q]`` has at most ``n`` non-zeros in each aligned
+    window of ``width`` values (default: the array's ``m``)."""
+    return _max_nnz(w, cfg.m if width is None else width) <= cfg.n
+
+
+def sparse_window(cfg: AccelConfig, w: np.ndarray) -> int:
+    """The widest window of ``cfg.windows`` (wider than ``n``) in which every column of
+    ``w[K, Q]`` has at most ``n`` non-zeros, or 0 when there is none (dense mode)."""
+    for width in reversed(cfg.windows):
+        if width > cfg.n and _max_nnz(w, width) <= cfg.n:
+            return width
+    return 0
+
+
+def spec_window(cfg: AccelConfig, n: int, m: int) -> int:
+    """:func:`sparse_window` for any weights of an ``n:m`` pattern (its worst case)."""
+    for width in reversed(cfg.windows):
+        if width > cfg.n and max_per_window(cfg, n, m, width) <= cfg.n:
+            return width
+    return 0
 
 
 @dataclass
@@ -107,9 +157,10 @@ def _tile_sums(mask: np.ndarray, kp: int, cols: int) -> np.ndarray:
     return pad.reshape(nk, kp, nq, cols).sum(axis=(1, 3))
 
 
-def tile_map_from_weights(cfg: AccelConfig, w: np.ndarray, mode: str) -> TileMap:
+def tile_map_from_weights(cfg: AccelConfig, w: np.ndarray, mode: str, win: int = 0
+                          ) -> TileMap:
     """The :class:`TileMap` of weights (or a boolean structure) ``w[K, Q]``."""
-    kp = tile_k(cfg, mode)
+    kp = tile_k(cfg, mode, win)
     return TileMap.from_nnz(mode, kp, _tile_sums(np.asarray(w) != 0, kp, cfg.cols))
 
 
@@ -133,7 +184,7 @@ def pack_tiles(cfg: AccelConfig, w: np.ndarray, tmap: TileMap) -> np.ndarray:
         for kt in tmap.kts(qt):
             t = tile_matrix(cfg, w, tmap, kt, qt)
             if tmap.mode == "sparse":
-                v, i = layout.compress_nm(cfg, t)
+                v, i = layout.compress_nm(cfg, t, tile_window(cfg, tmap.kp))
             else:
                 v, i = layout.dense_weights(cfg, t)
             out[j] = layout.to_beats(cfg, layout.pack_wgt_entries(cfg, v, i))
@@ -152,10 +203,9 @@ def unpack_tiles(cfg: AccelConfig, tiles: np.ndarray, tmap: TileMap, k: int, q: 
             ent = layout.from_beats(cfg, tiles[j], cfg.wgt_entry_bytes)
             v, i = layout.unpack_wgt_entries(cfg, ent)
             weff = layout.effective_weights(cfg, v, i)
-            if tmap.mode == "dense":
-                # expanded activation k sits at window k // n, position k % n
-                kk = np.arange(cfg.rows)
-                weff = weff[(kk // cfg.n) * cfg.m + kk % cfg.n]
+            if act_window_field(cfg, tmap.mode, kp):
+                # expanded activation k sits at window k // w, position k % w
+                weff = weff[layout.window_rows(cfg, tile_window(cfg, kp))]
             full[kt * kp:(kt + 1) * kp, qt * c:(qt + 1) * c] = weff
             j += 1
     return full[:k, :q].astype(np.int8)

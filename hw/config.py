@@ -175,6 +175,22 @@ class AccelConfig:
         return self.rows
 
     @cached_property
+    def windows(self) -> tuple[int, ...]:
+        """Window widths ``w`` the array runs at: ``n`` (dense mode), every power of two
+        between ``n`` and ``m``, and ``m``. At width ``w`` a pass reduces over
+        ``groups * w`` values of K, an ``w/n`` speed-up over dense; a pattern with at most
+        ``n`` non-zeros in every aligned ``w``-window runs at it (2:4 on an ``m = 8`` array at
+        ``w = 4``). Activations for ``w < m`` are compact rows that ``LOAD expand=1``
+        spreads into the ``m``-wide windows (see :mod:`sparsa.hw.isa`)."""
+        pows = {1 << j for j in range(self.m.bit_length()) if self.n < (1 << j) < self.m}
+        return tuple(sorted(pows | {self.n, self.m}))
+
+    def act_row_bytes(self, win: int) -> int:
+        """Bytes of one activation row at window width ``win`` (``groups * win`` values of
+        K; ``rows`` in dense mode, ``act_entry_bytes`` at ``win = m``)."""
+        return self.groups * win
+
+    @cached_property
     def wgt_idx_bytes(self) -> int:
         return math.ceil(self.cols * self.idx_bits / 8)
 
@@ -264,7 +280,7 @@ def _from_mapping(data: Any, source: str) -> AccelConfig:
     base = DEFAULT
     if "preset" in data:
         p = data["preset"]
-        if p not in PRESETS:
+        if not isinstance(p, str) or p not in PRESETS:
             raise ConfigError(f"{source}: preset={p!r} is unknown; allowed: {', '.join(PRESETS)}")
         base = PRESETS[p]
         data = {k: v for k, v in data.items() if k != "preset"}

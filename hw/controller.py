@@ -1,4 +1,4 @@
-"""The controller: in-order issue of ISA v2 instructions to four execution units.
+"""The controller: in-order issue of ISA v3 instructions to four execution units.
 
 :class:`Controller` takes instruction words from a stream into a one-entry issue register,
 decodes them with :data:`~sparsa.hw.isa.INSTR_LAYOUT` and issues at most one per cycle: an
@@ -12,7 +12,9 @@ busy cycle; a unit is idle again in the cycle after its last busy cycle):
 
 * :class:`LoadUnit` (``LOAD``) sends one DRAM read request of ``entry_beats`` beats per
   entry (cycles ``T0+1 ..``), assembles the returning beats and writes each entry into the
-  activation (optionally expanded) or weight scratchpad in the cycle its last beat arrives.
+  activation (optionally expanded: compact rows of ``groups * w`` bytes spread into the
+  ``m``-wide windows at window width ``w = cmp_m``, ``n`` when 0) or weight scratchpad in the
+  cycle its last beat arrives.
   Busy ``L + count * entry_beats + 1`` cycles for DRAM latency ``L >= 1`` (2 for count 0).
   A weight LOAD with ``expand=1`` (load-as-sparse) adds each compressed entry into a
   double-buffered window buffer and drains every full window as ``cmp_m`` dense-mode
@@ -37,7 +39,7 @@ completed (a unit's instruction in its last busy cycle, visible the cycle after)
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import ReadPort, WritePort
 from amaranth.lib.wiring import In, Out
@@ -178,6 +180,8 @@ class LoadUnit(wiring.Component):
         self._eb_wgt = cfg.beats(cfg.wgt_entry_bytes)
         self._eb_act = cfg.beats(cfg.act_entry_bytes)
         self._eb_dense = cfg.beats(cfg.act_dense_entry_bytes)
+        # beats of a compact activation row per window width (LOAD ACT expand=1, cmp_m)
+        self._eb_win = {w: cfg.beats(cfg.act_row_bytes(w)) for w in cfg.windows}
         super().__init__({
             "ctrl": In(UNIT_CONTROL),
             "rd_req": Out(stream.Signature(RD_REQ_LAYOUT)),
@@ -222,11 +226,17 @@ class LoadUnit(wiring.Component):
                  for b in range(2)]
 
         m.d.comb += [self.ctrl.busy.eq(busy)]
+        win = Signal(CMP_BITS)            # ACT expand=1: window width (cmp_m; 0 means n)
         with m.If(self.ctrl.start):
             is_wgt = p.target == Target.WGT
+            eb_exp = self._eb_dense
+            for w in cfg.windows:
+                if w != n:
+                    eb_exp = Mux(p.cmp_m == w, self._eb_win[w], eb_exp)
             m.d.sync += [
                 busy.eq(1), wgt.eq(is_wgt), expand.eq(p.expand), sparse.eq(is_wgt & p.expand),
-                eb.eq(Mux(is_wgt, self._eb_wgt, Mux(p.expand, self._eb_dense, self._eb_act))),
+                eb.eq(Mux(is_wgt, self._eb_wgt, Mux(p.expand, eb_exp, self._eb_act))),
+                win.eq(p.cmp_m),
                 stride.eq(p.dram_stride), req_left.eq(p.count), req_addr.eq(p.dram_addr),
                 ents_left.eq(p.count), wptr.eq(p.sp_addr), bi.eq(0),
                 cmp_n.eq(p.cmp_n), cmp_m.eq(p.cmp_m), slot.eq(0), fb.eq(0), db.eq(0),
@@ -260,9 +270,17 @@ class LoadUnit(wiring.Component):
         got = self.rd_data.valid & self.rd_data.ready
         parts = [Mux(bi == k, beat, buf[k]) for k in range(ebmax - 1)] + [beat]
         entry = Cat(*parts)
-        dense_bytes = [entry[8 * k:8 * k + 8] for k in range(cfg.rows)]
-        expanded = Cat(*[dense_bytes[g * n + j] if j < n else Const(0, 8)
+        dense_bytes = [entry[8 * k:8 * k + 8] for k in range(cfg.act_entry_bytes)]
+
+        def spread(w: int) -> Value:
+            # compact value k -> window k // w, position k % w; other positions zero
+            return Cat(*[dense_bytes[g * w + j] if j < w else Const(0, 8)
                          for g in range(cfg.groups) for j in range(mm)])
+
+        expanded = spread(n)
+        for w in cfg.windows:
+            if w != n:
+                expanded = Mux(win == w, spread(w), expanded)
         act_bits = 8 * cfg.act_entry_bytes
         wbits = 8 * cfg.wgt_entry_bytes
         drain_row = Mux(db, Cat(*banks[1]), Cat(*banks[0])).word_select(dj, 8 * cols)

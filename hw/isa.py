@@ -1,4 +1,4 @@
-"""The tile ISA (version 2) of the sparse systolic core, defined once.
+"""The tile ISA (version 3) of the sparse systolic core, defined once.
 
 The hardware decodes with the :data:`INSTR_LAYOUT` (an ``amaranth.lib.data`` layout), the
 compiler encodes with :func:`encode`, the reference executor and the SimPy model interpret
@@ -20,9 +20,12 @@ Instructions (fields in scratchpad *entries* and DRAM *beats*; see ``hw/config.p
 ``LOAD target sp_addr count dram_addr dram_stride expand``
     For ``i in range(count)``: read one entry's beats from DRAM beat address
     ``dram_addr + i*dram_stride`` and write scratchpad entry ``sp_addr + i``. ``target`` is
-    ``ACT`` or ``WGT``. For ``ACT`` with ``expand=1`` DRAM holds compact dense rows of
-    ``rows`` bytes; value ``k`` lands at window ``k // n``, position ``k % n`` and the other
-    window positions are zero (dense mode without inflating DRAM traffic).
+    ``ACT`` or ``WGT``. For ``ACT`` with ``expand=1`` DRAM holds compact rows of
+    ``groups * w`` bytes at window width ``w = cmp_m`` (``w = n`` when ``cmp_m = 0``; ISA v3,
+    ``w`` one of ``AccelConfig.windows``): value ``k`` lands at window ``k // w``, position
+    ``k % w`` and the other window positions are zero -- dense mode (``w = n``) and narrow
+    sparse windows (2:4 on an ``m = 8`` array at ``w = 4``) without inflating DRAM traffic.
+    ``cmp_n`` is zero for ``ACT``.
     For ``WGT`` with ``expand=1`` (*load-as-sparse*, ISA v2; v1 cores ignored ``expand``
     for weights): DRAM holds ``count`` compressed weight entries (ordinary weight-entry
     bytes, ``idx < cmp_m``); entry ``i`` is slot ``i % cmp_n`` of window ``i // cmp_n`` and
@@ -32,7 +35,7 @@ Instructions (fields in scratchpad *entries* and DRAM *beats*; see ``hw/config.p
     ``count`` must be a multiple of ``cmp_n``, ``1 <= cmp_n <= cmp_m <= m``. The core
     expands each window in a double-buffered window buffer and writes its ``cmp_m`` entries
     one per cycle, so a window costs ``max(cmp_n * entry_beats, cmp_m)`` cycles.
-    ``cmp_n``/``cmp_m`` are zero for every other LOAD.
+    ``cmp_n``/``cmp_m`` are zero for every other weight LOAD.
     Timing: :func:`sparsa.hw.timing.load_cycles`.
 ``PRELOAD wsp_addr``
     Copy weight entries ``wsp_addr .. wsp_addr+rows-1`` into the array's shadow
@@ -70,7 +73,8 @@ __all__ = [
 ]
 
 #: 2: ``LOAD WGT expand=1`` is load-as-sparse in the hardware too (v1 cores ignored it)
-ISA_VERSION = 2
+#: 3: ``LOAD ACT expand=1`` takes its window width from ``cmp_m`` (v2 always used ``n``)
+ISA_VERSION = 3
 INSTR_BITS = 128
 ADDR_BITS = 16
 COUNT_BITS = 16

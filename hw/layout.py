@@ -8,14 +8,17 @@ bad shapes raise ``ValueError`` naming the argument.
 * Activation entry (``act_entry_bytes = groups * m``): byte ``j`` is window ``j // m``,
   position ``j % m`` (int8). A dense K-tile of ``rows`` values is stored compactly in DRAM
   (:func:`pack_act_dense`) and expanded by ``LOAD expand=1`` (:func:`expand_dense`): value
-  ``k`` lands at window ``k // n``, position ``k % n``.
+  ``k`` lands at window ``k // n``, position ``k % n``. At a window width ``win`` between
+  ``n`` and ``m`` (``AccelConfig.windows``; the LOAD's ``cmp_m``) compact rows hold
+  ``groups * win`` values and value ``k`` lands at window ``k // win``, position ``k % win``.
 * Weight entry (``wgt_entry_bytes``): bytes ``0 .. cols-1`` are the int8 values; the packed
   ``idx_bits``-bit indices follow, column ``c``'s at bit ``c * idx_bits`` of the index field.
 * STORE rows: ``cols`` int8 (requant) or ``cols`` little-endian int32.
 * DRAM: every entry occupies a whole number of beats, zero padded (:func:`to_beats`).
 
 Weight helpers map a K-tile of a weight matrix onto the array: :func:`compress_nm` (any
-pattern with at most ``n`` non-zeros per aligned ``m`` window of each column) and
+pattern with at most ``n`` non-zeros per aligned ``m`` -- or narrower ``win`` -- window of
+each column) and
 :func:`dense_weights` (dense mode: PE row ``r`` holds ``W[r]`` with index ``r % n``).
 """
 
@@ -27,7 +30,8 @@ from .config import AccelConfig
 
 __all__ = [
     "pack_act_entries", "unpack_act_entries", "pack_act_dense", "unpack_act_dense",
-    "expand_dense", "pack_wgt_entries", "unpack_wgt_entries", "to_beats", "from_beats",
+    "expand_dense", "window_rows", "pack_wgt_entries", "unpack_wgt_entries", "to_beats",
+    "from_beats",
     "encode_store_rows", "decode_store_rows", "compress_nm", "dense_weights",
     "effective_weights",
 ]
@@ -75,28 +79,47 @@ def unpack_act_entries(cfg: AccelConfig, entries: np.ndarray) -> np.ndarray:
     return _entry_bytes("entries", entries, cfg.act_entry_bytes).view(np.int8)
 
 
-def pack_act_dense(cfg: AccelConfig, x: np.ndarray) -> np.ndarray:
-    """Compact dense rows ``x[P, k<=rows]`` (int8) -> ``uint8[P, rows]`` (LOAD expand=1)."""
-    return _int8_bytes("x", x, cfg.act_dense_entry_bytes)
+def _win(cfg: AccelConfig, win: int | None) -> int:
+    w = cfg.n if win is None else win
+    if w not in cfg.windows:
+        raise ValueError(f"window width {w} is not one of {cfg.name}'s {list(cfg.windows)}")
+    return w
 
 
-def unpack_act_dense(cfg: AccelConfig, entries: np.ndarray) -> np.ndarray:
-    """``uint8[P, >=rows]`` -> ``int8[P, rows]``."""
-    return _entry_bytes("entries", entries, cfg.act_dense_entry_bytes).view(np.int8)
+def pack_act_dense(cfg: AccelConfig, x: np.ndarray, win: int | None = None) -> np.ndarray:
+    """Compact rows ``x[P, k<=groups*win]`` (int8) -> ``uint8[P, groups*win]`` (LOAD
+    expand=1 with window width ``win``; default ``n``: dense mode, ``rows`` bytes)."""
+    return _int8_bytes("x", x, cfg.act_row_bytes(_win(cfg, win)))
 
 
-def expand_dense(cfg: AccelConfig, dense: np.ndarray) -> np.ndarray:
-    """Expand compact dense rows ``[P, rows]`` into activation entries ``[P, k_per_pass]``.
+def unpack_act_dense(cfg: AccelConfig, entries: np.ndarray, win: int | None = None
+                     ) -> np.ndarray:
+    """``uint8[P, >=groups*win]`` -> ``int8[P, groups*win]``."""
+    return _entry_bytes("entries", entries, cfg.act_row_bytes(_win(cfg, win))).view(np.int8)
 
-    Value ``k`` lands at window ``k // n``, position ``k % n``; the other ``m - n`` window
-    positions are zero. Keeps the dtype (int8 values or uint8 bytes alike).
+
+def expand_dense(cfg: AccelConfig, dense: np.ndarray, win: int | None = None) -> np.ndarray:
+    """Expand compact rows ``[P, groups*win]`` into activation entries ``[P, k_per_pass]``.
+
+    Value ``k`` lands at window ``k // win``, position ``k % win``; the other ``m - win``
+    window positions are zero (``win`` defaults to ``n``: dense mode). Keeps the dtype (int8
+    values or uint8 bytes alike).
     """
+    w = _win(cfg, win)
     dense = _as_2d("dense", dense)
-    if dense.shape[1] != cfg.rows:
-        raise ValueError(f"dense rows must have rows={cfg.rows} values, got {dense.shape[1]}")
+    if dense.shape[1] != cfg.act_row_bytes(w):
+        raise ValueError(f"compact rows must have groups*{w}={cfg.act_row_bytes(w)} values, "
+                         f"got {dense.shape[1]}")
     out = np.zeros((dense.shape[0], cfg.groups, cfg.m), dtype=dense.dtype)
-    out[:, :, :cfg.n] = dense.reshape(dense.shape[0], cfg.groups, cfg.n)
+    out[:, :, :w] = dense.reshape(dense.shape[0], cfg.groups, w)
     return out.reshape(dense.shape[0], cfg.k_per_pass)
+
+
+def window_rows(cfg: AccelConfig, win: int) -> np.ndarray:
+    """Activation-entry position of each compact value at window width ``win``:
+    ``(k // win) * m + k % win`` for ``k < groups * win``."""
+    k = np.arange(cfg.act_row_bytes(win))
+    return (k // win) * cfg.m + k % win
 
 
 # ---- weights -----------------------------------------------------------------------------
@@ -146,34 +169,38 @@ def dense_weights(cfg: AccelConfig, w: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return values, idx
 
 
-def compress_nm(cfg: AccelConfig, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Map a sparse K-tile ``w[k<=k_per_pass, cols]`` onto the array.
+def compress_nm(cfg: AccelConfig, w: np.ndarray, win: int | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Map a sparse K-tile ``w[k<=groups*win, cols]`` onto the array at window width ``win``
+    (default ``m``).
 
-    Every column must have at most ``n`` non-zeros in each aligned window of ``m`` rows;
+    Every column must have at most ``n`` non-zeros in each aligned window of ``win`` rows;
     window ``g``'s non-zeros go, in order, to PE rows ``g*n ..`` with their in-window
     positions as indices (unused PEs hold value 0, index 0). Returns ``(values, idx)``, each
-    ``[rows, cols]``.
+    ``[rows, cols]``. Pairs with activations expanded at the same width
+    (:func:`expand_dense`; full entries at ``win = m``).
     """
+    wd = cfg.m if win is None else _win(cfg, win)
+    kp = cfg.act_row_bytes(wd)
     w = _as_2d("w", w)
-    if w.shape[0] > cfg.k_per_pass or w.shape[1] != cfg.cols:
-        raise ValueError(f"w must have shape [k<={cfg.k_per_pass}, cols={cfg.cols}], "
-                         f"got {w.shape}")
-    full = np.zeros((cfg.k_per_pass, cfg.cols), dtype=np.int8)
+    if w.shape[0] > kp or w.shape[1] != cfg.cols:
+        raise ValueError(f"w must have shape [k<={kp}, cols={cfg.cols}], got {w.shape}")
+    full = np.zeros((kp, cfg.cols), dtype=np.int8)
     full[:w.shape[0]] = _int8_bytes("w", w, w.shape[1]).view(np.int8)
-    win = full.reshape(cfg.groups, cfg.m, cfg.cols)
-    nz = win != 0
+    win_ = full.reshape(cfg.groups, wd, cfg.cols)
+    nz = win_ != 0
     counts = nz.sum(axis=1)
     if counts.max(initial=0) > cfg.n:
         g, c = np.argwhere(counts > cfg.n)[0]
         raise ValueError(f"w column {c} has {counts[g, c]} non-zeros in window {g} "
-                         f"(rows {g * cfg.m}..{g * cfg.m + cfg.m - 1}); at most n={cfg.n} allowed")
+                         f"(rows {g * wd}..{g * wd + wd - 1}); at most n={cfg.n} allowed")
     # slot of each non-zero = number of earlier non-zeros in its window
     slot = np.cumsum(nz, axis=1) - 1
     values = np.zeros((cfg.groups, cfg.n, cfg.cols), dtype=np.int8)
     idx = np.zeros((cfg.groups, cfg.n, cfg.cols), dtype=np.uint8)
     g, pos, c = np.nonzero(nz)
     s = slot[g, pos, c]
-    values[g, s, c] = win[g, pos, c]
+    values[g, s, c] = win_[g, pos, c]
     idx[g, s, c] = pos
     return values.reshape(cfg.rows, cfg.cols), idx.reshape(cfg.rows, cfg.cols)
 

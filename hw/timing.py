@@ -54,11 +54,22 @@ STORE_OVERHEAD = 2
 FENCE_CYCLES = 1
 
 
-def load_entry_beats(cfg: AccelConfig, target: Target, expand: int) -> int:
-    """DRAM beats per scratchpad entry moved by a LOAD."""
+def load_entry_beats(cfg: AccelConfig, target: Target, expand: int, win: int = 0) -> int:
+    """DRAM beats per scratchpad entry moved by a LOAD. An expanding activation LOAD reads
+    compact rows of ``groups * win`` bytes (``win`` is its ``cmp_m`` field; 0 means ``n``,
+    dense mode)."""
     if target == Target.WGT:
         return cfg.beats(cfg.wgt_entry_bytes)
-    return cfg.beats(cfg.act_dense_entry_bytes if expand else cfg.act_entry_bytes)
+    if not expand:
+        return cfg.beats(cfg.act_entry_bytes)
+    return cfg.beats(cfg.act_row_bytes(win or cfg.n))
+
+
+def instr_entry_beats(cfg: AccelConfig, instr: Load) -> int:
+    """DRAM beats per scratchpad entry of LOAD ``instr`` (:func:`load_entry_beats` of its
+    fields)."""
+    win = instr.cmp_m if instr.target == Target.ACT else 0
+    return load_entry_beats(cfg, instr.target, instr.expand, win)
 
 
 def store_entry_beats(cfg: AccelConfig, requant: int) -> int:
@@ -104,7 +115,7 @@ def store_cycles(cfg: AccelConfig, count: int, entry_beats: int) -> int:
 def instr_cycles(cfg: AccelConfig, instr: Instr) -> int:
     """Busy cycles of the unit that executes ``instr`` (no DRAM back-pressure)."""
     if isinstance(instr, Load):
-        eb = load_entry_beats(cfg, instr.target, instr.expand)
+        eb = instr_entry_beats(cfg, instr)
         if instr.target == Target.WGT and instr.expand:
             return load_cycles(cfg, instr.count, eb, instr.cmp_n, instr.cmp_m)
         return load_cycles(cfg, instr.count, eb)

@@ -78,14 +78,14 @@ def calibration_programs(cfg: AccelConfig, quick: bool = False) -> list[tuple[st
     out: list[tuple[str, Any]] = []
 
     def tile(name: str, mode: str, P: int, passes: int, qblocks: int, **kw: Any) -> None:
-        kp = R if mode == "dense" else cfg.k_per_pass
+        n, m = (1, 1) if mode == "dense" else (int(v) for v in mode.split(":"))
+        kp = R if mode == "dense" else cfg.act_row_bytes(m)
         K = passes * kp
         x = rng.integers(-128, 128, (P, K)).astype(np.int8)
         if mode == "dense":
             w = rng.integers(-128, 128, (K, qblocks * C)).astype(np.int8)
         else:
-            n = int(mode.split(":")[0])
-            w = random_nm_weights(rng, K, qblocks * C, n, cfg.m)
+            w = random_nm_weights(rng, K, qblocks * C, n, m)
         out.append((name, build_gemm_program(cfg, [GemmSpec(x=x, w=w, mode=mode, **kw)])))
 
     tile("tile-dense-p1", "dense", 1, 1, 1)
@@ -144,6 +144,11 @@ def calibration_programs(cfg: AccelConfig, quick: bool = False) -> list[tuple[st
         ref = TrainGraph(x, [3 * R, 4 * C, 2 * C], spec, seed=0)
         label = "mlp-train-dense" if spec == "dense" else "mlp-train-bimask"
         out.append((label, compile_workload(ref, cfg, sparsity=spec, train=True, seed=0)))
+    # narrow windows (2:4 on an m = 8 core): compact rows spread by LOAD expand=1, cmp_m=w
+    for w in (w for w in cfg.windows if cfg.n < w < cfg.m):
+        tile(f"tile-window{w}", f"{cfg.n}:{w}", 12, 3, 2, requant=1, shift=9)
+        out.append((f"layer-conv-{cfg.n}:{w}", compile_workload(
+            _shape_workload("calib-net", net), cfg, sparsity=f"{cfg.n}:{w}", seed=7)))
     if quick:
         out = [p for p in out if p[0] in QUICK]
     return out

@@ -122,8 +122,9 @@ def _ceil(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def _gemms(program: Any) -> list[tuple[int, Any, int, int, int, int, bool, int]]:
-    """(layer index in the WS op stream, layer, P, K, Q, groups, sparse, out bytes)."""
+def _gemms(program: Any) -> list[tuple[int, Any, int, int, int, int, int, int]]:
+    """(layer index in the WS op stream, layer, P, K, Q, groups, sparse window width (0 in
+    dense mode), out bytes)."""
     out = []
     j = 0
     for ly in program.layers:
@@ -135,9 +136,10 @@ def _gemms(program: Any) -> list[tuple[int, Any, int, int, int, int, bool, int]]
                            f"in the program's layers; compile a workload")
         modes = m.get("mode") or ["dense"]
         sparse = all(x == "sparse" for x in modes)
+        win = min(m.get("window") or [program.config.m]) if sparse else 0
         ob = 4 if ly.kind == "wgrad" else 1
         out.append((j, ly, int(m["P"]), int(m["K"]), int(m["Q"]), int(m.get("groups", 1)),
-                    sparse, ob))
+                    int(win), ob))
         j += 1
     return out
 
@@ -176,10 +178,11 @@ def variant_ops(program: Any, cfg: AccelConfig, dataflow: str, *,
     acts = [{k: 0 for k in ACTIONS} for _ in gemms]
     wgt_half = cfg.wgt_entries // 2
     acc_half = cfg.acc_entries // 2
-    for j, _ly, P, K, Q, G, sparse, ob in gemms:
+    for j, _ly, P, K, Q, G, win, ob in gemms:
         a = acts[j]
-        kp = cfg.k_per_pass if sparse else R            # K per pass (spatial K)
-        nwin = _ceil(K, cfg.m)
+        sparse = win > 0
+        kp = cfg.act_row_bytes(win) if sparse else R     # K per pass (spatial K)
+        nwin = _ceil(K, win) if sparse else 0
         for _g in range(G):
             if dataflow == "is":
                 nk = _ceil(K, kp)
@@ -196,7 +199,7 @@ def variant_ops(program: Any, cfg: AccelConfig, dataflow: str, *,
                                 [(qc, w_entry)]
                             passes.append(dict(
                                 layer=j, stream_loads=wload,
-                                stat_loads=[(pc, cfg.act_entry_bytes if sparse else R)],
+                                stat_loads=[(pc, kp)],
                                 exec_cycles=compute_cycles(cfg, qc), stream=qc, window=0,
                                 stores=[(qc, pc * ob)] if kb == nk - 1 else []))
                             a["pe_ops"] += qc * R * C
@@ -212,13 +215,13 @@ def variant_ops(program: Any, cfg: AccelConfig, dataflow: str, *,
                                 (kb > 0) + (kb == nk - 1))
             else:  # os
                 steps = nwin * cfg.n if sparse else K
-                per_win = max(cfg.n, _ceil(cfg.m, link)) if sparse else max(1, _ceil(1, link))
+                per_win = max(cfg.n, _ceil(win, link)) if sparse else max(1, _ceil(1, link))
                 t_eff = nwin * per_win if sparse else K
                 window = t_eff - steps
                 k_entries = steps                        # compressed weight rows per Q block
                 w_resident = _ceil(Q, C) * k_entries <= wgt_half
                 exec_c = t_eff + R + C + COMPUTE_OVERHEAD
-                kbytes = nwin * cfg.m if sparse else K
+                kbytes = nwin * win if sparse else K
                 for pb in range(_ceil(P, R)):
                     pc = min(R, P - pb * R)
                     for qb in range(_ceil(Q, C)):

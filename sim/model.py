@@ -52,7 +52,7 @@ from sparsa.hw.timing import (
     FENCE_CYCLES,
     ISSUE_CYCLES,
     instr_cycles,
-    load_entry_beats,
+    instr_entry_beats,
     store_entry_beats,
 )
 
@@ -464,7 +464,8 @@ def ops_from_program(program: Any, cfg: AccelConfig | None = None) -> OpStream:
             accum[i] = ins.accumulate
             stream[i] = c
         elif t is Load:
-            # cmp_n/cmp_m: a load-as-sparse weight LOAD has its own busy time
+            # cmp_n/cmp_m: a load-as-sparse weight LOAD has its own busy time, an expanding
+            # activation LOAD's cmp_m (window width) its own entry size
             key = (2 if ins.target is WGT else 1, ins.count, ins.expand, ins.cmp_n,
                    ins.cmp_m)
         elif t is Preload:
@@ -481,7 +482,7 @@ def ops_from_program(program: Any, cfg: AccelConfig | None = None) -> OpStream:
                 r = (0, 0, 0)
             elif t is Load:
                 r = (_LOAD, instr_cycles(cfg, ins),
-                     ins.count * load_entry_beats(cfg, ins.target, ins.expand))
+                     ins.count * instr_entry_beats(cfg, ins))
             elif t is Store:
                 r = (_STORE, instr_cycles(cfg, ins),
                      ins.count * store_entry_beats(cfg, ins.requant))

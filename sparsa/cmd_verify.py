@@ -15,6 +15,8 @@ def _modes(cfg) -> tuple[str, ...]:
     modes = ["dense", f"{cfg.n}:{cfg.m}"]
     if cfg.n > 1:
         modes.append(f"1:{cfg.m}")
+    # narrower windows the core runs at (2:4 on an m = 8 core)
+    modes += [f"{cfg.n}:{w}" for w in cfg.windows if cfg.n < w < cfg.m]
     return tuple(modes)
 
 
@@ -28,7 +30,7 @@ def register(group: click.Group) -> None:
                        "printed).")
     @click.option("--tiles", type=click.IntRange(1, 100000), default=20, show_default=True,
                   help="Random tiles per sparsity mode and stall kind.")
-    @click.option("--seed", type=int, default=0, show_default=True, help="Stall/data seed.")
+    @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Stall/data seed.")
     @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
     def verify(config: str | None, waves: bool, tiles: int, seed: int, as_json: bool) -> None:
         """Run random GEMM tiles (all modes, stalls on every stream, a mid-run reset), the

@@ -22,10 +22,10 @@ from sparsa.hw.rtl_runner import RtlJob, run_jobs
 __all__ = ["MODES", "tile_jobs", "run_tiles", "timing_cases", "run_timing",
            "SPEEDUP_GEMMS", "speedup_programs", "run_speedup"]
 
-#: Sparsity modes run on each preset of the suite.
+#: Sparsity modes run on each preset of the suite (2:4 on the m = 8 core runs at window 4).
 MODES = {
     "4x4-n2m4": ("dense", "2:4", "1:4"),
-    "8x8-n2m8": ("dense", "2:8", "1:8"),
+    "8x8-n2m8": ("dense", "2:8", "1:8", "2:4"),
     "16x16-n2m4": ("dense", "2:4", "1:4"),
 }
 
@@ -99,6 +99,11 @@ def timing_cases(cfg: AccelConfig) -> list[tuple[str, list, np.ndarray]]:
     for n in (1, 7):
         cases.append((f"LOAD act expand count={n}", [Load(target=Target.ACT, count=n, expand=1,
                                                           dram_stride=3)]))
+    for w in cfg.windows:
+        if cfg.n < w < cfg.m:     # narrow sparse windows: compact rows of groups*w bytes
+            cases.append((f"LOAD act expand window={w} count=6",
+                          [Load(target=Target.ACT, count=6, expand=1, cmp_m=w,
+                                dram_stride=load_beats(cfg, 1, w))]))
     for n in (3, r):
         cases.append((f"LOAD wgt count={n}", [Load(target=Target.WGT, count=n, dram_addr=100,
                                                    dram_stride=4)]))
@@ -131,10 +136,10 @@ def sparse_windows(cfg: AccelConfig) -> list[tuple[int, int, int]]:
     return list(dict.fromkeys(out))
 
 
-def load_beats(cfg: AccelConfig, expand: int) -> int:
+def load_beats(cfg: AccelConfig, expand: int, win: int = 0) -> int:
     from sparsa.hw.isa import Target
     from sparsa.hw.timing import load_entry_beats
-    return load_entry_beats(cfg, Target.ACT, expand)
+    return load_entry_beats(cfg, Target.ACT, expand, win)
 
 
 def run_timing(cfg: AccelConfig) -> list[dict]:

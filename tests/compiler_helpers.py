@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from sparsa.hw.isa import Compute, Fence, Load, Preload, Store, Target, Unit
-from sparsa.hw.timing import load_entry_beats, store_entry_beats
+from sparsa.hw.timing import instr_entry_beats, store_entry_beats
 
 _UNIT = {Load: Unit.LOAD, Preload: Unit.PRE, Compute: Unit.EXEC, Store: Unit.STORE}
 
@@ -13,7 +13,7 @@ def _accesses(cfg, ins):
     """(reads, writes) as (space, lo, hi) ranges, derived from the instruction fields."""
     r, w = [], []
     if isinstance(ins, Load):
-        eb = load_entry_beats(cfg, ins.target, ins.expand)
+        eb = instr_entry_beats(cfg, ins)
         r.append(("dram", ins.dram_addr, ins.dram_addr + (ins.count - 1) * ins.dram_stride + eb))
         n_sp = ins.count // ins.cmp_n * ins.cmp_m if ins.cmp_n else ins.count  # load-sparse
         w.append(("wgt" if ins.target == Target.WGT else "act", ins.sp_addr,
@@ -156,14 +156,14 @@ def expected_padding_macs(prog):
     patterns, where no tile is skipped): every op streams its ``P`` rows once through each of
     its ``ceil(K/kp) * ceil(Q/cols)`` tiles, ``rows*cols`` MACs per row, so padding is
     ``sum_ops P * (tiles * rows * cols) - sum_layers nonzero_macs``, with ``kp = k_per_pass``
-    in sparse mode and ``rows`` in dense mode."""
+    in sparse mode (``groups * window`` at a narrower window) and ``rows`` in dense mode."""
     cfg = prog.config
     issued = 0
     for ly in prog.layers:
         if ly.kind == "host":
             continue
         m = ly.meta
-        kp = cfg.k_per_pass if m["mode"] == ["sparse"] else cfg.rows
+        kp = cfg.act_row_bytes(m["window"][0]) if m["mode"] == ["sparse"] else cfg.rows
         tiles = -(-m["K"] // kp) * -(-m["Q"] // cfg.cols) * m["groups"]
         issued += m["P"] * tiles * cfg.rows * cfg.cols
     return issued - sum(ly.nonzero_macs for ly in prog.layers)

@@ -85,7 +85,7 @@ def test_bad_options_are_one_line_errors():
     with pytest.raises(CompileError, match="--dump-after 'nope' is not a pass"):
         compile_workload(_graph(), PRESETS["8x8-n2m4"], dump_after="nope")
     with pytest.raises(CompileError, match="does not fit"):
-        compile_workload(_graph(), PRESETS["8x8-n2m8"], sparsity="2:4",
+        compile_workload(_graph(), PRESETS["8x8-n2m8"], sparsity="4:8",
                          options=CompileOptions(sparse_mode="sparse"))
 
 

@@ -37,12 +37,20 @@ def test_resnet50_shapes(name, spec):
     assert "l0b0c2" in {ly.name for ly in prog.layers if ly.kind == "gemm"}
 
 
-def test_2_4_on_m8_array_runs_dense_and_is_noted():
-    prog = compile_workload(resnet50_shapes(), PRESETS["16x16-n2m8"], sparsity="2:4",
-                            with_data=False)
-    modes = {tuple(ly.meta["mode"]) for ly in prog.layers if ly.kind != "host"}
-    assert modes == {("dense",)}
+def test_2_4_on_m8_array_runs_at_window_4_and_is_noted():
+    """2:4 has up to 4 non-zeros in an 8-window but at most 2 in every aligned 4-window: the
+    m = 8 array runs it in sparse mode at window 4 (2x over dense), 4:8 runs dense."""
+    cfg = PRESETS["16x16-n2m8"]
+    prog = compile_workload(resnet50_shapes(), cfg, sparsity="2:4", with_data=False)
+    gemms = [ly for ly in prog.layers if ly.kind != "host"]
+    assert {(tuple(ly.meta["mode"]), tuple(ly.meta["window"])) for ly in gemms} == \
+        {(("sparse",), (4,))}
     _check_macs(prog, True)
+    dense = compile_workload(resnet50_shapes(), cfg, sparsity="dense", with_data=False)
+    assert prog.summary()["macs_issued"] * 2 <= dense.summary()["macs_issued"] * 1.01
+    wide = compile_workload(resnet50_shapes(), cfg, sparsity="4:8", with_data=False)
+    assert {tuple(ly.meta["mode"]) for ly in wide.layers if ly.kind != "host"} == {("dense",)}
+    _check_macs(wide, True)
 
 
 def test_data_free_stream_has_the_data_shape():

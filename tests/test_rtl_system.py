@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.rtl,
               pytest.mark.skipif(not rtl_available(), reason="the core's Verilog generator "
                                  "(sparsa.hw.verilog) is not in this checkout yet")]
 
-#: random tiles per mode and stall kind; 2 kinds x 3 modes x (60 + 40 + 16) = 696 tiles
+#: random tiles per mode and stall kind; 2 kinds x (3 x 60 + 4 x 40 + 3 x 16) = 776 tiles
 TILES = {"4x4-n2m4": 60, "8x8-n2m8": 40, "16x16-n2m4": 16}
 
 

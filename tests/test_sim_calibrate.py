@@ -38,6 +38,22 @@ def test_model_within_one_percent_of_rtl_quick():
     assert not bad, bad
 
 
+@pytest.mark.xdist_group("8x8-n2m8")
+def test_narrow_window_programs_match_rtl():
+    """2:4 on the m = 8 core runs at window 4 (compact rows spread by ``LOAD expand=1,
+    cmp_m=4``): a tile sequence and a compiled layer stack, bit-exact on Verilator (the
+    calibration checks outputs against the executor) with the model within 1%."""
+    cfg = PRESETS["8x8-n2m8"]
+    progs = [p for p in calibration_programs(cfg) if p[0] in ("tile-window4", "layer-conv-2:4")]
+    assert len(progs) == 2
+    layer = dict(progs)["layer-conv-2:4"]
+    assert {w for ly in layer.layers if ly.kind != "host" for w in ly.meta["window"]} == {4}
+    assert any(getattr(i, "cmp_m", 0) == 4 and i.expand for i in layer.instructions)
+    rows = calibrate(cfg, progs)
+    bad = [r for r in rows if abs(r["error"]) > 0.01]
+    assert not bad, bad
+
+
 @pytest.mark.xdist_group("4x4-n2m4")
 def test_calibrate_runs_a_users_compiled_program(tmp_path, capsys):
     """``sparsa calibrate --program DIR``: a program from ``sparsa compile`` (a SCALE-Sim
