@@ -64,6 +64,8 @@ from sparsa.hw.isa import (
     encode,
 )
 
+from sparsa.fileio import write_atomic
+
 from .errors import CompileError
 
 __all__ = ["Program", "TensorInfo", "LayerInfo", "InstrNote", "MAGIC", "FORMAT_VERSION",
@@ -151,6 +153,9 @@ def instr_from_dict(d: dict[str, Any]) -> Instr:
         raise CompileError(f"instruction {d!r}: unknown op; allowed {', '.join(ops)}")
     try:
         if "target" in kw:
+            if kw["target"] not in Target.__members__:
+                raise CompileError(f"instruction {d!r}: target={kw['target']!r}; allowed "
+                                   f"{', '.join(Target.__members__)}")
             kw["target"] = Target[kw["target"]]
         for k, v in kw.items():
             if k != "target" and (isinstance(v, bool) or not isinstance(v, int)):
@@ -195,14 +200,14 @@ class Program:
         array spends); ``useful_macs`` sums the notes; ``dense_macs`` and ``nonzero_macs``
         sum the GEMM layers (dense-equivalent work and work with non-zero weights).
         """
-        from sparsa.hw.timing import load_entry_beats, store_entry_beats
+        from sparsa.hw.timing import instr_entry_beats, store_entry_beats
         cfg = self.config
         kinds: Counter = Counter()
         rd = wr = issued = 0
         for ins in self.instructions:
             kinds[type(ins).__name__] += 1
             if isinstance(ins, Load):
-                rd += ins.count * load_entry_beats(cfg, ins.target, ins.expand) * cfg.beat_bytes
+                rd += ins.count * instr_entry_beats(cfg, ins) * cfg.beat_bytes
             elif isinstance(ins, Store):
                 wr += ins.count * store_entry_beats(cfg, ins.requant) * cfg.beat_bytes
             elif isinstance(ins, Compute):
@@ -326,6 +331,23 @@ class Program:
         """The cross-references a hand-edited JSON can break: notes per instruction, layer
         instruction ranges, note layer indices."""
         n = len(self.instructions)
+        cfg = self.config
+        for i, ins in enumerate(self.instructions):
+            if not isinstance(ins, Load):
+                continue
+            if ins.target == Target.ACT:
+                ok = not ins.cmp_n and (not ins.cmp_m or (ins.expand and
+                                                          ins.cmp_m in cfg.windows))
+                allowed = f"cmp_n=0, cmp_m 0 or (expand=1) one of {list(cfg.windows)}"
+            else:
+                ok = (not ins.cmp_n and not ins.cmp_m) if not ins.expand else \
+                    1 <= ins.cmp_n <= ins.cmp_m <= cfg.m and ins.cmp_m & (ins.cmp_m - 1) == 0
+                allowed = (f"expand=1: 1 <= cmp_n <= cmp_m <= m={cfg.m}, cmp_m a power of "
+                           f"two; expand=0: cmp_n=cmp_m=0")
+            if not ok:
+                raise CompileError(f"{source}: instructions[{i}] LOAD {ins.target.name} "
+                                   f"cmp_n={ins.cmp_n} cmp_m={ins.cmp_m} expand={ins.expand}; "
+                                   f"allowed {allowed}")
         if self.notes and len(self.notes) != n:
             raise CompileError(f"{source}: notes has {len(self.notes)} entries, the program "
                                f"{n} instructions")
@@ -350,7 +372,7 @@ class Program:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the binary form atomically (temp file, then rename); returns the path."""
-        return _atomic_write(Path(path), self.to_bytes())
+        return write_atomic(path, self.to_bytes())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Program:
@@ -374,9 +396,18 @@ class Program:
     @classmethod
     def from_json(cls, d: dict[str, Any], source: str = "program.json") -> Program:
         try:
+            if "isa_version" not in d and "instructions" not in d:
+                raise CompileError(f"{source}: not a program JSON (no isa_version, no "
+                                   f"instructions; 'sparsa compile' writes program.json)")
             if d.get("isa_version") != ISA_VERSION:
                 raise CompileError(f"{source}: isa_version {d.get('isa_version')!r} is not "
                                    f"{ISA_VERSION}")
+            if d.get("format_version", FORMAT_VERSION) != FORMAT_VERSION:
+                raise CompileError(f"{source}: format_version {d.get('format_version')!r} "
+                                   f"is not {FORMAT_VERSION}")
+            if "n_instr" in d and d["n_instr"] != len(d["instructions"]):
+                raise CompileError(f"{source}: n_instr={d['n_instr']!r} but "
+                                   f"{len(d['instructions'])} instructions are listed")
             instrs = []
             for j, x in enumerate(d["instructions"]):
                 try:
@@ -391,7 +422,11 @@ class Program:
         return cls._from_header(d, instrs, dram, source)
 
     def save_json(self, path: str | os.PathLike[str]) -> Path:
-        """Write :meth:`to_json` atomically: the header indented, one instruction per line
+        """Write :meth:`json_bytes` atomically."""
+        return write_atomic(path, self.json_bytes())
+
+    def json_bytes(self) -> bytes:
+        """:meth:`to_json` as file bytes: the header indented, one instruction per line
         (compact lines keep json's C encoder: a whole network writes 3x faster)."""
         d = self.to_json()
         instrs, dram = d.pop("instructions"), d.pop("dram_base64")
@@ -400,7 +435,7 @@ class Program:
         lines = ",\n".join("  " + enc(i) for i in instrs)
         text = (f'{head[:-2]},\n "instructions": [\n{lines}\n ],\n'
                 f' "dram_base64": {json.dumps(dram)}\n}}\n')
-        return _atomic_write(Path(path), text.encode())
+        return text.encode()
 
     @classmethod
     def load_json(cls, path: str | os.PathLike[str]) -> Program:
@@ -444,13 +479,3 @@ def _checked(obj: Any, what: str) -> Any:
     return obj
 
 
-def _atomic_write(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path

@@ -7,7 +7,7 @@ builds from an :class:`~sparsa.hw.config.AccelConfig`) to ``<top>.v`` with
     {"top": "sparsa_core", "files": ["sparsa_core.v"],
      "ports": [{"name": "clk", "width": 1, "direction": "input"}, ...],
      "parameters": {<every AccelConfig field>, <derived sizes>},
-     "isa_version": 2, "sparsa_version": "0.1.0", "amaranth_version": "0.5.x",
+     "isa_version": 3, "sparsa_version": "0.1.0", "amaranth_version": "0.5.x",
      "sha256": {"sparsa_core.v": "<hex>"}}
 
 Ports are read back from the generated Verilog (so the manifest describes the file, not the
@@ -27,7 +27,6 @@ import json
 import os
 import re
 import subprocess
-import tempfile
 from collections.abc import Callable
 from importlib.metadata import version as _dist_version
 from pathlib import Path
@@ -36,6 +35,8 @@ from typing import Any
 from amaranth.back import verilog as _amaranth_verilog
 from amaranth.hdl import Shape
 from amaranth.lib import wiring
+
+from sparsa.fileio import write_files
 
 from .config import AccelConfig
 from .isa import INSTR_BITS, ISA_VERSION
@@ -131,17 +132,6 @@ def _order(ports: list[dict[str, Any]], sig: dict[str, tuple[int, str]]) -> list
     return sorted(ports, key=lambda p: (rank.get(p["name"], len(rank)), p["name"]))
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def generate(config: AccelConfig, out_dir: str | os.PathLike[str], *,
              factory: Factory | None = None, top: str = TOP,
              emit_src: bool = False) -> dict[str, Any]:
@@ -188,7 +178,6 @@ def generate(config: AccelConfig, out_dir: str | os.PathLike[str], *,
             raise RuntimeError(f"port {name}: signature says {direction} [{width}], the "
                                f"generated Verilog has {found.get(name)}")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     vfile = f"{top}.v"
     vbytes = text.encode()
     manifest: dict[str, Any] = {
@@ -201,8 +190,8 @@ def generate(config: AccelConfig, out_dir: str | os.PathLike[str], *,
         "amaranth_version": _dist_version("amaranth"),
         "sha256": {vfile: hashlib.sha256(vbytes).hexdigest()},
     }
-    _write_atomic(out / vfile, vbytes)
-    _write_atomic(out / "manifest.json", (json.dumps(manifest, indent=1) + "\n").encode())
+    write_files(out, {vfile: vbytes,
+                      "manifest.json": (json.dumps(manifest, indent=1) + "\n").encode()})
     return manifest
 
 

@@ -33,6 +33,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sparsa.fileio import write_atomic
+
 from .errors import ReportError
 
 __all__ = ["ResultStore", "open_results", "rows_to_table"]
@@ -56,10 +58,28 @@ def rows_to_table(rows: Sequence[dict[str, Any]]) -> pa.Table:
     return pa.table(arrays) if arrays else pa.table({})
 
 
+#: Result columns that hold text.
+TEXT_COLUMNS = frozenset({"hash", "status", "workload", "config", "sparsity", "dataflow",
+                          "limiting", "energy_table", "config_name", "layer", "kind", "mode"})
+#: Result columns that hold numbers (besides ``energy_*``, ``area_*``, ``cycles_*``,
+#: ``*_busy``, ``*_stall``, ``*_bytes``).
+NUMERIC_COLUMNS = frozenset({"cycles", "dense_cycles", "speedup", "utilisation",
+                             "pe_utilisation", "macs", "dense_macs", "macs_issued", "tops_w",
+                             "edp", "dense_energy_pj", "energy_reduction", "point_index",
+                             "layer_index", "rows", "cols", "n", "m"})
+
+
+def _numeric_column(name: str) -> bool:
+    if name in NUMERIC_COLUMNS:
+        return True
+    if name in TEXT_COLUMNS or name == "area_slice_design_hash":
+        return False
+    return name.startswith(("energy_", "area_", "cycles_")) or \
+        name.endswith(("_busy", "_stall", "_bytes"))
+
+
 def _write_atomic(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: pq.write_table(table, tmp))
 
 
 class ResultStore:
@@ -126,6 +146,30 @@ class ResultStore:
         return out
 
     # ---- reading ------------------------------------------------------------------------
+    def _check_schema(self, f: Path, table: pa.Table, kind: str) -> None:
+        """Columns the plots and the report compute with must hold numbers (text columns
+        text): a results file edited or written by another tool fails here, with one line
+        naming the file and the column, instead of deep inside matplotlib."""
+        need = ("hash", "status") if kind == self.POINTS else ("hash", "layer_index")
+        missing = [c for c in need if c not in table.column_names]
+        if missing:
+            raise ReportError(f"{f}: not a sparsa results file (no column {missing[0]!r}; "
+                              f"written by 'sparsa sweep')")
+        for fld in table.schema:
+            name, t = fld.name, fld.type
+            if pa.types.is_null(t):
+                continue
+            if name in TEXT_COLUMNS and not pa.types.is_string(t):
+                raise ReportError(f"{f}: column {name!r} has type {t}; allowed text")
+            if _numeric_column(name) and not (pa.types.is_integer(t) or
+                                               pa.types.is_floating(t)):
+                raise ReportError(f"{f}: column {name!r} has type {t}; allowed numbers")
+        if "cycles" in table.column_names and _numeric_column("cycles"):
+            col = table.column("cycles").to_pylist()
+            bad = [v for v in col if v is not None and v < 0]
+            if bad:
+                raise ReportError(f"{f}: column 'cycles' holds {bad[0]}; allowed >= 0")
+
     def _read_rows(self, kind: str, parts: Iterable[Path] | None = None) -> list[dict[str, Any]]:
         files = []
         compacted = self.compacted_path(kind)
@@ -135,9 +179,11 @@ class ResultStore:
         by_key: dict[Any, dict[str, Any]] = {}
         for f in files:
             try:
-                rows = pq.read_table(f).to_pylist()
+                table = pq.read_table(f)
             except (OSError, pa.ArrowInvalid) as e:
                 raise ReportError(f"{f}: unreadable results file ({e})") from None
+            self._check_schema(f, table, kind)
+            rows = table.to_pylist()
             for r in rows:
                 key = (r.get("hash"), r.get("layer_index")) if kind == self.LAYERS \
                     else r.get("hash")

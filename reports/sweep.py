@@ -310,6 +310,12 @@ def _progress(console: Any, total: int) -> Any:
                     console=console, transient=False, disable=total == 0)
 
 
+def local_worker_limit() -> int:
+    """Most local worker processes a sweep starts: 4 per CPU (each worker is a Python
+    process with numpy and the compiler loaded; thousands of them exhaust memory)."""
+    return 4 * (os.cpu_count() or 1)
+
+
 def run_sweep(spec: SweepSpec, out: str | os.PathLike[str], *, workers: int = 2,
               scheduler: str | None = None, dask: bool = False, dask_processes: bool = True,
               evaluate: Evaluate | None = None, retry_errors: bool = False,
@@ -348,6 +354,10 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike[str], *, workers: int = 2,
     """
     if workers < 1:
         raise ReportError(f"--workers must be >= 1, not {workers}")
+    limit = local_worker_limit()
+    if scheduler is None and workers > limit:
+        raise ReportError(f"--workers {workers}: allowed 1..{limit} local processes on this "
+                          f"machine (4 per CPU); use --scheduler for a larger Dask cluster")
     if chunk_size < 1:
         raise ReportError(f"chunk_size must be >= 1, not {chunk_size}")
     if evaluate is None:

@@ -167,7 +167,7 @@ def _from_mapping(data: Any, source: str) -> EnergyTable:
         if k not in _FIELDS:
             raise SimError(f"{source}: unknown field {k!r}; allowed: {', '.join(_FIELDS)}")
     base_name = data.get("preset", "horowitz45")
-    if base_name not in ENERGY_PRESETS:
+    if not isinstance(base_name, str) or base_name not in ENERGY_PRESETS:
         raise SimError(f"{source}: preset={base_name!r} is unknown; allowed: "
                        f"{', '.join(ENERGY_PRESETS)}")
     kw: dict[str, Any] = {k: v for k, v in data.items() if k != "preset"}

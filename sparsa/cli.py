@@ -94,6 +94,12 @@ def _run(argv: list[str] | None) -> object:
         where = f"{e.filename}: " if e.filename else ""
         click.echo(f"error: {where}{e.strerror or e}", err=True)
         sys.exit(2)
+    except MemoryError as e:
+        # numpy names the size it could not allocate; the input asked for too much
+        detail = f" ({' '.join(str(e).split())})" if str(e) else ""
+        click.echo(f"error: out of memory{detail}; use a smaller --batch/--seq, or --no-data "
+                   f"where the verb has it", err=True)
+        sys.exit(2)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -12,14 +11,9 @@ import click
 from sparsa import heap
 from sparsa.compiler.api import PASS_NAMES, compile_workload
 from sparsa.compiler.options import DATAFLOWS, SPARSE_MODES, CompileOptions
+from sparsa.fileio import write_files
 from sparsa.hw.config import resolve_config
 from sparsa.outputs import check_out_dir
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 @click.command("compile")
@@ -49,7 +43,7 @@ def _write_text(path: Path, text: str) -> None:
               help="No weights/activations: instruction stream and manifest only (fast).")
 @click.option("--batch", default=1, show_default=True, type=click.IntRange(1))
 @click.option("--seq", default=None, type=click.IntRange(1))
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option("--dump-after", type=click.Choice(PASS_NAMES), default=None,
               help="Print the graph after this pass.")
 @click.option("--dump-format", type=click.Choice(["text", "json"]), default=None,
@@ -81,12 +75,10 @@ def compile_cmd(workload: str, config: str | None, sparsity: str | None, train: 
     heap.settle()
     sparsity = prog.meta["sparsity_arg"]
     outdir = Path(out)
-    outdir.mkdir(parents=True, exist_ok=True)
-    prog.save(outdir / "program.sprg")
-    prog.save_json(outdir / "program.json")
     summ = dict(prog.summary(), workload=workload, config=cfg.name, sparsity=sparsity,
                 train=train, dataflow=dataflow, compile_seconds=round(secs, 3))
-    _write_text(outdir / "summary.json", json.dumps(summ, indent=1))
+    write_files(outdir, {"program.sprg": prog.to_bytes(), "program.json": prog.json_bytes(),
+                         "summary.json": json.dumps(summ, indent=1).encode()})
     if as_json:
         click.echo(json.dumps(summ, indent=1))
         return

@@ -74,20 +74,20 @@ def register(group: click.Group) -> None:
     @group.command("verilog")
     @click.option("--config", "config", default=None, help=_CONFIG_HELP)
     @click.option("-o", "--out", "out", required=True,
-                  type=click.Path(file_okay=False, dir_okay=True, path_type=Path),
+                  type=click.Path(file_okay=False, dir_okay=True),
                   help="Output folder for <top>.v and manifest.json (created if missing).")
     @click.option("--lint", "do_lint", is_flag=True,
                   help="Run verilator --lint-only -Wall (documented waivers only); "
                        "exit 1 on any warning.")
     @click.option("--json", "as_json", is_flag=True, help="Print the manifest (and lint) "
                                                            "as JSON.")
-    def verilog(config: str | None, out: Path, do_lint: bool, as_json: bool) -> None:
+    def verilog(config: str | None, out: str, do_lint: bool, as_json: bool) -> None:
         """Generate the core's Verilog and manifest.json (ports, parameters, ISA version)."""
         from sparsa.hw.verilator_env import VerilatorMissing
         from sparsa.hw.verilog import generate, lint
         from sparsa.outputs import check_out_dir
 
-        check_out_dir(out)
+        out = check_out_dir(out)
         cfg = resolve_config(config)
         t0 = time.perf_counter()
         manifest = generate(cfg, out)

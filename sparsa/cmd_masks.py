@@ -96,7 +96,7 @@ def masks() -> None:
 @click.option("--m", "m", type=int, default=8, show_default=True, help="M of N:M.")
 @click.option("--candidates", default="1,10,100", show_default=True,
               help="Bi-Mask permutation candidate counts, comma-separated.")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the synthetic weights and of Bi-Mask's search.")
 @click.option("--no-exact", is_flag=True, help="Skip the exact transposable solver.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")

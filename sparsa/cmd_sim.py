@@ -8,7 +8,6 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import click
@@ -31,12 +30,6 @@ def _console() -> Any:
     return Console(width=_width(), highlight=False,
                    markup=False, soft_wrap=False)
 
-
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _model_options(dram_sharing: str, dram_beat_cycles: int) -> dict[str, Any]:
@@ -319,6 +312,7 @@ def _split(value: str, allowed: tuple[str, ...] | None, what: str) -> list[str]:
         items = split_plans(value)
     else:
         items = [v.strip() for v in value.split(",") if v.strip()]
+    items = list(dict.fromkeys(items))       # a repeated item is one row
     if not items:
         raise click.BadParameter(f"give at least one {what}")
     if allowed is not None:
@@ -347,7 +341,7 @@ def compare_cmd(workload: str, dataflows: str, sparsities: str, config: str | No
                 csv_path: str | None, as_json: bool) -> None:
     """Compare dataflows and sparsity patterns on WORKLOAD side by side: cycles,
     utilisation, DRAM bytes, energy, speed-up versus dense and the limiting factor."""
-    if csv_path:
+    if csv_path is not None:
         from sparsa.outputs import check_out_file
         check_out_file(csv_path, "--csv")
     dfs = _split(dataflows, ("ws", "os", "is"), "dataflow")
@@ -356,14 +350,15 @@ def compare_cmd(workload: str, dataflows: str, sparsities: str, config: str | No
     t0 = time.perf_counter()
     rows = compare_rows(workload, config, dfs, sps, train=train, batch=batch, seq=seq,
                         options=opts, progress=not as_json and sys.stderr.isatty())
-    if csv_path:
+    if csv_path is not None:
         keys = list(dict.fromkeys(k for r in rows for k in r))
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=keys)
         w.writeheader()
         for r in rows:
             w.writerow(r)
-        _write_text(Path(csv_path), buf.getvalue())
+        from sparsa.fileio import write_atomic
+        write_atomic(csv_path, buf.getvalue().encode())
     if as_json:
         click.echo(json.dumps(rows, indent=1))
         return

@@ -69,6 +69,9 @@ def check_out_dir(path: str | os.PathLike[str], option: str = "-o") -> Path:
         One line naming ``option``, the path and what is wrong.
     """
     p = Path(path)
+    if not str(path):
+        raise click.BadParameter("empty path; give a directory (. for the current one)",
+                                 param_hint=f"'{option}'")
     if p.exists():
         if not p.is_dir():
             raise _bad(option, p, "exists and is not a directory")
@@ -89,7 +92,12 @@ def check_out_file(path: str | os.PathLike[str], option: str = "-o") -> Path:
         One line naming ``option``, the path and what is wrong.
     """
     p = Path(path)
+    if not str(path):
+        raise click.BadParameter("empty path; give a file name", param_hint=f"'{option}'")
     if p.is_dir():
         raise _bad(option, p, "is a directory; give a file name")
+    if p.exists() and not p.is_file():
+        raise _bad(option, p, "exists and is not a regular file (a device or a pipe would "
+                              "be replaced); give a file name")
     _check_parent(option, p, p.parent)
     return p

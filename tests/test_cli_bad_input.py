@@ -54,8 +54,15 @@ def d(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (d / "pointbatch.yaml").write_text(
         f"name: x\npoints:\n  - {{workload: {d / 'tiny.csv'}, config: 4x4-n2m4, batch: 0}}\n")
     (d / "results").mkdir()
-    pq.write_table(pa.table({"a": [1, 2]}), d / "results" / "points.parquet")
+    pq.write_table(pa.table({"hash": ["h1", "h2"], "status": ["error", "error"]}),
+                   d / "results" / "points.parquet")
     (d / "list.json").write_text("[1, 2]\n")
+    (d / "presetlist.yaml").write_text("preset: [1]\n")
+    (d / "strres").mkdir()
+    pq.write_table(pa.table({"hash": ["h1"], "status": ["ok"], "cycles": ["x"]}),
+                   d / "strres" / "points.parquet")
+    (d / "alienres").mkdir()
+    pq.write_table(pa.table({"a": [1, 2]}), d / "alienres" / "points.parquet")
     return d
 
 
@@ -135,6 +142,19 @@ CASES = [
     (("plot", "{d}/results", "--kind", "foo"), "'foo' is unknown"),
     (("report", "{d}/results", "-o", "{d}/regfile/r"), "'-o'"),
     (("nosuchverb",), "nosuchverb"),
+    # thousands of local workers exhaust memory: bounded by the machine's CPUs
+    (("sweep", "{d}/sweep.yaml", "-o", "{d}/s", "--workers", "100000"),
+     "--workers 100000: allowed 1.."),
+    # a device is never replaced by the atomic rename
+    (("compare", TINY, *SMALL, "--csv", "/dev/null"), "not a regular file"),
+    (("compile", TINY, *SMALL, "-o", ""), "'-o': empty path"),
+    (("verilog", *SMALL, "-o", ""), "'-o': empty path"),
+    (("compile", TINY, *SMALL, "-o", "{d}/c", "--seed", "-1"), "'--seed'"),
+    (("simulate", TINY, "--config", "{d}/presetlist.yaml"), "preset=[1] is unknown"),
+    (("simulate", TINY, *SMALL, "--energy-table", "{d}/presetlist.yaml"), "[1]"),
+    (("compile", TINY, *SMALL, "-o", "{d}/c", "--batch", "100000000"), "out of memory"),
+    (("plot", "{d}/strres"), "column 'cycles' has type string; allowed numbers"),
+    (("report", "{d}/alienres"), "not a sparsa results file"),
 ]
 
 
@@ -200,6 +220,11 @@ def test_hand_edited_program_json(tmp_path, d, capsys):
         (lambda x: x["instructions"][0].update(wait=1.5), "wait=1.5 is not an integer"),
         (lambda x: x["notes"]["layer"].__setitem__(0, 99), "notes entry 0"),
         (lambda x: x.pop("isa_version"), "isa_version None"),
+        (lambda x: x.update(format_version=7), "format_version 7 is not 1"),
+        (lambda x: x.update(n_instr=3), "n_instr=3 but"),
+        (lambda x: x["instructions"][0].update(target="XYZ"), "allowed ACT, WGT"),
+        (lambda x: next(i for i in x["instructions"] if i.get("target") == "ACT")
+         .update(cmp_n=5), "LOAD ACT cmp_n=5 cmp_m=0"),
     ]
     for i, (edit, needle) in enumerate(cases):
         path = broken(edit, f"p{i}.json")
@@ -267,6 +292,19 @@ def test_sweep_bad_scheduler_address(tmp_path, d, capsys):
     code, _, err = run(capsys, "sweep", str(d / "sweep.yaml"), "-o", str(tmp_path / "r"),
                        "--scheduler", "garbage", "--no-progress")
     one_line_error(code, err, "--scheduler 'garbage' is not a Dask scheduler address")
+
+
+def test_failed_compile_or_verilog_leaves_nothing_behind(tmp_path, d, capsys):
+    """A target that cannot be written (here a directory named like the file): one line
+    naming that file, and none of the set's other files (nor temporary ones) appear."""
+    for verb, args, blocker in (
+            ("compile", (str(d / "tiny.csv"), "--config", "4x4-n2m4"), "summary.json"),
+            ("verilog", ("--config", "4x4-n2m4"), "manifest.json")):
+        out = tmp_path / verb
+        (out / blocker).mkdir(parents=True)
+        code, _, err = run(capsys, verb, *args, "-o", str(out))
+        one_line_error(code, err, f"{out / blocker}: is a directory")
+        assert [p.name for p in out.iterdir()] == [blocker]
 
 
 def test_report_survives_a_damaged_spec_copy(tmp_path, d, capsys):

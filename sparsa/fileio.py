@@ -1,0 +1,83 @@
+"""Atomic file output shared by every verb: nothing half-written is ever left behind.
+
+:func:`write_atomic` writes one file through a temporary file next to it and a rename;
+:func:`write_files` writes a set of files that belong together (a compiled program's
+``program.sprg``, ``program.json`` and ``summary.json``; the core's Verilog and its manifest)
+so that a failure leaves the folder as it was: every target is checked first, every
+temporary file is written before the first rename, and errors name the target file, not a
+temporary one.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+__all__ = ["write_atomic", "write_files"]
+
+
+def _tmp(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def _check_target(path: Path) -> None:
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a directory; cannot write the file there",
+                                str(path))
+    if path.exists() and not path.is_file():
+        raise OSError(errno.EEXIST, "exists and is not a regular file", str(path))
+
+
+def _write_tmp(path: Path, data: bytes | Callable[[Path], None]) -> Path:
+    tmp = _tmp(path)
+    try:
+        if callable(data):
+            data(tmp)
+        else:
+            tmp.write_bytes(data)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes | Callable[[Path], None]) -> Path:
+    """Write ``data`` (bytes, or a function writing the file at the path it is given) to
+    ``path`` through a temporary file and a rename; creates the folder."""
+    return write_files(Path(path).parent, {Path(path).name: data})[0]
+
+
+def write_files(folder: str | os.PathLike[str],
+                files: dict[str, bytes | Callable[[Path], None]]) -> list[Path]:
+    """Write every ``name: data`` of ``files`` into ``folder`` (created if needed), renamed
+    into place in the given order only after all of them were written. Returns the paths.
+
+    Raises
+    ------
+    OSError
+        Naming the target file (a directory in the way, a full disk, no permission); no
+        temporary file and no new target is left behind.
+    """
+    out = Path(folder)
+    targets = [out / name for name in files]
+    for t in targets:
+        _check_target(t)
+    out.mkdir(parents=True, exist_ok=True)
+    tmps: list[Path] = []
+    try:
+        for t, data in zip(targets, files.values(), strict=True):
+            tmps.append(_write_tmp(t, data))
+        for tmp, t in zip(tmps, targets, strict=True):
+            try:
+                os.replace(tmp, t)
+            except OSError as e:
+                raise OSError(e.errno, e.strerror or str(e), str(t)) from None
+    finally:
+        for tmp in tmps:
+            tmp.unlink(missing_ok=True)
+    return targets
