@@ -20,7 +20,7 @@ from sparsa.hw.config import AccelConfig
 from sparsa.hw.rtl_runner import RtlJob, run_jobs
 
 __all__ = ["MODES", "tile_jobs", "run_tiles", "timing_cases", "run_timing",
-           "SPEEDUP_GEMMS", "speedup_programs", "run_speedup"]
+           "SPEEDUP_GEMMS", "NARROW_SPEEDUP_GEMM", "speedup_programs", "run_speedup"]
 
 #: Sparsity modes run on each preset of the suite (2:4 on the m = 8 core runs at window 4).
 MODES = {
@@ -165,8 +165,8 @@ def speedup_programs(cfg: AccelConfig, mode: str, P: int, K: int, Q: int, seed: 
     from sparsa.compiler.tilegen import GemmSpec, random_nm_weights
     rng = np.random.default_rng(seed)
     x = rng.integers(-128, 128, (P, K)).astype(np.int8)
-    n, _ = (int(v) for v in mode.split(":"))
-    w = random_nm_weights(rng, K, Q, n, cfg.m)
+    n, m = (int(v) for v in mode.split(":"))
+    w = random_nm_weights(rng, K, Q, n, m)
     progs = {}
     for md in (mode, "dense"):
         spec = GemmSpec(x=x, w=w, mode=md, requant=1, shift=10)
@@ -174,9 +174,14 @@ def speedup_programs(cfg: AccelConfig, mode: str, P: int, K: int, Q: int, seed: 
     return progs
 
 
-def run_speedup(cfg: AccelConfig) -> dict:
-    """Measure sparse vs dense cycles of :data:`SPEEDUP_GEMMS` for ``cfg`` on the RTL."""
-    mode, P, K, Q, bound = SPEEDUP_GEMMS[cfg.name]
+#: A narrow window: 2:4 on the m = 8 core runs at window 4, its ideal 0.5x of dense.
+NARROW_SPEEDUP_GEMM = ("2:4", 64, 512, 32, 0.52)
+
+
+def run_speedup(cfg: AccelConfig, gemm: tuple | None = None) -> dict:
+    """Measure sparse vs dense cycles of :data:`SPEEDUP_GEMMS` for ``cfg`` (or ``gemm``:
+    ``(mode, P, K, Q, bound)``) on the RTL."""
+    mode, P, K, Q, bound = gemm or SPEEDUP_GEMMS[cfg.name]
     progs = speedup_programs(cfg, mode, P, K, Q)
     jobs = []
     for prog, _ in progs.values():
