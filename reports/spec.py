@@ -215,6 +215,18 @@ def _loc(loc: Iterable[Any]) -> str:
     return out or "(top level)"
 
 
+def _allowed(loc: tuple[Any, ...]) -> list[str]:
+    """The keys allowed where an unknown key ``loc`` was found."""
+    parts = [p for p in loc[:-1] if isinstance(p, str) and p.isidentifier()]
+    if parts[:1] == ["configs"]:
+        model: type[BaseModel] = ConfigAxesSpec
+    elif parts[:1] == ["points"]:
+        model = PointSpec
+    else:
+        model = SweepSpecModel
+    return list(model.model_fields)
+
+
 def _pydantic_error(source: str, e: ValidationError) -> ReportError:
     errs = e.errors()
     # prefer "unknown key" errors: they are the most precise
@@ -222,7 +234,7 @@ def _pydantic_error(source: str, e: ValidationError) -> ReportError:
     first = errs[0]
     key = _loc(first["loc"])
     if first["type"] == "extra_forbidden":
-        return _err(source, key, "unknown key")
+        return _err(source, key, f"unknown key; allowed: {', '.join(_allowed(first['loc']))}")
     return _err(source, key, f"{first['msg']} (got {first.get('input')!r})")
 
 

@@ -131,8 +131,20 @@ def train_step_cmd(workload: str, config: str, fwd: str, bwd: str, method: str,
     weight-gradient GEMMs of every layer) with bidirectional N:M masks; print per-phase
     and per-layer cycles, utilisation, DRAM traffic, energy and the speed-up over dense
     training on the same core."""
+    from click.core import ParameterSource
+
     from sparsa.compiler.options import CompileOptions
     from sparsa.sim import training
+    ctx = click.get_current_context()
+    given = [f"--{p}" for p in ("fwd", "bwd")
+             if ctx.get_parameter_source(p) == ParameterSource.COMMANDLINE]
+    if method == "dense" and given:
+        raise click.BadParameter(f"{' and '.join(given)} has no effect with --method dense "
+                                 f"(dense training has no masks); drop it or pick a sparse "
+                                 f"method", param_hint="'--method'")
+    if method == "forward-only" and "--bwd" in given:
+        raise click.BadParameter("--bwd has no effect with --method forward-only (the "
+                                 "backward-data GEMM runs dense)", param_hint="'--method'")
     cfg = resolve_config(config)
     opt = CompileOptions(dataflow=dataflow, interleave=not no_interleave,
                          pregenerate_bwd=not no_pregenerate_bwd,

@@ -58,6 +58,8 @@ def d(tmp_path_factory: pytest.TempPathFactory) -> Path:
                    d / "results" / "points.parquet")
     (d / "list.json").write_text("[1, 2]\n")
     (d / "presetlist.yaml").write_text("preset: [1]\n")
+    (d / "unknownkey.yaml").write_text("name: x\n" + f"workloads: [{d / 'tiny.csv'}]\n"
+                                       "configs: {rowz: [4]}\n")
     (d / "strres").mkdir()
     pq.write_table(pa.table({"hash": ["h1"], "status": ["ok"], "cycles": ["x"]}),
                    d / "strres" / "points.parquet")
@@ -155,6 +157,10 @@ CASES = [
     (("compile", TINY, *SMALL, "-o", "{d}/c", "--batch", "100000000"), "out of memory"),
     (("plot", "{d}/strres"), "column 'cycles' has type string; allowed numbers"),
     (("report", "{d}/alienres"), "not a sparsa results file"),
+    (("train-step", TINY, *SMALL, "--fwd", "2:4", "--method", "dense"),
+     "--fwd has no effect with --method dense"),
+    (("sweep", "{d}/unknownkey.yaml", "-o", "{d}/s"),
+     "unknownkey.yaml: configs.rowz: unknown key; allowed: base, rows"),
 ]
 
 

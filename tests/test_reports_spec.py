@@ -115,5 +115,5 @@ def test_cli_rejects_bad_spec_before_any_work(tmp_path: Path,
         main(["sweep", str(spec), "-o", str(out)])
     assert e.value.code == 2
     err = capsys.readouterr().err
-    assert err.strip() == f"error: {spec}: configs.mm: unknown key"
+    assert err.strip().startswith(f"error: {spec}: configs.mm: unknown key; allowed: base, ")
     assert not out.exists()
