@@ -137,7 +137,8 @@ class CGraph:
                  "x_chained": op.x_chained}
             if op.tiling:
                 t = op.tiling
-                d["tiling"] = {"mode": t.mode, "kp": t.kp, "nk": t.nk, "nq": t.nq,
+                d["tiling"] = {"mode": t.mode, "kp": t.kp,
+                               "window": t.kp // self.config.groups, "nk": t.nk, "nq": t.nq,
                                "order": t.order, "pc": t.pc, "resident": t.resident,
                                "tiles": t.tiles, "notes": list(t.notes)}
                 if op.cmp is not None:
@@ -173,7 +174,7 @@ class CGraph:
             if op.tiling:
                 t = op.tiling
                 cmp = f" cmp={op.cmp[0]}:{op.cmp[1]}" if op.cmp else ""
-                s += (f" | {t.mode}{cmp} kp={t.kp} nk={t.nk} nq={t.nq} tiles={t.tiles} "
+                s += (f" | {t.mode}{cmp} kp={t.kp} w={t.kp // self.config.groups} nk={t.nk} nq={t.nq} tiles={t.tiles} "
                       f"order={t.order} pc={t.pc}{' resident' if t.resident else ''}")
                 if t.notes:
                     s += "  # " + "; ".join(t.notes)

@@ -125,14 +125,14 @@ class AccelConfig:
         for fld in ("wgt_sp_kib", "act_sp_kib", "acc_sp_kib"):
             v = getattr(self, fld)
             if isinstance(v, bool) or not isinstance(v, int | float) or not 0.25 <= v <= 65536:
-                raise bad(fld, "allowed 0.25..65536 KiB")
+                raise bad(fld, "allowed a number in 0.25..65536 (KiB)")
         if not (_is_pow2(self.dram_bytes_per_cycle) and 4 <= self.dram_bytes_per_cycle <= 128):
             raise bad("dram_bytes_per_cycle", "allowed a power of two in 4..128")
         if not 0 <= self.dram_latency_cycles <= 10000:
             raise bad("dram_latency_cycles", "allowed 0..10000")
         if isinstance(self.clock_mhz, bool) or not isinstance(self.clock_mhz, int | float) \
                 or not 1 <= self.clock_mhz <= 10000:
-            raise bad("clock_mhz", "allowed 1..10000")
+            raise bad("clock_mhz", "allowed a number in 1..10000")
         if not isinstance(self.name, str) or not self.name:
             raise bad("name", "allowed a non-empty string")
         if not isinstance(self.energy_table, str) or not self.energy_table:

@@ -38,6 +38,8 @@ from typing import Any
 
 import yaml
 
+from sparsa.fileio import write_atomic
+
 from .errors import ReportError
 from .spec import DesignPoint, SweepSpec
 from .store import ResultStore
@@ -310,6 +312,20 @@ def _progress(console: Any, total: int) -> Any:
                     console=console, transient=False, disable=total == 0)
 
 
+def _check_results_folder(root: Path) -> None:
+    """A sweep writes into a new or empty folder or into sweep results (its own, to resume,
+    or another sweep's, to plot and report them together); a folder holding other files
+    (a compiled program, Verilog) is refused."""
+    if not root.is_dir():
+        return
+    known = {"points.parquet", "layers.parquet", "parts", "plots", "report", "spec.yaml"}
+    other = sorted(p.name for p in root.iterdir() if p.name not in known
+                   and not p.name.startswith("."))
+    if other:
+        raise ReportError(f"-o {root}: not a sweep results folder (holds {other[0]!r}); give "
+                          f"an empty or new folder")
+
+
 def local_worker_limit() -> int:
     """Most local worker processes a sweep starts: 4 per CPU (each worker is a Python
     process with numpy and the compiler loaded; thousands of them exhaust memory)."""
@@ -364,6 +380,7 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike[str], *, workers: int = 2,
         check_evaluator(spec)
         evaluate = evaluate_point
     store = ResultStore(out)
+    _check_results_folder(store.root)
     done = store.finished(include_errors=not retry_errors)
     todo: list[DesignPoint] = [p for p in spec.points if p.key not in done]
     tasks = [p.to_task() for p in todo]
@@ -382,10 +399,7 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike[str], *, workers: int = 2,
     # the results folder is written only once the backend is up (an unreachable scheduler
     # leaves nothing behind)
     store.root.mkdir(parents=True, exist_ok=True)
-    spec_path = store.root / "spec.yaml"
-    tmp = spec_path.with_name(".spec.yaml.tmp")
-    tmp.write_text(yaml.safe_dump(spec.raw, sort_keys=False))
-    os.replace(tmp, spec_path)
+    write_atomic(store.root / "spec.yaml", yaml.safe_dump(spec.raw, sort_keys=False).encode())
 
     if console is None:
         from rich.console import Console

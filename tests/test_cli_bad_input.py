@@ -58,6 +58,8 @@ def d(tmp_path_factory: pytest.TempPathFactory) -> Path:
                    d / "results" / "points.parquet")
     (d / "list.json").write_text("[1, 2]\n")
     (d / "presetlist.yaml").write_text("preset: [1]\n")
+    (d / "progdir").mkdir()
+    (d / "progdir" / "program.sprg").write_bytes(b"x")
     (d / "unknownkey.yaml").write_text("name: x\n" + f"workloads: [{d / 'tiny.csv'}]\n"
                                        "configs: {rowz: [4]}\n")
     (d / "strres").mkdir()
@@ -159,6 +161,9 @@ CASES = [
     (("report", "{d}/alienres"), "not a sparsa results file"),
     (("train-step", TINY, *SMALL, "--fwd", "2:4", "--method", "dense"),
      "--fwd has no effect with --method dense"),
+    (("sweep", "{d}/sweep.yaml", "-o", "{d}/progdir"), "not a sweep results folder"),
+    (("workloads", "export", TINY, "-o", "{d}/g.csv", "--format", "gemm", "--sparsity",
+      "fwd=2:8,bwd=2:8,method=bimask"), "holds one N:M (inference)"),
     (("sweep", "{d}/unknownkey.yaml", "-o", "{d}/s"),
      "unknownkey.yaml: configs.rowz: unknown key; allowed: base, rows"),
 ]

@@ -218,6 +218,10 @@ def _spec_cell(spec: Any, name: str) -> str:
     if spec.kind == "dense":
         return "1:1"
     f = spec.forward
+    if spec.method is not None:
+        raise WorkloadError(f"layer {name!r}: SCALE-Sim's Sparsity column holds one N:M "
+                            f"(inference), not the training plan {spec}; give e.g. "
+                            f"--sparsity {f.n}:{f.m}")
     if f.n is None or f.block is not None or f.axis != "k":
         raise WorkloadError(f"layer {name!r}: SCALE-Sim's Sparsity column holds N:M along K "
                             f"only, not {spec}")
