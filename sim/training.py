@@ -325,8 +325,14 @@ def train_step(workload: Any, config: AccelConfig | str | None = None, *, fwd: s
     if method != "dense":
         nf, mf = _nm(fwd, "--fwd")
         nb, mb = _nm(bwd, "--bwd")
-        eff_f = max(nf / mf, cfg.n / cfg.m)
-        eff_b = max(nb / mb, cfg.n / cfg.m) if method != "forward-only" else 1.0
+        from sparsa.compiler.wformat import spec_window
+
+        def eff(n: int, m: int) -> float:
+            # the array's rate for n:m: n/w at the widest window w it fits, else dense
+            w = spec_window(cfg, n, m)
+            return max(n / m, cfg.n / w) if w else 1.0
+        eff_f = eff(nf, mf)
+        eff_b = eff(nb, mb) if method != "forward-only" else 1.0
         out["ideal_speedup"] = round(3 / (1 + eff_f + eff_b), 4)
     # mask refresh
     rc = refresh_cost(_weight_layers(prog), cfg, method, fwd, bwd, where=refresh_on,
