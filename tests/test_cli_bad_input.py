@@ -41,6 +41,11 @@ def d(tmp_path_factory: pytest.TempPathFactory) -> Path:
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w])
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]),
               str(d / "stride0.onnx"))
+    neg = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "neg",
+                            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, -3, 8])],
+                            [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    onnx.save(helper.make_model(neg, opset_imports=[helper.make_opsetid("", 17)]),
+              str(d / "negdim.onnx"))
     (d / "bad.yaml").write_text("rows: [1\n")
     (d / "binary.yaml").write_bytes(b"\xff\xfe\x00rows: 4")
     (d / "rows.yaml").write_text('rows: "8"\n')
@@ -90,6 +95,7 @@ CASES = [
     (("workloads", "show", "{d}/huge.csv"), "M must be a positive integer up to"),
     (("workloads", "show", "{d}/stride0.onnx"), "stride must be >= 1"),
     (("workloads", "show", "{d}/stride0.onnx", "--seq", "5"), "seq=5 has no effect"),
+    (("workloads", "show", "{d}/negdim.onnx"), "input 'x' dimension 1 is -3"),
     (("workloads", "show", "resnet18", "--sparsity", "block99x99:2"), "block density"),
     (("workloads", "show", "bert-base", "--seq", "100000000"), "seq must be in 1..512"),
     (("workloads", "show", "gpt2-decode", "--seq", "99999"), "must be in 2..1024"),

@@ -121,6 +121,11 @@ class _Importer:
                 raise WorkloadError(f"{self.path}: input {vi.name!r} has no shape")
             dims = []
             for i, d in enumerate(tt.shape.dim):
+                # some exporters write 0 for an unknown batch; any other size must be > 0
+                if d.HasField("dim_value") and (d.dim_value < 0 or (d.dim_value == 0 and i)):
+                    raise WorkloadError(f"{self.path}: input {vi.name!r} dimension {i} is "
+                                        f"{d.dim_value}; allowed a positive size or a "
+                                        f"symbolic name")
                 if d.HasField("dim_value") and d.dim_value > 0:
                     dims.append(int(d.dim_value))
                 elif i == 0:
