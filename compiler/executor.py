@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sparsa.hw import layout
 from sparsa.hw.config import AccelConfig
-from sparsa.hw.isa import Compute, Fence, Instr, Load, Preload, Store, Target
+from sparsa.hw.isa import Compute, Fence, Instr, Load, Preload, Store, Target, load_fields_error
 from sparsa.hw.timing import instr_entry_beats, store_entry_beats
 
 from . import loadsparse
@@ -187,20 +187,18 @@ class Executor:
     def _act_window(self, instr: Load) -> int:
         """Window width of an activation LOAD: ``cmp_m`` (0 means ``n``), only with
         ``expand=1`` and only one of the config's ``windows``; ``cmp_n`` is 0."""
-        cfg = self.cfg
-        if instr.cmp_n or (instr.cmp_m and not (instr.expand and instr.cmp_m in cfg.windows)):
-            raise self._err(instr, f"activation LOAD: cmp_n={instr.cmp_n} cmp_m={instr.cmp_m} "
-                                   f"expand={instr.expand}; allowed cmp_n=0 and cmp_m 0 or, "
-                                   f"with expand=1, a window width in {list(cfg.windows)}")
-        return instr.cmp_m or cfg.n
+        err = load_fields_error(self.cfg, instr)
+        if err:
+            raise self._err(instr, err)
+        return instr.cmp_m or self.cfg.n
 
     def _load_sparse(self, instr: Load, raw: np.ndarray) -> None:
         """``LOAD WGT expand=1``: expand compressed entries into dense-mode entries."""
         cfg = self.cfg
         cn, cm = instr.cmp_n, instr.cmp_m
-        if not (1 <= cn <= cm <= cfg.m and cm & (cm - 1) == 0):
-            raise self._err(instr, f"load-as-sparse needs 1 <= cmp_n <= cmp_m <= m={cfg.m}, "
-                                   f"cmp_m a power of two; got cmp_n={cn} cmp_m={cm}")
+        err = load_fields_error(cfg, instr)
+        if err:
+            raise self._err(instr, f"load-as-sparse: {err}")
         if instr.count % cn:
             raise self._err(instr, f"count={instr.count} is not a multiple of cmp_n={cn}")
         v, i = layout.unpack_wgt_entries(cfg, raw[:, :cfg.wgt_entry_bytes])

@@ -58,12 +58,11 @@ def choose_mode(cfg: AccelConfig, w: np.ndarray, sparse_mode: str, name: str
             return "dense", 0, []
         return "sparse", win, [] if win == cfg.m else \
             [f"sparse mode at window {win} (more than {cfg.n} non-zeros in some {cfg.m}-window)"]
+    narrow = min(cfg.windows[1:], default=cfg.m)      # the narrowest sparse window
     if sparse_mode == "sparse":
         raise CompileError(f"{name}: weights have more than n={cfg.n} non-zeros in an "
-                           f"aligned window of {min(cfg.windows[1:], default=cfg.m)}; use "
-                           f"sparse_mode=auto or dense")
-    return "dense", 0, [f"dense mode: more than {cfg.n} non-zeros in some "
-                        f"{min(cfg.windows[1:], default=cfg.m)}-window"]
+                           f"aligned window of {narrow}; use sparse_mode=auto or dense")
+    return "dense", 0, [f"dense mode: more than {cfg.n} non-zeros in some {narrow}-window"]
 
 
 def compile_gemms(cfg: AccelConfig, gemms: list[Gemm], *,

@@ -17,6 +17,7 @@ import numpy as np
 from sparsa.hw.config import AccelConfig
 
 from .options import CompileOptions
+from .wformat import tile_window
 
 __all__ = ["Node", "GemmOp", "Tiling", "CGraph"]
 
@@ -138,7 +139,8 @@ class CGraph:
             if op.tiling:
                 t = op.tiling
                 d["tiling"] = {"mode": t.mode, "kp": t.kp,
-                               "window": t.kp // self.config.groups, "nk": t.nk, "nq": t.nq,
+                               "window": tile_window(self.config, t.kp), "nk": t.nk,
+                               "nq": t.nq,
                                "order": t.order, "pc": t.pc, "resident": t.resident,
                                "tiles": t.tiles, "notes": list(t.notes)}
                 if op.cmp is not None:
@@ -174,7 +176,8 @@ class CGraph:
             if op.tiling:
                 t = op.tiling
                 cmp = f" cmp={op.cmp[0]}:{op.cmp[1]}" if op.cmp else ""
-                s += (f" | {t.mode}{cmp} kp={t.kp} w={t.kp // self.config.groups} nk={t.nk} nq={t.nq} tiles={t.tiles} "
+                s += (f" | {t.mode}{cmp} kp={t.kp} w={tile_window(self.config, t.kp)} "
+                      f"nk={t.nk} nq={t.nq} tiles={t.tiles} "
                       f"order={t.order} pc={t.pc}{' resident' if t.resident else ''}")
                 if t.notes:
                     s += "  # " + "; ".join(t.notes)

@@ -62,6 +62,7 @@ from sparsa.hw.isa import (
     Target,
     decode,
     encode,
+    load_fields_error,
 )
 
 from sparsa.fileio import write_atomic
@@ -331,23 +332,10 @@ class Program:
         """The cross-references a hand-edited JSON can break: notes per instruction, layer
         instruction ranges, note layer indices."""
         n = len(self.instructions)
-        cfg = self.config
         for i, ins in enumerate(self.instructions):
-            if not isinstance(ins, Load):
-                continue
-            if ins.target == Target.ACT:
-                ok = not ins.cmp_n and (not ins.cmp_m or (ins.expand and
-                                                          ins.cmp_m in cfg.windows))
-                allowed = f"cmp_n=0, cmp_m 0 or (expand=1) one of {list(cfg.windows)}"
-            else:
-                ok = (not ins.cmp_n and not ins.cmp_m) if not ins.expand else \
-                    1 <= ins.cmp_n <= ins.cmp_m <= cfg.m and ins.cmp_m & (ins.cmp_m - 1) == 0
-                allowed = (f"expand=1: 1 <= cmp_n <= cmp_m <= m={cfg.m}, cmp_m a power of "
-                           f"two; expand=0: cmp_n=cmp_m=0")
-            if not ok:
-                raise CompileError(f"{source}: instructions[{i}] LOAD {ins.target.name} "
-                                   f"cmp_n={ins.cmp_n} cmp_m={ins.cmp_m} expand={ins.expand}; "
-                                   f"allowed {allowed}")
+            err = load_fields_error(self.config, ins) if isinstance(ins, Load) else None
+            if err:
+                raise CompileError(f"{source}: instructions[{i}] {err}")
         if self.notes and len(self.notes) != n:
             raise CompileError(f"{source}: notes has {len(self.notes)} entries, the program "
                                f"{n} instructions")

@@ -50,8 +50,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sparsa.hw.config import AccelConfig
-from sparsa.hw.isa import Compute, Fence, Load, Preload, Store, Target, Unit
-from sparsa.hw.timing import compute_cycles, load_cycles, load_entry_beats
+from sparsa.hw.isa import Compute, Fence, Load, Preload, Store, Target, Unit, act_load_fields
+from sparsa.hw.timing import act_entry_beats, compute_cycles, load_cycles
 
 from . import wformat
 from .errors import CompileError
@@ -163,7 +163,7 @@ def op_layout(cfg: AccelConfig, op: GemmOp) -> dict[str, int]:
     beats per column block and row stride, weight tile beats."""
     t = op.tiling
     aw = wformat.act_window_field(cfg, t.mode, t.kp)   # 0: full entries, else window width
-    eb_a = load_entry_beats(cfg, Target.ACT, int(aw > 0), aw)
+    eb_a = act_entry_beats(cfg, aw)
     sb = cfg.beats(cfg.cols if op.requant else cfg.acc_entry_bytes)
     cmp_n, cmp_m = op.cmp if t.mode == "load-sparse" and op.cmp else (0, 0)
     ents = cfg.rows // cmp_m * cmp_n if cmp_m else cfg.rows
@@ -219,7 +219,7 @@ def _op_batches(cfg: AccelConfig, ops: list[GemmOp], steps: list[Step],
     act = [0] * len(ops)
     with_act = [0] * len(ops)
     def ld_cycles(ch: tuple) -> int:
-        return load_cycles(cfg, ch[1], load_entry_beats(cfg, Target.ACT, int(ch[5] > 0), ch[5]))
+        return load_cycles(cfg, ch[1], act_entry_beats(cfg, ch[5]))
 
     own_cost: dict[int, int] = {}   # per block not prefetched: its LOADs' cycles
     for i, st in enumerate(steps):
@@ -417,7 +417,7 @@ def schedule(g: CGraph) -> Schedule:
         sp, cnt, ten, off, stride, aw = ch
         em.emit(Load, {"target": Target.ACT, "sp_addr": blk.half * act_half + sp,
                        "count": cnt, "dram_addr": off, "dram_stride": stride,
-                       "expand": int(aw > 0), "cmp_m": aw if aw != cfg.n else 0},
+                       **act_load_fields(cfg, aw)},
                 reads=(("d", ten),), writes=(("a", blk.half),), tensor=ten, layer=layer)
 
     def emit_wload(gi: int) -> None:

@@ -22,9 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 from sparsa.hw import layout
 from sparsa.hw.config import AccelConfig
-from sparsa.hw.isa import Compute, Instr, Load, Preload, Store, Target, Unit
-from sparsa.hw.timing import load_entry_beats, store_entry_beats
+from sparsa.hw.isa import Compute, Instr, Load, Preload, Store, Target, Unit, act_load_fields
+from sparsa.hw.timing import act_entry_beats, load_entry_beats, store_entry_beats
 
+from . import wformat
 from .errors import CompileError
 from .program import Program, TensorInfo
 
@@ -63,8 +64,9 @@ def parse_mode(cfg: AccelConfig, mode: str) -> tuple[int, int] | None:
 
 def _act_window(cfg: AccelConfig, nm: tuple[int, int] | None) -> tuple[int, int]:
     """(window width, activation LOAD window field: 0 for full entries) of a mode."""
-    win = cfg.n if nm is None else nm[1]
-    return win, (0 if nm is not None and win == cfg.m else win)
+    mode = "dense" if nm is None else "sparse"
+    kp = wformat.tile_k(cfg, mode, 0 if nm is None else nm[1])
+    return wformat.tile_window(cfg, kp), wformat.act_window_field(cfg, mode, kp)
 
 
 def random_nm_weights(rng: np.random.Generator, k: int, q: int, n: int, m: int) -> np.ndarray:
@@ -180,7 +182,7 @@ def build_gemm_program(cfg: AccelConfig, specs: list[GemmSpec], *, seed: int = 0
         xe[:, :K] = s.x
         we = np.zeros((nk * kp, s.w.shape[1]), np.int8)
         we[:K] = s.w
-        eb_a = load_entry_beats(cfg, Target.ACT, int(aw > 0), aw)
+        eb_a = act_entry_beats(cfg, aw)
         eb_w = load_entry_beats(cfg, Target.WGT, 0)
         eb_s = store_entry_beats(cfg, s.requant)
         s_stride = eb_s + s.store_stride_extra
@@ -228,8 +230,7 @@ def build_gemm_program(cfg: AccelConfig, specs: list[GemmSpec], *, seed: int = 0
         edges = [n * j // parts for j in range(parts + 1)]
         return [Load(target=Target.ACT, sp_addr=abuf[b % 2] + lo, count=hi - lo,
                      dram_addr=ps["a_addr"] + lo * ps["a_stride"], dram_stride=ps["a_stride"],
-                     expand=int(ps["act_win"] > 0),
-                     cmp_m=ps["act_win"] if ps["act_win"] != cfg.n else 0)
+                     **act_load_fields(cfg, ps["act_win"]))
                 for lo, hi in zip(edges, edges[1:], strict=False)]
 
     # chunk c of block b+1's activations is issued after the c-th compute of block b

@@ -29,7 +29,7 @@ from types import SimpleNamespace
 import numpy as np
 from sparsa.hw.config import AccelConfig
 from sparsa.hw.isa import Target
-from sparsa.hw.timing import compute_cycles, load_entry_beats
+from sparsa.hw.timing import act_entry_beats, compute_cycles, load_entry_beats
 
 from . import wformat
 from .errors import CompileError
@@ -73,7 +73,7 @@ def _tile_map(cfg: AccelConfig, op: GemmOp, mode: str) -> wformat.TileMap:
 def _costs(cfg: AccelConfig, op: GemmOp, tmap: wformat.TileMap) -> tuple[int, int, int]:
     """(activation beats per row per K tile, weight beats per tile, fill/drain cycles)."""
     aw = wformat.act_window_field(cfg, tmap.mode, tmap.kp)
-    eb_a = load_entry_beats(cfg, Target.ACT, int(aw > 0), aw)
+    eb_a = act_entry_beats(cfg, aw)
     wb = cfg.rows * load_entry_beats(cfg, Target.WGT, 0)
     return eb_a, wb, compute_cycles(cfg, 0)   # a pass's cycles beyond its rows
 

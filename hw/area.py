@@ -49,6 +49,8 @@ from typing import Any, Literal
 from amaranth.back import rtlil
 from amaranth.lib import wiring
 
+from sparsa.fileio import write_atomic
+
 from .config import AccelConfig
 
 __all__ = [
@@ -275,15 +277,8 @@ def _cache_read(key: str) -> dict[str, Any] | None:
 
 
 def _cache_write(key: str, rec: dict[str, Any]) -> None:
-    d = cache_dir()
-    try:
-        d.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{key}.", dir=d)
-        with os.fdopen(fd, "w") as f:
-            json.dump(rec, f, indent=1)
-        os.replace(tmp, d / f"{key}.json")
-    except OSError:
-        pass        # a read-only cache only costs time
+    with contextlib.suppress(OSError):      # a read-only cache only costs time
+        write_atomic(cache_dir() / f"{key}.json", json.dumps(rec, indent=1).encode())
 
 
 # ---- synthesis -----------------------------------------------------------------------------

@@ -37,6 +37,8 @@ from typing import Any
 
 import yaml
 
+from sparsa.fileio import write_atomic
+
 __all__ = [
     "read_yaml",
     "AccelConfig",
@@ -230,10 +232,7 @@ class AccelConfig:
 
     def to_yaml(self, path: str | os.PathLike[str]) -> None:
         """Write the config as YAML (atomically: temp file, then rename)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
-        os.replace(tmp, path)
+        write_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False).encode())
 
     @property
     def key(self) -> str:

@@ -179,8 +179,8 @@ class LoadUnit(wiring.Component):
         cfg = self._config = _check_config(config)
         self._eb_wgt = cfg.beats(cfg.wgt_entry_bytes)
         self._eb_act = cfg.beats(cfg.act_entry_bytes)
-        self._eb_dense = cfg.beats(cfg.act_dense_entry_bytes)
-        # beats of a compact activation row per window width (LOAD ACT expand=1, cmp_m)
+        # beats of a compact activation row per window width (LOAD ACT expand=1, cmp_m;
+        # width n is dense mode)
         self._eb_win = {w: cfg.beats(cfg.act_row_bytes(w)) for w in cfg.windows}
         super().__init__({
             "ctrl": In(UNIT_CONTROL),
@@ -196,7 +196,7 @@ class LoadUnit(wiring.Component):
         m = Module()
         cfg = self._config
         bb8 = 8 * cfg.beat_bytes
-        ebmax = max(self._eb_wgt, self._eb_act, self._eb_dense)
+        ebmax = max(self._eb_wgt, self._eb_act, *self._eb_win.values())
         p = self.ctrl.instr.payload.load
 
         busy = Signal()
@@ -229,7 +229,7 @@ class LoadUnit(wiring.Component):
         win = Signal(CMP_BITS)            # ACT expand=1: window width (cmp_m; 0 means n)
         with m.If(self.ctrl.start):
             is_wgt = p.target == Target.WGT
-            eb_exp = self._eb_dense
+            eb_exp = self._eb_win[n]
             for w in cfg.windows:
                 if w != n:
                     eb_exp = Mux(p.cmp_m == w, self._eb_win[w], eb_exp)

@@ -62,14 +62,18 @@ from __future__ import annotations
 
 import enum as py_enum
 from dataclasses import dataclass, fields
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from amaranth.lib import data, enum
+
+if TYPE_CHECKING:
+    from .config import AccelConfig
 
 __all__ = [
     "ISA_VERSION", "INSTR_BITS", "Op", "Unit", "Target", "INSTR_LAYOUT",
     "Instr", "Load", "Preload", "Compute", "Store", "Fence",
-    "encode", "decode", "ISAError", "RD_REQ_LAYOUT", "wr_layout",
+    "encode", "decode", "ISAError", "RD_REQ_LAYOUT", "wr_layout", "load_fields_error",
+    "act_load_fields",
 ]
 
 #: 2: ``LOAD WGT expand=1`` is load-as-sparse in the hardware too (v1 cores ignored it)
@@ -276,6 +280,36 @@ class Fence(Instr):
 _BY_OP: dict[Op, type[Instr]] = {c.OP: c for c in (Load, Preload, Compute, Store, Fence)}
 _PAYLOAD_KEY = {Op.LOAD: "load", Op.PRELOAD: "preload", Op.COMPUTE: "compute",
                 Op.STORE: "store"}
+
+
+def act_load_fields(config: AccelConfig, act_win: int) -> dict[str, int]:
+    """``expand`` and ``cmp_m`` of an activation LOAD of rows at window width ``act_win``:
+    0 means full ``m``-wide entries (no expansion); ``cmp_m = 0`` stands for ``n``."""
+    return {"expand": int(act_win > 0), "cmp_m": 0 if act_win in (0, config.n) else act_win}
+
+
+def load_fields_error(config: AccelConfig, instr: Load) -> str | None:
+    """Why the ``expand``/``cmp_n``/``cmp_m`` fields of LOAD ``instr`` are not valid on a
+    core of ``config``, or ``None``. The rules of the instruction documentation above:
+    an activation LOAD has ``cmp_n = 0`` and ``cmp_m`` 0 or, with ``expand=1``, one of
+    ``config.windows``; a load-as-sparse weight LOAD (``expand=1``) has
+    ``1 <= cmp_n <= cmp_m <= m``, ``cmp_m`` a power of two; any other weight LOAD has both 0.
+    """
+    n, m = instr.cmp_n, instr.cmp_m
+    if instr.target == Target.ACT:
+        if not n and (not m or (instr.expand and m in config.windows)):
+            return None
+        allowed = f"cmp_n=0 and cmp_m 0 or, with expand=1, one of {list(config.windows)}"
+    elif instr.expand:
+        if 1 <= n <= m <= config.m and m & (m - 1) == 0:
+            return None
+        allowed = f"with expand=1: 1 <= cmp_n <= cmp_m <= m={config.m}, cmp_m a power of two"
+    else:
+        if not n and not m:
+            return None
+        allowed = "with expand=0: cmp_n=cmp_m=0"
+    return (f"LOAD {instr.target.name} cmp_n={n} cmp_m={m} expand={instr.expand}; "
+            f"allowed {allowed}")
 
 
 def encode(instr: Instr) -> int:

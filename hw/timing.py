@@ -65,6 +65,12 @@ def load_entry_beats(cfg: AccelConfig, target: Target, expand: int, win: int = 0
     return cfg.beats(cfg.act_row_bytes(win or cfg.n))
 
 
+def act_entry_beats(cfg: AccelConfig, act_win: int) -> int:
+    """DRAM beats per activation row at window width ``act_win`` (0: full entries; see
+    :func:`sparsa.hw.isa.act_load_fields`)."""
+    return load_entry_beats(cfg, Target.ACT, int(act_win > 0), act_win)
+
+
 def instr_entry_beats(cfg: AccelConfig, instr: Load) -> int:
     """DRAM beats per scratchpad entry of LOAD ``instr`` (:func:`load_entry_beats` of its
     fields)."""

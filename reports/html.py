@@ -17,6 +17,8 @@ from typing import Any
 
 from sparsa.hw.config import PRESETS, AccelConfig, resolve_config
 
+from sparsa.fileio import write_atomic
+
 from . import plots
 from .errors import ReportError
 from .store import open_results
@@ -184,8 +186,4 @@ def build_report(results: str | os.PathLike[str], out_dir: str | os.PathLike[str
         parts.append(f"<h2>Energy table used ({html.escape(str(name))}{html.escape(where)})"
                      f"</h2>" + _table(energy_table_rows(name, cfg), ("item", "value")))
     parts.append("</body></html>\n")
-    index = out / "index.html"
-    tmp = out / ".index.html.tmp"
-    tmp.write_text("\n".join(parts))
-    os.replace(tmp, index)
-    return index
+    return write_atomic(out / "index.html", "\n".join(parts).encode())

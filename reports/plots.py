@@ -37,6 +37,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from sparsa.fileio import write_atomic
+
 from .errors import ReportError
 
 __all__ = ["KINDS", "RC", "area_column", "pareto_front", "plot_dataflow", "plot_energy",
@@ -400,10 +402,10 @@ KINDS: dict[str, tuple[Callable[..., tuple[Figure, Axes]], str, dict[str, Any]]]
 
 
 def _save(fig: Figure, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    with matplotlib.rc_context(RC):
-        fig.savefig(tmp, format=path.suffix[1:])
-    os.replace(tmp, path)
+    def save(tmp: Path) -> None:
+        with matplotlib.rc_context(RC):
+            fig.savefig(tmp, format=path.suffix[1:])
+    write_atomic(path, save)
 
 
 def render(kind: str, rows: Sequence[Row], layers: Sequence[Row], out_dir: str | os.PathLike[str],

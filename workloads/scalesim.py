@@ -48,14 +48,14 @@ or the layers carry one.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import fnmatch
 import io
-import os
 import re
 from pathlib import Path
 from typing import Any
+
+from sparsa.fileio import write_atomic
 
 from .errors import WorkloadError
 from .graph import GraphBuilder, Workload
@@ -335,12 +335,8 @@ def export_topology(workload: Workload, path: str | Path, fmt: str = "conv",
     for r in rows:
         wr.writerow([*r, ""])
     out = Path(path)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(buf.getvalue())
-        os.replace(tmp, out)
+        write_atomic(out, buf.getvalue().encode())
     except OSError as e:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         raise WorkloadError(f"cannot write {str(out)!r}: {e.strerror or e}") from None
     return len(rows)
