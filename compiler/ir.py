@@ -68,6 +68,8 @@ class Tiling:
     tiles: int           # stored weight tiles
     tmap: Any = None     # wformat.TileMap
     notes: list[str] = field(default_factory=list)
+    kc: int = 0          # weight-reuse: K tiles per activation block (0: every used K tile)
+    qb: int = 1          # weight-reuse: column blocks per accumulator block
 
 
 @dataclass
@@ -142,6 +144,7 @@ class CGraph:
                                "window": tile_window(self.config, t.kp), "nk": t.nk,
                                "nq": t.nq,
                                "order": t.order, "pc": t.pc, "resident": t.resident,
+                               "kc": t.kc, "qb": t.qb,
                                "tiles": t.tiles, "notes": list(t.notes)}
                 if op.cmp is not None:
                     d["tiling"]["cmp"] = list(op.cmp)
@@ -178,7 +181,9 @@ class CGraph:
                 cmp = f" cmp={op.cmp[0]}:{op.cmp[1]}" if op.cmp else ""
                 s += (f" | {t.mode}{cmp} kp={t.kp} w={tile_window(self.config, t.kp)} "
                       f"nk={t.nk} nq={t.nq} tiles={t.tiles} "
-                      f"order={t.order} pc={t.pc}{' resident' if t.resident else ''}")
+                      f"order={t.order} pc={t.pc}{' resident' if t.resident else ''}"
+                      + (f" kc={t.kc} qb={t.qb}" if t.order == "weight-reuse" and not t.resident
+                         else ""))
                 if t.notes:
                     s += "  # " + "; ".join(t.notes)
             lines.append(s)

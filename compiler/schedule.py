@@ -14,9 +14,14 @@ Activation blocks alternate between the two halves of the activation scratchpad,
 tiles between two weight-scratchpad slots, accumulator blocks between two halves of the
 accumulator; the array's shadow registers take the next tile while the current one
 computes. Issue order of step ``i``: ``COMPUTE(i)``, ``PRELOAD(i+1)``, a chunk of the
-next activation block's LOADs (the next block is split over the current block's steps so
-weight loads are never stuck behind one long activation load), the weight LOAD prefetched
-at this step if any, then the STOREs that step ``i`` completes.
+next activation block's LOADs (the next block is split into chunks of at least
+``MIN_CHUNK`` entries spread evenly over the current block's steps, so weight loads are
+never stuck behind one long activation load and the LOAD unit works through the whole
+block instead of holding up the in-order issue at its start), the weight LOAD prefetched
+at this step if any, then one STORE left over from an earlier accumulator block and the
+first STORE of the block step ``i`` completes; the block's other STOREs (one per column
+block) follow one per step, so a run of them never holds up the in-order issue (all are
+emitted before their accumulator half is rewritten and before the GEMM ends).
 
 Weight groups
 -------------
@@ -279,32 +284,32 @@ def _op_steps(cfg: AccelConfig, op: GemmOp, oi: int, layer: int, lay: dict[str, 
                         loads=[(j * c, c, op.x, p0 * xr + kt * eb, xr, ex)
                                for j, kt in enumerate(kts)])
 
+    kts_of = [tm.kts(qt) for qt in range(tm.nq)]
+    kc = t.kc or len(kts_used)
+    kchunks = [kts_used[i:i + kc] for i in range(0, len(kts_used), kc)]
     for p0 in range(0, op.P, t.pc):
         c = min(t.pc, op.P - p0)
-        if t.order == "weight-reuse":
-            res = block(p0, c, kts_used) if t.resident else None
-            slot = {kt: j * c for j, kt in enumerate(kts_used)}
-            for qt in range(tm.nq):
-                acc = AccBlock()
-                for j, kt in enumerate(tm.kts(qt)):
-                    blk = res if res is not None else block(p0, c, [kt])
-                    steps.append(Step(oi, layer, blk, slot[kt] if res is not None else 0, c,
-                                      wname, tile_idx[kt, qt] * tb, acc, 0, int(j > 0),
-                                      c * int(tm.nnz[kt, qt])))
-                steps[-1].stores.append((0, c, op.y, p0 * yr + qt * sb, yr, *st_args))
-        else:
+        # one activation block per chunk of K tiles; a single chunk stays resident for
+        # every column block (the same block object: loaded once even without reuse)
+        blocks = [block(p0, c, ks) for ks in kchunks]
+        for q0 in range(0, tm.nq, t.qb):
+            qts = range(q0, min(q0 + t.qb, tm.nq))
             acc = AccBlock()
             started: set[int] = set()
-            for kt in kts_used:
-                blk = block(p0, c, [kt])
-                for qt in range(tm.nq):
-                    if not tm.keep[kt, qt]:
-                        continue
-                    steps.append(Step(oi, layer, blk, 0, c, wname, tile_idx[kt, qt] * tb, acc,
-                                      qt * c, int(qt in started), c * int(tm.nnz[kt, qt])))
-                    started.add(qt)
-            steps[-1].stores.extend((qt * c, c, op.y, p0 * yr + qt * sb, yr, *st_args)
-                                    for qt in range(tm.nq))
+            if q0 and len(blocks) > 1:
+                blocks = [block(p0, c, ks) for ks in kchunks]
+            for ks, blk in zip(kchunks, blocks, strict=True):
+                slot = {kt: j * c for j, kt in enumerate(ks)}
+                for qt in qts:
+                    for kt in kts_of[qt]:
+                        if kt not in slot:
+                            continue
+                        steps.append(Step(oi, layer, blk, slot[kt], c, wname,
+                                          tile_idx[kt, qt] * tb, acc, (qt - q0) * c,
+                                          int(qt in started), c * int(tm.nnz[kt, qt])))
+                        started.add(qt)
+            steps[-1].stores.extend(((qt - q0) * c, c, op.y, p0 * yr + qt * sb, yr, *st_args)
+                                    for qt in qts)
     return steps
 
 
@@ -384,7 +389,7 @@ def schedule(g: CGraph) -> Schedule:
                 continue
             parts = _chunks(b, len(own))
             for j, ch in enumerate(parts):
-                chunks_after.setdefault(own[min(j, len(own) - 1)], []).append((ch, b))
+                chunks_after.setdefault(own[j * len(own) // len(parts)], []).append((ch, b))
             b.loaded = True
 
     # weight groups: runs of up to ``weight_batch`` steps of one op whose tiles are
@@ -450,6 +455,15 @@ def schedule(g: CGraph) -> Schedule:
                 and (opt.interleave or steps[gsteps[gi + 1][0]].op == st.op):
             prefetch.append(gi + 1)
 
+    pending: list[tuple[Step, tuple]] = []    # STOREs not yet emitted, in order
+
+    def emit_store(st: Step, sto: tuple) -> None:
+        acc_off, cnt, ten, off, stride, relu, rq, sh = sto
+        em.emit(Store, {"acc_addr": st.acc.half * acc_half + acc_off, "count": cnt,
+                        "dram_addr": off, "dram_stride": stride, "relu": relu,
+                        "requant": rq, "shift": sh},
+                reads=(("c", st.acc.half),), writes=(("d", ten),), tensor=ten, layer=st.layer)
+
     for i, st in enumerate(steps):
         if not st.block.loaded:
             for ch in _chunks(st.block, 1):
@@ -473,11 +487,18 @@ def schedule(g: CGraph) -> Schedule:
             if not g_loaded[gi]:
                 emit_wload(gi)
         prefetch.clear()
-        for acc_off, cnt, ten, off, stride, relu, rq, sh in st.stores:
-            em.emit(Store, {"acc_addr": st.acc.half * acc_half + acc_off, "count": cnt,
-                            "dram_addr": off, "dram_stride": stride, "relu": relu,
-                            "requant": rq, "shift": sh},
-                    reads=(acc,), writes=(("d", ten),), tensor=ten, layer=st.layer)
+        # STOREs: the first of an accumulator block right away, the rest one per later
+        # step (a run of STOREs would hold up the in-order issue while the store unit
+        # works through them); all before the half is rewritten and before the op ends
+        if pending:
+            emit_store(*pending.pop(0))
+        if st.stores:
+            emit_store(st, st.stores[0])
+            pending.extend((st, sto) for sto in st.stores[1:])
+        if nxt is None or not same or any(p.acc.half == nxt.acc.half and p.acc is not nxt.acc
+                                          for p, _ in pending):
+            while pending:
+                emit_store(*pending.pop(0))
         if nxt is not None and not same and not opt.interleave:
             em.fence()
     return Schedule(em.instrs, layouts, len(steps), len(seq), reused, len(gsteps))

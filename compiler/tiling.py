@@ -4,13 +4,19 @@ Capacities: the activation and accumulator scratchpads are split into two halves
 buffering), the weight scratchpad holds two tiles of ``rows`` entries; one COMPUTE streams
 one chunk of ``pc`` rows of ``P``.
 
-* ``weight-reuse``: ``pc = min(P, acc_half)``; the chunk's activations for all ``K`` tiles
-  stay resident if ``pc * nk <= act_half`` (shrinking ``pc`` down to 64 rows to make them
-  fit, or further when a rough cycle estimate says smaller resident chunks beat reloading
-  the activations per weight tile), otherwise they are streamed (reloaded per weight tile,
-  ``pc <= act_half``).
-* ``act-reuse``: ``pc = min(P, acc_half // nq, act_half)``; falls back to weight-reuse when
-  that leaves fewer than 16 rows (too many column blocks for the accumulator).
+* ``weight-reuse``: a loop nest over chunks of ``pc`` rows, accumulator blocks of ``qb``
+  column blocks (``pc * qb <= acc_half``) and activation blocks of ``kc`` K tiles
+  (``pc * kc <= act_half``); inside a block pair, every weight tile of the block's
+  columns and K tiles in DRAM order, one COMPUTE each. When one block holds every used K
+  tile (``resident``) the chunk's activations are loaded once and stay for every column
+  block (``qb = 1``); otherwise they are reloaded once per accumulator block. ``pc`` is
+  the chunk size with the lowest rough cycle estimate (:func:`_blocked_cost`: the array's
+  passes and fill/drain against the DRAM reads of activations and weights), with the
+  largest ``kc`` and ``qb`` that fit beside it, all three split evenly.
+* ``act-reuse``: the same nest with one K tile per activation block and every column
+  block in one accumulator block: ``pc = min(P, acc_half // nq, act_half)``; falls back
+  to weight-reuse when that leaves fewer than 16 rows (too many column blocks for the
+  accumulator).
 * ``auto``: both, per GEMM; each is scheduled alone (:mod:`sparsa.compiler.schedule`) and
   timed with the core's static issue schedule (:func:`sparsa.hw.schedule.schedule`, which
   the model and the RTL match), and act-reuse is kept when it is at least
@@ -24,21 +30,25 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Callable
 from types import SimpleNamespace
 
 import numpy as np
 from sparsa.hw.config import AccelConfig
 from sparsa.hw.isa import Target
-from sparsa.hw.timing import act_entry_beats, compute_cycles, load_entry_beats
+from sparsa.hw.timing import (
+    act_entry_beats,
+    compute_cycles,
+    load_entry_beats,
+    preload_cycles,
+)
 
 from . import wformat
 from .errors import CompileError
 from .ir import CGraph, GemmOp, Tiling
 
-__all__ = ["choose_tiling", "choose_order", "pair_cycles", "TilePass", "MIN_RESIDENT_ROWS",
-           "MIN_ACT_REUSE_ROWS"]
+__all__ = ["choose_tiling", "choose_order", "pair_cycles", "TilePass", "MIN_ACT_REUSE_ROWS"]
 
-MIN_RESIDENT_ROWS = 64
 MIN_ACT_REUSE_ROWS = 16
 MAX_COUNT = 65535
 #: ``dataflow="auto"`` switches a GEMM to act-reuse only when that is at least this much
@@ -49,10 +59,13 @@ AUTO_MARGIN = 0.02
 #: chunk size of the two orders (the chunks repeat; the prefix keeps timing cheap).
 AUTO_SAMPLE_CHUNKS = 4
 #: ``dataflow="auto"`` keeps weight-reuse without timing when the rough cycle estimates
-#: (:func:`_resident_cost`, :func:`_streamed_cost`) put act-reuse this much slower. On
-#: ResNet-18/50 and BERT-base every GEMM that timing moved to act-reuse had an estimate
-#: ratio of at most 1.0, while most dense ResNet GEMMs are above 1.3.
+#: (:func:`_blocked_cost`) put act-reuse this much slower (timing only pays off where the
+#: estimates are close: weight-reuse's blocking includes act-reuse's shape).
 AUTO_PREFILTER = 1.15
+#: weight-reuse blockings whose rough estimates are within this factor of the best are
+#: timed (at most ``TIME_TOP`` of them; see :func:`choose_tiling`)
+TIME_WITHIN = 1.25
+TIME_TOP = 3
 
 
 def _tile_map(cfg: AccelConfig, op: GemmOp, mode: str) -> wformat.TileMap:
@@ -78,59 +91,106 @@ def _costs(cfg: AccelConfig, op: GemmOp, tmap: wformat.TileMap) -> tuple[int, in
     return eb_a, wb, compute_cycles(cfg, 0)   # a pass's cycles beyond its rows
 
 
-def _resident_cost(cfg: AccelConfig, op: GemmOp, tmap: wformat.TileMap, pc: int,
-                   nk_used: int) -> int:
-    """Rough cycles of weight-reuse with ``pc``-row resident chunks: the larger of the
-    array's time and the DRAM time (activations once, weights once per chunk)."""
+def _blocked_cost(cfg: AccelConfig, op: GemmOp, tmap: wformat.TileMap, pc: int, kc: int,
+                  qb: int, nk_used: int) -> int:
+    """Rough cycles of the blocked loop nest with ``pc``-row chunks, activation blocks of
+    ``kc`` K tiles and accumulator blocks of ``qb`` column blocks: the larger of the
+    array's time (a pass per weight tile and chunk, at least one PRELOAD long) and the
+    DRAM read time (activations once per chunk of rows when one block holds every used
+    K tile, else once per accumulator block; weights once per chunk of rows). It ignores
+    how well the two overlap in the in-order issue, which matters most when they are
+    close: :func:`choose_tiling` times the close candidates."""
     eb_a, wb, fill = _costs(cfg, op, tmap)
-    chunks = -(-op.P // pc)
-    compute = tmap.tiles * (op.P + chunks * fill)
-    dram = op.P * nk_used * eb_a + chunks * tmap.tiles * wb
-    return max(compute, dram)
+    pre = preload_cycles(cfg) + 1
+    full, rest = divmod(op.P, pc)
+    chunks = full + (rest > 0)
+    per_tile = full * max(pc + fill, pre) + (max(rest + fill, pre) if rest else 0)
+    reloads = 1 if kc >= nk_used else -(-tmap.nq // qb)
+    dram = op.P * nk_used * eb_a * reloads + chunks * tmap.tiles * wb
+    return max(tmap.tiles * per_tile, dram)
 
 
-def _streamed_cost(cfg: AccelConfig, op: GemmOp, tmap: wformat.TileMap, pc: int) -> int:
-    """Rough cycles of weight-reuse with streamed activations (reloaded per weight tile)."""
-    eb_a, wb, fill = _costs(cfg, op, tmap)
-    chunks = -(-op.P // pc)
-    compute = tmap.tiles * (op.P + chunks * fill)
-    dram = tmap.tiles * (op.P * eb_a + chunks * wb)
-    return max(compute, dram)
+def _balanced(total: int, most: int) -> int:
+    """The smallest block size that splits ``total`` into as few blocks as blocks of
+    ``most`` would (equal blocks: no short last block)."""
+    most = max(1, min(total, most))
+    return -(-total // -(-total // most))
 
 
-def choose_tiling(cfg: AccelConfig, op: GemmOp, *, mode: str, dataflow: str) -> Tiling:
-    """Tile sizes and loop order of ``op`` in ``mode`` (see the module docstring)."""
+def _weight_reuse(cfg: AccelConfig, op: GemmOp, tmap: wformat.TileMap, nk_used: int
+                  ) -> list[tuple[int, int, int, int]]:
+    """``(cost, pc, kc, qb)`` of the weight-reuse blockings, cheapest first by
+    :func:`_blocked_cost` (ties: the larger chunk, fewer instructions): every chunk size
+    the scratchpad halves suggest (one per possible ``kc`` and ``qb``), with the largest
+    ``kc`` and ``qb`` that fit beside it; all three balanced (:func:`_balanced`: equal
+    blocks, so the loads of every block hide behind about as many passes)."""
+    acc_half, act_half = cfg.acc_entries // 2, cfg.act_entries // 2
+    cap = min(op.P, acc_half, act_half, MAX_COUNT)
+    sizes = {cap} | {acc_half // q for q in range(1, tmap.nq + 1)} | \
+        {act_half // k for k in range(1, nk_used + 1)}
+    out: dict[tuple[int, int, int], int] = {}
+    for size in sizes:
+        if not 1 <= size <= cap:
+            continue
+        pc = _balanced(op.P, size)
+        kc = _balanced(nk_used, act_half // pc)
+        qb = 1 if kc >= nk_used else _balanced(tmap.nq, acc_half // pc)
+        out[pc, kc, qb] = _blocked_cost(cfg, op, tmap, pc, kc, qb, nk_used)
+    if not out:
+        raise CompileError(f"{op.name}: scratchpads of {cfg.name} too small for a tile")
+    return sorted(((c, *k) for k, c in out.items()), key=lambda t: (t[0], -t[1]))
+
+
+def choose_tiling(cfg: AccelConfig, op: GemmOp, *, mode: str, dataflow: str,
+                  timer: Callable[[Tiling, int], float] | None = None) -> Tiling:
+    """Tile sizes and loop order of ``op`` in ``mode`` (see the module docstring).
+
+    ``timer(tiling, rows)`` (cycles of ``op`` with ``tiling``, timed on its first ``rows``
+    rows and scaled to all of them) picks among weight-reuse blockings: the best estimate
+    for each number of activation reloads, those within ``TIME_WITHIN`` of the best
+    estimate, at most ``TIME_TOP``; without it the best estimate is taken."""
     tmap = _tile_map(cfg, op, mode)
     acc_half = cfg.acc_entries // 2
     act_half = cfg.act_entries // 2
     notes: list[str] = []
     nk_used = int(tmap.keep.any(axis=1).sum())
-    order = dataflow
-    pc = 0
-    if order == "act-reuse":
+
+    def tiling(order: str, pc: int, kc: int, qb: int, notes: list[str]) -> Tiling:
+        resident = order == "weight-reuse" and kc >= nk_used
+        if order == "weight-reuse" and not resident:
+            notes = notes + [f"activations in blocks of {kc} of {nk_used} K tiles, reloaded "
+                             f"per {qb} column blocks (the K strip does not fit the "
+                             f"scratchpad half)"]
+        return Tiling(mode=mode, kp=tmap.kp, nk=tmap.nk, nq=tmap.nq, order=order, pc=pc,
+                      resident=resident, tiles=tmap.tiles, tmap=tmap, notes=notes,
+                      kc=0 if resident else kc, qb=1 if resident else qb)
+
+    if dataflow == "act-reuse":
         pc = min(op.P, acc_half // tmap.nq, act_half, MAX_COUNT)
-        if pc < min(op.P, MIN_ACT_REUSE_ROWS):
-            notes.append(f"act-reuse needs {tmap.nq} column blocks x {MIN_ACT_REUSE_ROWS} rows "
-                         f"of accumulator; fell back to weight-reuse")
-            order = "weight-reuse"
-    resident = False
-    if order == "weight-reuse":
-        pc = min(op.P, acc_half, MAX_COUNT)
-        if pc * nk_used <= act_half:
-            resident = True
-        elif act_half // nk_used >= min(op.P, MIN_RESIDENT_ROWS) or (
-                act_half // nk_used >= 1 and
-                _resident_cost(cfg, op, tmap, act_half // nk_used, nk_used) <
-                _streamed_cost(cfg, op, tmap, min(pc, act_half))):
-            pc = act_half // nk_used
-            resident = True
-        else:
-            pc = min(pc, act_half)
-            notes.append("activations streamed (K strip does not fit the scratchpad half)")
-    if pc < 1:
-        raise CompileError(f"{op.name}: scratchpads of {cfg.name} too small for a tile")
-    return Tiling(mode=mode, kp=tmap.kp, nk=tmap.nk, nq=tmap.nq, order=order, pc=pc,
-                  resident=resident, tiles=tmap.tiles, tmap=tmap, notes=notes)
+        if pc >= min(op.P, MIN_ACT_REUSE_ROWS):
+            return tiling("act-reuse", pc, 1, tmap.nq, notes)
+        notes.append(f"act-reuse needs {tmap.nq} column blocks x {MIN_ACT_REUSE_ROWS} rows "
+                     f"of accumulator; fell back to weight-reuse")
+    cands = _weight_reuse(cfg, op, tmap, nk_used)
+    # the best estimate per number of activation reloads (the estimate is most optimistic
+    # where DRAM time approaches array time), then the closest of those
+    per_reload: dict[int, tuple[int, int, int, int]] = {}
+    for c in cands:
+        per_reload.setdefault(1 if c[2] >= nk_used else -(-tmap.nq // c[3]), c)
+    close = sorted(c for c in per_reload.values()
+                   if c[0] <= cands[0][0] * TIME_WITHIN)[:TIME_TOP]
+    if timer is None or len(close) == 1:
+        return tiling("weight-reuse", *cands[0][1:], notes)
+    rows = min(op.P, AUTO_SAMPLE_CHUNKS * max(c[1] for c in close))
+    timed = []
+    for est, pc, kc, qb in close:
+        t = tiling("weight-reuse", pc, kc, qb, notes)
+        timed.append((timer(t, rows), est, t))
+    cyc, _, best = min(timed, key=lambda x: (x[0], x[1]))
+    best.notes.append("blocking timed: " + ", ".join(
+        f"pc={t.pc} kc={t.kc or nk_used} qb={t.qb} {c:.0f}" for c, _, t in timed)
+        + ("" if rows == op.P else f" (marginal, {rows} of {op.P} rows)"))
+    return best
 
 
 def pair_cycles(g: CGraph, op: GemmOp, tiling: Tiling) -> tuple[int, int]:
@@ -159,22 +219,37 @@ def pair_cycles(g: CGraph, op: GemmOp, tiling: Tiling) -> tuple[int, int]:
 
 
 def _timing_key(op: GemmOp, rows: int, t: Tiling) -> tuple:
-    """Everything :func:`pair_cycles` depends on (repeated layers share their timing)."""
+    """Everything :func:`pair_cycles` depends on (repeated layers share their timing; the
+    non-zero counts of the tiles only count useful MACs, so only which tiles are kept)."""
     return (rows, op.K, op.Q, op.cmp, op.relu, op.requant, op.phase, t.mode, t.kp, t.nk, t.nq,
-            t.order, t.pc, t.resident, t.tmap.keep.tobytes(), t.tmap.nnz.tobytes())
+            t.order, t.pc, t.resident, t.kc, t.qb, t.tmap.keep.tobytes())
+
+
+def marginal_cycles(g: CGraph, op: GemmOp, tiling: Tiling, rows: int, cache: dict) -> float:
+    """Cycles a second copy of ``op`` with ``tiling`` adds after a first one (the GEMM
+    inside a pipeline that is already running, as in a whole network; timed alone, the
+    pipeline's ramp would count), timed on the first ``rows`` rows with
+    :func:`pair_cycles` and scaled to all of ``op.P``. ``cache`` (kept across the GEMMs
+    of one compile) times a repeated GEMM once."""
+    key = _timing_key(op, rows, tiling)
+    if key not in cache:
+        sample = op if rows == op.P else dataclasses.replace(op, P=rows)
+        first, both = pair_cycles(g, sample, tiling)
+        cache[key] = both - first
+    return cache[key] * op.P / rows
 
 
 def choose_order(g: CGraph, op: GemmOp, cache: dict | None = None) -> Tiling:
-    """``dataflow="auto"``: the faster of the two loop orders for ``op``, each timed as
-    the cycles a second copy of ``op`` adds after a first one (the GEMM inside a pipeline
-    that is already running, as in a whole network; timed alone, the pipeline's ramp would
-    count). GEMMs of more than ``AUTO_SAMPLE_CHUNKS`` chunks are timed on a prefix of
-    their rows of that many chunks (both orders on the same rows) and scaled; GEMMs whose
-    rough estimates put act-reuse ``AUTO_PREFILTER`` times slower, and GEMMs whose rows
-    fit one chunk in both orders (the same loads and passes), are not timed. ``cache``
-    (a dict kept across the GEMMs of one compile) times a repeated GEMM once."""
+    """``dataflow="auto"``: the faster of the two loop orders for ``op``, each timed with
+    :func:`marginal_cycles`. GEMMs of more than ``AUTO_SAMPLE_CHUNKS`` chunks are timed on
+    a prefix of their rows of that many chunks (both orders on the same rows) and scaled;
+    GEMMs whose rough estimates put act-reuse ``AUTO_PREFILTER`` times slower, and GEMMs
+    whose rows fit one chunk in both orders (the same loads and passes), are not timed."""
     cfg = g.config
-    wr = choose_tiling(cfg, op, mode=op.mode, dataflow="weight-reuse")
+    cache = {} if cache is None else cache
+    def timer(t: Tiling, rows: int) -> float:
+        return marginal_cycles(g, op, t, rows, cache)
+    wr = choose_tiling(cfg, op, mode=op.mode, dataflow="weight-reuse", timer=timer)
     ar = choose_tiling(cfg, op, mode=op.mode, dataflow="act-reuse")
     if ar.order != "act-reuse":          # act-reuse does not fit: nothing to choose
         return ar
@@ -184,23 +259,13 @@ def choose_order(g: CGraph, op: GemmOp, cache: dict | None = None) -> Tiling:
         wr.notes.append("auto: one chunk of rows in both orders; weight-reuse")
         return wr
     nk_used = int(wr.tmap.keep.any(axis=1).sum())
-    est_wr = _resident_cost(cfg, op, wr.tmap, wr.pc, nk_used) if wr.resident else \
-        _streamed_cost(cfg, op, wr.tmap, wr.pc)
-    est_ar = _resident_cost(cfg, op, ar.tmap, ar.pc, nk_used)
+    est_wr = _blocked_cost(cfg, op, wr.tmap, wr.pc, wr.kc or nk_used, wr.qb, nk_used)
+    est_ar = _blocked_cost(cfg, op, ar.tmap, ar.pc, ar.kc, ar.qb, nk_used)
     if est_ar >= AUTO_PREFILTER * est_wr:     # clearly slower: not worth timing
         wr.notes.append(f"auto: act-reuse estimated {est_ar / est_wr:.2f}x weight-reuse")
         return wr
     rows = min(op.P, AUTO_SAMPLE_CHUNKS * max(wr.pc, ar.pc))
-    sample = op if rows == op.P else dataclasses.replace(op, P=rows)
-    cache = {} if cache is None else cache
-    cost = []
-    for t in (wr, ar):
-        key = _timing_key(op, rows, t)
-        if key not in cache:
-            first, both = pair_cycles(g, sample, t)
-            cache[key] = both - first
-        cost.append(cache[key] * op.P / rows)
-    c_wr, c_ar = cost
+    c_wr, c_ar = (timer(t, rows) for t in (wr, ar))
     best = ar if c_ar < c_wr * (1 - AUTO_MARGIN) else wr
     best.notes.append(f"auto: weight-reuse {c_wr:.0f} cycles, act-reuse {c_ar:.0f} cycles "
                       f"(marginal{'' if rows == op.P else f', {rows} of {op.P} rows'})")
@@ -208,7 +273,8 @@ def choose_order(g: CGraph, op: GemmOp, cache: dict | None = None) -> Tiling:
 
 
 class TilePass:
-    """Choose mode, tile sizes and loop order for every GEMM op."""
+    """Choose mode, tile sizes and loop order for every GEMM op (weight-reuse blockings
+    with close estimates are timed, :func:`choose_tiling`)."""
 
     name = "tile"
 
@@ -216,7 +282,11 @@ class TilePass:
         cfg = g.config
         timed: dict = {}
         for op in g.ops:
-            op.tiling = choose_order(g, op, timed) if g.options.dataflow == "auto" else \
-                choose_tiling(cfg, op, mode=op.mode, dataflow=g.options.dataflow)
+            if g.options.dataflow == "auto":
+                op.tiling = choose_order(g, op, timed)
+            else:
+                op.tiling = choose_tiling(
+                    cfg, op, mode=op.mode, dataflow=g.options.dataflow,
+                    timer=lambda t, rows, op=op: marginal_cycles(g, op, t, rows, timed))
             op.tiling.notes[:0] = op.mode_notes
         return g, True

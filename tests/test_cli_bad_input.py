@@ -125,7 +125,7 @@ CASES = [
     (("compile", TINY, *SMALL, "-o", "{d}/c", "--sparsity", "g2=2:4"), "no rule matches"),
     (("compile", TINY, *SMALL, "-o", "{d}/c", "--batch", "0"), "'--batch'"),
     (("compile", TINY, *SMALL, "-o", "{d}/c", "--dump-format", "json"), "add --dump-after"),
-    (("simulate", "resnet50", "--batch", "128"), "use a smaller --batch/--seq"),
+    (("simulate", "resnet50", "--batch", "1024"), "use a smaller --batch/--seq"),
     (("simulate", "{d}/emptydir"), "emptydir: no program.sprg"),
     (("simulate", "{d}/list.json"), "list.json: expected a program JSON object"),
     (("simulate", TINY, *SMALL, "--energy-table", "{d}/inf.yaml"), "sram_pj_per_64b"),

@@ -9,6 +9,7 @@ from sparsa.compiler.reference import RefGraph
 from sparsa.compiler.tilegen import random_nm_weights
 from sparsa.hw import layout
 from sparsa.hw.config import PRESETS
+from sparsa.hw.isa import Load, Target
 
 
 @pytest.mark.parametrize("name", ["4x4-n2m4", "8x8-n2m8", "16x16-n2m4", "16x16-n1m16"])
@@ -127,10 +128,13 @@ def test_weight_groups_same_result_fewer_loads():
         CompileOptions(weight_batch=0)
 
 
-def test_auto_dataflow_picks_per_gemm_and_beats_both_orders():
-    """dataflow="auto" times both loop orders per GEMM and keeps the faster: on this net the
-    first GEMM runs act-reuse, the second weight-reuse, and the whole program is faster than
-    either order throughout (model cycles); the choice is noted in the dump."""
+def test_auto_dataflow_times_both_orders_per_gemm():
+    """dataflow="auto" times both loop orders per GEMM and keeps act-reuse only when it is
+    at least ``AUTO_MARGIN`` faster: the program is never slower than the better order by
+    more than that margin, and the timings are noted in the dump. (Weight-reuse's blocking
+    includes act-reuse's — one accumulator block for all column blocks — so the two are
+    within a few percent wherever act-reuse fits.)"""
+    from sparsa.compiler.tiling import AUTO_MARGIN
     from sparsa.sim.api import simulate
     g = RefGraph("auto-mixed", np.random.default_rng(6).integers(-128, 128, (256, 256))
                  .astype(np.int8), seed=6)
@@ -146,16 +150,59 @@ def test_auto_dataflow_picks_per_gemm_and_beats_both_orders():
                                 dump_after="tile" if df == "auto" else None,
                                 dump=dumps.append)
         cyc[df] = simulate(prog).cycles
-        if df == "auto":
-            orders = [ly.meta["order"] for ly in prog.layers if ly.kind != "host"]
-    assert orders == [["act-reuse"], ["weight-reuse"]]
-    assert cyc["auto"] < min(cyc["weight-reuse"], cyc["act-reuse"])
+    assert cyc["auto"] <= (1 + AUTO_MARGIN) * min(cyc["weight-reuse"], cyc["act-reuse"])
     assert "auto: weight-reuse" in dumps[0] and "act-reuse" in dumps[0]
+
+
+def test_weight_reuse_blocks_k_and_columns_when_the_k_strip_does_not_fit():
+    """A GEMM whose K strip does not fit the activation scratchpad half is blocked: chunks
+    of rows, activation blocks of ``kc`` K tiles, accumulator blocks of ``qb`` column
+    blocks. Every activation row is then loaded once per accumulator block (not once per
+    column block), the
+    program is faster than the one-K-tile-per-block form, and it stays bit-exact."""
+    from compiler_helpers import concurrent_hazards
+    from sparsa.compiler import tiling as tl
+    from sparsa.compiler.executor import run_program
+    from sparsa.compiler.gemms import read_output
+    from sparsa.compiler.ir import Tiling
+    from sparsa.sim.api import simulate
+    cfg = PRESETS["8x8-n2m8"]
+    P, K, Q = 200, 1024, 64
+    g = RefGraph("blocked", np.random.default_rng(3).integers(-128, 128, (P, K))
+                 .astype(np.int8), seed=3)
+    g.linear("a", "x", K, Q)
+    g.evaluate("2:8")
+    dumps: list[str] = []
+    prog = compile_workload(g, cfg, sparsity="2:8", seed=3, dump_after="tile",
+                            dump=dumps.append)
+    line = next(ln for ln in dumps[0].splitlines() if ln.startswith("  op a "))
+    t = {k: int(v) for k, v in (w.split("=") for w in line.split("#")[0].split()
+                                if w.split("=")[0] in ("nk", "nq", "pc", "kc", "qb"))}
+    assert 1 < t["kc"] < t["nk"] and t["qb"] > 1 and t["pc"] < P, line
+    act_entries = sum(i.count for i in prog.instructions
+                      if type(i) is Load and i.target is Target.ACT)
+    # each row's K tiles loaded once per accumulator block (not once per column block)
+    assert act_entries == P * t["nk"] * -(-t["nq"] // t["qb"])
+    np.testing.assert_array_equal(read_output(prog, run_program(prog), "a.y"),
+                                  g.gemm_out["a"][0])
+    assert concurrent_hazards(cfg, prog.instructions, trials=1) == []
+
+    real = tl.choose_tiling
+    def one_tile_blocks(*a, **kw):
+        t = real(*a, **kw)
+        return Tiling(**{**t.__dict__, "kc": 1, "qb": 1, "resident": False})
+    try:
+        tl.choose_tiling = one_tile_blocks
+        streamed = compile_workload(g, cfg, sparsity="2:8", seed=3, with_data=False)
+    finally:
+        tl.choose_tiling = real
+    assert simulate(prog).cycles < 0.8 * simulate(streamed).cycles
 
 
 def test_auto_times_a_repeated_gemm_once(monkeypatch):
     """dataflow="auto" keys its timings on everything the schedule depends on: identical
-    GEMMs (ResNet's repeated blocks) are timed once (both orders) and get the same order."""
+    GEMMs (ResNet's repeated blocks) are timed once (both orders, and the weight-reuse
+    blockings with close estimates) and get the same order."""
     from sparsa.compiler import tiling
     calls = []
     real = tiling.pair_cycles
@@ -168,7 +215,7 @@ def test_auto_times_a_repeated_gemm_once(monkeypatch):
     g.evaluate("2:8")
     prog = compile_workload(g, PRESETS["8x8-n2m8"], sparsity="2:8", seed=7, dataflow="auto",
                             with_data=False)
-    assert calls == ["a", "a"]
+    assert len(calls) >= 2 and set(calls) == {"a"}
     orders = [ly.meta["order"] for ly in prog.layers if ly.kind != "host"]
     assert len(orders) == 3 and orders[0] == orders[1] == orders[2]
 

@@ -185,7 +185,7 @@ def test_cli_sweep_all_points_failing_exits_1(tmp_path: Path,
 
     spec = tmp_path / "fail.yaml"
     spec.write_text("name: fail\npoints:\n  - {workload: resnet50, config: 16x16-n2m4, "
-                    "batch: 128}\noptions: {baseline: false}\narea: false\n")
+                    "batch: 1024}\noptions: {baseline: false}\narea: false\n")
     code, out, err = run(capsys, "sweep", str(spec), "-o", str(tmp_path / "r"), "--workers",
                          "1", "--no-progress")
     assert code == 1, err

@@ -82,17 +82,23 @@ def test_mlp_training_step_bimask():
 
 
 @pytest.mark.xdist_group("8x8-n2m8")
-def test_auto_dataflow_mixed_orders():
-    """dataflow="auto": one program with an act-reuse GEMM followed by a weight-reuse GEMM
+def test_blocked_weight_reuse_and_act_reuse():
+    """Both loop orders on one graph: weight-reuse blocks GEMM a (K blocks of 2 tiles,
+    accumulator blocks of 2 column blocks, their STOREs spread over later passes), and
+    act-reuse runs every GEMM with all column blocks in one accumulator block. Each program
     runs bit-exact, and the model's cycles equal the RTL's."""
     from sparsa.sim.api import simulate
-    g = RefGraph("auto-mixed", _x((256, 256), 6), seed=6)
+    g = RefGraph("orders", _x((256, 256), 6), seed=6)
     g.linear("a", "x", 256, 16)
     g.relu("r", "a")
     g.linear("b", "r", 16, 64)
     g.evaluate("2:8")
-    prog = compile_workload(g, PRESETS["8x8-n2m8"], sparsity="2:8", seed=6, dataflow="auto")
-    assert [ly.meta["order"] for ly in prog.layers if ly.kind != "host"] == \
-        [["act-reuse"], ["weight-reuse"]]
-    res = _run(prog, g)
-    assert simulate(prog).cycles == res.cycles
+    for df in ("weight-reuse", "act-reuse"):
+        dumps: list[str] = []
+        prog = compile_workload(g, PRESETS["8x8-n2m8"], sparsity="2:8", seed=6, dataflow=df,
+                                dump_after="tile", dump=dumps.append)
+        assert [ly.meta["order"] for ly in prog.layers if ly.kind != "host"] == [[df], [df]]
+        if df == "weight-reuse":
+            assert " kc=2 qb=2 " in dumps[0]
+        res = _run(prog, g)
+        assert simulate(prog).cycles == res.cycles

@@ -166,19 +166,21 @@ def test_cli_simulate_loop_order(tmp_path, capsys):
 
 def test_resnet50_compute_bound_layers_reach_the_ideal_2x():
     """ResNet-50 inference on 16x16 n2m4 at 2:4: every layer the model calls compute-bound
-    (streaming rows take >= 3/4 of its array time) runs >= 95% of the ideal 2x faster than
-    dense; the others name the overhead (fill/drain, DRAM) that sparsity does not shrink."""
+    (streaming rows take >= COMPUTE_BOUND_SHARE of its array time) runs >= 95% of the
+    ideal 2x faster than dense; the others name the overhead (fill/drain, DRAM) that
+    sparsity does not shrink."""
+    from sparsa.sim.api import COMPUTE_BOUND_SHARE
     dense = simulate(compile_workload("resnet50", CFG, sparsity="dense", with_data=False))
     res = simulate(compile_workload("resnet50", CFG, sparsity="2:4", with_data=False),
                    baseline=dense)
     gemm = [r for r in res.per_layer if r["dense_macs"] > 0]
     bound = [r for r in gemm if r["limiting"] == "compute"]
-    assert len(gemm) == 54 and len(bound) >= 15
+    assert len(gemm) == 54 and len(bound) >= 5
     for r in bound:
-        assert r["compute"] >= 0.75 * r["cycles"] * 0.99, r["layer"]
+        assert r["compute"] >= COMPUTE_BOUND_SHARE * r["cycles"] * 0.99, r["layer"]
         assert r["speedup"] >= 0.95 * 2.0, (r["layer"], r["speedup"])
     for r in gemm:
         if r["limiting"] != "compute":
-            assert r["compute"] < 0.75 * (r["compute"] + r["fill_drain"] + r["dram_bw"]
-                                          + r["window_bw"]), r["layer"]
+            assert r["compute"] < COMPUTE_BOUND_SHARE * (
+                r["compute"] + r["fill_drain"] + r["dram_bw"] + r["window_bw"]), r["layer"]
     assert 1.45 < res.speedup < 2.0 and res.dense_energy_pj > 1.5 * res.energy_pj
