@@ -63,7 +63,7 @@ from .errors import CompileError
 from .ir import CGraph, GemmOp
 
 __all__ = ["ActBlock", "AccBlock", "Step", "Emitter", "Schedule", "SchedulePass",
-           "op_layout", "MIN_CHUNK"]
+           "op_layout", "check_steps", "MIN_CHUNK"]
 
 MIN_CHUNK = 64   # smallest activation LOAD chunk (entries) when splitting a block
 #: Largest program the scheduler builds, in steps (one COMPUTE each; a step costs about
@@ -325,6 +325,16 @@ def _chunks(blk: ActBlock, parts: int) -> list[tuple[int, int, str, int, int, in
     return out
 
 
+def check_steps(name: str, ops: list[GemmOp]) -> None:
+    """Refuse a program of more than ``MAX_STEPS`` array steps (one COMPUTE each) for the
+    tilings of ``ops``, before any work is spent on it."""
+    n_steps = sum(-(-op.P // op.tiling.pc) * op.tiling.tiles for op in ops)
+    if n_steps > MAX_STEPS:
+        raise CompileError(f"{name}: {n_steps:,} array steps exceed the scheduler's limit "
+                           f"of {MAX_STEPS:,} (about {MAX_STEPS * 5 // 2:,} instructions); "
+                           f"use a smaller --batch/--seq or a larger array")
+
+
 def schedule(g: CGraph) -> Schedule:
     """Build the instruction list of every GEMM op of ``g`` (see the module docstring)."""
     cfg, opt = g.config, g.options
@@ -337,11 +347,7 @@ def schedule(g: CGraph) -> Schedule:
             if op.x_chained:
                 lp, lc = layouts[producer[op.x].name], layouts[op.name]
                 lp["y_row"] = lc["x_row"] = max(lp["y_row"], lc["x_row"])
-    n_steps = sum(-(-op.P // op.tiling.pc) * op.tiling.tiles for op in g.ops)
-    if n_steps > MAX_STEPS:
-        raise CompileError(f"{g.name}: {n_steps:,} array steps exceed the scheduler's limit "
-                           f"of {MAX_STEPS:,} (about {MAX_STEPS * 5 // 2:,} instructions); "
-                           f"use a smaller --batch/--seq or a larger array")
+    check_steps(getattr(g, "name", "program"), g.ops)
     steps: list[Step] = []
     for oi, op in enumerate(g.ops):
         steps += _op_steps(cfg, op, oi, op.node, layouts[op.name])

@@ -66,6 +66,9 @@ AUTO_PREFILTER = 1.15
 #: timed (at most ``TIME_TOP`` of them; see :func:`choose_tiling`)
 TIME_WITHIN = 1.25
 TIME_TOP = 3
+#: ... and only when a timing schedules at most this many array steps per copy (the
+#: GEMMs with many tiles and few rows have few blockings to choose from anyway)
+TIME_MAX_STEPS = 4000
 
 
 def _tile_map(cfg: AccelConfig, op: GemmOp, mode: str) -> wformat.TileMap:
@@ -148,7 +151,8 @@ def choose_tiling(cfg: AccelConfig, op: GemmOp, *, mode: str, dataflow: str,
     ``timer(tiling, rows)`` (cycles of ``op`` with ``tiling``, timed on its first ``rows``
     rows and scaled to all of them) picks among weight-reuse blockings: the best estimate
     for each number of activation reloads, those within ``TIME_WITHIN`` of the best
-    estimate, at most ``TIME_TOP``; without it the best estimate is taken."""
+    estimate, at most ``TIME_TOP``, when a timing takes at most ``TIME_MAX_STEPS`` steps;
+    otherwise (and without a timer) the best estimate is taken."""
     tmap = _tile_map(cfg, op, mode)
     acc_half = cfg.acc_entries // 2
     act_half = cfg.act_entries // 2
@@ -179,9 +183,10 @@ def choose_tiling(cfg: AccelConfig, op: GemmOp, *, mode: str, dataflow: str,
         per_reload.setdefault(1 if c[2] >= nk_used else -(-tmap.nq // c[3]), c)
     close = sorted(c for c in per_reload.values()
                    if c[0] <= cands[0][0] * TIME_WITHIN)[:TIME_TOP]
-    if timer is None or len(close) == 1:
-        return tiling("weight-reuse", *cands[0][1:], notes)
     rows = min(op.P, AUTO_SAMPLE_CHUNKS * max(c[1] for c in close))
+    steps = max(-(-rows // c[1]) for c in close) * tmap.tiles
+    if timer is None or len(close) == 1 or steps > TIME_MAX_STEPS:
+        return tiling("weight-reuse", *cands[0][1:], notes)
     timed = []
     for est, pc, kc, qb in close:
         t = tiling("weight-reuse", pc, kc, qb, notes)
@@ -279,7 +284,11 @@ class TilePass:
     name = "tile"
 
     def run(self, g: CGraph) -> tuple[CGraph, bool]:
+        from .schedule import check_steps
         cfg = g.config
+        for op in g.ops:           # untimed first: refuse an oversized program cheaply
+            op.tiling = choose_tiling(cfg, op, mode=op.mode, dataflow="weight-reuse")
+        check_steps(g.name, g.ops)
         timed: dict = {}
         for op in g.ops:
             if g.options.dataflow == "auto":
