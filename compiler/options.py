@@ -21,16 +21,19 @@ class CompileOptions:
     Parameters
     ----------
     dataflow : {"weight-reuse", "act-reuse", "auto"}
-        Loop order. ``weight-reuse``: for each chunk of ``P`` rows, for each column block,
-        for each ``K`` tile — every weight tile is loaded once per chunk, the chunk's
-        activations stay on chip for all column blocks when they fit (else they are reloaded
-        per tile), outputs of one column block are stored while the next computes.
-        ``act-reuse``: for each chunk, for each ``K`` tile, for each column block — every
-        activation tile is loaded once and used by all column blocks (the chunk's partial
-        sums of all column blocks stay in the accumulator), weights are reloaded per chunk.
+        Loop order. ``weight-reuse``: for each chunk of ``P`` rows, for each block of
+        ``qb`` column blocks (their partial sums in the accumulator), for each block of
+        ``kc`` ``K`` tiles (their activations on chip), every weight tile of those columns
+        and ``K`` tiles — every weight tile is loaded once per chunk; when one block holds
+        all ``K`` tiles the chunk's activations stay for every column block, else they are
+        reloaded once per block of columns. Block sizes from a cost estimate, close
+        candidates timed (:func:`sparsa.compiler.tiling.choose_tiling`).
+        ``act-reuse``: the same with one ``K`` tile per activation block and every column
+        block in one accumulator block — every activation tile is loaded once and used by
+        all column blocks.
         ``auto``: per GEMM, the order whose schedule of that GEMM alone takes fewer cycles
         (timed with the core's static issue schedule, :func:`sparsa.hw.schedule.schedule`;
-        both are noted in the dump). Compiles up to 2.5x slower on the zoo's networks.
+        both are noted in the dump).
     sparse_mode : {"auto", "sparse", "dense", "load-sparse"}
         ``auto``: sparse mode when the pattern fits the array's ``n:m`` and ``K > rows``
         (with ``K <= rows`` one tile holds ``K`` in either mode and sparse mode would only

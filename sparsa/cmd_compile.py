@@ -26,7 +26,7 @@ from sparsa.outputs import check_out_dir
 @click.option("--train", is_flag=True, help="Compile a training step (fwd, bwd-data, wgrad).")
 @click.option("--dataflow", "--loop-order", "dataflow", type=click.Choice(DATAFLOWS),
               default="weight-reuse", show_default=True,
-              help="Loop order (auto: the faster per GEMM, timed; compiles up to 2.5x slower).")
+              help="Loop order (auto: the faster of the two per GEMM, timed with the static schedule).")
 @click.option("--sparse-mode", type=click.Choice(SPARSE_MODES), default="auto",
               show_default=True,
               help="auto: sparse where the weights fit the array's n:m and K > rows; "

@@ -129,8 +129,8 @@ def print_report(res: Any, title: str) -> None:
               show_default=True, help="ws: the core; os/is: model-only array variants.")
 @click.option("--loop-order", type=click.Choice(DATAFLOWS),
               default="weight-reuse", show_default=True,
-              help="The compiler's loop order on the core (auto: the faster per GEMM; "
-                   "compiles up to 2.5x slower).")
+              help="The compiler's loop order on the core (auto: the faster of the two per "
+                   "GEMM, timed with the static schedule).")
 @click.option("--batch", default=1, show_default=True, type=click.IntRange(1))
 @click.option("--seq", default=None, type=click.IntRange(1))
 @click.option("--vs-dense", is_flag=True,
