@@ -17,7 +17,8 @@ computes. Issue order of step ``i``: ``COMPUTE(i)``, ``PRELOAD(i+1)``, a chunk o
 next activation block's LOADs (the next block is split into chunks of at least
 ``MIN_CHUNK`` entries spread evenly over the current block's steps, so weight loads are
 never stuck behind one long activation load and the LOAD unit works through the whole
-block instead of holding up the in-order issue at its start), the weight LOAD prefetched
+block instead of holding up the in-order issue at its start; chunks shorter than the DRAM
+latency go one per step from the first instead), the weight LOAD prefetched
 at this step if any, then one STORE left over from an earlier accumulator block and the
 first STORE of the block step ``i`` completes; the block's other STOREs (one per column
 block) follow one per step, so a run of them never holds up the in-order issue (all are
@@ -394,8 +395,15 @@ def schedule(g: CGraph) -> Schedule:
             if not own:
                 continue
             parts = _chunks(b, len(own))
+            # chunks whose beats outlast the DRAM latency are spread evenly (queued
+            # together they would hold up the in-order issue); latency-bound ones (a row or
+            # two per K tile, as in decoding) go one per step from the first, so the next
+            # block is ready early
+            beats = sum(ld[1] * act_entry_beats(cfg, ld[5]) for ld in b.loads)
+            spread = beats >= len(parts) * max(1, cfg.dram_latency_cycles)
             for j, ch in enumerate(parts):
-                chunks_after.setdefault(own[j * len(own) // len(parts)], []).append((ch, b))
+                at = j * len(own) // len(parts) if spread else min(j, len(own) - 1)
+                chunks_after.setdefault(own[at], []).append((ch, b))
             b.loaded = True
 
     # weight groups: runs of up to ``weight_batch`` steps of one op whose tiles are
