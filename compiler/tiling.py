@@ -108,9 +108,14 @@ def _blocked_cost(cfg: AccelConfig, op: GemmOp, tmap: wformat.TileMap, pc: int, 
     full, rest = divmod(op.P, pc)
     chunks = full + (rest > 0)
     per_tile = full * max(pc + fill, pre) + (max(rest + fill, pre) if rest else 0)
-    reloads = 1 if kc >= nk_used else -(-tmap.nq // qb)
-    dram = op.P * nk_used * eb_a * reloads + chunks * tmap.tiles * wb
+    dram = op.P * nk_used * eb_a * _reloads(tmap, kc, qb, nk_used) + chunks * tmap.tiles * wb
     return max(tmap.tiles * per_tile, dram)
+
+
+def _reloads(tmap: wformat.TileMap, kc: int, qb: int, nk_used: int) -> int:
+    """Times a chunk's activations are loaded: once when one block holds every used K
+    tile, else once per accumulator block of ``qb`` column blocks."""
+    return 1 if kc >= nk_used else -(-tmap.nq // qb)
 
 
 def _balanced(total: int, most: int) -> int:
@@ -145,15 +150,17 @@ def _weight_reuse(cfg: AccelConfig, op: GemmOp, tmap: wformat.TileMap, nk_used: 
 
 
 def choose_tiling(cfg: AccelConfig, op: GemmOp, *, mode: str, dataflow: str,
-                  timer: Callable[[Tiling, int], float] | None = None) -> Tiling:
+                  timer: Callable[[Tiling, int], float] | None = None,
+                  tmap: wformat.TileMap | None = None) -> Tiling:
     """Tile sizes and loop order of ``op`` in ``mode`` (see the module docstring).
 
     ``timer(tiling, rows)`` (cycles of ``op`` with ``tiling``, timed on its first ``rows``
     rows and scaled to all of them) picks among weight-reuse blockings: the best estimate
     for each number of activation reloads, those within ``TIME_WITHIN`` of the best
     estimate, at most ``TIME_TOP``, when a timing takes at most ``TIME_MAX_STEPS`` steps;
-    otherwise (and without a timer) the best estimate is taken."""
-    tmap = _tile_map(cfg, op, mode)
+    otherwise (and without a timer) the best estimate is taken. ``tmap``: the tile map of
+    ``op`` in ``mode`` when already built (it does not depend on the loop order)."""
+    tmap = _tile_map(cfg, op, mode) if tmap is None else tmap
     acc_half = cfg.acc_entries // 2
     act_half = cfg.act_entries // 2
     notes: list[str] = []
@@ -180,7 +187,7 @@ def choose_tiling(cfg: AccelConfig, op: GemmOp, *, mode: str, dataflow: str,
     # where DRAM time approaches array time), then the closest of those
     per_reload: dict[int, tuple[int, int, int, int]] = {}
     for c in cands:
-        per_reload.setdefault(1 if c[2] >= nk_used else -(-tmap.nq // c[3]), c)
+        per_reload.setdefault(_reloads(tmap, c[2], c[3], nk_used), c)
     close = sorted(c for c in per_reload.values()
                    if c[0] <= cands[0][0] * TIME_WITHIN)[:TIME_TOP]
     rows = min(op.P, AUTO_SAMPLE_CHUNKS * max(c[1] for c in close))
@@ -254,8 +261,9 @@ def choose_order(g: CGraph, op: GemmOp, cache: dict | None = None) -> Tiling:
     cache = {} if cache is None else cache
     def timer(t: Tiling, rows: int) -> float:
         return marginal_cycles(g, op, t, rows, cache)
-    wr = choose_tiling(cfg, op, mode=op.mode, dataflow="weight-reuse", timer=timer)
-    ar = choose_tiling(cfg, op, mode=op.mode, dataflow="act-reuse")
+    wr = choose_tiling(cfg, op, mode=op.mode, dataflow="weight-reuse", timer=timer,
+                       tmap=op.tiling.tmap if op.tiling else None)
+    ar = choose_tiling(cfg, op, mode=op.mode, dataflow="act-reuse", tmap=wr.tmap)
     if ar.order != "act-reuse":          # act-reuse does not fit: nothing to choose
         return ar
     if min(wr.pc, ar.pc) >= op.P and wr.resident:
@@ -287,7 +295,8 @@ class TilePass:
         from .schedule import check_steps
         cfg = g.config
         for op in g.ops:           # untimed first: refuse an oversized program cheaply
-            op.tiling = choose_tiling(cfg, op, mode=op.mode, dataflow="weight-reuse")
+            op.tiling = choose_tiling(cfg, op, mode=op.mode, dataflow=g.options.dataflow
+                                      if g.options.dataflow != "auto" else "weight-reuse")
         check_steps(g.name, g.ops)
         timed: dict = {}
         for op in g.ops:
@@ -295,7 +304,7 @@ class TilePass:
                 op.tiling = choose_order(g, op, timed)
             else:
                 op.tiling = choose_tiling(
-                    cfg, op, mode=op.mode, dataflow=g.options.dataflow,
+                    cfg, op, mode=op.mode, dataflow=g.options.dataflow, tmap=op.tiling.tmap,
                     timer=lambda t, rows, op=op: marginal_cycles(g, op, t, rows, timed))
             op.tiling.notes[:0] = op.mode_notes
         return g, True
