@@ -271,7 +271,20 @@ PRESETS: dict[str, AccelConfig] = {
 }
 
 
-def _from_mapping(data: Any, source: str) -> AccelConfig:
+def _energy_table_ref(value: Any, source: str, base_dir: Path | None) -> Any:
+    """Check an ``energy_table`` given in a config file or mapping: a preset name, or a YAML
+    file that exists (a relative path is taken from the config file's folder first)."""
+    from sparsa.sim.energy import ENERGY_PRESETS  # sim imports hw: resolve lazily
+    if not isinstance(value, str) or value in ENERGY_PRESETS:
+        return value
+    for cand in ([base_dir / value] if base_dir is not None else []) + [Path(value)]:
+        if cand.is_file():
+            return str(cand)
+    raise ConfigError(f"{source}: energy_table={value!r} is neither a preset "
+                      f"({', '.join(ENERGY_PRESETS)}) nor an existing YAML file")
+
+
+def _from_mapping(data: Any, source: str, base_dir: Path | None = None) -> AccelConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of AccelConfig fields, "
                           f"got {type(data).__name__}")
@@ -287,6 +300,8 @@ def _from_mapping(data: Any, source: str) -> AccelConfig:
         if k not in names:
             raise ConfigError(f"{source}: unknown field {k!r}; allowed: preset, "
                               f"{', '.join(sorted(names))}")
+    if "energy_table" in data:
+        data = {**data, "energy_table": _energy_table_ref(data["energy_table"], source, base_dir)}
     try:
         return dataclasses.replace(base, **data)
     except ConfigError as e:
@@ -314,7 +329,8 @@ def read_yaml(path: str | os.PathLike[str], error: type[Exception], what: str) -
 
 def load_config(path: str | os.PathLike[str]) -> AccelConfig:
     """Load an ``AccelConfig`` from YAML; unspecified fields come from ``preset`` or DEFAULT."""
-    return _from_mapping(read_yaml(path, ConfigError, "config file"), str(path))
+    return _from_mapping(read_yaml(path, ConfigError, "config file"), str(path),
+                         Path(path).parent)
 
 
 def from_dict(data: dict[str, Any], source: str = "config") -> AccelConfig:

@@ -52,6 +52,7 @@ def d(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (d / "name.yaml").write_text("name: 5\n")
     (d / "empty.yaml").write_text("")
     (d / "inf.yaml").write_text("sram_pj_per_64b: {8: .inf, 32: 20}\n")
+    (d / "noetable.yaml").write_text("preset: 4x4-n2m4\nenergy_table: nosuch.yaml\n")
     sweep = f"workloads: [{d / 'tiny.csv'}]\nconfigs: [4x4-n2m4]\n"
     (d / "sweep.yaml").write_text("name: ok\n" + sweep)
     (d / "opts.yaml").write_text("name: x\n" + sweep + "options: {model: {dram_beat_cycles: 0}}\n")
@@ -130,6 +131,8 @@ CASES = [
     (("simulate", "{d}/list.json"), "list.json: expected a program JSON object"),
     (("simulate", TINY, *SMALL, "--energy-table", "{d}/inf.yaml"), "sram_pj_per_64b"),
     (("simulate", TINY, *SMALL, "--seq", "-1"), "'--seq'"),
+    (("simulate", TINY, "--config", "{d}/noetable.yaml"),
+     "noetable.yaml: energy_table='nosuch.yaml' is neither a preset"),
     (("simulate", TINY, "--scalesim-parity", "--sparsity", "2:4"), "drop --sparsity"),
     (("compare", TINY, *SMALL, "--csv", "{d}/regfile/x.csv"), "'--csv'"),
     (("compare", TINY, *SMALL, "--dataflows", "ws,xs"), "'xs'"),
