@@ -51,13 +51,25 @@ later PRELOAD needs no wait on EXEC.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from sparsa.hw.config import AccelConfig
-from sparsa.hw.isa import Compute, Fence, Load, Preload, Store, Target, Unit, act_load_fields
-from sparsa.hw.timing import act_entry_beats, compute_cycles, load_cycles
+from sparsa.hw.isa import (
+    LOAD_SLACK_BITS,
+    SLACK_BITS,
+    Compute,
+    Fence,
+    Load,
+    Preload,
+    Store,
+    Target,
+    Unit,
+    act_load_fields,
+)
+from sparsa.hw.timing import act_entry_beats, compute_issue_cycles, load_cycles
 
 from . import wformat
 from .errors import CompileError
@@ -76,6 +88,9 @@ _UNIT = {Load: int(Unit.LOAD), Preload: int(Unit.PRE), Compute: int(Unit.EXEC),
          Store: int(Unit.STORE)}
 _UNITS = (int(Unit.LOAD), int(Unit.PRE), int(Unit.EXEC), int(Unit.STORE))
 _MASK_UNITS = [tuple(u for u in _UNITS if m & u) for m in range(16)]   # units of a wait mask
+_LOAD_U, _EXEC_U = int(Unit.LOAD), int(Unit.EXEC)
+_MAX_LOAD_SLACK = (1 << LOAD_SLACK_BITS) - 1
+_MAX_EXEC_SLACK = (1 << SLACK_BITS) - 1
 
 
 @dataclass(eq=False)
@@ -110,46 +125,96 @@ class Step:
 
 
 class Emitter:
-    """Collects instructions (symbolic DRAM addresses) and computes minimal wait masks."""
+    """Collects instructions (symbolic DRAM addresses) and computes minimal wait masks.
+
+    What an issued instruction proves complete (the rules of :mod:`sparsa.hw.isa`): waiting
+    on a unit, every earlier instruction of it -- except that waiting on ``LOAD`` with
+    ``load_slack = k`` leaves the ``k`` most recent LOADs running, waiting on ``EXEC`` proves
+    only that earlier COMPUTEs have *read* their rows unless the waiter is a STORE (its
+    ``exec_slack = k`` leaves the ``k`` most recent COMPUTEs writing) or a FENCE. Issuing on
+    its own unit proves the earlier PRELOADs/STOREs complete and the earlier COMPUTEs' reads
+    done; the load unit is pipelined, so a LOAD's issue proves nothing.
+    """
 
     def __init__(self) -> None:
         self.instrs: list[tuple[type, dict[str, Any], int, str | None, int, int]] = []
-        self._sync = {u: -1 for u in _UNITS}
+        self._done = {u: -1 for u in _UNITS}     # every instruction up to here has completed
+        self._rdone = {u: -1 for u in _UNITS}    # ... has done its reads (EXEC: its feed)
         self._writer: dict[Any, tuple[int, int]] = {}
         self._readers: dict[Any, dict[int, int]] = {}
+        self._loads: list[int] = []              # indices of the LOADs, in order
+        self._computes: list[int] = []           # indices of the COMPUTEs, in order
+
+    def _after(self, seq: list[int], idx: int) -> int:
+        """How many of ``seq`` (indices, ascending) come after instruction ``idx``."""
+        return len(seq) - bisect_right(seq, idx)
 
     def emit(self, cls: type, kw: dict[str, Any], *, reads: tuple = (), writes: tuple = (),
              issue_reads: tuple = (), tensor: str | None = None, layer: int = -1,
              useful: int = 0, wait: int = 0) -> None:
         unit = _UNIT.get(cls, 0)
         idx = len(self.instrs)
-        sync, writer, readers = self._sync, self._writer, self._readers
-        for r in reads:
-            d = writer.get(r)
-            if d is not None and d[1] != unit and sync[d[1]] <= d[0]:
-                wait |= d[1]
-        for r in issue_reads:
-            d = writer.get(r)
-            if d is not None and d[1] != unit and sync[d[1]] <= d[0]:
-                wait |= d[1]
+        done, rdone, writer, readers = self._done, self._rdone, self._writer, self._readers
+        # the newest conflicting LOAD / COMPUTE that must have completed (for the slacks)
+        need_load = need_exec = -1
+        for group in (reads, issue_reads, writes):
+            for r in group:
+                d = writer.get(r)
+                if d is not None:
+                    u = d[1]
+                    if u != unit and done[u] < d[0]:
+                        wait |= u
+                        if u == _LOAD_U:
+                            if d[0] > need_load:
+                                need_load = d[0]
+                        elif u == _EXEC_U and d[0] > need_exec:
+                            need_exec = d[0]
         for r in writes:
-            d = writer.get(r)
-            if d is not None and d[1] != unit and sync[d[1]] <= d[0]:
-                wait |= d[1]
             rd = readers.get(r)
             if rd:
                 for u, i in rd.items():
-                    if u != unit and sync[u] <= i:
+                    if u != unit and rdone[u] < i:
                         wait |= u
-        self.instrs.append((cls, kw, wait, tensor, layer, useful))
-        if unit:
-            sync[unit] = idx
+        if cls is Fence:
+            wait = wait or 15
+        load_slack = exec_slack = 0
+        if need_load >= 0 and (cls is Preload or cls is Compute):
+            load_slack = min(self._after(self._loads, need_load), _MAX_LOAD_SLACK)
+        if need_exec >= 0:
+            if cls is not Store:
+                raise CompileError(f"{cls.__name__} would need COMPUTE results: only a STORE "
+                                   "can wait for them")   # no such access in this scheduler
+            exec_slack = min(self._after(self._computes, need_exec), _MAX_EXEC_SLACK)
+        if load_slack:
+            kw = {**kw, "load_slack": load_slack}
+        if exec_slack:
+            kw = {**kw, "exec_slack": exec_slack}
+        self.instrs.append((cls, kw, 0 if cls is Fence else wait, tensor, layer, useful))
+        # what this instruction's issue proves
         if wait:
             for u in _MASK_UNITS[wait]:
-                sync[u] = idx
-        elif cls is Fence:
-            for u in _UNITS:
-                sync[u] = idx
+                if u == _LOAD_U:
+                    loads = self._loads
+                    upto = loads[-1 - load_slack] if load_slack < len(loads) else -1
+                elif u == _EXEC_U:
+                    if cls is not Store and cls is not Fence:
+                        rdone[u] = idx - 1           # COMPUTEs before have read their rows
+                        continue
+                    comps = self._computes
+                    upto = comps[-1 - exec_slack] if exec_slack < len(comps) else -1
+                else:
+                    upto = idx - 1
+                if upto > done[u]:
+                    done[u] = upto
+                if upto > rdone[u]:
+                    rdone[u] = upto
+        if unit == _LOAD_U:
+            self._loads.append(idx)
+        elif unit == _EXEC_U:
+            rdone[unit] = idx - 1
+            self._computes.append(idx)
+        elif unit:
+            done[unit] = rdone[unit] = idx - 1
         for r in reads:
             rd = readers.get(r)
             if rd is None:
@@ -230,7 +295,7 @@ def _op_batches(cfg: AccelConfig, ops: list[GemmOp], steps: list[Step],
     own_cost: dict[int, int] = {}   # per block not prefetched: its LOADs' cycles
     for i, st in enumerate(steps):
         n_steps[st.op] += 1
-        e_sum[st.op] += compute_cycles(cfg, st.count)
+        e_sum[st.op] += compute_issue_cycles(st.count)   # the pipelined array's time
         lds = chunks_after.get(i)
         cyc = sum(ld_cycles(ch) for ch, _ in lds) if lds else 0
         if not st.block.loaded:    # loaded at the step itself, not prefetched

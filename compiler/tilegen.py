@@ -3,8 +3,10 @@
 :func:`build_gemm_program` turns a list of GEMMs ``Y = X @ W`` into one :class:`Program` that
 tiles each GEMM over the array (P tiles x K passes x Q blocks), double-buffers activations
 and weights, overlaps the next pass's weight LOAD and PRELOAD with the current COMPUTE,
-prefetches the next activation block in chunks spread over the current block's passes, and
-chains ``accumulate`` over K; ``wait`` masks carry exactly the hazards of this schedule. :func:`random_gemm_specs` draws random GEMMs for a sparsity
+prefetches the next activation block in chunks spread over the current block's passes
+(each behind the next pass's weight LOAD, which its PRELOAD waits for with ``load_slack``),
+stores a pass's results behind the next COMPUTE (``exec_slack=1``) and chains
+``accumulate`` over K; ``wait`` masks carry exactly the hazards of this schedule. :func:`random_gemm_specs` draws random GEMMs for a sparsity
 mode. The RTL bench, ``sparsa verify`` and the benchmarks run these programs; the expected
 outputs come from plain numpy (``X @ W``), independent of the reference executor.
 
@@ -17,6 +19,7 @@ cmp_m=M`` spreads, e.g. 2:4 on an ``m = 8`` array).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -233,20 +236,24 @@ def build_gemm_program(cfg: AccelConfig, specs: list[GemmSpec], *, seed: int = 0
                      **act_load_fields(cfg, ps["act_win"]))
                 for lo, hi in zip(edges, edges[1:], strict=False)]
 
-    # chunk c of block b+1's activations is issued after the c-th compute of block b
+    # chunk c of block b+1's activations is issued after the c-th compute of block b (not
+    # after the last one: the first pass over block b+1 would wait for that chunk's data)
     chunks: dict[int, list[Load]] = {}
     for b, idxs in blocks.items():
         if b + 1 in blocks:
-            for c, ld in enumerate(act_loads(b + 1, len(idxs))):
+            for c, ld in enumerate(act_loads(b + 1, max(1, len(idxs) - 1))):
                 chunks.setdefault(idxs[c], []).append(ld)
 
-    def wgt_load(i: int) -> list[Instr]:
+    def wgt_load(i: int, then: list[Load] = ()) -> list[Instr]:
+        """Pass ``i``'s weight LOAD, the LOADs ``then``, and the PRELOAD, which lets those
+        run on (``load_slack``)."""
         ps = passes[i]
         return [Load(target=Target.WGT, sp_addr=wbuf[i % 2], count=cfg.rows,
-                     dram_addr=ps["w_addr"], dram_stride=ps["w_stride"]),
-                Preload(wsp_addr=wbuf[i % 2], wait=Unit.LOAD)]
+                     dram_addr=ps["w_addr"], dram_stride=ps["w_stride"]), *then,
+                Preload(wsp_addr=wbuf[i % 2], wait=Unit.LOAD, load_slack=len(then))]
 
     instrs: list[Instr] = []
+    deferred: list[Store] = []     # STOREs of the previous pass's COMPUTE
     if passes:
         instrs += act_loads(passes[0]["act_block"], 1) + wgt_load(0)
     for i, ps in enumerate(passes):
@@ -259,13 +266,20 @@ def build_gemm_program(cfg: AccelConfig, specs: list[GemmSpec], *, seed: int = 0
         instrs.append(Compute(asp_addr=abuf[ps["act_block"] % 2], acc_addr=acc_addr,
                               count=ps["count"], accumulate=ps["accumulate"], swap=1, wait=wait))
         if i + 1 < len(passes):
-            instrs += wgt_load(i + 1)
-        instrs += chunks.get(i, [])
+            instrs += wgt_load(i + 1, chunks.get(i, []))
+        else:
+            instrs += chunks.get(i, [])
+        # a pass's STORE goes out behind the next COMPUTE, which may still run on
+        # (exec_slack=1): the array need not drain before every STORE
+        instrs += deferred
+        deferred = []
         if ps["store"] is not None:
             st = ps["store"]
-            instrs.append(Store(acc_addr=acc_addr, count=st.count, dram_addr=st.dram_addr,
-                                dram_stride=st.dram_stride, relu=st.relu, requant=st.requant,
-                                shift=st.shift, wait=Unit.EXEC))
+            deferred.append(Store(acc_addr=acc_addr, count=st.count, dram_addr=st.dram_addr,
+                                  dram_stride=st.dram_stride, relu=st.relu,
+                                  requant=st.requant, shift=st.shift, wait=Unit.EXEC,
+                                  exec_slack=1))
+    instrs += [dataclasses.replace(st, exec_slack=0) for st in deferred]
     image = np.concatenate(dram.chunks) if dram.chunks else np.zeros(cfg.beat_bytes, np.uint8)
     if image.size == 0:
         image = np.zeros(cfg.beat_bytes, np.uint8)

@@ -16,8 +16,14 @@ down per cycle, in step with the windows:
 Weights are preloaded through a shift chain down every column into the PEs' shadow
 registers: an entry on ``w_in`` with ``w_shift`` high moves into row 0 while every row's
 shadow moves one row down; after ``rows`` shifts the first entry sits in row ``rows - 1``.
-``swap`` exchanges active and shadow registers of every PE at once; the caller swaps only
-while no row is in flight.
+
+The swap of active and shadow registers travels through the array as a wave, with the rows:
+``x_swap`` marks the first row of a new weight tile (it may also travel without a row), and
+the PEs of group ``g``, column ``c`` swap at the edge that moves the marked window into
+``W[g][c]``. Every row therefore meets exactly the weights of its own tile, so a new tile's
+rows follow the previous tile's rows without a gap; the last PE has swapped at the end of
+cycle ``D + groups + cols - 2`` (``D``: the cycle ``x_swap`` was high). A preload must not
+shift before that (the controller's swap-wave interlock).
 """
 
 from __future__ import annotations
@@ -71,8 +77,9 @@ class SystolicArray(wiring.Component):
         Weights entering the top of the preload shift chain.
     w_shift : In(1)
         Shift the shadow registers one row down, ``w_in`` into row 0.
-    swap : In(1)
-        Exchange active and shadow weights of every PE at the next clock edge.
+    x_swap : In(1)
+        The row on ``x`` (if any) is the first of a new weight tile: each PE exchanges its
+        active and shadow weights just before this row reaches it.
     """
 
     def __init__(self, *, config: AccelConfig) -> None:
@@ -86,7 +93,7 @@ class SystolicArray(wiring.Component):
             "y_valid": Out(1),
             "w_in": In(row_weights_layout(config)),
             "w_shift": In(1),
-            "swap": In(1),
+            "x_swap": In(1),
         })
 
     @property
@@ -110,25 +117,29 @@ class SystolicArray(wiring.Component):
             for c in range(C):
                 pe = pes[r][c]
                 m.submodules[f"pe_{r}_{c}"] = pe
-                m.d.comb += [pe.shift.eq(self.w_shift), pe.swap.eq(self.swap),
+                m.d.comb += [pe.shift.eq(self.w_shift),
                              pe.w_in.eq(self.w_in[c] if r == 0 else pes[r - 1][c].w_out)]
 
         psum_above = [None] * C
         for g in range(G):
             src = self.x[g]
+            flag = self.x_swap
             for k in range(g):                       # input skew: g cycles for group g
                 reg = Signal(window_layout(cfg), name=f"skew_{g}_{k}")
-                m.d.sync += reg.eq(src)
-                src = reg
+                freg = Signal(name=f"skew_swap_{g}_{k}")
+                m.d.sync += [reg.eq(src), freg.eq(flag)]
+                src, flag = reg, freg
             for c in range(C):
                 win = Signal(window_layout(cfg), name=f"win_{g}_{c}")
-                m.d.sync += win.eq(src)
-                src = win
+                wflag = Signal(name=f"win_swap_{g}_{c}")
+                m.d.sync += [win.eq(src), wflag.eq(flag)]
                 chain = psum_above[c]
                 for j in range(N):
                     pe = pes[g * N + j][c]
-                    m.d.comb += [pe.window.eq(win), pe.psum_in.eq(0 if chain is None else chain)]
+                    m.d.comb += [pe.window.eq(win), pe.swap.eq(flag),
+                                 pe.psum_in.eq(0 if chain is None else chain)]
                     chain = pe.psum_out
+                src, flag = win, wflag
                 psum = Signal(acc, name=f"psum_{g}_{c}")
                 m.d.sync += psum.eq(chain)
                 psum_above[c] = psum

@@ -1,4 +1,4 @@
-"""The controller: in-order issue of ISA v3 instructions to four execution units.
+"""The controller: in-order issue of ISA v4 instructions to four execution units.
 
 :class:`Controller` takes instruction words from a stream into a one-entry issue register,
 decodes them with :data:`~sparsa.hw.isa.INSTR_LAYOUT` and issues at most one per cycle: an
@@ -23,24 +23,27 @@ busy cycle; a unit is idle again in the cycle after its last busy cycle):
 * :class:`PreloadUnit` (``PRELOAD``) reads weight entries ``wsp_addr + rows - 1`` down to
   ``wsp_addr`` (cycles ``T0+1 .. T0+rows``) and shifts each into the array's shadow chain
   the next cycle. Busy ``rows + 2``.
-* :class:`ExecUnit` (``COMPUTE``) swaps the array's banks at the issue edge, streams
-  activation rows (reads at ``T0+1+p``) through the array (latency ``groups + cols``),
-  registers each result row, and writes (or adds into) the accumulator. Busy
-  ``count + groups + cols + 3``.
+* :class:`ExecUnit` (``COMPUTE``, pipelined) streams activation rows (reads at ``T0+1+p``)
+  through the array (latency ``groups + cols``), registers each result row, and writes (or
+  adds into) the accumulator; a ``swap=1`` COMPUTE's first row carries the weight swap
+  through the array. It accepts the next COMPUTE after ``max(1, count)`` cycles; the
+  COMPUTE retires ``max(1, count) + groups + cols + 3`` cycles after its issue.
 * :class:`StoreUnit` (``STORE``) reads accumulator rows ahead of the write stream, applies
   ReLU / requantisation combinationally and emits one DRAM write beat per cycle from
   ``T0+2``. Busy ``count * entry_beats + 2``.
 
 These are the formulas of :mod:`sparsa.hw.timing` (valid without valid/ready back-pressure).
-Status: ``busy`` is high while an instruction waits in the issue register or any unit is
-busy; ``cycles`` counts the cycles with ``busy`` high; ``retired`` counts instructions
+Issue rules for the pipelined EXEC unit (``exec_slack`` of a STORE, FENCE, the swap wave
+before a PRELOAD) are those of :mod:`sparsa.hw.isa`. Status: ``busy`` is high while an
+instruction waits in the issue register, any unit is busy or a COMPUTE is in flight; ``cycles`` counts the cycles with ``busy`` high; ``retired`` counts instructions
 completed (a unit's instruction in its last busy cycle, visible the cycle after).
 """
 
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
-from amaranth.lib import stream, wiring
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import ReadPort, WritePort
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -59,6 +62,7 @@ from .isa import (
     Unit,
     wr_layout,
 )
+from .timing import LOAD_QUEUE, swap_wave_cycles
 
 __all__ = ["UNIT_CONTROL", "Controller", "LoadUnit", "PreloadUnit", "ExecUnit", "StoreUnit",
            "STATUS_BITS"]
@@ -94,18 +98,27 @@ class Controller(wiring.Component):
         Instruction words.
     load, pre, exec, store : Out(UNIT_CONTROL)
         One handshake per execution unit.
+    load_outstanding : In(range(LOAD_QUEUE + 2))
+        LOADs still in flight (:attr:`LoadUnit.outstanding`).
+    exec_outstanding : In(outstanding_bits)
+        COMPUTEs still in flight (:attr:`ExecUnit.outstanding`).
+    exec_swapping : In(1)
+        A weight swap is still travelling through the array (:attr:`ExecUnit.swapping`).
     busy : Out(1)
-        An instruction is waiting to issue or a unit is busy.
+        An instruction is waiting to issue, a unit is busy or a COMPUTE is in flight.
     cycles : Out(32)
         Cycles with ``busy`` high since reset (wraps).
     retired : Out(32)
         Instructions completed since reset, ``FENCE`` included (wraps).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, outstanding_bits: int = 8) -> None:
         super().__init__({
             "instr": In(stream.Signature(INSTR_LAYOUT)),
             **{name: Out(UNIT_CONTROL) for name, _, _ in _UNITS},
+            "load_outstanding": In(range(LOAD_QUEUE + 2)),
+            "exec_outstanding": In(outstanding_bits),
+            "exec_swapping": In(1),
             "busy": Out(1),
             "cycles": Out(STATUS_BITS),
             "retired": Out(STATUS_BITS),
@@ -124,11 +137,41 @@ class Controller(wiring.Component):
             for _, bit, op in _UNITS:
                 with m.Case(op):
                     m.d.comb += own.eq(int(bit))
-        need = Signal(4)
-        is_fence_all = (ibuf.op == Op.FENCE) & (ibuf.wait == 0)
-        m.d.comb += need.eq(Mux(is_fence_all, int(Unit.ALL), ibuf.wait | own))
+        is_fence = ibuf.op == Op.FENCE
+        is_fence_all = is_fence & (ibuf.wait == 0)
+        # the pipelined units as the waiting instruction sees them. LOAD: done when at most
+        # load_slack (PRELOAD, COMPUTE; else 0) LOADs are outstanding. EXEC: a STORE waits until at most exec_slack COMPUTEs are in
+        # flight, a FENCE until none is, every other instruction while it reads rows.
+        bit = {u: int(u).bit_length() - 1 for u in (Unit.LOAD, Unit.PRE, Unit.EXEC, Unit.STORE)}
+        is_store = ibuf.op == Op.STORE
+        exec_seen = Mux(is_store, self.exec_outstanding > ibuf.payload.store.exec_slack,
+                        Mux(is_fence, self.exec_outstanding != 0, unit_busy[bit[Unit.EXEC]]))
+        load_slack = Mux(ibuf.op == Op.PRELOAD, ibuf.payload.preload.load_slack,
+                         Mux(ibuf.op == Op.COMPUTE, ibuf.payload.compute.load_slack, 0))
+        seen = Signal(4)
+        m.d.comb += [seen.eq(unit_busy), seen[bit[Unit.EXEC]].eq(exec_seen),
+                     seen[bit[Unit.LOAD]].eq(self.load_outstanding > load_slack)]
+        wait = Signal(4)
+        m.d.comb += wait.eq(Mux(is_fence_all, int(Unit.ALL), ibuf.wait))
+        # the own unit: accepts its next instruction (LOAD: the issue side is free and fewer
+        # than LOAD_QUEUE LOADs are outstanding; a load-as-sparse LOAD or one of no entries
+        # only when none is; PRELOAD: also the swap wave has passed)
+        lp = ibuf.payload.load
+        solo = ((lp.target == Target.WGT) & lp.expand) | (lp.count == 0)
+        load_block = (unit_busy[bit[Unit.LOAD]] | (self.load_outstanding >= LOAD_QUEUE)
+                      | (solo & (self.load_outstanding != 0)))
+        own_block = Signal()
+        with m.Switch(ibuf.op):
+            with m.Case(Op.LOAD):
+                m.d.comb += own_block.eq(load_block)
+            with m.Case(Op.PRELOAD):
+                m.d.comb += own_block.eq(unit_busy[bit[Unit.PRE]] | self.exec_swapping)
+            with m.Case(Op.COMPUTE):
+                m.d.comb += own_block.eq(unit_busy[bit[Unit.EXEC]])
+            with m.Case(Op.STORE):
+                m.d.comb += own_block.eq(unit_busy[bit[Unit.STORE]])
         issue = Signal()
-        m.d.comb += issue.eq(ibuf_valid & ((unit_busy & need) == 0))
+        m.d.comb += issue.eq(ibuf_valid & ((seen & wait) == 0) & ~own_block)
 
         m.d.comb += self.instr.ready.eq(~ibuf_valid | issue)
         with m.If(self.instr.valid & self.instr.ready):
@@ -142,16 +185,21 @@ class Controller(wiring.Component):
         retire_now = Signal(3)
         m.d.comb += retire_now.eq((issue & (own == 0)) + sum(u.done for u in units))
         m.d.sync += self.retired.eq(self.retired + retire_now)
-        m.d.comb += self.busy.eq(ibuf_valid | unit_busy.any())
+        m.d.comb += self.busy.eq(ibuf_valid | unit_busy.any() | (self.exec_outstanding != 0)
+                                 | (self.load_outstanding != 0))
         m.d.sync += self.cycles.eq(self.cycles + self.busy)
         return m
 
 
 class LoadUnit(wiring.Component):
-    """``LOAD``: DRAM -> activation or weight scratchpad.
+    """``LOAD``: DRAM -> activation or weight scratchpad, pipelined.
 
-    Plain LOADs write each entry in the cycle its last beat arrives and accept every
-    returning beat while busy. A weight LOAD with ``expand=1`` (*load-as-sparse*) feeds the
+    The issue side sends one read request per entry (``T0+1 ..``) and accepts the next LOAD
+    in the cycle its last request goes out, so the DRAM latency of consecutive LOADs
+    overlaps. Each LOAD with entries joins a queue of ``LOAD_QUEUE`` descriptors; the data
+    side takes them in order (the next one in the cycle the current one ends) and writes
+    each entry in the cycle its last beat arrives. A LOAD of no entries retires the cycle
+    after its issue. Plain LOADs accept every returning beat while the data side works. A weight LOAD with ``expand=1`` (*load-as-sparse*) feeds the
     compressed entries into a double-buffered window buffer instead: two banks of ``m``
     dense rows (``cols`` int8 each); compressed entry ``i`` adds column ``c``'s value into
     row ``idx[c]`` of the bank being filled (slot 0 of a window first zeroes the bank), and
@@ -163,9 +211,15 @@ class LoadUnit(wiring.Component):
     (``rd_data.ready`` low) until the cycle the bank's last row drains. See
     :func:`sparsa.hw.timing.load_cycles` for the resulting busy time.
 
+    A load-as-sparse LOAD holds the issue side until its end (``ctrl.busy``); the
+    controller issues it, and a LOAD of no entries, only when no LOAD is outstanding.
+
     Attributes
     ----------
     ctrl : In(UNIT_CONTROL)
+        ``busy``: the issue side cannot take the next LOAD; ``done``: a LOAD's last write.
+    outstanding : Out(range(LOAD_QUEUE + 2))
+        LOADs issued and not yet finished.
     rd_req : Out(stream.Signature(RD_REQ_LAYOUT))
         One request (``addr``, ``beats = entry_beats``) per entry.
     rd_data : In(stream.Signature(8 * beat_bytes))
@@ -184,6 +238,7 @@ class LoadUnit(wiring.Component):
         self._eb_win = {w: cfg.beats(cfg.act_row_bytes(w)) for w in cfg.windows}
         super().__init__({
             "ctrl": In(UNIT_CONTROL),
+            "outstanding": Out(range(LOAD_QUEUE + 2)),
             "rd_req": Out(stream.Signature(RD_REQ_LAYOUT)),
             "rd_data": In(stream.Signature(8 * cfg.beat_bytes)),
             "act_wr": In(WritePort.Signature(addr_width=ceil_log2(cfg.act_entries),
@@ -199,7 +254,6 @@ class LoadUnit(wiring.Component):
         ebmax = max(self._eb_wgt, self._eb_act, *self._eb_win.values())
         p = self.ctrl.instr.payload.load
 
-        busy = Signal()
         wgt = Signal()
         expand = Signal()
         sparse = Signal()                 # WGT expand=1: load-as-sparse
@@ -207,10 +261,14 @@ class LoadUnit(wiring.Component):
         stride = Signal(16)
         req_left = Signal(COUNT_BITS)
         req_addr = Signal(DRAM_ADDR_BITS)
+        req_eb = Signal(range(ebmax + 1))
         ents_left = Signal(COUNT_BITS)
         wptr = Signal(ADDR_BITS)
         bi = Signal(range(max(2, ebmax)))
         buf = [Signal(bb8, name=f"beat_{k}") for k in range(ebmax - 1)]
+        active = Signal()                 # the data side works on a LOAD
+        hold = Signal()                   # a load-as-sparse LOAD occupies the unit to its end
+        zero_done = Signal()              # a LOAD of no entries retires one cycle on
 
         # load-as-sparse state: window buffer banks, fill and drain pointers
         n, mm, cols, ib = cfg.n, cfg.m, cfg.cols, cfg.idx_bits
@@ -224,36 +282,43 @@ class LoadUnit(wiring.Component):
         nidx = Signal(range(max(2, n)))   # wptr % n
         banks = [[Signal(8 * cols, name=f"win{b}_row{j}") for j in range(mm)]
                  for b in range(2)]
-
-        m.d.comb += [self.ctrl.busy.eq(busy)]
         win = Signal(CMP_BITS)            # ACT expand=1: window width (cmp_m; 0 means n)
-        with m.If(self.ctrl.start):
-            is_wgt = p.target == Target.WGT
-            eb_exp = self._eb_win[n]
-            for w in cfg.windows:
-                if w != n:
-                    eb_exp = Mux(p.cmp_m == w, self._eb_win[w], eb_exp)
-            m.d.sync += [
-                busy.eq(1), wgt.eq(is_wgt), expand.eq(p.expand), sparse.eq(is_wgt & p.expand),
-                eb.eq(Mux(is_wgt, self._eb_wgt, Mux(p.expand, eb_exp, self._eb_act))),
-                win.eq(p.cmp_m),
-                stride.eq(p.dram_stride), req_left.eq(p.count), req_addr.eq(p.dram_addr),
-                ents_left.eq(p.count), wptr.eq(p.sp_addr), bi.eq(0),
-                cmp_n.eq(p.cmp_n), cmp_m.eq(p.cmp_m), slot.eq(0), fb.eq(0), db.eq(0),
-                full[0].eq(0), full[1].eq(0), dj.eq(0),
-            ]
-            if n & (n - 1) == 0:
-                m.d.sync += nidx.eq(p.sp_addr[:max(1, ceil_log2(n))] if n > 1 else 0)
-            else:
-                m.d.sync += nidx.eq(p.sp_addr % n)
 
-        # requests: one per entry, back to back
-        m.d.comb += [self.rd_req.valid.eq(busy & (req_left != 0)),
+        def entry_beats(target_wgt: Value, exp: Value, w: Value) -> Value:
+            eb_exp = self._eb_win[n]
+            for ww in cfg.windows:
+                if ww != n:
+                    eb_exp = Mux(w == ww, self._eb_win[ww], eb_exp)
+            return Mux(target_wgt, self._eb_wgt, Mux(exp, eb_exp, self._eb_act))
+
+        # issue side: one read request per entry from T0+1; the unit accepts the next LOAD
+        # in the cycle its last request goes out (a load-as-sparse LOAD: after its end)
+        is_wgt = p.target == Target.WGT
+        m.d.comb += self.ctrl.busy.eq((req_left > 1) | ((req_left == 1) & ~self.rd_req.ready)
+                                      | hold)
+        m.d.comb += [self.rd_req.valid.eq(req_left != 0),
                      self.rd_req.payload.addr.eq(req_addr),
-                     self.rd_req.payload.beats.eq(eb)]
+                     self.rd_req.payload.beats.eq(req_eb)]
         with m.If(self.rd_req.valid & self.rd_req.ready):
             m.d.sync += [req_left.eq(req_left - 1), req_addr.eq(req_addr + stride)]
+        m.d.sync += zero_done.eq(self.ctrl.start & (p.count == 0))
+        with m.If(self.ctrl.start):
+            m.d.sync += [stride.eq(p.dram_stride), req_left.eq(p.count),
+                         req_addr.eq(p.dram_addr),
+                         req_eb.eq(entry_beats(is_wgt, p.expand, p.cmp_m)),
+                         hold.eq(is_wgt & p.expand & (p.count != 0))]
 
+        # the LOADs whose data is still owed, in order (the data side takes the head)
+        desc = data.StructLayout({"wgt": 1, "expand": 1, "count": COUNT_BITS,
+                                  "sp_addr": ADDR_BITS, "cmp_n": CMP_BITS, "cmp_m": CMP_BITS})
+        m.submodules.queue = queue = SyncFIFO(width=desc.size, depth=LOAD_QUEUE)
+        m.d.comb += [queue.w_en.eq(self.ctrl.start & (p.count != 0)),
+                     queue.w_data.eq(Cat(is_wgt, p.expand, p.count, p.sp_addr, p.cmp_n,
+                                         p.cmp_m))]
+        head = data.View(desc, queue.r_data)
+        finish = Signal()
+        take = queue.r_rdy & (~active | finish)
+        m.d.comb += queue.r_en.eq(take)
         # drain: one dense-mode row of the full bank `db` per cycle
         db_full = Mux(db, full[1], full[0])
         draining = sparse & db_full
@@ -266,7 +331,7 @@ class LoadUnit(wiring.Component):
         # an entry-completing beat waits while its bank is full (unless it drains its last
         # row this very cycle: the fill then overwrites the bank at the same edge)
         blocked = sparse & last & fb_full & ~((db == fb) & dr_last)
-        m.d.comb += self.rd_data.ready.eq(busy & ~blocked)
+        m.d.comb += self.rd_data.ready.eq(active & ~blocked)
         got = self.rd_data.valid & self.rd_data.ready
         parts = [Mux(bi == k, beat, buf[k]) for k in range(ebmax - 1)] + [beat]
         entry = Cat(*parts)
@@ -340,10 +405,27 @@ class LoadUnit(wiring.Component):
         other_full = Mux(db, full[0], full[1])
         plain_done = (ents_left == 0) | ((ents_left == 1) & got & last)
         sparse_done = (ents_left == 0) & ((~full[0] & ~full[1]) | (dr_last & ~other_full))
-        finish = busy & Mux(sparse, sparse_done, plain_done)
-        m.d.comb += self.ctrl.done.eq(finish)
-        with m.If(finish):
-            m.d.sync += busy.eq(0)
+        m.d.comb += finish.eq(active & Mux(sparse, sparse_done, plain_done))
+        m.d.comb += self.ctrl.done.eq(finish | zero_done)
+        m.d.sync += self.outstanding.eq(self.outstanding + self.ctrl.start - self.ctrl.done)
+        with m.If(finish & ~take):
+            m.d.sync += active.eq(0)
+        with m.If(finish & sparse):
+            m.d.sync += hold.eq(0)
+        # take the next descriptor (last: its values win over the data side's updates)
+        with m.If(take):
+            m.d.sync += [
+                active.eq(1), wgt.eq(head.wgt), expand.eq(head.expand),
+                sparse.eq(head.wgt & head.expand),
+                eb.eq(entry_beats(head.wgt, head.expand, head.cmp_m)), win.eq(head.cmp_m),
+                ents_left.eq(head.count), wptr.eq(head.sp_addr), bi.eq(0),
+                cmp_n.eq(head.cmp_n), cmp_m.eq(head.cmp_m), slot.eq(0), fb.eq(0), db.eq(0),
+                full[0].eq(0), full[1].eq(0), dj.eq(0),
+            ]
+            if n & (n - 1) == 0:
+                m.d.sync += nidx.eq(head.sp_addr[:max(1, ceil_log2(n))] if n > 1 else 0)
+            else:
+                m.d.sync += nidx.eq(head.sp_addr % n)
         return m
 
 
@@ -406,23 +488,37 @@ class PreloadUnit(wiring.Component):
 
 
 class ExecUnit(wiring.Component):
-    """``COMPUTE``: activation scratchpad -> array -> accumulator scratchpad.
+    """``COMPUTE``: activation scratchpad -> array -> accumulator scratchpad, pipelined.
+
+    The unit reads one activation row per cycle (``T0+1 .. T0+count``) and accepts the next
+    COMPUTE in the cycle of its last read, so consecutive COMPUTEs stream rows back to back
+    while earlier rows are still in the array. Every row carries its own accumulator address
+    and ``accumulate`` flag down a delay line as long as the array's latency, and every
+    COMPUTE a completion token (behind its last row; one cycle behind the issue for a COMPUTE
+    of no rows) that retires it in the cycle its last accumulator row is written. A
+    ``swap=1`` COMPUTE marks its first row (``x_swap``); the array swaps each PE's weights
+    just before that row reaches it. The accumulator read port must be transparent for the
+    write port: a row may accumulate into the row the previous COMPUTE writes that cycle.
 
     Attributes
     ----------
     ctrl : In(UNIT_CONTROL)
+        ``busy``: reading activation rows (the next COMPUTE waits); ``done``: a COMPUTE's
+        last accumulator write.
+    outstanding : Out(ceil_log2(latency + 6))
+        COMPUTEs issued and not yet finished.
+    swapping : Out(1)
+        A swap is still travelling through the array (a PRELOAD must not shift yet).
     act_rd : In(ReadPort.Signature(...))
         Activation scratchpad read port.
     acc_rd : In(ReadPort.Signature(...))
         Accumulator read port (old values for ``accumulate``).
     acc_wr : In(WritePort.Signature(...))
         Accumulator write port.
-    x, x_valid : Out(act_layout(config)), Out(1)
-        Rows into the array.
+    x, x_valid, x_swap : Out(act_layout(config)), Out(1), Out(1)
+        Rows into the array; ``x_swap`` marks the first row of a ``swap=1`` COMPUTE.
     y, y_valid : In(psum_row_layout(config)), In(1)
         Result rows from the array, ``latency`` cycles later.
-    swap : Out(1)
-        Exchange the array's weight banks (in the issue cycle of a ``swap=1`` COMPUTE).
     """
 
     def __init__(self, *, config: AccelConfig, latency: int) -> None:
@@ -431,62 +527,81 @@ class ExecUnit(wiring.Component):
         acc_aw = ceil_log2(cfg.acc_entries)
         super().__init__({
             "ctrl": In(UNIT_CONTROL),
+            "outstanding": Out(ceil_log2(latency + 6)),
+            "swapping": Out(1),
             "act_rd": In(ReadPort.Signature(addr_width=ceil_log2(cfg.act_entries),
                                             shape=act_layout(cfg))),
             "acc_rd": In(ReadPort.Signature(addr_width=acc_aw, shape=psum_row_layout(cfg))),
             "acc_wr": In(WritePort.Signature(addr_width=acc_aw, shape=psum_row_layout(cfg))),
             "x": Out(act_layout(cfg)),
             "x_valid": Out(1),
+            "x_swap": Out(1),
             "y": In(psum_row_layout(cfg)),
             "y_valid": In(1),
-            "swap": Out(1),
         })
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
         cfg = self._config
+        lat = self._latency
         p = self.ctrl.instr.payload.compute
-        busy = Signal()
-        remaining = Signal(COUNT_BITS + 1 + ceil_log2(self._latency + 3))
         rd_left = Signal(COUNT_BITS)
         rd_addr = Signal(ADDR_BITS)
         acc_ptr = Signal(ADDR_BITS)
         accumulate = Signal()
+        tag = data.StructLayout({"addr": ADDR_BITS, "accumulate": 1, "last": 1})
+
+        # feed: reads in T0+1 .. T0+count; busy (for the next COMPUTE) while more than one
+        # read is left, so the next COMPUTE issues in the cycle of the last read
+        reading = rd_left != 0
+        m.d.comb += [self.ctrl.busy.eq(rd_left > 1),
+                     self.act_rd.addr.eq(rd_addr), self.act_rd.en.eq(1)]
+        # x-aligned stage (the read data arrives one cycle after the read)
         xv = Signal()
-        y_reg = Signal(psum_row_layout(cfg))
-        yv_reg = Signal()
-        wa = Signal(ADDR_BITS)
-
-        m.d.comb += [self.ctrl.busy.eq(busy), self.swap.eq(self.ctrl.start & p.swap)]
-        with m.If(self.ctrl.start):
-            m.d.sync += [busy.eq(1), remaining.eq(p.count + self._latency + 2),
-                         rd_left.eq(p.count), rd_addr.eq(p.asp_addr), acc_ptr.eq(p.acc_addr),
-                         accumulate.eq(p.accumulate)]
-
-        reading = busy & (rd_left != 0)
-        m.d.comb += [self.act_rd.addr.eq(rd_addr), self.act_rd.en.eq(1)]
-        m.d.sync += xv.eq(reading)
+        xt = Signal(tag)
+        s1 = Signal()                  # swap flag, one cycle after issue
+        zero1 = Signal()               # a COMPUTE of no rows: its token follows one cycle on
+        xs = Signal()
+        m.d.sync += [xv.eq(reading), xt.addr.eq(acc_ptr), xt.accumulate.eq(accumulate),
+                     xt.last.eq((reading & (rd_left == 1)) | zero1),
+                     s1.eq(self.ctrl.start & p.swap), xs.eq(s1),
+                     zero1.eq(self.ctrl.start & (p.count == 0))]
         with m.If(reading):
-            m.d.sync += [rd_addr.eq(rd_addr + 1), rd_left.eq(rd_left - 1)]
-        m.d.comb += [self.x.eq(self.act_rd.data), self.x_valid.eq(xv)]
+            m.d.sync += [rd_addr.eq(rd_addr + 1), rd_left.eq(rd_left - 1),
+                         acc_ptr.eq(acc_ptr + 1)]
+        with m.If(self.ctrl.start):
+            m.d.sync += [rd_left.eq(p.count), rd_addr.eq(p.asp_addr), acc_ptr.eq(p.acc_addr),
+                         accumulate.eq(p.accumulate)]
+        m.d.comb += [self.x.eq(self.act_rd.data), self.x_valid.eq(xv), self.x_swap.eq(xs)]
+
+        # each row's tag (and each COMPUTE's token) waits the array's latency beside it
+        yt = xt
+        for k in range(lat):
+            reg = Signal(tag, name=f"tag_{k}")
+            m.d.sync += reg.eq(yt)
+            yt = reg
 
         # result rows: register, fetch the old accumulator row alongside, write next cycle
-        m.d.comb += [self.acc_rd.addr.eq(acc_ptr), self.acc_rd.en.eq(self.y_valid)]
-        m.d.sync += [y_reg.eq(self.y), yv_reg.eq(self.y_valid)]
-        with m.If(self.y_valid):
-            m.d.sync += [wa.eq(acc_ptr), acc_ptr.eq(acc_ptr + 1)]
+        y_reg = Signal(psum_row_layout(cfg))
+        yv_reg = Signal()
+        wt = Signal(tag)
+        m.d.comb += [self.acc_rd.addr.eq(yt.addr), self.acc_rd.en.eq(self.y_valid)]
+        m.d.sync += [y_reg.eq(self.y), yv_reg.eq(self.y_valid), wt.eq(yt)]
         old = self.acc_rd.data
-        total = Cat(*[(y_reg[c] + Mux(accumulate, old[c], 0))[:cfg.acc_bits]
+        total = Cat(*[(y_reg[c] + Mux(wt.accumulate, old[c], 0))[:cfg.acc_bits]
                       for c in range(cfg.cols)])
-        m.d.comb += [self.acc_wr.addr.eq(wa), self.acc_wr.data.eq(total),
+        m.d.comb += [self.acc_wr.addr.eq(wt.addr), self.acc_wr.data.eq(total),
                      self.acc_wr.en.eq(yv_reg)]
+        m.d.comb += self.ctrl.done.eq(wt.last)
 
-        finish = busy & (remaining == 1)
-        m.d.comb += self.ctrl.done.eq(finish)
-        with m.If(busy):
-            m.d.sync += remaining.eq(remaining - 1)
-        with m.If(finish):
-            m.d.sync += busy.eq(0)
+        # COMPUTEs in flight; the swap wave's remaining cycles
+        m.d.sync += self.outstanding.eq(self.outstanding + self.ctrl.start - wt.last)
+        wave = Signal(range(cfg.groups + cfg.cols))
+        m.d.comb += self.swapping.eq(wave != 0)
+        with m.If(self.ctrl.start & p.swap):
+            m.d.sync += wave.eq(swap_wave_cycles(cfg) - 1)
+        with m.Elif(wave != 0):
+            m.d.sync += wave.eq(wave - 1)
         return m
 
 

@@ -1,7 +1,7 @@
 """The sparse systolic core: controller, execution units, scratchpads and the array.
 
 :class:`SparsaCore` is the top level that :mod:`sparsa.hw.verilog` turns into Verilog
-(top name ``sparsa_core``) and the cocotb bench drives. It executes ISA v2
+(top name ``sparsa_core``) and the cocotb bench drives. It executes ISA v4
 (:mod:`sparsa.hw.isa`) with the cycle timing of :mod:`sparsa.hw.timing`.
 
 Ports (Verilog names in brackets; clock ``clk`` and synchronous reset ``rst`` come from the
@@ -80,11 +80,11 @@ class SparsaCore(wiring.Component):
     def elaborate(self, platform: object) -> Module:
         m = Module()
         cfg = self._config
-        m.submodules.ctrl = ctrl = Controller()
         m.submodules.array = array = SystolicArray(config=cfg)
         m.submodules.load = load = LoadUnit(config=cfg)
         m.submodules.pre = pre = PreloadUnit(config=cfg)
         m.submodules.exec = ex = ExecUnit(config=cfg, latency=array.latency)
+        m.submodules.ctrl = ctrl = Controller(outstanding_bits=len(ex.outstanding))
         m.submodules.store = store = StoreUnit(config=cfg)
         m.submodules.act_sp = act_sp = act_scratchpad(cfg)
         m.submodules.wgt_sp = wgt_sp = wgt_scratchpad(cfg)
@@ -109,8 +109,11 @@ class SparsaCore(wiring.Component):
         wiring.connect(m, act_sp.read[0], ex.act_rd)
         wiring.connect(m, acc_sp.read[0], ex.acc_rd)
         wiring.connect(m, acc_sp.write, ex.acc_wr)
-        m.d.comb += [array.x.eq(ex.x), array.x_valid.eq(ex.x_valid), array.swap.eq(ex.swap),
-                     ex.y.eq(array.y), ex.y_valid.eq(array.y_valid)]
+        m.d.comb += [array.x.eq(ex.x), array.x_valid.eq(ex.x_valid), array.x_swap.eq(ex.x_swap),
+                     ex.y.eq(array.y), ex.y_valid.eq(array.y_valid),
+                     ctrl.exec_outstanding.eq(ex.outstanding),
+                     ctrl.load_outstanding.eq(load.outstanding),
+                     ctrl.exec_swapping.eq(ex.swapping)]
 
         wiring.connect(m, acc_sp.read[1], store.acc_rd)
         wiring.connect(m, wiring.flipped(self.wr), store.wr)

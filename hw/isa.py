@@ -1,4 +1,4 @@
-"""The tile ISA (version 3) of the sparse systolic core, defined once.
+"""The tile ISA (version 4) of the sparse systolic core, defined once.
 
 The hardware decodes with the :data:`INSTR_LAYOUT` (an ``amaranth.lib.data`` layout), the
 compiler encodes with :func:`encode`, the reference executor and the SimPy model interpret
@@ -14,6 +14,20 @@ instruction at a time. An instruction issues in the first cycle in which its own
 **and** every unit named in its ``wait`` mask is idle. Hazards between units are the
 compiler's responsibility, expressed only through ``wait`` masks. ``FENCE`` waits for the
 units in its mask (all units when the mask is 0) and occupies no unit.
+
+``LOAD`` and ``EXEC`` are pipelined (ISA v4). The load unit accepts the next ``LOAD`` once
+it has sent the current one's read requests (up to ``LOAD_QUEUE`` LOADs outstanding; their
+data arrives in order); an instruction whose mask names ``LOAD`` waits until every earlier
+LOAD has written its last entry, except that a ``PRELOAD`` or ``COMPUTE`` lets its
+``load_slack`` most recent LOADs run on. ``EXEC`` accepts the next ``COMPUTE`` as soon as it
+has read the last activation row of the current one, while earlier rows still travel
+through the array and into the accumulators. For the ``wait`` mask of ``LOAD``/``PRELOAD``/``COMPUTE`` the
+``EXEC`` unit is busy only while it reads activation rows; a ``STORE`` whose mask names
+``EXEC`` waits until at most ``exec_slack`` COMPUTEs are still writing accumulators
+(COMPUTEs finish in order, so ``exec_slack = k`` lets the ``k`` most recent ones run on);
+a ``FENCE`` naming ``EXEC`` waits until every COMPUTE has finished. A ``PRELOAD`` always
+waits, whatever its mask, until the weight swap of the last ``swap=1`` COMPUTE has reached
+every PE (the swap travels through the array with the first row, ``swap_wave_cycles``).
 
 Instructions (fields in scratchpad *entries* and DRAM *beats*; see ``hw/config.py``)
 ------------------------------------------------------------------------------------
@@ -37,22 +51,24 @@ Instructions (fields in scratchpad *entries* and DRAM *beats*; see ``hw/config.p
     one per cycle, so a window costs ``max(cmp_n * entry_beats, cmp_m)`` cycles.
     ``cmp_n``/``cmp_m`` are zero for every other weight LOAD.
     Timing: :func:`sparsa.hw.timing.load_cycles`.
-``PRELOAD wsp_addr``
+``PRELOAD wsp_addr load_slack``
     Copy weight entries ``wsp_addr .. wsp_addr+rows-1`` into the array's shadow
     (value, index) registers; entry ``r`` goes to PE row ``r``. Timing: ``preload_cycles``.
-``COMPUTE asp_addr acc_addr count accumulate swap``
+``COMPUTE asp_addr acc_addr count accumulate swap load_slack``
     If ``swap``: the shadow registers become the active ones first. Then for
     ``p in range(count)``, with ``x = ACT[asp_addr + p]`` viewed as ``groups`` windows of
     ``m`` int8 and PE(r, c) holding ``(v, i)``:
     ``y[c] = sum_r v[r, c] * x[r // n][i[r, c]]`` (int32, wrapping), and
     ``ACC[acc_addr + p] = y`` (``accumulate=0``) or ``ACC[acc_addr + p] += y``.
-    Timing: ``compute_cycles``.
-``STORE acc_addr count dram_addr dram_stride relu requant shift``
+    Timing: ``compute_cycles`` until the last accumulator row is written,
+    ``compute_issue_cycles`` until the unit accepts the next COMPUTE.
+``STORE acc_addr count dram_addr dram_stride relu requant shift exec_slack``
     For ``i in range(count)``: take ``a = ACC[acc_addr + i]`` (int32 x cols); if ``requant``:
     ``a = (a + 2**(shift-1)) >> shift`` (arithmetic, exact; no rounding term when
     ``shift=0``), saturate to int8 and write ``cols`` bytes; else write ``4*cols`` bytes of
     little-endian int32. ``relu`` clamps negatives to zero (before saturation). Written at
     DRAM beat ``dram_addr + i*dram_stride``, padded to whole beats with zeros.
+    ``exec_slack`` (ISA v4) applies when ``wait`` names ``EXEC``: see the execution model.
     Timing: ``store_cycles``.
 ``FENCE``
     Waits as described above. Timing: ``fence_cycles``.
@@ -78,7 +94,8 @@ __all__ = [
 
 #: 2: ``LOAD WGT expand=1`` is load-as-sparse in the hardware too (v1 cores ignored it)
 #: 3: ``LOAD ACT expand=1`` takes its window width from ``cmp_m`` (v2 always used ``n``)
-ISA_VERSION = 3
+#: 4: pipelined ``COMPUTE`` (fill/drain of consecutive COMPUTEs overlap), ``STORE exec_slack``
+ISA_VERSION = 4
 INSTR_BITS = 128
 ADDR_BITS = 16
 COUNT_BITS = 16
@@ -86,6 +103,8 @@ DRAM_ADDR_BITS = 32
 STRIDE_BITS = 16
 SHIFT_BITS = 5
 CMP_BITS = 6
+SLACK_BITS = 8
+LOAD_SLACK_BITS = 3
 
 
 class ISAError(ValueError):
@@ -127,6 +146,7 @@ LOAD_LAYOUT = data.StructLayout({
 })
 PRELOAD_LAYOUT = data.StructLayout({
     "wsp_addr": ADDR_BITS,
+    "load_slack": LOAD_SLACK_BITS,
 })
 COMPUTE_LAYOUT = data.StructLayout({
     "asp_addr": ADDR_BITS,
@@ -134,6 +154,7 @@ COMPUTE_LAYOUT = data.StructLayout({
     "count": COUNT_BITS,
     "accumulate": 1,
     "swap": 1,
+    "load_slack": LOAD_SLACK_BITS,
 })
 STORE_LAYOUT = data.StructLayout({
     "acc_addr": ADDR_BITS,
@@ -143,6 +164,7 @@ STORE_LAYOUT = data.StructLayout({
     "relu": 1,
     "requant": 1,
     "shift": SHIFT_BITS,
+    "exec_slack": SLACK_BITS,
 })
 PAYLOAD_BITS = INSTR_BITS - 8
 PAYLOAD_LAYOUT = data.UnionLayout({
@@ -241,6 +263,7 @@ class Load(Instr):
 @dataclass(frozen=True)
 class Preload(Instr):
     wsp_addr: int = 0
+    load_slack: int = 0
     OP: ClassVar[Op] = Op.PRELOAD
     LAYOUT: ClassVar[data.StructLayout] = PRELOAD_LAYOUT
     UNIT: ClassVar[Unit] = Unit.PRE
@@ -253,6 +276,7 @@ class Compute(Instr):
     count: int = 1
     accumulate: int = 0
     swap: int = 1
+    load_slack: int = 0
     OP: ClassVar[Op] = Op.COMPUTE
     LAYOUT: ClassVar[data.StructLayout] = COMPUTE_LAYOUT
     UNIT: ClassVar[Unit] = Unit.EXEC
@@ -267,6 +291,7 @@ class Store(Instr):
     relu: int = 0
     requant: int = 0
     shift: int = 0
+    exec_slack: int = 0
     OP: ClassVar[Op] = Op.STORE
     LAYOUT: ClassVar[data.StructLayout] = STORE_LAYOUT
     UNIT: ClassVar[Unit] = Unit.STORE

@@ -3,18 +3,29 @@
 The ISA's execution model (``hw/isa.py``) with the busy times of ``hw/timing.py``: at most
 one instruction issues per cycle, in order; an instruction issues in the first cycle in
 which its unit is idle and every unit of its ``wait`` mask is idle (``FENCE``: the units of
-its mask, all units for mask 0; it occupies no unit). The RTL timing tests compare measured
+its mask, all units for mask 0; it occupies no unit), with the pipelined EXEC unit's rules
+(``exec_slack`` of a STORE, the swap wave before a PRELOAD; see :mod:`sparsa.hw.isa`). The RTL timing tests compare measured
 cycles with :func:`schedule`; the SimPy model must agree with it on stall-free programs.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .config import AccelConfig
-from .isa import Fence, Instr, Unit
-from .timing import FENCE_CYCLES, ISSUE_CYCLES, instr_cycles
+from .isa import SLACK_BITS, Compute, Fence, Instr, Load, Preload, Store, Unit
+from .timing import (
+    FENCE_CYCLES,
+    ISSUE_CYCLES,
+    LOAD_QUEUE,
+    instr_cycles,
+    instr_entry_beats,
+    issue_cycles,
+    load_solo,
+    swap_wave_cycles,
+)
 
 __all__ = ["Schedule", "schedule"]
 
@@ -27,9 +38,16 @@ class Schedule:
 
 
 def schedule(cfg: AccelConfig, instructions: Sequence[Instr]) -> Schedule:
-    """Issue and completion cycles of every instruction, relative to the first issue."""
+    """Issue and completion cycles of every instruction, relative to the first issue.
+
+    ``end`` of a COMPUTE is the cycle after its last accumulator write; the pipelined EXEC
+    unit accepts the next COMPUTE earlier (:func:`~sparsa.hw.timing.issue_cycles`)."""
     units = tuple(int(u) for u in (Unit.LOAD, Unit.PRE, Unit.EXEC, Unit.STORE))
-    free = dict.fromkeys(units, 0)
+    EXEC, LOAD = int(Unit.EXEC), int(Unit.LOAD)
+    free = dict.fromkeys(units, 0)     # LOAD/EXEC: the cycle it accepts the next LOAD/COMPUTE
+    ends: deque[int] = deque(maxlen=1 << SLACK_BITS)   # COMPUTE ends, in issue order
+    lends: deque[int] = deque(maxlen=LOAD_QUEUE)        # LOAD ends, in issue order
+    swap_clear = 0
     t = 0
     issue: list[int] = []
     end: list[int] = []
@@ -38,16 +56,45 @@ def schedule(cfg: AccelConfig, instructions: Sequence[Instr]) -> Schedule:
         fence = isinstance(ins, Fence)
         if fence and mask == 0:
             mask = int(Unit.ALL)
-        ready = t
-        for u in units:
-            if mask & u and free[u] > ready:
-                ready = free[u]
         unit = ins.UNIT
+        ready = t
+        for u in units:                    # the wait mask: units as waiters see them
+            if not mask & u:
+                continue
+            if u == EXEC:                  # reads done; a STORE/FENCE: writes done
+                f = free[u]
+                if ends and (fence or isinstance(ins, Store)):
+                    k = 0 if fence else ins.exec_slack
+                    f = ends[-1 - k] if k < len(ends) else 0
+            elif u == LOAD:                # all but the load_slack most recent LOADs ended
+                k = getattr(ins, "load_slack", 0)
+                f = lends[-1 - k] if k < len(lends) else 0
+            else:
+                f = free[u]
+            if f > ready:
+                ready = f
+        if unit is not None:               # the own unit accepts the instruction
+            f = free[int(unit)]
+            if isinstance(ins, Preload):
+                f = max(f, swap_clear)
+            elif isinstance(ins, Load) and lends:
+                # fewer than LOAD_QUEUE LOADs outstanding (load-as-sparse or empty: none)
+                f = max(f, lends[-1] if load_solo(ins) else (
+                    lends[0] if len(lends) == LOAD_QUEUE else 0))
+            if f > ready:
+                ready = f
         if unit is not None:
             u = int(unit)
-            if free[u] > ready:
-                ready = free[u]
-            free[u] = done = ready + instr_cycles(cfg, ins)
+            done = ready + instr_cycles(cfg, ins)
+            free[u] = ready + issue_cycles(cfg, ins)
+            if isinstance(ins, Load):
+                if lends and not load_solo(ins):     # data in order, after the previous
+                    done = max(done, lends[-1] + ins.count * instr_entry_beats(cfg, ins))
+                lends.append(done)
+            if isinstance(ins, Compute):
+                ends.append(done)
+                if ins.swap:
+                    swap_clear = ready + swap_wave_cycles(cfg)
             end.append(done)
         else:
             end.append(ready + FENCE_CYCLES)

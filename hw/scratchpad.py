@@ -32,6 +32,9 @@ class Scratchpad(wiring.Component):
         Number of entries (>= 2).
     read_ports : int
         Number of synchronous read ports (>= 1).
+    transparent : tuple of int
+        Read ports that are transparent for the write port: reading an entry in the cycle
+        it is written returns the new data.
 
     Attributes
     ----------
@@ -41,7 +44,8 @@ class Scratchpad(wiring.Component):
         The write port (``addr``, ``data``, ``en`` in; written at the clock edge).
     """
 
-    def __init__(self, *, shape: ShapeLike, depth: int, read_ports: int = 1) -> None:
+    def __init__(self, *, shape: ShapeLike, depth: int, read_ports: int = 1,
+                 transparent: tuple[int, ...] = ()) -> None:
         if not isinstance(depth, int) or depth < 2:
             raise ValueError(f"depth must be an integer >= 2, not {depth!r}")
         if not isinstance(read_ports, int) or read_ports < 1:
@@ -53,6 +57,7 @@ class Scratchpad(wiring.Component):
                    for i in range(read_ports)}
         members["write"] = Out(WritePort.Signature(addr_width=self._addr_width, shape=shape))
         self._read_ports = read_ports
+        self._transparent = tuple(transparent)
         super().__init__(members)
 
     @property
@@ -70,10 +75,10 @@ class Scratchpad(wiring.Component):
     def elaborate(self, platform: object) -> Module:
         m = Module()
         m.submodules.mem = mem = Memory(shape=self._shape, depth=self._depth, init=[])
-        for port in self.read:
-            rp = mem.read_port()
-            m.d.comb += [rp.addr.eq(port.addr), rp.en.eq(port.en), port.data.eq(rp.data)]
         wp = mem.write_port()
+        for i, port in enumerate(self.read):
+            rp = mem.read_port(transparent_for=(wp,) if i in self._transparent else ())
+            m.d.comb += [rp.addr.eq(port.addr), rp.en.eq(port.en), port.data.eq(rp.data)]
         m.d.comb += [wp.addr.eq(self.write.addr), wp.en.eq(self.write.en),
                      wp.data.eq(self.write.data)]
         return m
@@ -91,5 +96,7 @@ def wgt_scratchpad(cfg: AccelConfig) -> Scratchpad:
 
 
 def acc_scratchpad(cfg: AccelConfig) -> Scratchpad:
-    """Accumulator rows (``psum_row_layout``), two read ports (COMPUTE accumulate, STORE)."""
-    return Scratchpad(shape=psum_row_layout(cfg), depth=cfg.acc_entries, read_ports=2)
+    """Accumulator rows (``psum_row_layout``), two read ports (COMPUTE accumulate, transparent
+    so that back-to-back COMPUTEs accumulate into the same row; STORE)."""
+    return Scratchpad(shape=psum_row_layout(cfg), depth=cfg.acc_entries, read_ports=2,
+                      transparent=(0,))

@@ -14,9 +14,14 @@ request's data follows without a bubble); writes are posted.
 Where the constants come from (the generated RTL, :mod:`sparsa.hw.controller`; every unit
 latches its instruction in the issue cycle ``T0`` and starts work in ``T0 + 1``):
 
-* LOAD: one read request per entry from ``T0+1``; the last beat arrives (and the entry is
-  written) in ``T0 + L + count*entry_beats``: ``L + count*entry_beats + 1`` cycles
-  (``LOAD_OVERHEAD = 1``); a LOAD of 0 entries takes 2 cycles.
+* LOAD (pipelined, ISA v4): one read request per entry in ``T0+1 .. T0+count``; the unit
+  accepts the next LOAD in ``T0+count`` (``load_issue_cycles``) while fewer than
+  ``LOAD_QUEUE`` LOADs are outstanding. Data comes back in order: a LOAD's first beat
+  arrives in ``max(T0 + 1 + L, end of the previous LOAD)`` and its last beat (the entry
+  write, the last busy cycle) ``count*entry_beats - 1`` cycles later. Alone:
+  ``L + count*entry_beats + 1`` cycles (``LOAD_OVERHEAD = 1``). A LOAD of 0 entries takes 2
+  cycles; it and a load-as-sparse LOAD issue only when no LOAD is outstanding, and the
+  load-as-sparse one holds the unit until its end.
 * LOAD WGT ``expand=1`` (load-as-sparse, ``count = W * cmp_n`` compressed entries of ``E``
   beats, ``F = cmp_n * E`` beats per window): requests as above; the ``cmp_n``-th entry of
   window ``w`` is added into its window bank in cycle ``a_w``, the bank drains ``cmp_m``
@@ -30,9 +35,15 @@ latches its instruction in the issue cycle ``T0`` and starts work in ``T0 + 1``)
   ``L + F + (W-1)*max(F, cmp_m) + cmp_m + 1`` (``LOAD_OVERHEAD = 1``; 2 for count 0).
 * PRELOAD: weight-scratchpad reads in ``T0+1 .. T0+rows``, shifts one cycle later:
   ``rows + 2`` (``PRELOAD_OVERHEAD = 2``).
-* COMPUTE: activation reads from ``T0+1``, the array's ``groups + cols`` latency, one result
-  register, then the accumulator write: ``count + groups + cols + 3``
-  (``COMPUTE_OVERHEAD = 3``).
+* COMPUTE (pipelined, ISA v4): activation reads in ``T0+1 .. T0+count``; the unit accepts the
+  next COMPUTE in ``T0+count`` (``compute_issue_cycles = max(1, count)``: its reads follow
+  without a bubble). Each row then takes the array's ``groups + cols`` latency, one result
+  register and the accumulator write; the last write is the last busy cycle:
+  ``max(1, count) + groups + cols + 3`` (``COMPUTE_OVERHEAD = 3``; a COMPUTE of no rows
+  still sends its completion token one cycle behind the issue). A ``swap=1`` COMPUTE's swap
+  reaches PE (g, c) at the edge ending cycle ``T0 + 2 + g + c``; a PRELOAD's first shift
+  edge ends its cycle ``T0' + 2``, so a PRELOAD issues at ``T0 + groups + cols - 1`` at the
+  earliest (``swap_wave_cycles``).
 * STORE: accumulator read in ``T0+1``, first write beat in ``T0+2``, one beat per cycle:
   ``count*entry_beats + 2`` (``STORE_OVERHEAD = 2``).
 * FENCE: 1.
@@ -48,6 +59,8 @@ from .isa import Compute, Fence, Instr, ISAError, Load, Preload, Store, Target
 
 ISSUE_CYCLES = 1
 LOAD_OVERHEAD = 1
+#: LOADs that may be outstanding at once (the load unit's descriptor queue).
+LOAD_QUEUE = 4
 PRELOAD_OVERHEAD = 2
 COMPUTE_OVERHEAD = 3
 STORE_OVERHEAD = 2
@@ -110,8 +123,41 @@ def preload_cycles(cfg: AccelConfig) -> int:
 
 
 def compute_cycles(cfg: AccelConfig, count: int) -> int:
-    """Stream ``count`` rows: fill/drain through ``groups`` row groups and ``cols`` columns."""
-    return count + cfg.groups + cfg.cols + COMPUTE_OVERHEAD
+    """Issue to last accumulator write of a COMPUTE of ``count`` rows: streaming plus the
+    fill/drain through ``groups`` row groups and ``cols`` columns."""
+    return max(1, count) + cfg.groups + cfg.cols + COMPUTE_OVERHEAD
+
+
+def compute_issue_cycles(count: int) -> int:
+    """Cycles until the (pipelined) EXEC unit accepts the next COMPUTE: one per row read."""
+    return max(1, count)
+
+
+def swap_wave_cycles(cfg: AccelConfig) -> int:
+    """Cycles from a ``swap=1`` COMPUTE's issue until a PRELOAD may issue (the swap has
+    reached the last PE before the PRELOAD's first shift)."""
+    return cfg.groups + cfg.cols - 1
+
+
+def load_issue_cycles(count: int) -> int:
+    """Cycles until the load unit accepts the next LOAD after a plain LOAD of ``count``
+    entries: one read request per cycle (a LOAD of no entries: 1)."""
+    return max(1, count)
+
+
+def load_solo(instr: Load) -> bool:
+    """A LOAD that issues only when no LOAD is outstanding: load-as-sparse or empty."""
+    return instr.count == 0 or bool(instr.target == Target.WGT and instr.expand)
+
+
+def issue_cycles(cfg: AccelConfig, instr: Instr) -> int:
+    """Cycles until ``instr``'s unit accepts its next instruction (= :func:`instr_cycles`
+    except for the pipelined COMPUTE and plain LOADs)."""
+    if isinstance(instr, Compute):
+        return compute_issue_cycles(instr.count)
+    if isinstance(instr, Load) and not (instr.target == Target.WGT and instr.expand):
+        return load_issue_cycles(instr.count)
+    return instr_cycles(cfg, instr)
 
 
 def store_cycles(cfg: AccelConfig, count: int, entry_beats: int) -> int:

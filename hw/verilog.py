@@ -7,7 +7,7 @@ builds from an :class:`~sparsa.hw.config.AccelConfig`) to ``<top>.v`` with
     {"top": "sparsa_core", "files": ["sparsa_core.v"],
      "ports": [{"name": "clk", "width": 1, "direction": "input"}, ...],
      "parameters": {<every AccelConfig field>, <derived sizes>},
-     "isa_version": 3, "sparsa_version": "0.1.0", "amaranth_version": "0.5.x",
+     "isa_version": 4, "sparsa_version": "0.1.0", "amaranth_version": "0.5.x",
      "sha256": {"sparsa_core.v": "<hex>"}}
 
 Ports are read back from the generated Verilog (so the manifest describes the file, not the

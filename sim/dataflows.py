@@ -28,6 +28,10 @@ and every PE selects ``window[index]`` from an ``m``-value activation window.
     stretches every window to ``max(n, ceil(m/link))`` steps -- the "window bandwidth"
     limit.
 
+Both arrays are pipelined like the core (``hw/isa.py``): the next pass streams while the
+current one drains, a pass's results are stored behind the next pass, and LOADs overlap
+their DRAM latency.
+
 Loop order (both): for each block of P, the streamed operand of a pass is loaded
 double-buffered while the previous pass computes; a block's activations are loaded once,
 weights are reloaded per P block unless the whole (compressed) weight fits in half the
@@ -44,6 +48,7 @@ from sparsa.hw.timing import (
     COMPUTE_OVERHEAD,
     compute_cycles,
     load_cycles,
+    load_issue_cycles,
     preload_cycles,
     store_cycles,
 )
@@ -70,9 +75,11 @@ class _Emitter:
         self.stream: list[int] = []
         self.layer: list[int] = []
         self.window: list[int] = []
+        self.accept: list[int] = []
+        self.slack: list[int] = []
 
     def op(self, unit: int, wait: int, cycles: int, beats: int, layer: int, stream: int = 0,
-           window: int = 0) -> None:
+           window: int = 0, accept: int | None = None, slack: int = 0) -> None:
         self.unit.append(unit)
         self.wait.append(wait)
         self.cycles.append(cycles)
@@ -80,12 +87,15 @@ class _Emitter:
         self.stream.append(stream)
         self.layer.append(layer)
         self.window.append(window)
+        self.accept.append(cycles if accept is None else accept)
+        self.slack.append(slack)
 
     def load(self, count: int, entry_bytes: int, layer: int) -> int:
         if count <= 0:
             return 0
         eb = self.cfg.beats(entry_bytes)
-        self.op(_LOAD, 0, load_cycles(self.cfg, count, eb), count * eb, layer)
+        self.op(_LOAD, 0, load_cycles(self.cfg, count, eb), count * eb, layer,
+                accept=load_issue_cycles(count))
         return count * eb * self.cfg.beat_bytes
 
     def run(self, passes: list[dict[str, Any]]) -> dict[int, dict[str, int]]:
@@ -100,21 +110,29 @@ class _Emitter:
                 d["dram_read"] += self.load(count, eb, p["layer"])
             self.op(_PRE, _LOAD, preload_cycles(self.cfg), 0, p["layer"])
 
+        def stores(p: dict[str, Any], slack: int) -> None:
+            for count, eb in p["stores"]:
+                beats = self.cfg.beats(eb)
+                self.op(_STORE, _EXEC, store_cycles(self.cfg, count, beats), count * beats,
+                        p["layer"], slack=slack)
+                d = dram.setdefault(p["layer"], {"dram_read": 0, "dram_write": 0})
+                d["dram_write"] += count * beats * self.cfg.beat_bytes
+
         if passes:
             pre_loads(passes[0])
         for i, p in enumerate(passes):
             # no STORE wait: accumulator halves alternate and the in-order STORE unit has
-            # finished pass i-1's store before pass i+1's computes issue
+            # finished pass i-2's store before pass i+1's computes issue. The array is
+            # pipelined like the core's: the next pass streams while this one drains.
             wait = _PRE | (_LOAD if p["stream_loads"] else 0)
-            self.op(_EXEC, wait, p["exec_cycles"], 0, p["layer"], p["stream"], p["window"])
+            self.op(_EXEC, wait, p["exec_cycles"], 0, p["layer"], p["stream"], p["window"],
+                    accept=max(1, p["stream"] + p["window"]))
             if i + 1 < len(passes):
                 pre_loads(passes[i + 1])
-            for count, eb in p["stores"]:
-                beats = self.cfg.beats(eb)
-                self.op(_STORE, _EXEC, store_cycles(self.cfg, count, beats), count * beats,
-                        p["layer"])
-                d = dram.setdefault(p["layer"], {"dram_read": 0, "dram_write": 0})
-                d["dram_write"] += count * beats * self.cfg.beat_bytes
+            if i:                          # the previous pass's results, behind this pass
+                stores(passes[i - 1], 1)
+        if passes:
+            stores(passes[-1], 0)
         return dram
 
 
@@ -254,4 +272,6 @@ def variant_ops(program: Any, cfg: AccelConfig, dataflow: str, *,
                                actions=a))
     return OpStream(unit=em.unit, wait=em.wait, cycles=em.cycles, beats=em.beats,
                     stream=em.stream, layer=em.layer, layers=specs,
-                    read_offset=cfg.dram_latency_cycles, window_cycles=em.window)
+                    read_offset=cfg.dram_latency_cycles, window_cycles=em.window,
+                    accept=em.accept, slack=em.slack,
+                    swap=[int(u == _EXEC) for u in em.unit])

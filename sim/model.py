@@ -40,6 +40,7 @@ burst on a shared channel -- never per cycle.
 from __future__ import annotations
 
 import dataclasses
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,19 +48,23 @@ from typing import Any
 import numpy as np
 import simpy
 from sparsa.hw.config import AccelConfig
-from sparsa.hw.isa import Compute, Fence, Load, Preload, Store, Target, Unit
+from sparsa.hw.isa import SLACK_BITS, Compute, Fence, Load, Preload, Store, Target, Unit
 from sparsa.hw.timing import (
     FENCE_CYCLES,
     ISSUE_CYCLES,
+    LOAD_QUEUE,
     instr_cycles,
     instr_entry_beats,
+    issue_cycles,
+    load_solo,
     store_entry_beats,
+    swap_wave_cycles,
 )
 
 from .errors import SimError
 
 __all__ = ["ModelOptions", "OpStream", "LayerSpec", "CoreModel", "RunStats", "DramChannel",
-           "UNIT_NAMES", "ACTIONS", "ops_from_program"]
+           "UNIT_NAMES", "ACTIONS", "ops_from_program", "union_parts"]
 
 #: The four units in report order, with their report names.
 UNIT_NAMES: dict[int, str] = {int(Unit.LOAD): "load", int(Unit.PRE): "preload",
@@ -146,6 +151,12 @@ class OpStream:
     index into ``layers`` (-1: none). ``read_offset`` is the cycles from issue to the first
     read beat (the DRAM latency); ``window_cycles`` EXEC cycles a dataflow variant spends
     waiting on activation-window bandwidth (0 for the real core).
+
+    The pipelined units (``hw/isa.py``): ``accept`` the cycles until the op's unit takes its
+    next op (default: ``cycles``, not pipelined), ``slack`` a STORE's ``exec_slack`` or a
+    PRELOAD's/COMPUTE's ``load_slack``, ``swap`` a COMPUTE's swap flag (a PRELOAD waits for
+    its wave), ``solo`` a LOAD that issues only when no LOAD is outstanding (default: a LOAD
+    of no beats).
     """
 
     unit: list[int]
@@ -157,6 +168,10 @@ class OpStream:
     layers: list[LayerSpec]
     read_offset: int
     window_cycles: list[int] | None = None
+    accept: list[int] | None = None
+    slack: list[int] | None = None
+    swap: list[int] | None = None
+    solo: list[bool] | None = None
 
     def __len__(self) -> int:
         return len(self.unit)
@@ -240,14 +255,15 @@ class DramChannel:
 class RunStats:
     """What one run measured.
 
-    ``issue``/``end``: issue cycle and first idle cycle of every operation's unit (FENCE:
-    issue + FENCE_CYCLES). ``blocker``: the unit whose busy time last delayed an operation's
-    issue (0: none / issue rate), traced back through an intermediate unit to LOAD/STORE
-    when the op occupying that unit had itself waited for them. ``units``: per unit
-    ``busy`` (formula cycles), ``dram_stall`` (extra cycles waiting for DRAM beats),
-    ``stall`` (idle cycles before each of its operations while the operation could not
-    issue yet), ``idle`` (after its last operation), ``ops``; the four add up to ``total``
-    for every unit.
+    ``issue``/``end``: issue cycle and completion (first cycle after) of every operation
+    (FENCE: issue + FENCE_CYCLES). ``blocker``: the unit whose busy time last delayed an
+    operation's issue (0: none / issue rate), traced back through an intermediate unit to
+    LOAD/STORE when the op occupying that unit had itself waited for them. ``units``: per
+    unit ``busy`` (cycles with an operation within its formula time; overlapping operations
+    of the pipelined LOAD and EXEC units count once), ``dram_stall`` (further cycles with an
+    operation waiting for DRAM beats), ``stall`` (cycles with nothing in flight before its
+    last operation), ``idle`` (after its last operation), ``ops``; the four add up to
+    ``total`` for every unit.
     """
 
     total: int
@@ -257,6 +273,16 @@ class RunStats:
     blocker: np.ndarray
     units: dict[str, dict[str, int]]
     dram: dict[str, dict[str, int]]
+
+
+def union_parts(start: np.ndarray, stop: np.ndarray) -> np.ndarray:
+    """Each interval's share of the union of ``[start, stop)`` intervals given in
+    nondecreasing ``start`` order (the pipelined units overlap their instructions): the
+    cycles it adds beyond every earlier interval. The shares sum to the union's length."""
+    if not len(start):
+        return np.zeros(0, np.int64)
+    before = np.concatenate(([np.iinfo(np.int64).min], np.maximum.accumulate(stop)[:-1]))
+    return np.maximum(0, stop - np.maximum(start, before))
 
 
 class _UnitState:
@@ -303,10 +329,11 @@ class CoreModel:
         self._extra = [0] * n
         self._blocker = [0] * n
         self._t_after = 0
+        self._swap_wave = swap_wave_cycles(cfg)
         self._proc = self.env.process(self._controller())
 
     # ---- the DMA units on a shared channel (one process per transfer) ----------------
-    def _dma(self, i: int, u: int, s: int, ready_at: int, nominal_end: int):
+    def _dma(self, i: int, u: int, holder: _UnitState, ready_at: int, nominal_end: int):
         ops = self.ops
         yield self.rd.transfer(u, ops.beats[i], ready_at)
         # the formula's cycles after the last beat follow unchanged
@@ -317,13 +344,18 @@ class CoreModel:
             yield self.env.timeout(end - self.env.now)
         self._end[i] = end
         self._extra[i] = extra
-        self.units[u].free_at = end
+        holder.free_at = end
 
     # ---- the controller: in-order issue -----------------------------------------------
     def _controller(self):
         env = self.env
         ops = self.ops
         unit, wait, cycles, beats = ops.unit, ops.wait, ops.cycles, ops.beats
+        n_ops = len(unit)
+        accept = ops.accept if ops.accept is not None else cycles
+        slack = ops.slack if ops.slack is not None else [0] * n_ops
+        swap = ops.swap if ops.swap is not None else [0] * n_ops
+        solo = ops.solo if ops.solo is not None else [b == 0 for b in beats]
         st = [None] * 9
         for u, s in self.units.items():
             st[u] = s
@@ -331,8 +363,14 @@ class CoreModel:
         shared = self.options.dram_sharing == "shared"
         rd, wr = self.rd, self.wr
         lat = ops.read_offset
-        LOAD, STORE, EXEC = int(Unit.LOAD), int(Unit.STORE), int(Unit.EXEC)
+        LOAD, PRE, STORE, EXEC = int(Unit.LOAD), int(Unit.PRE), int(Unit.STORE), int(Unit.EXEC)
         timeout = env.timeout
+        wave = self._swap_wave
+        # pipelined units: LOAD completions (a holder whose free_at is None while a shared
+        # channel decides it) and COMPUTE ends, in issue order; the swap wave's end
+        lq: deque[_UnitState] = deque(maxlen=LOAD_QUEUE)
+        cends: deque[int] = deque(maxlen=1 << SLACK_BITS)
+        swap_clear = 0
         # SimPy time advances at every COMPUTE issue (one event per array pass); the
         # loads, preload and store of a pass issue at their computed cycles in between,
         # which is exact because every time they depend on is already known. A shared
@@ -343,19 +381,56 @@ class CoreModel:
         # per unit: the DMA unit (LOAD/STORE) that held back the op it runs now, if any; an
         # op waiting for that unit is then blamed on the DMA, not on the unit in between
         dram_held = [0] * 9
-        for i in range(len(unit)):
+        for i in range(n_ops):
             u = unit[i]
             ready = t_next
             b = prev_blk
-            for x in _NEED[wait[i] | u]:
-                s = st[x]
+            mask = wait[i]
+            for x in _NEED[mask]:
+                if x == LOAD:              # all but the `slack` most recent LOADs ended
+                    k = slack[i] if u in (PRE, EXEC) else 0
+                    if k >= len(lq):
+                        continue
+                    h = lq[-1 - k]
+                    f = h.free_at
+                    if f is None:
+                        yield h.done
+                        f = h.free_at
+                elif x == EXEC:            # rows read; a STORE / FENCE: results written
+                    if u == STORE or u == 0:
+                        k = slack[i] if u == STORE else 0
+                        f = cends[-1 - k] if k < len(cends) else 0
+                    else:
+                        f = st[EXEC].free_at
+                else:
+                    s = st[x]
+                    f = s.free_at
+                    if f is None:
+                        yield s.done
+                        f = s.free_at
+                if f > ready:
+                    ready = f
+                    b = x
+            if u:                          # the own unit accepts the op
+                s = st[u]
                 f = s.free_at
                 if f is None:
                     yield s.done
                     f = s.free_at
+                if u == PRE and swap_clear > f:
+                    f = swap_clear
+                elif u == LOAD and lq:
+                    h = lq[-1] if solo[i] else (lq[0] if len(lq) == LOAD_QUEUE else None)
+                    if h is not None:
+                        g = h.free_at
+                        if g is None:
+                            yield h.done
+                            g = h.free_at
+                        if g > f:
+                            f = g
                 if f > ready:
                     ready = f
-                    b = x
+                    b = u
             if u == EXEC or sync_all:
                 now = env.now
                 if ready > now:
@@ -375,24 +450,40 @@ class CoreModel:
             if u in (LOAD, STORE):
                 ready_at = ready + (lat if u == LOAD else 0)
                 nb = beats[i]
+                holder = _UnitState("load") if u == LOAD else st[u]
                 if shared:
-                    s = st[u]
-                    s.free_at = None
-                    s.done = env.process(self._dma(i, u, ready, ready_at, ready + c))
-                    continue
-                ch = rd if u == LOAD else wr
-                x = ch.reserve(nb, ready_at) - (ready_at + nb)
-                e = ready + c + (x if x > 0 else 0)
-                extra_[i] = x if x > 0 else 0
-            else:
-                e = ready + c
+                    holder.free_at = None
+                    holder.done = env.process(self._dma(i, u, holder, ready_at, ready + c))
+                else:
+                    ch = rd if u == LOAD else wr
+                    x = ch.reserve(nb, ready_at) - (ready_at + nb)
+                    e = ready + c + (x if x > 0 else 0)
+                    extra_[i] = x if x > 0 else 0
+                    end_[i] = e
+                    holder.free_at = e
+                if u == LOAD:
+                    lq.append(holder)
+                    # the issue side: free once the requests are out (load-as-sparse: at
+                    # its end)
+                    if accept[i] < c:
+                        st[LOAD].free_at = ready + accept[i]
+                    else:
+                        st[LOAD].free_at = holder.free_at
+                        st[LOAD].done = holder.done
+                continue
+            e = ready + c
             end_[i] = e
-            st[u].free_at = e
+            if u == EXEC:
+                cends.append(e)
+                st[u].free_at = ready + accept[i]
+                if swap[i]:
+                    swap_clear = ready + wave
+            else:
+                st[u].free_at = e
         # drain: wait for transfers still in flight
-        for u in _UNITS:
-            s = st[u]
-            if s.free_at is None:
-                yield s.done
+        for h in (*lq, *(st[u] for u in _UNITS)):
+            if h.free_at is None:
+                yield h.done
         self._t_after = t_next
 
     def run(self) -> RunStats:
@@ -411,11 +502,11 @@ class CoreModel:
         for u in _UNITS:
             idx = np.nonzero(unit == u)[0]
             if idx.size:
-                prev_end = np.concatenate(([0], end[idx][:-1]))
-                gaps = int((issue[idx] - prev_end).sum())
-                busy = int(cyc[idx].sum())
-                dstall = int(extra[idx].sum())
-                idle = int(total - end[idx][-1])
+                busy = int(union_parts(issue[idx], issue[idx] + cyc[idx]).sum())
+                occupied = int(union_parts(issue[idx], end[idx]).sum())
+                dstall = occupied - busy
+                idle = int(total - end[idx].max())
+                gaps = total - occupied - idle
             else:
                 gaps = busy = dstall = 0
                 idle = total
@@ -450,6 +541,10 @@ def ops_from_program(program: Any, cfg: AccelConfig | None = None) -> OpStream:
     cycles = [0] * n
     beats = [0] * n
     stream = [0] * n
+    accept = [0] * n
+    slack = [0] * n
+    swap = [0] * n
+    solo = [False] * n
     code = [0] * n          # 0 fence 1 load-act 2 load-wgt 3 pre 4 exec 5 store
     count = [0] * n
     accum = [0] * n
@@ -463,6 +558,8 @@ def ops_from_program(program: Any, cfg: AccelConfig | None = None) -> OpStream:
             key = (4, c)
             accum[i] = ins.accumulate
             stream[i] = c
+            swap[i] = ins.swap
+            slack[i] = ins.load_slack
         elif t is Load:
             # cmp_n/cmp_m: a load-as-sparse weight LOAD has its own busy time, an expanding
             # activation LOAD's cmp_m (window width) its own entry size
@@ -470,8 +567,10 @@ def ops_from_program(program: Any, cfg: AccelConfig | None = None) -> OpStream:
                    ins.cmp_m)
         elif t is Preload:
             key = pre_key
+            slack[i] = ins.load_slack
         elif t is Store:
             key = (5, ins.count, ins.requant)
+            slack[i] = ins.exec_slack
         elif t is Fence:
             key = fence_key
         else:
@@ -479,19 +578,21 @@ def ops_from_program(program: Any, cfg: AccelConfig | None = None) -> OpStream:
         r = memo.get(key)
         if r is None:
             if t is Fence:
-                r = (0, 0, 0)
+                r = (0, 0, 0, 0, False)
             elif t is Load:
                 r = (_LOAD, instr_cycles(cfg, ins),
-                     ins.count * instr_entry_beats(cfg, ins))
+                     ins.count * instr_entry_beats(cfg, ins), issue_cycles(cfg, ins),
+                     load_solo(ins))
             elif t is Store:
                 r = (_STORE, instr_cycles(cfg, ins),
-                     ins.count * store_entry_beats(cfg, ins.requant))
+                     ins.count * store_entry_beats(cfg, ins.requant),
+                     instr_cycles(cfg, ins), False)
             elif t is Preload:
-                r = (_PRE, instr_cycles(cfg, ins), 0)
+                r = (_PRE, instr_cycles(cfg, ins), 0, instr_cycles(cfg, ins), False)
             else:
-                r = (_EXEC, instr_cycles(cfg, ins), 0)
+                r = (_EXEC, instr_cycles(cfg, ins), 0, issue_cycles(cfg, ins), False)
             memo[key] = r
-        unit[i], cycles[i], beats[i] = r
+        unit[i], cycles[i], beats[i], accept[i], solo[i] = r
         w = ins.wait
         wait[i] = 15 if (w == 0 and t is Fence) else w
         code[i] = key[0]
@@ -538,7 +639,8 @@ def ops_from_program(program: Any, cfg: AccelConfig | None = None) -> OpStream:
         if useful is None:
             sp.actions["nonzero_macs"] = sp.nonzero_macs
     return OpStream(unit=unit, wait=wait, cycles=cycles, beats=beats, stream=stream,
-                    layer=lay.tolist(), layers=specs, read_offset=cfg.dram_latency_cycles)
+                    layer=lay.tolist(), layers=specs, read_offset=cfg.dram_latency_cycles,
+                    accept=accept, slack=slack, swap=swap, solo=solo)
 
 
 def _fill_forward(lay: np.ndarray) -> np.ndarray:

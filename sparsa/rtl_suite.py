@@ -125,6 +125,29 @@ def timing_cases(cfg: AccelConfig) -> list[tuple[str, list, np.ndarray]]:
     cases.append(("overlap PRELOAD || COMPUTE", [
         Preload(), Compute(count=20, wait=Unit.PRE), Preload(wsp_addr=r),
         Compute(count=3, wait=Unit.PRE | Unit.EXEC), Fence(), Store(count=2, dram_addr=2000)]))
+    # the pipelined units (ISA v4)
+    cases.append(("COMPUTE back to back (one row apart)", [
+        Compute(count=5), Compute(count=1, swap=0, acc_addr=0, accumulate=1),
+        Compute(count=0, swap=0), Compute(count=3, swap=0, accumulate=1)]))
+    cases.append(("PRELOAD after the swap wave", [
+        Compute(count=2), Preload(wsp_addr=r), Compute(count=1, wait=Unit.PRE)]))
+    for k in (0, 1, 2):
+        cases.append((f"STORE exec_slack={k}", [
+            Compute(count=6), Compute(count=4, swap=0, acc_addr=8), Compute(count=2, swap=0),
+            Store(count=3, dram_addr=2000, wait=Unit.EXEC, exec_slack=k),
+            Compute(count=2, swap=0)]))
+    cases.append(("LOADs back to back (data in order)", [
+        Load(target=Target.ACT, count=3, dram_addr=8), Load(target=Target.WGT, count=2),
+        Load(target=Target.ACT, count=1, expand=1), Load(target=Target.ACT, count=0),
+        Load(target=Target.WGT, count=r, dram_addr=64), Load(target=Target.ACT, count=2)]))
+    cases.append(("LOAD queue full", [Load(target=Target.ACT, count=1, dram_addr=8 * i)
+                                      for i in range(7)]))
+    for k in (0, 1, 2):
+        cases.append((f"PRELOAD/COMPUTE load_slack={k}", [
+            Load(target=Target.WGT, count=r), Load(target=Target.ACT, count=9),
+            Load(target=Target.ACT, count=4, dram_addr=40),
+            Preload(wait=Unit.LOAD, load_slack=k), Compute(count=3, wait=Unit.PRE | Unit.LOAD,
+                                                           load_slack=k)]))
     return [(label, prog, dram) for label, prog in cases]
 
 

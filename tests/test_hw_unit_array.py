@@ -8,6 +8,7 @@ from amaranth.sim import Simulator
 from sparsa.hw import layout
 from sparsa.hw.array import SystolicArray
 from sparsa.hw.config import PRESETS
+from sparsa.hw.timing import swap_wave_cycles
 
 
 def _row_weights_int(cfg, values: np.ndarray, idx: np.ndarray) -> int:
@@ -30,13 +31,19 @@ def _weights(cfg, rng, mode):
 
 
 def _run(cfg, tiles, rows_per_tile, seed):
-    """Preload tile t+1 while tile t streams (gaps in x_valid); swap between tiles."""
+    """Stream the tiles' rows in one sequence with random gaps; the first row of every tile
+    carries ``x_swap`` (or the swap goes alone on an empty cycle just before it), so a tile's
+    rows enter while the previous tile's rows are still in the array. The next tile's
+    preload shifts only after the swap wave has passed the last PE
+    (``swap_wave_cycles``), and a tile's swap waits for its preload."""
     dut = SystolicArray(config=cfg)
     rng = np.random.default_rng(seed)
     xs = [rng.integers(-128, 128, (rows_per_tile, cfg.k_per_pass)).astype(np.int8)
           for _ in tiles]
-    got: list[list[np.ndarray]] = [[] for _ in tiles]
+    seq = [(t, p) for t in range(len(tiles)) for p in range(rows_per_tile)]
+    got: list[np.ndarray] = []
     lat: list[int] = []
+    wave = swap_wave_cycles(cfg) - 2       # the array's part of the wave (issue excluded)
 
     async def preload(ctx, values, idx):
         for r in reversed(range(cfg.rows)):          # shift chain: last row goes in first
@@ -48,41 +55,52 @@ def _run(cfg, tiles, rows_per_tile, seed):
     async def bench(ctx):
         await preload(ctx, *tiles[0])
         cycle = 0
-        for t in range(len(tiles)):
-            ctx.set(dut.swap, 1)
-            await ctx.tick()
-            ctx.set(dut.swap, 0)
-            cycle += 1
-            sent = {}
-            p = 0
-            nxt = t + 1
-            shifts = list(reversed(range(cfg.rows))) if nxt < len(tiles) else []
-            while len(got[t]) < rows_per_tile:
-                if p < rows_per_tile and rng.random() < 0.7:
-                    x = layout.pack_act_entries(cfg, xs[t][p:p + 1])[0]
-                    ctx.set(dut.x.as_value(), int.from_bytes(x.tobytes(), "little"))
-                    ctx.set(dut.x_valid, 1)
-                    sent[p] = cycle
-                    p += 1
-                else:
-                    ctx.set(dut.x_valid, 0)
-                    ctx.set(dut.x.as_value(), int(rng.integers(0, 2**62)))   # garbage must not matter
-                if shifts:                       # overlap the next tile's preload
-                    r = shifts.pop(0)
-                    ctx.set(dut.w_in.as_value(), _row_weights_int(cfg, tiles[nxt][0][r], tiles[nxt][1][r]))
-                    ctx.set(dut.w_shift, 1)
-                else:
-                    ctx.set(dut.w_shift, 0)
-                if ctx.get(dut.y_valid):
-                    raw = ctx.get(dut.y.as_value())
-                    y = np.frombuffer(raw.to_bytes(4 * cfg.cols, "little"), "<i4")
-                    lat.append(cycle - sent[len(got[t])])
-                    got[t].append(y.copy())
-                await ctx.tick()
-                cycle += 1
+        sent: list[int] = []
+        i = 0
+        loaded = 1                  # tiles preloaded so far
+        shifts: list[int] = []
+        swap_at = -10**9            # cycle of the last swap flag
+        alone = False               # this tile's swap went on an empty cycle
+        while len(got) < len(seq):
+            ctx.set(dut.x_swap, 0)
             ctx.set(dut.x_valid, 0)
-            ctx.set(dut.w_shift, 0)
-            assert not shifts
+            ctx.set(dut.x.as_value(), int(rng.integers(0, 2**62)))   # garbage must not matter
+            if i < len(seq) and rng.random() < 0.7:
+                t, p = seq[i]
+                first = p == 0
+                if not first or (loaded > t and not shifts):
+                    if first and not alone and rng.random() < 0.3:
+                        ctx.set(dut.x_swap, 1)          # the swap alone, the row next cycle
+                        alone, swap_at = True, cycle
+                    else:
+                        x = layout.pack_act_entries(cfg, xs[t][p:p + 1])[0]
+                        ctx.set(dut.x.as_value(), int.from_bytes(x.tobytes(), "little"))
+                        ctx.set(dut.x_valid, 1)
+                        if first and not alone:
+                            ctx.set(dut.x_swap, 1)
+                            swap_at = cycle
+                        alone = False
+                        sent.append(cycle)
+                        i += 1
+            nxt = loaded
+            if not shifts and nxt < len(tiles) and i > 0 and seq[i - 1][0] == nxt - 1 \
+                    and cycle > swap_at + wave:
+                shifts = list(reversed(range(cfg.rows)))
+            if shifts:                                   # overlap the next tile's preload
+                r = shifts.pop(0)
+                ctx.set(dut.w_in.as_value(), _row_weights_int(cfg, tiles[nxt][0][r],
+                                                              tiles[nxt][1][r]))
+                ctx.set(dut.w_shift, 1)
+                if not shifts:
+                    loaded += 1
+            else:
+                ctx.set(dut.w_shift, 0)
+            if ctx.get(dut.y_valid):
+                raw = ctx.get(dut.y.as_value())
+                got.append(np.frombuffer(raw.to_bytes(4 * cfg.cols, "little"), "<i4").copy())
+                lat.append(cycle - sent[len(got) - 1])
+            await ctx.tick()
+            cycle += 1
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
@@ -91,7 +109,8 @@ def _run(cfg, tiles, rows_per_tile, seed):
     for t, (values, idx) in enumerate(tiles):
         want = (xs[t].astype(np.int64) @ layout.effective_weights(cfg, values, idx))
         want = want.astype(np.uint32).view(np.int32)
-        np.testing.assert_array_equal(np.array(got[t]), want)
+        np.testing.assert_array_equal(np.array(got[t * rows_per_tile:(t + 1) * rows_per_tile]),
+                                      want)
     assert set(lat) == {dut.latency}
 
 

@@ -11,7 +11,7 @@ from sparsa.hw.controller import Controller
 from sparsa.hw.isa import Compute, Fence, Load, Preload, Store, Target, Unit, encode
 from sparsa.hw.schedule import schedule
 from sparsa.hw.sim_helpers import stream_put
-from sparsa.hw.timing import instr_cycles
+from sparsa.hw.timing import instr_cycles, issue_cycles, swap_wave_cycles
 
 CFG = PRESETS["4x4-n2m4"]
 UNITS = {Unit.LOAD: "load", Unit.PRE: "pre", Unit.EXEC: "exec", Unit.STORE: "store"}
@@ -27,23 +27,24 @@ def _random_program(rng: np.random.Generator, length: int) -> list:
                              sp_addr=int(rng.integers(0, 100)), dram_addr=int(rng.integers(0, 2**32)),
                              dram_stride=int(rng.integers(0, 9)), wait=wait))
         elif kind == 1:
-            prog.append(Preload(wsp_addr=int(rng.integers(0, 2**16)), wait=wait))
+            prog.append(Preload(wsp_addr=int(rng.integers(0, 2**16)),
+                                load_slack=int(rng.integers(0, 3)), wait=wait))
         elif kind == 2:
             prog.append(Compute(asp_addr=int(rng.integers(0, 2**16)), count=int(rng.integers(0, 9)),
                                 acc_addr=int(rng.integers(0, 2**16)),
                                 accumulate=int(rng.integers(0, 2)), swap=int(rng.integers(0, 2)),
-                                wait=wait))
+                                load_slack=int(rng.integers(0, 3)), wait=wait))
         elif kind == 3:
             prog.append(Store(acc_addr=int(rng.integers(0, 2**16)), count=int(rng.integers(0, 5)),
                               dram_addr=int(rng.integers(0, 2**32)), relu=int(rng.integers(0, 2)),
                               requant=int(rng.integers(0, 2)), shift=int(rng.integers(0, 32)),
-                              wait=wait))
+                              exec_slack=int(rng.integers(0, 3)), wait=wait))
         else:
             prog.append(Fence(wait=wait))
     return prog
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", range(6))
 def test_issue_matches_schedule_and_decodes(seed):
     """Units modelled in the testbench with the timing formulas' busy times: issue cycles,
     the ``cycles`` counter and ``retired`` equal the reference schedule; every unit sees the
@@ -62,13 +63,23 @@ def test_issue_matches_schedule_and_decodes(seed):
 
     async def units(ctx):
         busy_until = {name: 0 for name in UNITS.values()}
+        exec_ends: list[int] = []          # the pipelined EXEC: every COMPUTE's end
+        load_ends: list[int] = []          # the pipelined LOAD: every LOAD's end
+        swap_until = 0
         pending = list(unit_prog)
         cycle = 0
         while cycle < 5000:
             for name, until in busy_until.items():
                 port = getattr(dut, name)
                 ctx.set(port.busy, int(cycle < until))     # busy after the issue cycle
-                ctx.set(port.done, int(cycle == until - 1 and until > 0))
+                if name in ("exec", "load"):
+                    ctx.set(port.done, int(cycle + 1 in (exec_ends if name == "exec"
+                                                         else load_ends)))
+                else:
+                    ctx.set(port.done, int(cycle == until - 1 and until > 0))
+            ctx.set(dut.exec_outstanding, sum(e > cycle for e in exec_ends))
+            ctx.set(dut.load_outstanding, sum(e > cycle for e in load_ends))
+            ctx.set(dut.exec_swapping, int(cycle < swap_until))
             for unit, name in UNITS.items():
                 port = getattr(dut, name)
                 if ctx.get(port.start):
@@ -76,7 +87,13 @@ def test_issue_matches_schedule_and_decodes(seed):
                     assert unit == ins.UNIT, f"instruction {idx} issued to {name}"
                     assert ctx.get(port.instr.as_value()) == encode(ins), f"decode of {idx}"
                     starts.append((idx, name, cycle))
-                    busy_until[name] = cycle + instr_cycles(CFG, ins)
+                    busy_until[name] = cycle + issue_cycles(CFG, ins)
+                    if name == "load":     # data order: the reference's completion time
+                        load_ends.append(cycle + ref.end[idx] - ref.issue[idx])
+                    if name == "exec":
+                        exec_ends.append(cycle + instr_cycles(CFG, ins))
+                        if ins.swap:
+                            swap_until = cycle + swap_wave_cycles(CFG)
             if not pending and ctx.get(dut.retired) == len(prog) and not ctx.get(dut.busy):
                 break
             await ctx.tick()
@@ -110,13 +127,15 @@ def test_fence_waits_for_all_units_and_retires_at_issue():
             await stream_put(ctx, dut.instr, encode(ins))
 
     async def units(ctx):
-        until = 0
+        until = feed = 0
         for cycle in range(60):
-            ctx.set(dut.exec.busy, int(cycle < until))
+            ctx.set(dut.exec.busy, int(cycle < feed))
             ctx.set(dut.exec.done, int(cycle == until - 1))
+            ctx.set(dut.exec_outstanding, int(cycle < until))
             if ctx.get(dut.exec.start):
                 seen["exec"] = cycle
                 until = cycle + instr_cycles(CFG, prog[0])
+                feed = cycle + issue_cycles(CFG, prog[0])
             if ctx.get(dut.pre.start):
                 seen["pre"] = cycle
             await ctx.tick()

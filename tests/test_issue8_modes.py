@@ -77,7 +77,10 @@ def test_limits_rows_and_cli(tmp_path, capsys):
     rows = limit_rows(_topo(tmp_path), cfg, ["dense", "2:4", "1:16"])
     by = {r["sparsity"]: r for r in rows}
     assert by["2:4"]["speedup"] == 1.0              # does not fit n1m16: dense mode
-    assert by["1:16"]["speedup"] > 2 and by["1:16"]["ideal"] == 16
+    # 1:16 reads every activation of the 16-wide windows but computes 16x fewer passes: on
+    # these small convolutions it runs faster than dense until DRAM bandwidth stops it
+    assert by["1:16"]["speedup"] > 1.3 and by["1:16"]["ideal"] == 16
+    assert by["1:16"]["limiting"] == "DRAM bandwidth"
     for r in rows:
         shares = [r[k] for k in r if k.startswith("share_")]
         assert abs(sum(shares) - 1) < 0.01

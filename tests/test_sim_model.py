@@ -63,7 +63,9 @@ def test_model_equals_static_schedule(name, prog):
     assert stats.end.tolist() == ref.end
     for u, row in stats.units.items():
         assert row["busy"] + row["dram_stall"] + row["stall"] + row["idle"] == stats.total, u
-        assert row["dram_stall"] == 0
+        assert min(row.values()) >= 0, (u, row)
+    # split channels: STOREs never wait for beats; a LOAD only for the LOADs before it
+    assert stats.units["store"]["dram_stall"] == 0
 
 
 def test_fence_and_wait_rules():
