@@ -37,16 +37,20 @@ between GEMMs.
 
 Wait masks
 ----------
-The core issues in order, each unit runs one instruction at a time, and an instruction
-issues only when its unit and every unit in its ``wait`` mask are idle. So when instruction
-``Z`` issues, every earlier instruction of ``Z``'s unit and of every unit in ``Z``'s mask has
-completed. :class:`Emitter` tracks, per scratchpad half / weight slot / accumulator half /
-DRAM tensor / shadow registers, the last writer and the last reader per unit; an
-instruction gets unit ``u`` in its mask exactly when it conflicts (read-after-write,
-write-after-read, write-after-write) with an instruction of ``u`` that is not already known
-complete (no instruction of ``u``, and none waiting on ``u``, issued in between). The one
-exception is the shadow registers: COMPUTE ``swap=1`` takes them over when it issues, so a
-later PRELOAD needs no wait on EXEC.
+The core issues in order and an instruction issues only when its unit accepts it and every
+unit in its ``wait`` mask is idle in the sense of ISA v4 (:mod:`sparsa.hw.isa`): waiting on
+LOAD means every earlier LOAD has written its data, except the ``load_slack`` most recent
+ones of a PRELOAD or COMPUTE; waiting on EXEC means the earlier COMPUTEs have read their rows,
+or, for a STORE, written their results except the ``exec_slack`` most recent ones.
+:class:`Emitter` tracks, per scratchpad half / weight slot / accumulator half / DRAM tensor /
+shadow registers, the last writer and the last reader per unit, and what each issued
+instruction proves complete; an instruction gets unit ``u`` in its mask exactly when it
+conflicts (read-after-write, write-after-read, write-after-write) with an instruction of
+``u`` not yet known complete, with the largest slack that still covers the conflict, so a
+PRELOAD need not wait for an activation prefetch issued after its weight LOAD and a STORE
+need not wait for the passes that follow the one it stores. The one exception is the shadow
+registers: COMPUTE ``swap=1`` takes them over when it issues and the core holds a PRELOAD
+until that swap has passed every PE, so a later PRELOAD needs no wait on EXEC.
 """
 
 from __future__ import annotations

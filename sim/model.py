@@ -8,10 +8,11 @@ Describe -> instantiate -> run:
   core); :mod:`sparsa.sim.dataflows` builds the same thing for the model-only
   output-/input-stationary arrays.
 * :class:`CoreModel` instantiates the SimPy elements: the controller (in-order issue, at most
-  one instruction per cycle, an instruction issues when its own unit and every unit of its
-  ``wait`` mask are idle -- :mod:`sparsa.hw.isa`), the four units (LOAD/PRE/EXEC/STORE, each
-  one instruction at a time) and the DRAM channels the LOAD and STORE units move beats
-  through.
+  one instruction per cycle, an instruction issues when its own unit accepts it and every
+  unit of its ``wait`` mask is idle -- the ISA v4 rules of :mod:`sparsa.hw.isa`, slacks and
+  swap wave included), the four units (LOAD and EXEC pipelined: the next instruction
+  overlaps the current one's latency; PRE and STORE one at a time) and the DRAM channels
+  the LOAD and STORE units move beats through.
 * :meth:`CoreModel.run` runs it and returns :class:`RunStats` (issue and end cycle of every
   operation, per-unit busy/stall counters, total cycles).
 
@@ -21,7 +22,8 @@ plus whatever the DRAM adds: a LOAD's read request leaves at issue, its beats co
 write channel. The channel moves one beat every ``dram_beat_cycles`` cycles (1: the
 config's ``dram_bytes_per_cycle``). A beat that cannot move because the channel is busy
 delays the end of its instruction by the same number of cycles. With the default options
-(independent read and write channels at full rate) no beat ever waits, and the model equals
+(independent read and write channels at full rate) a beat waits only for the beats of the
+LOADs before it (the RTL's in-order data), and the model equals
 :func:`sparsa.hw.schedule.schedule` cycle for cycle -- the tests check that on many
 programs. Options that create contention:
 
