@@ -63,6 +63,28 @@ def test_missing_wait_is_caught_by_hazard_checker():
     assert concurrent_hazards(cfg, broken) != []
 
 
+@pytest.mark.parametrize("kind,field", [("Store", "exec_slack"), ("Preload", "load_slack")])
+def test_too_large_a_slack_is_caught_by_hazard_checker(kind, field):
+    """The checker knows ISA v4's slacks: letting one more COMPUTE / LOAD run on past an
+    instruction that waits for its results is a hazard."""
+    import dataclasses
+
+    from sparsa.hw.isa import Unit
+    cfg = PRESETS["4x4-n2m4"]
+    _, _, _, gs, _ = _two_gemms(cfg, np.random.default_rng(2), 2, 4)
+    p = compile_gemms(cfg, gs)
+    unit = Unit.EXEC if field == "exec_slack" else Unit.LOAD
+    idx = [j for j, ins in enumerate(p.instructions)
+           if type(ins).__name__ == kind and ins.wait & unit]
+    assert idx and concurrent_hazards(cfg, p.instructions) == []
+    found = False
+    for j in idx:
+        broken = list(p.instructions)
+        broken[j] = dataclasses.replace(broken[j], **{field: getattr(broken[j], field) + 1})
+        found |= any(x == j for _, x in concurrent_hazards(cfg, broken, trials=6))
+    assert found
+
+
 def test_program_round_trip_and_corruption(tmp_path):
     cfg = PRESETS["8x8-n2m4"]
     rng = np.random.default_rng(3)
