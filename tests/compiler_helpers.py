@@ -127,3 +127,89 @@ def concurrent_hazards(cfg, instrs, seed=0, trials=3):
                     bad.add((y, x))
             active.append(x)
     return sorted(bad)
+
+
+class ShapeLayer:
+    """A layer known only by its GEMM shape (``dims`` = (P, K, Q[, groups]))."""
+
+    def __init__(self, name, kind, inputs, dims=None, out_elements=0, stationary="weight"):
+        self.name, self.kind, self.inputs = name, kind, tuple(inputs)
+        self.dims, self.out_elements, self.stationary = dims, out_elements, stationary
+        self.attrs = {}
+
+    @property
+    def is_gemm(self):
+        return self.dims is not None
+
+    def gemm(self):
+        from sparsa.compiler.reference import GemmDims
+        return GemmDims(*self.dims, stationary=self.stationary)
+
+    def gemm_weight(self):
+        return None
+
+
+class ShapeWorkload:
+    def __init__(self, name, layers):
+        self.name, self._layers = name, layers
+
+    def layers(self):
+        return list(self._layers)
+
+
+def resnet50_shapes(batch=1):
+    """ResNet-50 (224x224) as im2col GEMM shapes with ReLU and add host layers."""
+    ls = []
+    prev = ["x"]
+
+    def conv(name, h, cin, cout, k, s, relu=True):
+        ho = h // s
+        ls.append(ShapeLayer(name, "conv", (prev[0],), (batch * ho * ho, cin * k * k, cout)))
+        prev[0] = name
+        if relu:
+            ls.append(ShapeLayer(name + ".relu", "relu", (name,), out_elements=ho * ho * cout))
+            prev[0] = name + ".relu"
+        return ho
+
+    h = conv("conv1", 224, 3, 64, 7, 2) // 2
+    ls.append(ShapeLayer("pool", "maxpool", (prev[0],), out_elements=56 * 56 * 64))
+    prev[0] = "pool"
+    cin = 64
+    for st, (n, mid, s) in enumerate([(3, 64, 1), (4, 128, 2), (6, 256, 2), (3, 512, 2)]):
+        for b in range(n):
+            blk_in = prev[0]
+            ss = s if b == 0 else 1
+            conv(f"l{st}b{b}c1", h, cin, mid, 1, 1)
+            h2 = conv(f"l{st}b{b}c2", h, mid, mid, 3, ss)
+            conv(f"l{st}b{b}c3", h2, mid, mid * 4, 1, 1, relu=False)
+            main = prev[0]
+            if b == 0:
+                prev[0] = blk_in
+                conv(f"l{st}b{b}ds", h, cin, mid * 4, 1, ss, relu=False)
+            ls.append(ShapeLayer(f"l{st}b{b}.add", "add", (main, prev[0]),
+                                 out_elements=h2 * h2 * mid * 4))
+            ls.append(ShapeLayer(f"l{st}b{b}.relu", "relu", (f"l{st}b{b}.add",),
+                                 out_elements=h2 * h2 * mid * 4))
+            prev[0] = f"l{st}b{b}.relu"
+            h, cin = h2, mid * 4
+    ls.append(ShapeLayer("avgpool", "avgpool", (prev[0],), out_elements=2048))
+    ls.append(ShapeLayer("fc", "linear", ("avgpool",), (batch, 2048, 1000)))
+    return ShapeWorkload("resnet50-shapes", ls)
+
+
+def expected_padding_macs(prog):
+    """``macs_issued - nonzero_macs`` predicted from the shapes alone (dense and N:M
+    patterns, where no tile is skipped): every op streams its ``P`` rows once through each of
+    its ``ceil(K/kp) * ceil(Q/cols)`` tiles, ``rows*cols`` MACs per row, so padding is
+    ``sum_ops P * (tiles * rows * cols) - sum_layers nonzero_macs``, with ``kp = k_per_pass``
+    in sparse mode (``groups * window`` at a narrower window) and ``rows`` in dense mode."""
+    cfg = prog.config
+    issued = 0
+    for ly in prog.layers:
+        if ly.kind == "host":
+            continue
+        m = ly.meta
+        kp = cfg.act_row_bytes(m["window"][0]) if m["mode"] == ["sparse"] else cfg.rows
+        tiles = -(-m["K"] // kp) * -(-m["Q"] // cfg.cols) * m["groups"]
+        issued += m["P"] * tiles * cfg.rows * cfg.cols
+    return issued - sum(ly.nonzero_macs for ly in prog.layers)
