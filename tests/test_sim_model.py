@@ -168,11 +168,12 @@ def _instr(kind, count, wait, flag):
         return Load(target=Target.WGT if flag else Target.ACT, count=count, expand=int(flag),
                     wait=wait)
     if kind == 1:
-        return Preload(wait=wait)
-    if kind == 2:
-        return Compute(count=count, accumulate=int(flag), wait=wait)
+        return Preload(wait=wait, load_slack=count % 3)
+    if kind == 2:   # ISA v4: swap waves and load slacks vary with the count
+        return Compute(count=count, accumulate=int(flag), swap=count % 2, load_slack=count % 3,
+                       wait=wait)
     if kind == 3:
-        return Store(count=count, requant=int(flag), wait=wait)
+        return Store(count=count, requant=int(flag), exec_slack=count % 4, wait=wait)
     return Fence(wait=wait)
 
 
