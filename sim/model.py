@@ -287,6 +287,12 @@ def union_parts(start: np.ndarray, stop: np.ndarray) -> np.ndarray:
     return np.maximum(0, stop - np.maximum(start, before))
 
 
+def _decided(h: _UnitState):
+    """Wait (SimPy) until a shared channel has decided when ``h`` is free; return that cycle."""
+    yield h.done
+    return h.free_at
+
+
 class _UnitState:
     """One execution unit: the cycle it is idle again (``None`` while a DRAM transfer of a
     shared channel decides it) and its completion event in that case."""
@@ -396,8 +402,7 @@ class CoreModel:
                     h = lq[-1 - k]
                     f = h.free_at
                     if f is None:
-                        yield h.done
-                        f = h.free_at
+                        f = yield from _decided(h)
                 elif x == EXEC:            # rows read; a STORE / FENCE: results written
                     if u == STORE or u == 0:
                         k = slack[i] if u == STORE else 0
@@ -405,20 +410,16 @@ class CoreModel:
                     else:
                         f = st[EXEC].free_at
                 else:
-                    s = st[x]
-                    f = s.free_at
+                    f = st[x].free_at
                     if f is None:
-                        yield s.done
-                        f = s.free_at
+                        f = yield from _decided(st[x])
                 if f > ready:
                     ready = f
                     b = x
             if u:                          # the own unit accepts the op
-                s = st[u]
-                f = s.free_at
+                f = st[u].free_at
                 if f is None:
-                    yield s.done
-                    f = s.free_at
+                    f = yield from _decided(st[u])
                 if u == PRE and swap_clear > f:
                     f = swap_clear
                 elif u == LOAD and lq:
@@ -426,8 +427,7 @@ class CoreModel:
                     if h is not None:
                         g = h.free_at
                         if g is None:
-                            yield h.done
-                            g = h.free_at
+                            g = yield from _decided(h)
                         if g > f:
                             f = g
                 if f > ready:
