@@ -16,14 +16,18 @@ down per cycle, in step with the windows:
 Weights are preloaded through a shift chain down every column into the PEs' shadow
 registers: an entry on ``w_in`` with ``w_shift`` high moves into row 0 while every row's
 shadow moves one row down; after ``rows`` shifts the first entry sits in row ``rows - 1``.
+Column ``c`` sees ``w_in``/``w_shift`` ``c`` cycles late (preload skew), so its last shift
+comes ``c`` cycles after column 0's.
 
 The swap of active and shadow registers travels through the array as a wave, with the rows:
 ``x_swap`` marks the first row of a new weight tile (it may also travel without a row), and
 the PEs of group ``g``, column ``c`` swap at the edge that moves the marked window into
-``W[g][c]``. Every row therefore meets exactly the weights of its own tile, so a new tile's
-rows follow the previous tile's rows without a gap; the last PE has swapped at the end of
-cycle ``D + groups + cols - 2`` (``D``: the cycle ``x_swap`` was high). A preload must not
-shift before that (the controller's swap-wave interlock).
+``W[g][c]`` (the end of cycle ``D + g + c``, ``D``: the cycle ``x_swap`` was high). Every
+row therefore meets exactly the weights of its own tile, so a new tile's rows follow the
+previous tile's rows without a gap. With the preload skew a column's swaps and shifts
+travel together: the next preload may start shifting in cycle ``D + groups`` (column ``c``
+shifts first at the end of ``D + groups + c``, after its last group swapped), and a swap
+may follow the last shift on ``w_shift`` by ``rows`` cycles.
 """
 
 from __future__ import annotations
@@ -111,14 +115,21 @@ class SystolicArray(wiring.Component):
         G, C, N = cfg.groups, cfg.cols, cfg.n
         acc = signed(cfg.acc_bits)
 
-        # PEs, shift chain down each column, broadcast swap/shift
+        # PEs; a shift chain down each column, column c's shifts c cycles after column 0's
+        # (in step with the swap wave, which also reaches column c c cycles later)
         pes = [[ProcessingElement(config=cfg) for _ in range(C)] for _ in range(cfg.rows)]
-        for r in range(cfg.rows):
-            for c in range(C):
+        for c in range(C):
+            shift, w_in = self.w_shift, self.w_in[c]
+            for k in range(c):
+                s_reg = Signal(name=f"wshift_{c}_{k}")
+                w_reg = Signal(weight_layout(cfg), name=f"wpre_{c}_{k}")
+                m.d.sync += [s_reg.eq(shift), w_reg.eq(w_in)]
+                shift, w_in = s_reg, w_reg
+            for r in range(cfg.rows):
                 pe = pes[r][c]
                 m.submodules[f"pe_{r}_{c}"] = pe
-                m.d.comb += [pe.shift.eq(self.w_shift),
-                             pe.w_in.eq(self.w_in[c] if r == 0 else pes[r - 1][c].w_out)]
+                m.d.comb += [pe.shift.eq(shift),
+                             pe.w_in.eq(w_in if r == 0 else pes[r - 1][c].w_out)]
 
         psum_above = [None] * C
         for g in range(G):

@@ -42,8 +42,9 @@ latches its instruction in the issue cycle ``T0`` and starts work in ``T0 + 1``)
   ``max(1, count) + groups + cols + 3`` (``COMPUTE_OVERHEAD = 3``; a COMPUTE of no rows
   still sends its completion token one cycle behind the issue). A ``swap=1`` COMPUTE's swap
   reaches PE (g, c) at the edge ending cycle ``T0 + 2 + g + c``; a PRELOAD's first shift
-  edge ends its cycle ``T0' + 2``, so a PRELOAD issues at ``T0 + groups + cols - 1`` at the
-  earliest (``swap_wave_cycles``).
+  reaches column c at the edge ending cycle ``T0' + 2 + c`` (the array skews the preload
+  like the swap), so a PRELOAD issues at ``T0 + groups`` at the earliest
+  (``swap_wave_cycles``).
 * STORE: accumulator read in ``T0+1``, first write beat in ``T0+2``, one beat per cycle:
   ``count*entry_beats + 2`` (``STORE_OVERHEAD = 2``).
 * FENCE: 1.
@@ -134,9 +135,9 @@ def compute_issue_cycles(count: int) -> int:
 
 
 def swap_wave_cycles(cfg: AccelConfig) -> int:
-    """Cycles from a ``swap=1`` COMPUTE's issue until a PRELOAD may issue (the swap has
-    reached the last PE before the PRELOAD's first shift)."""
-    return cfg.groups + cfg.cols - 1
+    """Cycles from a ``swap=1`` COMPUTE's issue until a PRELOAD may issue (in every column
+    the swap has reached the last row group before the PRELOAD's first shift)."""
+    return cfg.groups
 
 
 def load_issue_cycles(count: int) -> int:

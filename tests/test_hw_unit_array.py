@@ -43,7 +43,7 @@ def _run(cfg, tiles, rows_per_tile, seed):
     seq = [(t, p) for t in range(len(tiles)) for p in range(rows_per_tile)]
     got: list[np.ndarray] = []
     lat: list[int] = []
-    wave = swap_wave_cycles(cfg) - 2       # the array's part of the wave (issue excluded)
+    wave = swap_wave_cycles(cfg) - 1       # shifts start >= swap_wave cycles after the swap
 
     async def preload(ctx, values, idx):
         for r in reversed(range(cfg.rows)):          # shift chain: last row goes in first
