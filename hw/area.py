@@ -447,11 +447,15 @@ def _slice_report(config: AccelConfig) -> AreaReport:
 
 def _edge_register_bits(config: AccelConfig) -> int:
     """Register bits of :class:`~sparsa.hw.array.SystolicArray` that do not scale with
-    ``groups * cols``: input skew (group ``g`` waits ``g`` cycles), output de-skew (column
-    ``c`` waits ``cols-1-c``) and the valid pipeline (latency ``groups + cols``)."""
+    ``groups * cols``: input skew with its swap flag (group ``g`` waits ``g`` cycles),
+    output de-skew (column ``c`` waits ``cols-1-c``), the valid pipeline (latency
+    ``groups + cols``) and the preload skew (column ``c``'s weight entry and shift wait
+    ``c`` cycles)."""
     G, C = config.groups, config.cols
-    win = config.m * config.operand_bits
-    return win * G * (G - 1) // 2 + config.acc_bits * C * (C - 1) // 2 + G + C
+    win = config.m * config.operand_bits + 1
+    pre = config.operand_bits + config.idx_bits + 1
+    return (win * G * (G - 1) // 2 + config.acc_bits * C * (C - 1) // 2 + G + C
+            + pre * C * (C - 1) // 2)
 
 
 def estimate_area(config: AccelConfig) -> dict[str, Any]:
@@ -461,7 +465,8 @@ def estimate_area(config: AccelConfig) -> dict[str, Any]:
     group in one column: ``n`` PEs with their window and partial-sum pipeline registers. Its
     area comes from synthesising a ``2n x 1`` array (:func:`slice_config`; two groups, so
     the cell sees a real partial sum from above): the slice's logic minus its edge registers,
-    halved. The edge registers (input skew, output de-skew, valid pipeline; they grow with
+    halved. The edge registers (input skew, output de-skew, valid pipeline, preload skew; they
+    grow with
     ``groups^2`` and ``cols^2``) are counted from the array's structure and priced as
     ``$_SDFF_PP0_`` flip-flops; SRAM is the three scratchpads' bits at
     :data:`SRAM_UM2_PER_BIT`. The controller and the DMA are not included (they do not
@@ -469,9 +474,9 @@ def estimate_area(config: AccelConfig) -> dict[str, Any]:
 
     The slice sees what a lone PE hides: inside a group the ``n`` products and the partial
     sum merge into one adder tree. A lone PE (:func:`synthesize` with ``kind="pe"``)
-    times ``rows*cols`` over-estimates a synthesised 4x4 array by 41 %; this estimate is
-    within 10 % of synthesised n2m4 arrays from 2x2 to 8x8 (+9 % at 2x2, +3 % at 4x4,
-    -10 % at 8x8, where deeper groups cost a little more than the slice's average;
+    times ``rows*cols`` over-estimates a synthesised 4x4 array by 13 %; this estimate is
+    within 9 % of the synthesised 4x4 and 8x8 arrays (+3 % at 4x4-n2m4, -9 % at 8x8-n2m4,
+    -8 % at 8x8-n2m8, where deeper groups cost a little more than the slice's average;
     ``benchmarks/bench_area.py`` prints the ratio per array).
 
     Returns
