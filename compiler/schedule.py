@@ -180,7 +180,7 @@ class Emitter:
                     if u != unit and rdone[u] < i:
                         wait |= u
         if cls is Fence:
-            wait = wait or 15
+            wait = wait or int(Unit.ALL)
         load_slack = exec_slack = 0
         if need_load >= 0 and (cls is Preload or cls is Compute):
             load_slack = min(self._after(self._loads, need_load), _MAX_LOAD_SLACK)

@@ -596,7 +596,7 @@ class ExecUnit(wiring.Component):
 
         # COMPUTEs in flight; the swap wave's remaining cycles
         m.d.sync += self.outstanding.eq(self.outstanding + self.ctrl.start - wt.last)
-        wave = Signal(range(cfg.groups + cfg.cols))
+        wave = Signal(range(max(2, swap_wave_cycles(cfg))))
         m.d.comb += self.swapping.eq(wave != 0)
         with m.If(self.ctrl.start & p.swap):
             m.d.sync += wave.eq(swap_wave_cycles(cfg) - 1)

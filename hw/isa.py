@@ -94,7 +94,8 @@ __all__ = [
 
 #: 2: ``LOAD WGT expand=1`` is load-as-sparse in the hardware too (v1 cores ignored it)
 #: 3: ``LOAD ACT expand=1`` takes its window width from ``cmp_m`` (v2 always used ``n``)
-#: 4: pipelined ``COMPUTE`` (fill/drain of consecutive COMPUTEs overlap), ``STORE exec_slack``
+#: 4: pipelined ``LOAD`` and ``COMPUTE`` (their latencies overlap), ``STORE exec_slack``,
+#:    ``PRELOAD``/``COMPUTE load_slack``
 ISA_VERSION = 4
 INSTR_BITS = 128
 ADDR_BITS = 16

@@ -3,9 +3,10 @@
 The ISA's execution model (``hw/isa.py``) with the busy times of ``hw/timing.py``: at most
 one instruction issues per cycle, in order; an instruction issues in the first cycle in
 which its unit is idle and every unit of its ``wait`` mask is idle (``FENCE``: the units of
-its mask, all units for mask 0; it occupies no unit), with the pipelined EXEC unit's rules
-(``exec_slack`` of a STORE, the swap wave before a PRELOAD; see :mod:`sparsa.hw.isa`). The RTL timing tests compare measured
-cycles with :func:`schedule`; the SimPy model must agree with it on stall-free programs.
+its mask, all units for mask 0; it occupies no unit), with the rules of the pipelined LOAD
+and EXEC units (``load_slack``, ``exec_slack``, the LOAD queue, the swap wave before a
+PRELOAD; see :mod:`sparsa.hw.isa`). The RTL timing tests compare measured cycles with
+:func:`schedule`; the SimPy model must agree with it on stall-free programs.
 """
 
 from __future__ import annotations

@@ -146,9 +146,14 @@ def load_issue_cycles(count: int) -> int:
     return max(1, count)
 
 
+def load_as_sparse(instr: Load) -> bool:
+    """A weight LOAD that expands compressed entries (``expand=1``, ISA v2)."""
+    return bool(instr.target == Target.WGT and instr.expand)
+
+
 def load_solo(instr: Load) -> bool:
     """A LOAD that issues only when no LOAD is outstanding: load-as-sparse or empty."""
-    return instr.count == 0 or bool(instr.target == Target.WGT and instr.expand)
+    return instr.count == 0 or load_as_sparse(instr)
 
 
 def issue_cycles(cfg: AccelConfig, instr: Instr) -> int:
@@ -156,7 +161,7 @@ def issue_cycles(cfg: AccelConfig, instr: Instr) -> int:
     except for the pipelined COMPUTE and plain LOADs)."""
     if isinstance(instr, Compute):
         return compute_issue_cycles(instr.count)
-    if isinstance(instr, Load) and not (instr.target == Target.WGT and instr.expand):
+    if isinstance(instr, Load) and not load_as_sparse(instr):
         return load_issue_cycles(instr.count)
     return instr_cycles(cfg, instr)
 
@@ -169,7 +174,7 @@ def instr_cycles(cfg: AccelConfig, instr: Instr) -> int:
     """Busy cycles of the unit that executes ``instr`` (no DRAM back-pressure)."""
     if isinstance(instr, Load):
         eb = instr_entry_beats(cfg, instr)
-        if instr.target == Target.WGT and instr.expand:
+        if load_as_sparse(instr):
             return load_cycles(cfg, instr.count, eb, instr.cmp_n, instr.cmp_m)
         return load_cycles(cfg, instr.count, eb)
     if isinstance(instr, Preload):

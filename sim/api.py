@@ -49,7 +49,6 @@ from .model import (
     OpStream,
     RunStats,
     ops_from_program,
-    union_parts,
 )
 
 __all__ = ["SimResult", "simulate", "apply_baseline", "run_point", "DATAFLOWS", "LIMITS",
@@ -308,14 +307,8 @@ def _breakdown(cfg: AccelConfig, ops: OpStream, st: RunStats, table: EnergyTable
                            minlength=nl).astype(np.int64)[:nl]
 
     # per op: its share of its unit's busy time (the pipelined units overlap their ops)
-    share = np.zeros(len(ops), np.int64)
-    held = np.zeros(len(ops), np.int64)
-    for u in (_LOAD, _PRE, _EXEC, _STORE):
-        idx = np.nonzero(unit == u)[0]
-        share[idx] = union_parts(st.issue[idx], st.issue[idx] + cyc[idx])
-        held[idx] = union_parts(st.issue[idx], st.end[idx]) - share[idx]
-    busy = {u: per(unit == u, share) for u in (_LOAD, _PRE, _EXEC, _STORE)}
-    dstall = per(np.isin(unit, (_LOAD, _STORE)), held)
+    busy = {u: per(unit == u, st.busy_share) for u in (_LOAD, _PRE, _EXEC, _STORE)}
+    dstall = per(np.isin(unit, (_LOAD, _STORE)), st.stall_share)
     # array idle time before each compute (after the previous one's rows), by what held it
     acc_c = np.asarray(ops.accept, np.int64) if ops.accept is not None else cyc
     ex = np.nonzero(unit == _EXEC)[0]

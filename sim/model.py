@@ -265,7 +265,8 @@ class RunStats:
     of the pipelined LOAD and EXEC units count once), ``dram_stall`` (further cycles with an
     operation waiting for DRAM beats), ``stall`` (cycles with nothing in flight before its
     last operation), ``idle`` (after its last operation), ``ops``; the four add up to
-    ``total`` for every unit.
+    ``total`` for every unit. ``busy_share``/``stall_share``: every operation's part of its
+    unit's ``busy``/``dram_stall`` (:func:`union_parts`; the per-layer report sums them).
     """
 
     total: int
@@ -275,6 +276,8 @@ class RunStats:
     blocker: np.ndarray
     units: dict[str, dict[str, int]]
     dram: dict[str, dict[str, int]]
+    busy_share: np.ndarray
+    stall_share: np.ndarray
 
 
 def union_parts(start: np.ndarray, stop: np.ndarray) -> np.ndarray:
@@ -501,14 +504,17 @@ class CoreModel:
         unit = np.asarray(ops.unit, dtype=np.int64)
         cyc = np.asarray(ops.cycles, dtype=np.int64)
         units: dict[str, dict[str, int]] = {}
+        busy_share = np.zeros(n, np.int64)
+        stall_share = np.zeros(n, np.int64)
         for u in _UNITS:
             idx = np.nonzero(unit == u)[0]
             if idx.size:
-                busy = int(union_parts(issue[idx], issue[idx] + cyc[idx]).sum())
-                occupied = int(union_parts(issue[idx], end[idx]).sum())
-                dstall = occupied - busy
+                busy_share[idx] = union_parts(issue[idx], issue[idx] + cyc[idx])
+                stall_share[idx] = union_parts(issue[idx], end[idx]) - busy_share[idx]
+                busy = int(busy_share[idx].sum())
+                dstall = int(stall_share[idx].sum())
                 idle = int(total - end[idx].max())
-                gaps = total - occupied - idle
+                gaps = total - busy - dstall - idle
             else:
                 gaps = busy = dstall = 0
                 idle = total
@@ -518,6 +524,7 @@ class CoreModel:
         chans[self.wr.name] = self.wr
         dram = {c.name: {"beats": c.beats, "busy_cycles": c.busy_cycles} for c in chans.values()}
         return RunStats(total=int(total), issue=issue, end=end, extra=extra, blocker=blocker,
+                        busy_share=busy_share, stall_share=stall_share,
                         units=units, dram=dram)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from sparsa.hw.isa import Compute, Fence, Load, Preload, Store, Target, Unit
-from sparsa.hw.timing import instr_entry_beats, store_entry_beats
+from sparsa.hw.timing import instr_entry_beats, load_solo, store_entry_beats
 
 _UNIT = {Load: Unit.LOAD, Preload: Unit.PRE, Compute: Unit.EXEC, Store: Unit.STORE}
 
@@ -88,8 +88,8 @@ def concurrent_hazards(cfg, instrs, seed=0, trials=3):
             if u == PRE:
                 need.append(swap_clear)
             if u == LOAD and lends:
-                solo = ins.count == 0 or (ins.target == Target.WGT and ins.expand)
-                need.append(lends[-1] if solo else (lends[-4] if len(lends) >= 4 else 0))
+                need.append(lends[-1] if load_solo(ins) else
+                            (lends[-4] if len(lends) >= 4 else 0))
             t = max(need)
             a = int(rng.integers(1, 30))                # request / feed phase
             d = a + int(rng.integers(1, 60))
@@ -97,8 +97,7 @@ def concurrent_hazards(cfg, instrs, seed=0, trials=3):
             if u == LOAD:
                 e = max(e, lends[-1] + 1) if lends else e
                 lends.append(e)
-                free[LOAD] = e if ins.count == 0 or (ins.target == Target.WGT and ins.expand) \
-                    else t + a
+                free[LOAD] = e if load_solo(ins) else t + a
             elif u == EXEC:
                 e = max(e, cends[-1] + 1) if cends else e
                 cends.append(e)
