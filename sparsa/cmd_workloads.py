@@ -76,23 +76,35 @@ def _densities(wl: Workload, sparsity: str | None) -> dict[str, float] | None:
         return None
     import fnmatch
 
-    from sparsa.workloads.sparsity import SparsityPlan
+    from sparsa.workloads.sparsity import SparsityError, SparsityPlan, SparsitySpec
     plan = SparsityPlan.parse(plan_text)
     plan.check_matches((str(ly.attrs.get("source", ly.name)) for ly in wl.gemm_layers()),
                        wl.name)
     explicit = [p for p, _ in plan.rules if p != "*"]
     out = {}
+    fit: dict[SparsitySpec, tuple[bool, int, int]] = {}
     for ly in wl.gemm_layers():
         src = str(ly.attrs.get("source", ly.name))
         spec = plan.spec_for(src)
-        unnamed_act = ly.gemm().stationary != "weight" and \
+        dims = ly.gemm()
+        unnamed_act = dims.stationary != "weight" and \
             not any(fnmatch.fnmatchcase(src, p) for p in explicit)
         if unnamed_act or ly.attrs.get("phase") == "wgrad":
             out[ly.name] = 1.0
         elif ly.attrs.get("phase") == "bwd_data":
             out[ly.name] = float(spec.backward.density)
         else:
-            out[ly.name] = float(spec.forward.density)
+            out[ly.name] = float(spec.density_on(dims.K, dims.Q))
+            if spec.forward.block is not None:
+                ok, k, q = fit.get(spec, (False, 0, 0))
+                fit[spec] = (ok or spec.block_fits(dims.K, dims.Q), max(k, dims.K),
+                             max(q, dims.Q))
+    for spec, (ok, k, q) in fit.items():
+        if not ok:      # as the compiler: a block that fits none of its layers is a mistake
+            bk, bq = spec.forward.block
+            raise SparsityError(f"sparsity {plan_text!r}: block {bk}x{bq} is larger than every "
+                                f"layer it applies to (largest W is [{k}, {q}] as K x Q); use "
+                                f"a block of at most that size")
     return out
 
 

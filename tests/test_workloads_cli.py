@@ -67,6 +67,14 @@ def test_show_topology_uses_its_sparsity_column(capsys, tmp_path):
     assert data["sparse_macs"] == 64 ** 3 * 3 // 2
 
 
+def test_show_block_skipped_on_small_layers(capsys):
+    # as the compiler: a block larger than a layer leaves that layer its N:M only
+    code, out, _ = run(capsys, "show", "resnet18", "--json", "--gemm-only", "--sparsity",
+                       "block512x512:0.5+2:4")
+    dens = {ly["name"]: ly["density"] for ly in json.loads(out)["layers"]}
+    assert code == 0 and dens["conv1"] == 0.5 and dens["layer4.1.conv2"] == 0.25
+
+
 def test_export_round_trip(capsys, tmp_path):
     out = tmp_path / "r18.csv"
     code, text, _ = run(capsys, "export", "resnet18", "-o", str(out))
@@ -86,6 +94,8 @@ def test_export_round_trip(capsys, tmp_path):
     (["export", "bert-base", "-o", "x.txt"], "(.csv) or an ONNX model (.onnx)"),
     (["export", "bert-base", "-o", "x.csv"], "use --format gemm"),
     (["show", "missing/model.onnx"], "does not exist"),
+    (["show", "resnet18", "--sparsity", "block1024x1024:0.5"],
+     "block 1024x1024 is larger than every layer"),
 ])
 def test_errors_exit_2(capsys, tmp_path, monkeypatch, args, needle):
     monkeypatch.chdir(tmp_path)

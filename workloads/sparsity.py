@@ -266,6 +266,20 @@ class SparsitySpec:
             d *= self.n / self.m
         return d
 
+    def block_fits(self, k: int, q: int) -> bool:
+        """Whether the spec's block (if any) fits ``W[k, q]``; a block larger than a layer is
+        skipped on that layer (the compiler notes it), so the layer keeps only its N:M."""
+        spec = self.forward
+        return spec.block is None or (spec.block[0] <= k and spec.block[1] <= q)
+
+    def density_on(self, k: int, q: int) -> float:
+        """Nominal forward density on a layer with ``W[k, q]``: :attr:`density`, without the
+        block factor when the block does not fit the layer (as the compiler does)."""
+        spec = self.forward
+        if self.block_fits(k, q):
+            return spec.density
+        return spec.n / spec.m if spec.n is not None else 1.0
+
     @property
     def forward(self) -> SparsitySpec:
         """The spec whose mask the forward GEMM ``Y = X W`` uses."""
