@@ -283,6 +283,29 @@ def _config_from(source: str, key: str, item: str | dict[str, Any]) -> AccelConf
         raise _err(source, key, msg) from None
 
 
+def _unique_names(cfgs: list[AccelConfig]) -> list[AccelConfig]:
+    """Configs that share a name but differ in hardware get ``+field=value`` suffixes for
+    the fields that differ within that name (e.g. a preset swept over DRAM latency), so
+    tables and plots, which group rows by config name, never merge different designs."""
+    def hw(c: AccelConfig) -> dict[str, Any]:
+        return {k: v for k, v in c.to_dict().items() if k != "name"}
+
+    groups: dict[str, list[AccelConfig]] = {}
+    for c in cfgs:
+        groups.setdefault(c.name, []).append(c)
+    renamed: dict[int, AccelConfig] = {}
+    for name, group in groups.items():
+        dicts = [hw(c) for c in group]
+        if all(d == dicts[0] for d in dicts):
+            continue
+        varying = [k for k in dicts[0] if any(d[k] != dicts[0][k] for d in dicts)]
+        for c, d in zip(group, dicts, strict=True):
+            suffix = "".join(f"+{k}={d[k]:g}" if isinstance(d[k], float) else f"+{k}={d[k]}"
+                             for k in varying)
+            renamed[id(c)] = dataclasses.replace(c, name=name + suffix)
+    return [renamed.get(id(c), c) for c in cfgs]
+
+
 def _nonempty(source: str, key: str, values: list[Any] | None) -> None:
     if values is not None and len(values) == 0:
         raise _err(source, key, "empty list: the cross product has no points")
@@ -404,11 +427,15 @@ def parse_spec(data: Any, source: str = "spec", *,
             cfgs = [_config_from(source, f"configs[{i}]", c) for i, c in enumerate(m.configs)]
         else:
             cfgs = _axis_configs(source, m.configs)
+        cfgs = _unique_names(cfgs)
         combos = itertools.product(wls, cfgs, sps, dfs, m.train, m.batch, m.seq)
         for i, (w, c, s, d, t, b, q) in enumerate(combos):
             points.append(DesignPoint(index=i, workload=w, config=c, sparsity=s, dataflow=d,
                                       train=t, batch=b, seq=q, workload_obj=custom.get(w),
                                       **common))
+    if m.points is not None:
+        named = _unique_names([p.config for p in points])
+        points = [dataclasses.replace(p, config=c) for p, c in zip(points, named, strict=True)]
     seen: dict[str, int] = {}
     for p in points:
         if p.key in seen:

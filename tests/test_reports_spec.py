@@ -39,6 +39,24 @@ def test_explicit_config_list_and_points() -> None:
     assert (p.sparsity, p.dataflow, p.train, p.config.m) == ("2:8", "os", True, 8)
 
 
+def test_different_designs_never_share_a_name() -> None:
+    # plots and tables group rows by config name: fields outside the key must not merge
+    s = parse_spec({"workloads": ["resnet18"],
+                    "configs": {"dram_latency_cycles": [10, 200], "clock_mhz": [500, 1000]}})
+    names = [p.config.name for p in s.points]
+    assert len(set(names)) == 4
+    assert names[1] == "16x16_n2m4_b16_w64a64c64+dram_latency_cycles=10+clock_mhz=1000"
+    s = parse_spec({"workloads": ["resnet18"], "configs": [
+        {"preset": "8x8-n2m8", "dram_latency_cycles": 10}, "8x8-n2m8", "8x8-n2m4"]})
+    assert [p.config.name for p in s.points] == [
+        "8x8-n2m8+dram_latency_cycles=10", "8x8-n2m8+dram_latency_cycles=8", "8x8-n2m4"]
+    s = parse_spec({"points": [{"workload": "resnet18", "config": "8x8-n2m8"},
+                               {"workload": "resnet18", "config": {
+                                   "preset": "8x8-n2m8", "clock_mhz": 250}}]})
+    assert [p.config.name for p in s.points] == ["8x8-n2m8+clock_mhz=500",
+                                                 "8x8-n2m8+clock_mhz=250"]
+
+
 def test_hash_is_content_not_name() -> None:
     a = parse_spec({"workloads": ["resnet50"], "configs": ["16x16-n2m4"]}).points[0]
     renamed = dataclasses.replace(a, config=dataclasses.replace(PRESETS["16x16-n2m4"],
