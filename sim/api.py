@@ -67,7 +67,8 @@ class SimResult:
     of the critical path: cycles from the previous layer's last completion to its own),
     ``exec_busy``, ``load_busy``, ``preload_busy``, ``store_busy``, ``exec_stall`` (array
     idle before the layer's computes), ``dram_stall``, ``macs`` (non-zero), ``dense_macs``,
-    ``utilisation``, ``dram_read_bytes``, ``dram_write_bytes``, ``energy_pj``, the limit
+    ``utilisation``, ``dram_read_bytes``, ``dram_write_bytes``, ``energy_pj`` and its
+    components ``energy_<component>_pj`` (:data:`~sparsa.sim.energy.COMPONENTS`), the limit
     cycles (``compute``, ``fill_drain``, ``dram_bw``, ``window_bw``) and ``limiting``; with a
     dense baseline also ``dense_cycles`` and ``speedup``.
     """
@@ -379,6 +380,7 @@ def _breakdown(cfg: AccelConfig, ops: OpStream, st: RunStats, table: EnergyTable
             "dram_read_bytes": int(sp.actions.get("dram_read", 0)),
             "dram_write_bytes": int(sp.actions.get("dram_write", 0)),
             "energy_pj": round(sum(e.values()), 3),
+            **{f"energy_{k}_pj": round(e[k], 3) for k in COMPONENTS},
             **lim, "limiting": _limiting(lim),
         })
     return rows, totals, energy, limits

@@ -281,14 +281,16 @@ def train_step(workload: Any, config: AccelConfig | str | None = None, *, fwd: s
                candidates: int | None = None,
                host_elems_per_cycle: float = HOST_ELEMS_PER_CYCLE,
                host_ops_per_s: float | None = None, measure_refresh: bool = False,
-               per_layer: bool = True) -> dict[str, Any]:
+               per_layer: bool = True, energy_table: str | None = None) -> dict[str, Any]:
     """Compile and simulate one training step and its dense baseline on the same core.
 
     Returns a JSON-able dict: ``workload, config, plan, cycles, dense_cycles, speedup``
     (core cycles), ``host_cycles, speedup_with_host``, ``phases`` / ``dense_phases``
     (``fwd, bwd_data, wgrad, host``: cycles, utilisation, DRAM bytes, energy),
     ``utilisation, dram_bytes, energy_pj`` (and dense ones), ``refresh`` (cost per refresh,
-    ``every``, amortised cycles and speed-up) and ``layers`` (per-layer rows).
+    ``every``, amortised cycles and speed-up), ``layers`` (per-layer rows) and
+    ``energy_table`` / ``energy_table_values`` (the table used: ``energy_table``, a preset
+    name or YAML file, else the config's).
     """
     from .api import simulate
     cfg = resolve_config(config)
@@ -299,8 +301,8 @@ def train_step(workload: Any, config: AccelConfig | str | None = None, *, fwd: s
     prog = _compile(workload, cfg, plan, opt, batch, seq, seed)
     dprog = prog if plan == "dense" else _compile(workload, cfg, "dense", opt, batch, seq,
                                                   seed)
-    dres = simulate(dprog)
-    res = dres if dprog is prog else simulate(prog, baseline=dres)
+    dres = simulate(dprog, energy_table=energy_table)
+    res = dres if dprog is prog else simulate(prog, baseline=dres, energy_table=energy_table)
     host, dhost = host_elements(prog), host_elements(dprog)
     phases = _phase_rows(res, host, host_elems_per_cycle)
     dphases = _phase_rows(dres, dhost, host_elems_per_cycle)
@@ -320,6 +322,8 @@ def train_step(workload: Any, config: AccelConfig | str | None = None, *, fwd: s
         "energy_pj": round(res.energy_pj, 1), "dense_energy_pj": round(dres.energy_pj, 1),
         "phases": phases, "dense_phases": dphases,
         "ideal_speedup": None,
+        "energy_table": res.energy_table.name,
+        "energy_table_values": res.energy_table.to_dict(),
     }
     # the bound of the SAT paper: fwd and bwd_data at density d, wgrad dense
     if method != "dense":

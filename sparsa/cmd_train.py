@@ -18,12 +18,16 @@ def _fmt(x: float) -> str:
     return f"{x:.0f}"
 
 
-def _print_report(r: dict[str, Any], top: int) -> None:
+def _print_report(r: dict[str, Any], top: int, cfg: Any, energy_table: str | None) -> None:
     from rich.console import Console
     from rich.table import Table
     con = Console(width=140)
     con.print(f"{r['workload']} training step on {r['config']} ({r['config_key']}), "
               f"plan {r['plan']}")
+    from sparsa.sim.energy import resolve_energy_table
+
+    from .cmd_sim import _energy_rows_table
+    con.print(_energy_rows_table(resolve_energy_table(energy_table or cfg.energy_table), cfg))
     t = Table(title="per phase (sparse | dense training on the same core)",
               title_justify="left")
     for h in ("phase", "cycles", "dense cycles", "speed-up", "util", "DRAM B", "dense DRAM B",
@@ -64,7 +68,7 @@ def _print_report(r: dict[str, Any], top: int) -> None:
     if top and r.get("layers"):
         lt = Table(title=f"per layer (the {top} slowest GEMMs)", title_justify="left")
         for h in ("layer", "phase", "mode", "cycles", "dense cycles", "speed-up", "util",
-                  "DRAM B", "limiting"):
+                  "DRAM B", "energy uJ", "limiting"):
             lt.add_column(h, justify="left" if h in ("layer", "phase", "mode", "limiting")
                           else "right", no_wrap=True)
         for x in sorted(r["layers"], key=lambda x: -x["cycles"])[:top]:
@@ -72,7 +76,8 @@ def _print_report(r: dict[str, Any], top: int) -> None:
             lt.add_row(x["layer"], x["phase"], x["mode"], f"{x['cycles']:,}",
                        "-" if dc is None else f"{dc:,}",
                        "-" if not dc or not x["cycles"] else f"{dc / x['cycles']:.2f}x",
-                       f"{x['utilisation']:.1%}", _fmt(x["dram_bytes"]), x["limiting"])
+                       f"{x['utilisation']:.1%}", _fmt(x["dram_bytes"]),
+                       f"{x['energy_pj'] / 1e6:.2f}", x["limiting"])
         con.print(lt)
 
 
@@ -121,12 +126,14 @@ def _print_ablation(rows: list[dict[str, Any]]) -> None:
               help="Also run with each SAT-style optimisation switched off, one by one.")
 @click.option("--layers", "top", default=12, show_default=True, type=click.IntRange(0),
               help="Per-layer rows to print (slowest first; all of them in --json).")
+@click.option("--energy-table", default=None,
+              help="Energy table preset or YAML (default: the config's energy_table).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def train_step_cmd(workload: str, config: str, fwd: str, bwd: str, method: str,
                    candidates: int | None, refresh_every: int | None, refresh_on: str,
                    refresh_cost: str, dataflow: str, batch: int, seq: int | None, no_interleave: bool,
                    no_pregenerate_bwd: bool, no_reuse_schedule: bool, ablation: bool,
-                   top: int, as_json: bool) -> None:
+                   top: int, energy_table: str | None, as_json: bool) -> None:
     """Compile and simulate one training step of WORKLOAD (forward, backward-data and
     weight-gradient GEMMs of every layer) with bidirectional N:M masks; print per-phase
     and per-layer cycles, utilisation, DRAM traffic, energy and the speed-up over dense
@@ -152,7 +159,8 @@ def train_step_cmd(workload: str, config: str, fwd: str, bwd: str, method: str,
     rep = training.train_step(workload, cfg, fwd=fwd, bwd=bwd, method=method,
                               refresh_every=refresh_every, refresh_on=refresh_on, options=opt,
                               batch=batch, seq=seq, candidates=candidates,
-                              measure_refresh=refresh_cost == "measured")
+                              measure_refresh=refresh_cost == "measured",
+                              energy_table=energy_table)
     abl = training.ablation(workload, cfg, fwd=fwd, bwd=bwd, method=method, options=opt,
                             batch=batch, seq=seq) if ablation else None
     if as_json:
@@ -160,7 +168,7 @@ def train_step_cmd(workload: str, config: str, fwd: str, bwd: str, method: str,
             rep["ablation"] = abl
         click.echo(json.dumps(rep, indent=1))
         return
-    _print_report(rep, top)
+    _print_report(rep, top, cfg, energy_table)
     if abl is not None:
         _print_ablation(abl)
 
@@ -235,6 +243,10 @@ def weight_modes_cmd(workload: str, config: str, sparsity: str, batch: int, seq:
     from rich.console import Console
     from rich.table import Table
     con = Console(width=140)
+    from sparsa.sim.energy import resolve_energy_table
+
+    from .cmd_sim import _energy_rows_table
+    con.print(_energy_rows_table(resolve_energy_table(cfg.energy_table), cfg))
     t = Table(title=f"{workload} on {cfg.name} ({cfg.key}), {sparsity}", title_justify="left")
     for h in ("weights", "cycles", "vs dense", "DRAM read B", "energy uJ", "limiting"):
         t.add_column(h, justify="left" if h in ("weights", "limiting") else "right",

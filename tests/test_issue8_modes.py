@@ -94,3 +94,4 @@ def test_weight_modes_cli(tmp_path, capsys):
     main(["weight-modes", _topo(tmp_path), "--config", "16x16-n2m4-bw4", "--layers", "2"])
     out = capsys.readouterr().out
     assert "load-as-sparse" in out and "auto chose" in out
+    assert "energy table" in out and "horowitz45" in out

@@ -46,6 +46,12 @@ def test_breakdown_reconciles_per_component_and_per_layer():
     assert set(res.energy) == set(COMPONENTS)
     assert sum(res.energy.values()) == pytest.approx(res.energy_pj)
     assert sum(r["energy_pj"] for r in res.per_layer) == pytest.approx(res.energy_pj, rel=1e-6)
+    for k in COMPONENTS:      # per layer and per component, the two sums meet
+        assert sum(r[f"energy_{k}_pj"] for r in res.per_layer) == pytest.approx(
+            res.energy[k], rel=1e-6, abs=1e-3)
+    for r in res.per_layer:
+        assert sum(r[f"energy_{k}_pj"] for k in COMPONENTS) == pytest.approx(r["energy_pj"],
+                                                                            abs=1e-2)
     # DRAM energy is exactly bytes / 8 * the 64-bit price
     moved = res.totals["dram_read"] + res.totals["dram_write"]
     assert res.energy["dram"] == pytest.approx(moved / 8 * 2000)

@@ -136,6 +136,22 @@ def test_cli_json_and_errors(tmp_path, capsys):
                                    "--refresh-cost", "modelled", "--ablation"])
     assert run.exit_code == 0, run.output
     assert "no pregenerate_bwd" in run.output and "per phase" in run.output
+    assert "energy table" in run.output and "horowitz45" in run.output
+    # --energy-table: the table is printed, in the JSON, and changes the energy
+    et = tmp_path / "cheap.yaml"
+    et.write_text("preset: horowitz45\nname: cheap-dram\ndram_pj_per_64b: 100\n")
+    run = CliRunner().invoke(cli, ["train-step", str(topo), "--config", "8x8-n2m8",
+                                   "--energy-table", str(et), "--json"])
+    cheap = json.loads(run.output)
+    assert cheap["energy_table"] == "cheap-dram"
+    assert cheap["energy_table_values"]["dram_pj_per_64b"] == 100
+    assert cheap["energy_pj"] < r["energy_pj"] and cheap["cycles"] == r["cycles"]
+    # the per-layer energies add up to the step's (host work costs no core energy)
+    assert sum(x["energy_pj"] for x in cheap["layers"]) == pytest.approx(cheap["energy_pj"],
+                                                                         rel=1e-6)
+    run = CliRunner().invoke(cli, ["train-step", str(topo), "--config", "8x8-n2m8",
+                                   "--energy-table", str(et)])
+    assert "cheap-dram" in run.output and "energy uJ" in run.output
     with pytest.raises(SystemExit) as e:
         main(["train-step", str(topo), "--fwd", "3:7"])
     assert e.value.code == 2
