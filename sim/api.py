@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import math
 import numbers
 import time
 from collections import OrderedDict
@@ -52,7 +53,8 @@ from .model import (
 )
 
 __all__ = ["SimResult", "simulate", "apply_baseline", "run_point", "DATAFLOWS", "LIMITS",
-           "COMPUTE_BOUND_SHARE", "compute_share", "load_program"]
+           "COMPUTE_BOUND_SHARE", "compute_share", "load_program", "HOST_ELEMS_PER_CYCLE",
+           "host_elements"]
 
 DATAFLOWS = ("ws", "os", "is")
 LIMITS = ("compute", "fill-drain", "DRAM bandwidth", "window bandwidth")
@@ -88,6 +90,23 @@ class SimResult:
     dense_cycles: int | None = None
     dense_energy_pj: float | None = None
     wall_s: float = 0.0
+    host_elements: int = 0
+    dense_host_elements: int | None = None
+
+    # ---- non-GEMM work -----------------------------------------------------------------
+    @property
+    def host_cycles(self) -> int:
+        """Non-GEMM work (the program's host layers: im2col relayout, pooling, norms,
+        softmax, ...) in core cycles at :data:`HOST_ELEMS_PER_CYCLE`; not in ``cycles``."""
+        return math.ceil(self.host_elements / HOST_ELEMS_PER_CYCLE)
+
+    @property
+    def speedup_with_host(self) -> float | None:
+        """Speed-up over the dense baseline with both runs' non-GEMM work added."""
+        if not self.dense_cycles:
+            return None
+        dense_host = math.ceil((self.dense_host_elements or 0) / HOST_ELEMS_PER_CYCLE)
+        return (self.dense_cycles + dense_host) / max(1, self.cycles + self.host_cycles)
 
     # ---- derived figures -----------------------------------------------------------
     @property
@@ -165,6 +184,9 @@ class SimResult:
             "sram_act_bytes": self.sram_bytes["act"], "sram_wgt_bytes": self.sram_bytes["wgt"],
             "sram_acc_bytes": self.sram_bytes["acc"],
             "energy_pj": round(self.energy_pj, 3),
+            "host_elements": self.host_elements, "host_cycles": self.host_cycles,
+            "speedup_with_host": None if self.speedup_with_host is None
+            else round(self.speedup_with_host, 6),
         }
         for k in COMPONENTS:
             d[f"energy_{k}_pj"] = round(self.energy[k], 3)
@@ -274,17 +296,34 @@ def simulate(program: Any, config: AccelConfig | str | None = None, *, dataflow:
     res = SimResult(config=cfg, dataflow=dataflow, cycles=stats.total, units=stats.units,
                     dram_channels=stats.dram, per_layer=per_layer, totals=totals,
                     energy=energy, energy_table=table, limits=limits, options=opts,
-                    stats=stats)
+                    stats=stats, host_elements=sum(host_elements(program).values()))
     if baseline is not None:
         apply_baseline(res, baseline)
     res.wall_s = time.perf_counter() - t0
     return res
 
 
+#: Non-GEMM (host) work is counted in elements and turned into cycles at this rate
+#: (elements per core cycle): a host or vector unit streaming 16 int8 lanes per cycle.
+HOST_ELEMS_PER_CYCLE = 16
+
+
+def host_elements(program: Any) -> dict[str, int]:
+    """Elements of host (non-GEMM) work per phase (``inf`` for inference) of a compiled
+    program: its ``kind="host"`` layers' ``elements``."""
+    out: dict[str, int] = {}
+    for ly in getattr(program, "layers", ()):
+        if ly.kind == "host":
+            ph = str(ly.meta.get("phase", "inf"))
+            out[ph] = out.get(ph, 0) + int(ly.meta.get("elements", 0))
+    return out
+
+
 def apply_baseline(res: SimResult, baseline: SimResult) -> None:
     """Fill ``res``'s dense-baseline fields (totals and per layer) from ``baseline``."""
     res.dense_cycles = baseline.cycles
     res.dense_energy_pj = baseline.energy_pj
+    res.dense_host_elements = baseline.host_elements
     dense_by_name = {r["layer"]: r["cycles"] for r in baseline.per_layer}
     for r in res.per_layer:
         dc = dense_by_name.get(r["layer"])

@@ -53,6 +53,7 @@ from typing import Any
 from sparsa.compiler.options import CompileOptions
 from sparsa.hw.config import AccelConfig, resolve_config
 
+from .api import HOST_ELEMS_PER_CYCLE, host_elements
 from .errors import SimError
 
 __all__ = ["METHODS", "REFRESH_ON", "SAT_OPTIMISATIONS", "RefreshCost", "train_plan",
@@ -68,7 +69,6 @@ HOST_OPS_PER_S = 2e9
 #: Bi-Mask candidate)``; transposable by solver
 HOST_NS_PER_ELEMENT = {"forward-only": (50.0, 0.0), "transposable-exact": (700.0, 0.0),
                        "transposable-greedy": (100.0, 0.0), "bimask": (45.0, 0.75)}
-HOST_ELEMS_PER_CYCLE = 16
 
 
 def _nm(text: str, what: str) -> tuple[int, int]:
@@ -224,16 +224,6 @@ def measure_host_seconds(k: int, q: int, method: str, fwd: str, bwd: str,
         per_elem = (time.process_time() - t0) / (ks * qs)
         _MEASURED[key] = per_elem
     return per_elem * k * q
-
-
-def host_elements(program: Any) -> dict[str, int]:
-    """Elements of host (non-GEMM) work per phase of a compiled program."""
-    out: dict[str, int] = {}
-    for ly in program.layers:
-        if ly.kind == "host":
-            ph = str(ly.meta.get("phase", "inf"))
-            out[ph] = out.get(ph, 0) + int(ly.meta.get("elements", 0))
-    return out
 
 
 def _weight_layers(program: Any) -> list[tuple[str, int, int]]:

@@ -110,6 +110,12 @@ def print_report(res: Any, title: str) -> None:
         lines.append(f"vs dense          {res.speedup:.3f}x faster "
                      f"({res.dense_cycles} cycles), "
                      f"{res.dense_energy_pj / max(1e-12, res.energy_pj):.3f}x less energy")
+    if res.host_elements:
+        from sparsa.sim.api import HOST_ELEMS_PER_CYCLE
+        lines.append(f"non-GEMM work     {res.host_elements} elements = {res.host_cycles} "
+                     f"cycles at {HOST_ELEMS_PER_CYCLE}/cycle (on the host, not in cycles)"
+                     + ("" if res.speedup_with_host is None else
+                        f"; speed-up with it {res.speedup_with_host:.3f}x"))
     if any(r["kind"] in ("fwd", "bwd_data", "wgrad") for r in res.per_layer):
         ph = res.phase_cycles()
         lines.append("training phases   " + ", ".join(f"{k} {v}" for k, v in ph.items()))

@@ -47,6 +47,23 @@ def test_run_point_is_flat_json_scalars():
     assert d["utilisation"] <= CFG.n / CFG.m
 
 
+def test_non_gemm_work_is_counted_beside_the_core():
+    prog = compile_workload(WL, CFG, sparsity="2:4", with_data=False)
+    host = [ly for ly in prog.layers if ly.kind == "host"]
+    elems = sum(int(ly.meta["elements"]) for ly in host)
+    assert {ly.name for ly in host} >= {"r1", "c2.im2col"} and elems > 196 * 32
+    res = simulate(prog, baseline=simulate(compile_workload(WL, CFG, sparsity="dense",
+                                                            with_data=False)))
+    assert res.host_elements == elems and res.host_cycles == math.ceil(elems / 16)
+    # the same host work on both sides dilutes the speed-up, never reverses it
+    assert 1.0 < res.speedup_with_host < res.speedup
+    assert res.speedup_with_host == pytest.approx(
+        (res.dense_cycles + res.host_cycles) / (res.cycles + res.host_cycles))
+    r = run_point(WL, CFG, "2:4")
+    assert r["host_cycles"] == res.host_cycles
+    assert r["speedup_with_host"] == pytest.approx(res.speedup_with_host, rel=1e-5)
+
+
 def test_run_point_training_phases():
     x = np.random.default_rng(5).integers(-128, 128, (10, 24)).astype(np.int8)
     ref = TrainGraph(x, [24, 32, 32, 16], "2:4", seed=0)
