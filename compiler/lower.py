@@ -15,9 +15,10 @@ requantisation.
   convolutions, MLP chains) and the rows are beat aligned. Otherwise the core has no im2col
   or relayout unit: the host writes the GEMM's input (``<layer>.im2col`` host node, element
   count ``P * K`` per group) — with data the compiler fills it with seeded int8 values.
-* **Backward weights**: with ``pregenerate_bwd`` the backward-data GEMM's ``W^T`` (own
-  mask, Bi-Mask permutation applied to its rows) is stored compressed in the DRAM image;
-  without it the GEMM runs dense and a ``<layer>.wt_gen`` host node generates ``W^T``.
+* **Backward weights**: the backward-data GEMM's ``W^T`` (own mask, Bi-Mask permutation
+  applied to its rows) is stored compressed in the DRAM image; with ``pregenerate_bwd``
+  it is generated ahead of time (with the weight update), without it a
+  ``<layer>.wt_gen`` host node prunes it on the fly every step (``K * Q`` elements).
 * **Requantisation**: int8 outputs with the per-op shift of :mod:`sparsa.compiler.quant`;
   weight gradients stay int32.
 """
@@ -133,14 +134,14 @@ class LowerPass:
             P, K, Q, groups = n.gemm
             mode, win, notes = _node_mode(g, n)
             if n.phase == "bwd_data" and not g.options.pregenerate_bwd:
-                # no compressed W^T in DRAM: the host transposes and masks W each step and
-                # the array runs the backward-data GEMM densely
-                mode, win = "dense", 0
-                notes = ["dense mode: backward weights not pre-generated"]
-                new_nodes.append(Node(f"{n.name}.wt_gen", "transpose_mask", n.phase,
+                # pruning on the fly: the compressed W^T is not generated ahead of time with
+                # the weight update; every step the host reads W, transposes it, keeps the
+                # backward mask's n of every m and writes the compressed tiles before the
+                # backward-data GEMM (which runs as before)
+                new_nodes.append(Node(f"{n.name}.wt_gen", "transpose_prune", n.phase,
                                       (n.source,), out_elements=K * Q * groups,
                                       source=n.source,
-                                      notes=["host generates W^T with its mask"]))
+                                      notes=["host prunes W^T on the fly (not pre-generated)"]))
             n.notes += notes
             wgrad = n.phase == "wgrad"
             # chaining

@@ -58,10 +58,11 @@ class CompileOptions:
         attention's Q/K/V projections, or the GEMMs of one layer in training), and order
         GEMMs that share an input next to each other.
     pregenerate_bwd : bool
-        Training: store the backward-data weights (``W^T`` with its own mask, Bi-Mask
-        permutation folded into the addressing of its input) compressed in the DRAM image
-        ahead of time. Off: the array gets no compressed ``W^T`` and runs the backward-data
-        GEMM in dense mode (the host transposes and masks ``W`` every step, a host layer).
+        Training: the backward-data weights (``W^T`` with its own mask, Bi-Mask
+        permutation folded into the addressing of its input) are generated compressed ahead
+        of time, with the weight update. Off: they are pruned on the fly, every step, before
+        the backward-data GEMM (a host layer reading, transposing and pruning ``W``: ``K*Q``
+        elements); the GEMM itself is unchanged.
     fuse_relu : bool
         Apply a following ReLU in the STORE of the GEMM before it.
     weight_batch : int

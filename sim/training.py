@@ -10,7 +10,7 @@ interval.
 Host work
 ---------
 Layers the core does not run (im2col relayout, pooling, norms, ReLU derivatives, the
-transposition of ``W`` when backward weights are not pre-generated...) are counted in
+on-the-fly pruning of ``W^T`` when backward weights are not pre-generated...) are counted in
 elements; they are turned into cycles at ``host_elems_per_cycle`` elements per core cycle
 (default 16: one 128-bit int8 SIMD lane at the core's clock). The speed-up is quoted for the
 core (``speedup``, what the SAT paper counts) and for the step including host work

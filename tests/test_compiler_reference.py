@@ -132,9 +132,11 @@ def test_training_options_change_schedule_not_results():
         prog = compile_workload(ref, cfg, sparsity=spec, train=True, options=opt)
         _check(prog, ref)
         if not opt.pregenerate_bwd:
+            # pruned on the fly by the host every step: same core program, more host work
             bwd = [ly for ly in prog.layers if ly.kind == "bwd_data"]
-            assert all(ly.meta["mode"] == ["dense"] for ly in bwd)
-            assert any(ly.name.endswith(".wt_gen") for ly in prog.layers)
-            assert prog.summary()["macs_issued"] > base.summary()["macs_issued"]
+            assert all(ly.meta["mode"] == ["sparse"] for ly in bwd)
+            gen = [ly for ly in prog.layers if ly.name.endswith(".wt_gen")]
+            assert [ly.meta["elements"] for ly in gen] == [32 * 16]
+            assert prog.instructions == base.instructions
         if not opt.interleave:
             assert prog.summary()["by_kind"].get("Fence", 0) > 0

@@ -102,7 +102,7 @@ def test_measured_host_refresh_is_positive_and_scales():
 
 def test_each_sat_optimisation_matters_somewhere():
     """Each optimisation switched off alone costs cycles on at least one workload:
-    pregenerate_bwd on the MLP and the CNN (backward-data GEMMs fall back to dense),
+    pregenerate_bwd on the MLP and the CNN (the host prunes W^T on the fly every step),
     interleave everywhere (pipeline drained between GEMMs), reuse_schedule on shared-input
     projections when DRAM is the bottleneck (16x16-n2m4-bw4)."""
     cost: dict[str, float] = {}
@@ -115,7 +115,7 @@ def test_each_sat_optimisation_matters_somewhere():
             opt = r["setting"].removeprefix("no ")
             cost[opt] = max(cost.get(opt, 0.0), r["cost"])
             assert r["cost"] >= 0.999, r     # switching one off never helps here
-    assert cost["pregenerate_bwd"] > 1.2
+    assert cost["pregenerate_bwd"] > 1.02
     assert cost["interleave"] > 1.01
     assert cost["reuse_schedule"] > 1.02
 
