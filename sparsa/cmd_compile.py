@@ -15,6 +15,19 @@ from sparsa.fileio import write_files
 from sparsa.hw.config import resolve_config
 from sparsa.outputs import check_out_dir
 
+SPARSE_MODE_HELP = ("auto: sparse where the weights fit the array's n:m and K > rows; sparse: "
+                    "wherever they fit (else an error); dense; load-sparse: compressed in "
+                    "DRAM, computed dense; best: per layer the fastest of dense, sparse and "
+                    "load-sparse, as timed by the model (compiles three times first).")
+
+
+def best_modes(workload: str, cfg: object, sparsity: str | None, opt: CompileOptions,
+               **kw: object) -> CompileOptions:
+    """``opt`` with ``layer_modes`` set per layer to the mode the model finds fastest
+    (:func:`sparsa.sim.modes.choose_modes`; the compiler itself cannot run the model)."""
+    from sparsa.sim.modes import choose_modes
+    return choose_modes(workload, cfg, sparsity, options=opt, **kw)
+
 
 @click.command("compile")
 @click.argument("workload")
@@ -27,16 +40,14 @@ from sparsa.outputs import check_out_dir
 @click.option("--dataflow", "--loop-order", "dataflow", type=click.Choice(DATAFLOWS),
               default="weight-reuse", show_default=True,
               help="Loop order (auto: the faster of the two per GEMM, timed with the static schedule).")
-@click.option("--sparse-mode", type=click.Choice(SPARSE_MODES), default="auto",
-              show_default=True,
-              help="auto: sparse where the weights fit the array's n:m and K > rows; "
-                   "sparse: wherever they fit (else an error); dense; load-sparse: "
-                   "compressed in DRAM, computed dense.")
+@click.option("--sparse-mode", type=click.Choice((*SPARSE_MODES, "best")), default="auto",
+              show_default=True, help=SPARSE_MODE_HELP)
 @click.option("--no-interleave", is_flag=True, help="FENCE between GEMMs.")
 @click.option("--no-double-buffer", is_flag=True)
 @click.option("--no-reuse", is_flag=True, help="Do not keep activation blocks across GEMMs.")
 @click.option("--no-pregenerate", is_flag=True,
-              help="Training: no pre-generated compressed W^T (backward-data runs dense).")
+              help="Training: W^T is pruned on the fly every step (a host layer) instead of "
+                   "pre-generated.")
 @click.option("--weight-batch", default=8, show_default=True, type=click.IntRange(1, 256),
               help="Most weight tiles fetched by one LOAD (1: one LOAD per tile).")
 @click.option("--no-data", is_flag=True,
@@ -62,10 +73,14 @@ def compile_cmd(workload: str, config: str | None, sparsity: str | None, train: 
     dump_format = dump_format or "text"
     check_out_dir(out)
     cfg = resolve_config(config)
-    opt = CompileOptions(dataflow=dataflow, sparse_mode=sparse_mode,
+    opt = CompileOptions(dataflow=dataflow, sparse_mode="auto" if sparse_mode == "best"
+                         else sparse_mode,
                          interleave=not no_interleave, double_buffer=not no_double_buffer,
                          reuse_schedule=not no_reuse, pregenerate_bwd=not no_pregenerate,
                          weight_batch=weight_batch)
+    if sparse_mode == "best":
+        opt = best_modes(workload, cfg, sparsity, opt, train=train, batch=batch, seq=seq,
+                         seed=seed)
     t0 = time.perf_counter()
     prog = compile_workload(workload, cfg, sparsity=sparsity, train=train, dataflow=dataflow,
                             options=opt, with_data=not no_data, seed=seed, batch=batch,

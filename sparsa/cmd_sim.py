@@ -13,8 +13,10 @@ from typing import Any
 import click
 
 from sparsa import heap
-from sparsa.compiler.options import DATAFLOWS
+from sparsa.compiler.options import DATAFLOWS, SPARSE_MODES, CompileOptions
 from sparsa.hw.config import resolve_config
+
+from .cmd_compile import SPARSE_MODE_HELP, best_modes
 
 _SPARSITY_HELP = ("Sparsity plan, e.g. 2:4, 'conv1=dense;*=2:4', fwd=2:8,bwd=2:8,method=bimask.")
 
@@ -137,6 +139,8 @@ def print_report(res: Any, title: str) -> None:
               default="weight-reuse", show_default=True,
               help="The compiler's loop order on the core (auto: the faster of the two per "
                    "GEMM, timed with the static schedule).")
+@click.option("--sparse-mode", type=click.Choice((*SPARSE_MODES, "best")), default="auto",
+              show_default=True, help=SPARSE_MODE_HELP)
 @click.option("--batch", default=1, show_default=True, type=click.IntRange(1))
 @click.option("--seq", default=None, type=click.IntRange(1))
 @click.option("--vs-dense", is_flag=True,
@@ -152,7 +156,8 @@ def print_report(res: Any, title: str) -> None:
                    "layer (ideal memory) on the config's rows x cols, for comparison.")
 @click.option("--json", "as_json", is_flag=True, help="Print totals and layers as JSON.")
 def simulate_cmd(target: str, config: str | None, sparsity: str | None, train: bool,
-                 dataflow: str, loop_order: str, batch: int, seq: int | None, vs_dense: bool,
+                 dataflow: str, loop_order: str, sparse_mode: str, batch: int,
+                 seq: int | None, vs_dense: bool,
                  energy_table: str | None,
                  dram_sharing: str, dram_beat_cycles: int, scalesim_parity: bool,
                  as_json: bool) -> None:
@@ -165,7 +170,8 @@ def simulate_cmd(target: str, config: str | None, sparsity: str | None, train: b
         given = [o for o, v in (("--sparsity", sparsity), ("--train", train),
                                 ("--batch", batch != 1), ("--seq", seq), ("--vs-dense", vs_dense),
                                 ("--energy-table", energy_table),
-                                ("--loop-order", loop_order != "weight-reuse")) if v]
+                                ("--loop-order", loop_order != "weight-reuse"),
+                                ("--sparse-mode", sparse_mode != "auto")) if v]
         if given:
             raise SimError(f"--scalesim-parity gives SCALE-Sim's dense compute cycles only; "
                            f"drop {', '.join(given)}")
@@ -177,7 +183,8 @@ def simulate_cmd(target: str, config: str | None, sparsity: str | None, train: b
     if is_prog:
         given = [o for o, v in (("--sparsity", sparsity), ("--train", train),
                                 ("--batch", batch != 1), ("--seq", seq),
-                                ("--loop-order", loop_order != "weight-reuse")) if v]
+                                ("--loop-order", loop_order != "weight-reuse"),
+                                ("--sparse-mode", sparse_mode != "auto")) if v]
         if given:
             verb = "applies" if len(given) == 1 else "apply"
             raise SimError(f"{target}: {', '.join(given)} {verb} to a workload; a compiled "
@@ -201,8 +208,13 @@ def simulate_cmd(target: str, config: str | None, sparsity: str | None, train: b
         pending = _start_dense_baseline(*dense_args) \
             if vs_dense and sparsity not in (None, "dense") else None
         try:
+            opt = CompileOptions(dataflow=loop_order, sparse_mode="auto"
+                                 if sparse_mode == "best" else sparse_mode)
+            if sparse_mode == "best":
+                opt = best_modes(target, cfg, sparsity, opt, train=train, batch=batch, seq=seq)
             prog = compile_workload(target, cfg, sparsity=sparsity, train=train,
-                                    with_data=False, batch=batch, seq=seq, dataflow=loop_order)
+                                    with_data=False, batch=batch, seq=seq, dataflow=loop_order,
+                                    options=opt)
             sparsity = prog.meta["sparsity_arg"]
             label = f"{target} ({sparsity}{', train' if train else ''}" \
                     f"{'' if loop_order == 'weight-reuse' else ', ' + loop_order})"

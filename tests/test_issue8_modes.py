@@ -95,3 +95,27 @@ def test_weight_modes_cli(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "load-as-sparse" in out and "auto chose" in out
     assert "energy table" in out and "horowitz45" in out
+
+
+def test_sparse_mode_best_in_compile_and_simulate(tmp_path, capsys):
+    """``--sparse-mode best``: the model's per-layer choice, as a program and in simulate."""
+    topo = tmp_path / "decode.csv"
+    topo.write_text("Layer, M, N, K\nfc0, 1, 512, 512\nfc1, 1, 512, 512\n")
+    cfg = tmp_path / "n1m16-bw4.yaml"
+    cfg.write_text("preset: 16x16-n1m16\nname: n1m16-bw4\ndram_bytes_per_cycle: 4\n")
+    args = [str(topo), "--config", str(cfg), "--sparsity", "2:4"]
+    main(["simulate", *args, "--json"])
+    auto = json.loads(capsys.readouterr().out)
+    main(["simulate", *args, "--sparse-mode", "best", "--json"])
+    best = json.loads(capsys.readouterr().out)
+    assert {r["mode"] for r in auto["layers"]} == {"dense"}      # 2:4 does not fit n1m16
+    assert {r["mode"] for r in best["layers"]} == {"load-sparse"}
+    assert best["cycles"] < auto["cycles"]
+    assert best["dram_read_bytes"] < 0.6 * auto["dram_read_bytes"]
+    main(["compile", *args, "--sparse-mode", "best", "--no-data", "-o", str(tmp_path / "p")])
+    capsys.readouterr()
+    from sparsa.sim.api import load_program
+    prog = load_program(str(tmp_path / "p"))
+    assert [ly.meta["mode"] for ly in prog.layers if ly.kind != "host"] == \
+        [["load-sparse"], ["load-sparse"]]
+    assert simulate(prog).cycles == best["cycles"]
