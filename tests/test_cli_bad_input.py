@@ -63,6 +63,7 @@ def d(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pq.write_table(pa.table({"hash": ["h1", "h2"], "status": ["error", "error"]}),
                    d / "results" / "points.parquet")
     (d / "list.json").write_text("[1, 2]\n")
+    (d / "deep.json").write_text("[" * 100000 + "]" * 100000)
     (d / "presetlist.yaml").write_text("preset: [1]\n")
     (d / "progdir").mkdir()
     (d / "progdir" / "program.sprg").write_bytes(b"x")
@@ -129,6 +130,7 @@ CASES = [
     (("simulate", "resnet50", "--batch", "1024"), "use a smaller --batch/--seq"),
     (("simulate", "{d}/emptydir"), "emptydir: no program.sprg"),
     (("simulate", "{d}/list.json"), "list.json: expected a program JSON object"),
+    (("simulate", "{d}/deep.json"), "deep.json: not a program JSON (nested too deeply)"),
     (("simulate", TINY, *SMALL, "--energy-table", "{d}/inf.yaml"), "sram_pj_per_64b"),
     (("simulate", TINY, *SMALL, "--seq", "-1"), "'--seq'"),
     (("simulate", TINY, "--config", "{d}/noetable.yaml"),
@@ -245,6 +247,29 @@ def test_hand_edited_program_json(tmp_path, d, capsys):
         (lambda x: x["instructions"][0].update(target="XYZ"), "allowed ACT, WGT"),
         (lambda x: next(i for i in x["instructions"] if i.get("target") == "ACT")
          .update(cmp_n=5), "LOAD ACT cmp_n=5 cmp_m=0"),
+        # addresses that fit their fields but not this core's scratchpads or the image
+        (lambda x: _first(x, "Load").update(sp_addr=60000),
+         "instructions[0] LOAD ACT entries 60000..60007 are beyond the scratchpad "
+         "(entries 0..127)"),
+        (lambda x: _first(x, "Preload").update(wsp_addr=65535), "PRELOAD WGT entries 65535"),
+        (lambda x: _first(x, "Compute").update(acc_addr=65535), "COMPUTE ACC entries 65535"),
+        (lambda x: _first(x, "Store").update(dram_addr=2**32 - 1),
+         "STORE DRAM beats 4294967295..4294967309 are beyond the DRAM image (beats 0..47)"),
+        (lambda x: _first(x, "Load", "WGT").update(expand=1, cmp_n=2, cmp_m=4, count=15),
+         "LOAD WGT count=15; allowed a multiple of cmp_n=2"),
+        # a field left out took the dataclass default (count=1)
+        (lambda x: _first(x, "Store").pop("count"), "missing field 'count'"),
+        (lambda x: x.update(isa_version=4.0), "isa_version 4.0 is not 4"),
+        # invalid base64 decoded to an empty image: a data-less program
+        (lambda x: x.update(dram_base64="!!!"), "dram_base64 is not base64 text"),
+        (lambda x: x.update(dram_bytes=5), "dram_bytes=5 but dram_base64 holds 384 bytes"),
+        (lambda x: x["meta"].update(dram_beats="x"), "meta.dram_beats='x'"),
+        (lambda x: x["tensors"]["g1.w"].update(addr=10**6), "tensors.g1.w: beats 1000000"),
+        (lambda x: x["layers"][1].update(kind="conv"), "layers[1].kind='conv'; allowed gemm"),
+        # the os/is models read the GEMM shape: a traceback (or a hang) before
+        (lambda x: x["layers"][1]["meta"].update(P="x"), "meta.P='x'; allowed an integer"),
+        (lambda x: x["layers"][1]["meta"].update(P=10**12), "P*K*Q*groups = 64000000000000 but dense_macs=512"),
+        (lambda x: x["layers"][1]["meta"].update(window=[3]), "meta.window=[3]; allowed"),
     ]
     for i, (edit, needle) in enumerate(cases):
         path = broken(edit, f"p{i}.json")
@@ -255,6 +280,47 @@ def test_hand_edited_program_json(tmp_path, d, capsys):
         one_line_error(code, err, needle)
     code, out_text, err = run(capsys, "simulate", str(out / "program.json"), "--json")
     assert code == 0 and json.loads(out_text)["cycles"] > 0
+
+
+def _first(doc: dict, op: str, target: str | None = None) -> dict:
+    """The first instruction of ``op`` (and ``target``) of a program JSON."""
+    return next(i for i in doc["instructions"]
+                if i["op"] == op and target in (None, i.get("target")))
+
+
+def test_damaged_program_binary(tmp_path, d, capsys):
+    """Binary programs whose CRC is intact but whose header or image is wrong."""
+    import struct
+    import zlib
+
+    from sparsa.compiler.program import _PRE
+    out = tmp_path / "prog"
+    code, _, err = run(capsys, "compile", str(d / "tiny.csv"), "--config", "4x4-n2m4",
+                       "-o", str(out))
+    assert code == 0, err
+    data = (out / "program.sprg").read_bytes()
+    magic, fver, iver, hlen = _PRE.unpack_from(data)
+    head = json.loads(data[_PRE.size:_PRE.size + hlen])
+    rest = data[_PRE.size + hlen:-4]
+
+    def blob(h: bytes, tail: bytes = b"") -> bytes:
+        body = _PRE.pack(magic, fver, iver, len(h)) + h + rest + tail
+        return body + struct.pack("<I", zlib.crc32(body))
+
+    odd = dict(head, dram_bytes=head["dram_bytes"] + 3)
+    cases = [
+        (blob(json.dumps(dict(head, n_instr=13.5)).encode()), "n_instr=13.5 is not an integer"),
+        (blob(json.dumps(odd).encode(), b"\0\0\0"),
+         "DRAM image of 387 bytes is not a whole number of 8-byte beats"),
+        (blob(b"[" * 100000 + b"]" * 100000), "program header is not valid JSON"),
+        (blob(b"[1, 2]"), "program header is not a JSON object"),
+    ]
+    for i, (raw, needle) in enumerate(cases):
+        path = tmp_path / f"b{i}.sprg"
+        path.write_bytes(raw)
+        code, _, err = run(capsys, "simulate", str(path))
+        one_line_error(code, err, f"{path}: ")
+        assert needle in err, err
 
 
 def test_split_plans_keeps_bidirectional_specs_whole():
