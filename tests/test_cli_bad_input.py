@@ -64,6 +64,12 @@ def d(tmp_path_factory: pytest.TempPathFactory) -> Path:
                    d / "results" / "points.parquet")
     (d / "list.json").write_text("[1, 2]\n")
     (d / "deep.json").write_text("[" * 100000 + "]" * 100000)
+    (d / "deep.yaml").write_text("a: " + "[" * 100000 + "]" * 100000 + "\n")
+    (d / "dup.yaml").write_text("preset: 4x4-n2m4\nrows: 4\nrows: 8\n")
+    (d / "dupsweep.yaml").write_text(f"name: x\nworkloads: [{d / 'tiny.csv'}]\n"
+                                     "configs: {base: 4x4-n2m4, rows: [4], rows: [8]}\n")
+    (d / "bigint.yaml").write_text("sram_pj_per_64b: {8: 10, 1" + "0" * 400 + ": 20}\n")
+    (d / "steep.yaml").write_text("sram_pj_per_64b: {1.0: 1.0, 1.0000001: 1000000.0}\n")
     (d / "presetlist.yaml").write_text("preset: [1]\n")
     (d / "progdir").mkdir()
     (d / "progdir" / "program.sprg").write_bytes(b"x")
@@ -177,6 +183,22 @@ CASES = [
       "fwd=2:8,bwd=2:8,method=bimask"), "holds one N:M (inference)"),
     (("sweep", "{d}/unknownkey.yaml", "-o", "{d}/s"),
      "unknownkey.yaml: configs.rowz: unknown key; allowed: base, rows"),
+    # a key given twice: YAML kept the last one silently
+    (("simulate", TINY, "--config", "{d}/dup.yaml"),
+     "dup.yaml: line 3: key 'rows' is given twice"),
+    (("sweep", "{d}/dupsweep.yaml", "-o", "{d}/s"),
+     "dupsweep.yaml: line 3: key 'rows' is given twice"),
+    # RecursionError tracebacks in the YAML parser
+    (("simulate", TINY, "--config", "{d}/deep.yaml"), "deep.yaml: malformed YAML (nested"),
+    (("sweep", "{d}/deep.yaml", "-o", "{d}/s"), "deep.yaml: malformed YAML (nested"),
+    # an integer beyond float range (OverflowError), a power law that overflows between
+    # the scratchpad sizes a config may have
+    (("simulate", TINY, *SMALL, "--energy-table", "{d}/bigint.yaml"),
+     "bigint.yaml: sram_pj_per_64b holds a number too large"),
+    (("compare", TINY, *SMALL, "--energy-table", "{d}/bigint.yaml"),
+     "bigint.yaml: sram_pj_per_64b holds a number too large"),
+    (("simulate", TINY, *SMALL, "--energy-table", "{d}/steep.yaml"),
+     "sram_pj_per_64b gives 0 pJ at 0.25 KiB; allowed (0, 1e7) pJ"),
 ]
 
 
