@@ -424,8 +424,8 @@ def check_point_options(options: dict[str, Any] | None, source: str = "run_point
     except (CompileError, TypeError) as e:
         raise SimError(f"{source}.compile: {e}") from None
     seed = options.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise SimError(f"{source}: seed={seed!r} is invalid; allowed an integer")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise SimError(f"{source}: seed={seed!r} is invalid; allowed an integer >= 0")
     if options.get("energy_table") is not None:
         try:
             resolve_energy_table(options["energy_table"])

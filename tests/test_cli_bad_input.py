@@ -80,6 +80,19 @@ def d(tmp_path_factory: pytest.TempPathFactory) -> Path:
                    d / "strres" / "points.parquet")
     (d / "alienres").mkdir()
     pq.write_table(pa.table({"a": [1, 2]}), d / "alienres" / "points.parquet")
+    ok = {"hash": ["h1"], "status": ["ok"], "workload": ["w"], "config": ["4x4-n2m4"],
+          "sparsity": ["dense"], "dataflow": ["ws"], "cycles": [10]}
+    (d / "nocfgres").mkdir()
+    pq.write_table(pa.table({k: v for k, v in ok.items() if k != "config"}),
+                   d / "nocfgres" / "points.parquet")
+    (d / "nullres").mkdir()
+    pq.write_table(pa.table(dict(ok, dataflow=pa.array([None], pa.string()))),
+                   d / "nullres" / "points.parquet")
+    (d / "etres").mkdir()
+    pq.write_table(pa.table(dict(ok, energy_table=[str(d / "gone.yaml")])),
+                   d / "etres" / "points.parquet")
+    (d / "spdir.yaml").write_text(f"name: x\nworkloads: [{d / 'emptydir'}]\n")
+    (d / "seed.yaml").write_text("name: x\n" + sweep + "options: {seed: -1}\n")
     return d
 
 
@@ -183,6 +196,23 @@ CASES = [
       "fwd=2:8,bwd=2:8,method=bimask"), "holds one N:M (inference)"),
     (("sweep", "{d}/unknownkey.yaml", "-o", "{d}/s"),
      "unknownkey.yaml: configs.rowz: unknown key; allowed: base, rows"),
+    # the plots and the report indexed these columns: KeyError tracebacks
+    (("plot", "{d}/nocfgres"), "nocfgres/points.parquet: not a sparsa results file (no "
+                               "column 'config'"),
+    (("report", "{d}/nocfgres", "-o", "{d}/s"), "no column 'config'"),
+    (("plot", "{d}/nullres"), "row 0 has no 'dataflow'; every successful point has one"),
+    # found after the plots were drawn: a report folder without index.html was left
+    (("report", "{d}/etres", "-o", "{d}/s"), "etres: energy table in the results: "),
+    # '-o ""' wrote to the default folder
+    (("plot", "{d}/results", "-o", ""), "'-o': empty path"),
+    (("report", "{d}/results", "-o", ""), "'-o': empty path"),
+    (("sweep", "{d}/sweep.yaml", "-o", ""), "'-o': empty path"),
+    # next to 'all', an unknown kind was ignored
+    (("plot", "{d}/results", "--kind", "all", "--kind", "foo"), "'foo' is unknown"),
+    # found only when the point ran: an error row, exit code 1
+    (("sweep", "{d}/spdir.yaml", "-o", "{d}/s"),
+     "spdir.yaml: workloads: '{d}/emptydir' is a directory, not a workload"),
+    (("sweep", "{d}/seed.yaml", "-o", "{d}/s"), "seed.yaml: options: seed=-1 is invalid"),
     # a key given twice: YAML kept the last one silently
     (("simulate", TINY, "--config", "{d}/dup.yaml"),
      "dup.yaml: line 3: key 'rows' is given twice"),
@@ -369,6 +399,7 @@ def test_check_point_options():
                          ({"model": {"burst_beats": 0}}, "spec.model: burst_beats=0"),
                          ({"compile": {"nope": 1}}, "spec.compile: unknown key 'nope'"),
                          ({"seed": "1"}, "seed='1'"),
+                         ({"seed": -1}, "seed=-1 is invalid; allowed an integer >= 0"),
                          ({"energy_table": "nosuch"}, "spec.energy_table:")):
         with pytest.raises(SimError, match="^spec") as e:
             check_point_options(opts, "spec")
