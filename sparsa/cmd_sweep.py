@@ -91,7 +91,7 @@ def register(group: click.Group) -> None:
         if "all" in kinds:
             written, skipped = plots.render_all(rows, layers, out_dir)
         else:
-            written = {k: plots.render(k, rows, layers, out_dir) for k in kinds}
+            written = plots.render_kinds(kinds, rows, layers, out_dir)
             skipped = {}
         if as_json:
             click.echo(json.dumps({"written": {k: [str(p) for p in v] for k, v in

@@ -446,6 +446,28 @@ def test_failed_compile_or_verilog_leaves_nothing_behind(tmp_path, d, capsys):
         assert [p.name for p in out.iterdir()] == [blocker]
 
 
+def test_failed_plot_kind_leaves_no_plots(tmp_path, capsys):
+    """'--kind speedup --kind training' on inference-only results: the speedup plot was
+    written before training failed; now every kind is drawn before the first file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    res = tmp_path / "res"
+    res.mkdir()
+    pq.write_table(pa.table({"hash": ["h1", "h2"], "status": ["ok", "ok"],
+                             "workload": ["w", "w"], "config": ["4x4-n2m4"] * 2,
+                             "sparsity": ["dense", "2:4"], "dataflow": ["ws", "ws"],
+                             "cycles": [10, 5], "speedup": [1.0, 2.0], "train": [False] * 2}),
+                   res / "points.parquet")
+    out = tmp_path / "plots"
+    code, _, err = run(capsys, "plot", str(res), "--kind", "speedup", "--kind", "training",
+                       "-o", str(out))
+    one_line_error(code, err, "plot training: the results have no training points")
+    assert not out.exists()
+    code, _, err = run(capsys, "plot", str(res), "--kind", "speedup", "-o", str(out))
+    assert code == 0 and sorted(p.name for p in out.iterdir()) == ["speedup.png",
+                                                                    "speedup.svg"], err
+
+
 def test_report_survives_a_damaged_spec_copy(tmp_path, d, capsys):
     """The results folder's spec.yaml only gives the report its title."""
     import shutil
