@@ -191,6 +191,11 @@ CASES = [
     (("report", "{d}/alienres"), "not a sparsa results file"),
     (("train-step", TINY, *SMALL, "--fwd", "2:4", "--method", "dense"),
      "--fwd has no effect with --method dense"),
+    # ignored: only Bi-Mask searches permutations; dense training refreshes no masks
+    (("train-step", TINY, *SMALL, "--fwd", "2:4", "--bwd", "2:4", "--method", "transposable",
+      "--candidates", "5"), "--candidates 5 applies only to --method bimask"),
+    (("train-step", TINY, *SMALL, "--method", "dense", "--refresh-every", "10"),
+     "--refresh-every has no effect with --method dense"),
     (("sweep", "{d}/sweep.yaml", "-o", "{d}/progdir"), "not a sweep results folder"),
     (("workloads", "export", TINY, "-o", "{d}/g.csv", "--format", "gemm", "--sparsity",
       "fwd=2:8,bwd=2:8,method=bimask"), "holds one N:M (inference)"),
