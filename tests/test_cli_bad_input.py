@@ -159,6 +159,8 @@ CASES = [
     (("compare", TINY, *SMALL, "--dataflows", "ws,xs"), "'xs'"),
     (("compare", TINY, *SMALL, "--sparsity", "abc"), "'abc'"),
     (("calibrate", "--tolerance", "nan"), "'--tolerance'"),
+    # --quick was ignored
+    (("calibrate", "--quick", "--program", "{d}/progdir"), "'--quick'"),
     (("limits", TINY, *SMALL, "--sparsity", "2:0"), "2:0"),
     (("weight-modes", "nosuch", *SMALL), "'nosuch'"),
     (("train-step", TINY, *SMALL, "--fwd", "3:2"), "--fwd='3:2'"),
