@@ -407,6 +407,12 @@ def test_check_point_options():
                          ({"compile": {"nope": 1}}, "spec.compile: unknown key 'nope'"),
                          ({"seed": "1"}, "seed='1'"),
                          ({"seed": -1}, "seed=-1 is invalid; allowed an integer >= 0"),
+                         # found only when an os/is point ran (an error row), or ignored
+                         ({"variant": {"foo": 1}}, "spec.variant: unknown variant option"),
+                         ({"variant": {"link_bytes_per_row": 0}},
+                          "spec.variant: variant option link_bytes_per_row=0 is invalid"),
+                         ({"baseline": "no"}, "baseline='no' is invalid; allowed true or false"),
+                         ({"layers": 1}, "layers=1 is invalid"),
                          ({"energy_table": "nosuch"}, "spec.energy_table:")):
         with pytest.raises(SimError, match="^spec") as e:
             check_point_options(opts, "spec")
