@@ -31,7 +31,9 @@ Serialisation
     CRC32                         u32 over everything above
 
 :meth:`Program.load` gives back an identical program (``==``); a corrupted or truncated file
-raises :class:`~sparsa.compiler.errors.CompileError` with a one-line message.
+raises :class:`~sparsa.compiler.errors.CompileError` with a one-line message, and so does
+one whose instructions reach beyond the config's scratchpads or the DRAM image, or whose
+layers, notes and tensors disagree with its instructions (both loaders check it).
 :meth:`Program.save_json` writes the same content as readable JSON (instructions
 disassembled, DRAM image in base64); :meth:`Program.load_json` reads it back.
 """
@@ -39,12 +41,13 @@ disassembled, DRAM image in base64); :meth:`Program.load_json` reads it back.
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import os
 import struct
 import zlib
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +67,7 @@ from sparsa.hw.isa import (
     encode,
     load_fields_error,
 )
+from sparsa.hw.timing import instr_entry_beats, store_entry_beats
 
 from sparsa.fileio import write_atomic
 
@@ -152,6 +156,12 @@ def instr_from_dict(d: dict[str, Any]) -> Instr:
     cls = ops.get(kw.pop("op", None))
     if cls is None:
         raise CompileError(f"instruction {d!r}: unknown op; allowed {', '.join(ops)}")
+    # every field, as instr_to_dict writes them: a field left out would silently take
+    # the dataclass default (count=1, swap=1, ...)
+    missing = [f.name for f in fields(cls) if f.name not in kw]
+    if missing:
+        raise CompileError(f"instruction {d!r}: missing field {missing[0]!r}; a {cls.__name__} "
+                           f"has {', '.join(['op', *(f.name for f in fields(cls))])}")
     try:
         if "target" in kw:
             if kw["target"] not in Target.__members__:
@@ -201,7 +211,6 @@ class Program:
         array spends); ``useful_macs`` sums the notes; ``dense_macs`` and ``nonzero_macs``
         sum the GEMM layers (dense-equivalent work and work with non-zero weights).
         """
-        from sparsa.hw.timing import instr_entry_beats, store_entry_beats
         cfg = self.config
         kinds: Counter = Counter()
         rd = wr = issued = 0
@@ -288,9 +297,15 @@ class Program:
                                f"(CRC32 mismatch)")
         try:
             head = json.loads(data[_PRE.size:_PRE.size + hlen].decode())
-            n_instr, dram_bytes = int(head["n_instr"]), int(head["dram_bytes"])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, RecursionError):
             raise CompileError(f"{source}: program header is not valid JSON") from None
+        if not isinstance(head, dict):
+            raise CompileError(f"{source}: program header is not a JSON object")
+        try:
+            n_instr = _int(head["n_instr"], "n_instr")
+            dram_bytes = _int(head["dram_bytes"], "dram_bytes")
+        except (KeyError, TypeError) as e:
+            raise CompileError(f"{source}: malformed program header ({e})") from None
         off = _PRE.size + hlen
         if off + n_instr * _WORD + dram_bytes + 4 != len(data):
             raise CompileError(f"{source}: program binary has {len(data)} bytes, header "
@@ -329,11 +344,15 @@ class Program:
         return prog
 
     def _check_consistent(self, source: str) -> None:
-        """The cross-references a hand-edited JSON can break: notes per instruction, layer
-        instruction ranges, note layer indices."""
-        n = len(self.instructions)
+        """What a hand-edited or damaged file can break beyond the field types: the DRAM
+        image size, every instruction's scratchpad and DRAM ranges, notes per instruction,
+        layer instruction ranges, kinds and GEMM shapes, note layer indices."""
+        cfg, n = self.config, len(self.instructions)
+        self._check_dram(source)
+        dram_beats = self.dram_beats
         for i, ins in enumerate(self.instructions):
-            err = load_fields_error(self.config, ins) if isinstance(ins, Load) else None
+            err = load_fields_error(cfg, ins) if isinstance(ins, Load) else None
+            err = err or _range_error(cfg, ins, dram_beats)
             if err:
                 raise CompileError(f"{source}: instructions[{i}] {err}")
         if self.notes and len(self.notes) != n:
@@ -345,10 +364,21 @@ class Program:
                                    f"{ly.first_instr}..{ly.end_instr} is not within 0..{n}")
             if ly.dense_macs < 0 or ly.nonzero_macs < 0:
                 raise CompileError(f"{source}: layers[{j}] ({ly.name!r}) has negative MACs")
+            if ly.kind not in LAYER_KINDS:
+                raise CompileError(f"{source}: layers[{j}].kind={ly.kind!r}; allowed "
+                                   f"{', '.join(LAYER_KINDS)}")
+            if ly.kind == "host" and ly.first_instr != ly.end_instr:
+                raise CompileError(f"{source}: layers[{j}] ({ly.name!r}) is a host layer with "
+                                   f"instructions {ly.first_instr}..{ly.end_instr}; a host "
+                                   f"layer runs none (first_instr = end_instr)")
             mode = ly.meta.get("mode", [])
             if not isinstance(mode, list) or not all(isinstance(x, str) for x in mode):
                 raise CompileError(f"{source}: layers[{j}].meta.mode={mode!r} is not a list of "
                                    f"mode names")
+            if ly.kind != "host":
+                err = _gemm_meta_error(cfg, ly)
+                if err:
+                    raise CompileError(f"{source}: layers[{j}] ({ly.name!r}) {err}")
         for i, note in enumerate(self.notes):
             if not -1 <= note.layer < len(self.layers) or note.useful_macs < 0:
                 raise CompileError(f"{source}: notes entry {i} (layer {note.layer}, "
@@ -357,6 +387,26 @@ class Program:
         for k, t in self.tensors.items():
             if t.addr < 0 or t.beats < 0 or any(v < 0 for v in t.shape):
                 raise CompileError(f"{source}: tensors.{k}: negative addr, beats or shape")
+            if t.addr + t.beats > dram_beats:
+                raise CompileError(f"{source}: tensors.{k}: beats {t.addr}.."
+                                   f"{t.addr + t.beats - 1} are beyond the DRAM image "
+                                   f"(beats 0..{dram_beats - 1})")
+
+    def _check_dram(self, source: str) -> None:
+        """The DRAM image is whole beats, and ``meta.dram_beats`` (the size of a data-less
+        program's image) a count that agrees with it."""
+        bb = self.config.beat_bytes
+        if self.dram.size % bb:
+            raise CompileError(f"{source}: DRAM image of {self.dram.size} bytes is not a whole "
+                               f"number of {bb}-byte beats")
+        beats = self.meta.get("dram_beats")
+        if beats is None:
+            return
+        if isinstance(beats, bool) or not isinstance(beats, int) or beats < 0:
+            raise CompileError(f"{source}: meta.dram_beats={beats!r}; allowed an integer >= 0")
+        if self.dram.size and beats != self.dram.size // bb:
+            raise CompileError(f"{source}: meta.dram_beats={beats} but the DRAM image has "
+                               f"{self.dram.size // bb} beats")
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the binary form atomically (temp file, then rename); returns the path."""
@@ -387,10 +437,11 @@ class Program:
             if "isa_version" not in d and "instructions" not in d:
                 raise CompileError(f"{source}: not a program JSON (no isa_version, no "
                                    f"instructions; 'sparsa compile' writes program.json)")
-            if d.get("isa_version") != ISA_VERSION:
+            if type(d.get("isa_version")) is not int or d["isa_version"] != ISA_VERSION:
                 raise CompileError(f"{source}: isa_version {d.get('isa_version')!r} is not "
                                    f"{ISA_VERSION}")
-            if d.get("format_version", FORMAT_VERSION) != FORMAT_VERSION:
+            fver = d.get("format_version", FORMAT_VERSION)
+            if type(fver) is not int or fver != FORMAT_VERSION:
                 raise CompileError(f"{source}: format_version {d.get('format_version')!r} "
                                    f"is not {FORMAT_VERSION}")
             if "n_instr" in d and d["n_instr"] != len(d["instructions"]):
@@ -402,7 +453,14 @@ class Program:
                     instrs.append(instr_from_dict(x))
                 except CompileError as e:
                     raise CompileError(f"{source}: instructions[{j}]: {e}") from None
-            dram = np.frombuffer(base64.b64decode(d["dram_base64"]), np.uint8).copy()
+            try:
+                raw = base64.b64decode(d["dram_base64"], validate=True)
+            except binascii.Error:
+                raise CompileError(f"{source}: dram_base64 is not base64 text") from None
+            if "dram_bytes" in d and d["dram_bytes"] != len(raw):
+                raise CompileError(f"{source}: dram_bytes={d['dram_bytes']!r} but dram_base64 "
+                                   f"holds {len(raw)} bytes")
+            dram = np.frombuffer(raw, np.uint8).copy()
         except CompileError:
             raise
         except (KeyError, TypeError, ValueError) as e:
@@ -434,6 +492,8 @@ class Program:
             raise CompileError(f"{path}: cannot read program JSON ({e.strerror})") from None
         except ValueError:
             raise CompileError(f"{path}: not valid JSON") from None
+        except RecursionError:
+            raise CompileError(f"{path}: not a program JSON (nested too deeply)") from None
         if not isinstance(d, dict):
             raise CompileError(f"{path}: expected a program JSON object (written by "
                                f"'sparsa compile'), got {type(d).__name__}")
@@ -453,7 +513,6 @@ def _int(v: Any, what: str) -> int:
 def _checked(obj: Any, what: str) -> Any:
     """``obj`` (a TensorInfo or LayerInfo read from a header) with every field of its
     declared type; TypeError naming ``what.field`` otherwise."""
-    from dataclasses import fields
     for f in fields(obj):
         v = getattr(obj, f.name)
         want = _FIELD_TYPES.get(str(f.type))
@@ -466,4 +525,72 @@ def _checked(obj: Any, what: str) -> Any:
                 _int(x, f"{what}.{f.name}")
     return obj
 
+
+#: ``LayerInfo.kind`` values (see :class:`LayerInfo`).
+LAYER_KINDS = ("gemm", "fwd", "bwd_data", "wgrad", "host")
+
+
+def _sp_error(what: str, start: int, count: int, size: int) -> str | None:
+    if start + count > size:
+        return (f"{what} entries {start}..{start + count - 1} are beyond the scratchpad "
+                f"(entries 0..{size - 1})")
+    return None
+
+
+def _dram_error(what: str, addr: int, stride: int, count: int, entry_beats: int,
+                dram_beats: int) -> str | None:
+    last = addr + (count - 1) * stride + entry_beats
+    if count and last > dram_beats:
+        return (f"{what} DRAM beats {addr}..{last - 1} are beyond the DRAM image "
+                f"(beats 0..{dram_beats - 1})")
+    return None
+
+
+def _range_error(cfg: AccelConfig, ins: Instr, dram_beats: int) -> str | None:
+    """Why ``ins`` reaches outside the scratchpads of ``cfg`` or a DRAM image of
+    ``dram_beats`` beats (the ranges the reference executor checks as it runs and the
+    hardware's address widths assume), or ``None``. ``load_fields_error`` passed."""
+    t = type(ins)
+    if t is Load:
+        wgt = ins.target == Target.WGT
+        size, what = (cfg.wgt_entries, "LOAD WGT") if wgt else (cfg.act_entries, "LOAD ACT")
+        entries = ins.count
+        if wgt and ins.expand:
+            if ins.count % ins.cmp_n:
+                return (f"LOAD WGT count={ins.count}; allowed a multiple of "
+                        f"cmp_n={ins.cmp_n} (load-as-sparse)")
+            entries = ins.count // ins.cmp_n * ins.cmp_m
+        return (_sp_error(what, ins.sp_addr, entries, size)
+                or _dram_error(what, ins.dram_addr, ins.dram_stride, ins.count,
+                               instr_entry_beats(cfg, ins), dram_beats))
+    if t is Preload:
+        return _sp_error("PRELOAD WGT", ins.wsp_addr, cfg.rows, cfg.wgt_entries)
+    if t is Compute:
+        return (_sp_error("COMPUTE ACT", ins.asp_addr, ins.count, cfg.act_entries)
+                or _sp_error("COMPUTE ACC", ins.acc_addr, ins.count, cfg.acc_entries))
+    if t is Store:
+        return (_sp_error("STORE ACC", ins.acc_addr, ins.count, cfg.acc_entries)
+                or _dram_error("STORE", ins.dram_addr, ins.dram_stride, ins.count,
+                               store_entry_beats(cfg, ins.requant), dram_beats))
+    return None
+
+
+def _gemm_meta_error(cfg: AccelConfig, ly: LayerInfo) -> str | None:
+    """Why the GEMM shape in a layer's ``meta`` (``P``, ``K``, ``Q``, ``groups``, read by
+    the os/is dataflow models) or its window widths are not valid, or ``None``."""
+    m = ly.meta
+    for k in ("P", "K", "Q", "groups"):
+        v = m.get(k, 1)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            return f"meta.{k}={v!r}; allowed an integer >= 1"
+    if all(k in m for k in ("P", "K", "Q")):
+        macs = m["P"] * m["K"] * m["Q"] * m.get("groups", 1)
+        if macs != ly.dense_macs:
+            return (f"meta P*K*Q*groups = {macs} but dense_macs={ly.dense_macs}; they are "
+                    f"the same GEMM")
+    win = m.get("window", [])
+    if not isinstance(win, list) or not all(
+            isinstance(w, int) and not isinstance(w, bool) and w in cfg.windows for w in win):
+        return f"meta.window={win!r}; allowed a list of window widths {list(cfg.windows)}"
+    return None
 

@@ -308,10 +308,39 @@ def _from_mapping(data: Any, source: str, base_dir: Path | None = None) -> Accel
         raise ConfigError(f"{source}: {e}") from None
 
 
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: Any, line: int) -> None:
+        super().__init__(f"key {key!r}")
+        self.key, self.line = key, line
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that rejects a mapping key given twice (YAML would keep the
+    last one, silently dropping the other)."""
+
+
+def _unique_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":    # '<<: *anchor' keys may be overridden
+            continue
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            if key in seen:
+                raise _DuplicateKey(key, key_node.start_mark.line + 1)
+            seen.add(key)
+        except TypeError:       # an unhashable key: construct_mapping names it
+            pass
+    return loader.construct_mapping(node, deep)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
 def read_yaml(path: str | os.PathLike[str], error: type[Exception], what: str) -> Any:
-    """Parse a YAML file; an unreadable file or malformed YAML raises ``error`` with one
-    line naming the file (and the line of the syntax error). Shared by every YAML input
-    (configs, energy tables, sweep specs)."""
+    """Parse a YAML file; an unreadable file, malformed YAML or a key given twice in one
+    mapping raises ``error`` with one line naming the file (and the line of the syntax
+    error). Shared by every YAML input (configs, energy tables, sweep specs)."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -320,11 +349,16 @@ def read_yaml(path: str | os.PathLike[str], error: type[Exception], what: str) -
     except UnicodeDecodeError:
         raise error(f"{path}: {what} is not UTF-8 text (YAML expected)") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_Loader)
+    except _DuplicateKey as e:
+        raise error(f"{path}: line {e.line}: key {e.key!r} is given twice; give each key "
+                    f"once") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise error(f"{path}: malformed YAML{where}") from None
+    except RecursionError:
+        raise error(f"{path}: malformed YAML (nested too deeply)") from None
 
 
 def load_config(path: str | os.PathLike[str]) -> AccelConfig:

@@ -122,11 +122,19 @@ def build_report(results: str | os.PathLike[str], out_dir: str | os.PathLike[str
                  title: str | None = None) -> Path:
     """Write ``<out_dir>/index.html`` (and the plot files) for a results directory.
 
+    Everything that can fail on the results (their schema, the reference config, the
+    energy tables they name) is worked out before the first file is written.
+
     Returns the path of ``index.html``.
     """
     store = open_results(results)
-    rows = store.rows()
-    layers = store.rows("layers")
+    rows = store.report_rows()
+    layers = store.report_rows("layers")
+    ok = [r for r in rows if r.get("status") == "ok"]
+    errs = [r for r in rows if r.get("status") != "ok"]
+    ref = plots.reference_config(rows) if ok else None
+    energy = _energy_sections(store.root, rows, ok, ref)
+    pareto, acol = _pareto_rows(rows)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written, skipped = plots.render_all(rows, layers, out)
@@ -136,12 +144,10 @@ def build_report(results: str | os.PathLike[str], out_dir: str | os.PathLike[str
         import yaml
         try:        # only the title comes from it: a damaged copy falls back to the folder
             raw = yaml.safe_load(spec_file.read_text()) or {}
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
             raw = {}
         spec_name = raw.get("name") if isinstance(raw, dict) else None
     title = title or f"sparsa design-space report: {spec_name or store.root.name}"
-    ok = [r for r in rows if r.get("status") == "ok"]
-    errs = [r for r in rows if r.get("status") != "ok"]
 
     def distinct(col: str) -> str:
         return ", ".join(html.escape(str(v)) for v in dict.fromkeys(r.get(col) for r in rows))
@@ -161,7 +167,6 @@ def build_report(results: str | os.PathLike[str], out_dir: str | os.PathLike[str
     if skipped:
         parts.append("<p>Not drawn (no data in this sweep): " + "; ".join(
             f"<b>{k}</b> ({html.escape(v)})" for k, v in skipped.items()) + "</p>")
-    pareto, acol = _pareto_rows(rows)
     if pareto:
         parts.append("<h2>Pareto-optimal designs (area vs cycles, per workload)</h2>"
                      + _table(pareto, ("workload", "config", "sparsity", "dataflow", acol,
@@ -172,18 +177,41 @@ def build_report(results: str | os.PathLike[str], out_dir: str | os.PathLike[str
         parts.append("<h2 class='err'>Failed design points</h2>"
                      + _table(errs, ("point_index", "workload", "config", "sparsity",
                                      "dataflow", "train", "error")))
-    ref = plots.reference_config(rows) if ok else None
-    ref_row = next((r for r in ok if r["config"] == ref), None)
-    cfg = None
-    if ref_row is not None:
-        cfg = PRESETS.get(ref_row["config"]) or AccelConfig(**{
-            k: ref_row[k] for k in ("rows", "cols", "n", "m", "wgt_sp_kib", "act_sp_kib",
-                                    "acc_sp_kib", "dram_bytes_per_cycle",
-                                    "dram_latency_cycles", "clock_mhz")})
-    tables = list(dict.fromkeys(r.get("energy_table") or "horowitz45" for r in rows))
-    for name in tables:
+    for name, table in energy:
         where = f", SRAM values for {ref}" if ref else ""
         parts.append(f"<h2>Energy table used ({html.escape(str(name))}{html.escape(where)})"
-                     f"</h2>" + _table(energy_table_rows(name, cfg), ("item", "value")))
+                     f"</h2>" + _table(table, ("item", "value")))
     parts.append("</body></html>\n")
     return write_atomic(out / "index.html", "\n".join(parts).encode())
+
+
+_CONFIG_FIELDS = ("rows", "cols", "n", "m", "wgt_sp_kib", "act_sp_kib", "acc_sp_kib",
+                  "dram_bytes_per_cycle", "dram_latency_cycles", "clock_mhz")
+
+
+def _energy_sections(root: Path, rows: Sequence[Row], ok: Sequence[Row],
+                     ref: str | None) -> list[tuple[str, list[Row]]]:
+    """``(name, rows)`` of every energy table the results name, with the SRAM values of the
+    reference config ``ref``; a config or table the results cannot give is a one-line
+    :class:`ReportError` naming the results folder."""
+    from sparsa.hw.config import ConfigError
+    from sparsa.sim.errors import SimError
+
+    ref_row = next((r for r in ok if r["config"] == ref), None)
+    cfg = None
+    try:
+        if ref_row is not None:
+            cfg = PRESETS.get(ref_row["config"])
+            if cfg is None:
+                missing = [k for k in _CONFIG_FIELDS if ref_row.get(k) is None]
+                if missing:
+                    raise ReportError(f"{root}: config {ref!r} has no {missing[0]!r} in the "
+                                      f"results (written by 'sparsa sweep')")
+                cfg = AccelConfig(**{k: ref_row[k] for k in _CONFIG_FIELDS})
+    except ConfigError as e:
+        raise ReportError(f"{root}: config {ref!r} in the results: {e}") from None
+    tables = list(dict.fromkeys(r.get("energy_table") or "horowitz45" for r in rows))
+    try:
+        return [(name, energy_table_rows(name, cfg)) for name in tables]
+    except SimError as e:
+        raise ReportError(f"{root}: energy table in the results: {e}") from None

@@ -43,7 +43,7 @@ from .errors import ReportError
 
 __all__ = ["KINDS", "RC", "area_column", "pareto_front", "plot_dataflow", "plot_energy",
            "plot_layers", "plot_pareto", "plot_speedup", "plot_training", "reference_config",
-           "render", "render_all"]
+           "render", "render_all", "render_kinds"]
 
 Row = dict[str, Any]
 
@@ -408,19 +408,36 @@ def _save(fig: Figure, path: Path) -> None:
     write_atomic(path, save)
 
 
-def render(kind: str, rows: Sequence[Row], layers: Sequence[Row], out_dir: str | os.PathLike[str],
-           **kwargs: Any) -> list[Path]:
-    """Draw ``kind`` and write ``<out_dir>/<kind>.png`` and ``.svg``; returns both paths."""
+def _draw(kind: str, rows: Sequence[Row], layers: Sequence[Row], **kwargs: Any) -> Figure:
     if kind not in KINDS:
         raise ReportError(f"--kind {kind!r} is unknown; allowed: {', '.join(KINDS)}, all")
     fn, table, fixed = KINDS[kind]
     fig, _ = fn(layers if table == "layers" else rows, **fixed, **kwargs)
+    return fig
+
+
+def _write(kind: str, fig: Figure, out_dir: str | os.PathLike[str]) -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{kind}.png", out / f"{kind}.svg"]
     for p in paths:
         _save(fig, p)
     return paths
+
+
+def render(kind: str, rows: Sequence[Row], layers: Sequence[Row], out_dir: str | os.PathLike[str],
+           **kwargs: Any) -> list[Path]:
+    """Draw ``kind`` and write ``<out_dir>/<kind>.png`` and ``.svg``; returns both paths."""
+    return _write(kind, _draw(kind, rows, layers, **kwargs), out_dir)
+
+
+def render_kinds(kinds: Sequence[str], rows: Sequence[Row], layers: Sequence[Row],
+                 out_dir: str | os.PathLike[str]) -> dict[str, list[Path]]:
+    """:func:`render` every kind of ``kinds``, drawing them all before writing the first
+    file: a kind the data cannot give is a :class:`ReportError` that leaves ``out_dir`` as
+    it was."""
+    figs = {k: _draw(k, rows, layers) for k in kinds}
+    return {k: _write(k, fig, out_dir) for k, fig in figs.items()}
 
 
 def render_all(rows: Sequence[Row], layers: Sequence[Row], out_dir: str | os.PathLike[str]

@@ -265,10 +265,17 @@ def _known_workloads() -> set[str] | None:
 
 
 def _check_workload(source: str, key: str, name: str, known: set[str] | None) -> str:
-    if known is None or name.lower() in known or os.path.exists(name):
+    if known is None or name.lower() in known:
         return name
+    if os.path.isfile(name) and name.lower().endswith((".onnx", ".csv")):
+        return name
+    if os.path.isdir(name):
+        raise _err(source, key, f"{name!r} is a directory, not a workload; allowed a zoo "
+                                f"name, an .onnx model or a SCALE-Sim .csv")
+    if os.path.exists(name):
+        raise _err(source, key, f"{name!r}: workload files must end in .onnx or .csv")
     raise _err(source, key, f"unknown workload {name!r}; allowed: {', '.join(sorted(known))} "
-                            "or a model file")
+                            "or a model file (.onnx, .csv)")
 
 
 def _config_from(source: str, key: str, item: str | dict[str, Any]) -> AccelConfig:

@@ -58,6 +58,10 @@ def rows_to_table(rows: Sequence[dict[str, Any]]) -> pa.Table:
     return pa.table(arrays) if arrays else pa.table({})
 
 
+#: Columns every successful point (status ``ok``) and every layer row has.
+OK_POINT_COLUMNS = ("workload", "config", "sparsity", "dataflow", "cycles")
+LAYER_COLUMNS = ("workload", "config", "sparsity", "dataflow")
+
 #: Result columns that hold text.
 TEXT_COLUMNS = frozenset({"hash", "status", "workload", "config", "sparsity", "dataflow",
                           "limiting", "energy_table", "config_name", "layer", "kind", "mode"})
@@ -146,10 +150,12 @@ class ResultStore:
         return out
 
     # ---- reading ------------------------------------------------------------------------
-    def _check_schema(self, f: Path, table: pa.Table, kind: str) -> None:
+    def _check_schema(self, f: Path, table: pa.Table, kind: str, report: bool) -> None:
         """Columns the plots and the report compute with must hold numbers (text columns
-        text): a results file edited or written by another tool fails here, with one line
-        naming the file and the column, instead of deep inside matplotlib."""
+        text), and for them (``report``) every successful point and every layer names its
+        workload, config, sparsity and dataflow: a results file edited or written by
+        another tool fails here, with one line naming the file and the column, instead of
+        deep inside matplotlib."""
         need = ("hash", "status") if kind == self.POINTS else ("hash", "layer_index")
         missing = [c for c in need if c not in table.column_names]
         if missing:
@@ -169,8 +175,30 @@ class ResultStore:
             bad = [v for v in col if v is not None and v < 0]
             if bad:
                 raise ReportError(f"{f}: column 'cycles' holds {bad[0]}; allowed >= 0")
+        if not report:
+            return
+        # what the plots and the report group by: in every successful point, every layer
+        if kind == self.POINTS:
+            status = table.column("status").to_pylist()
+            ok = [i for i, v in enumerate(status) if v == "ok"]
+            need = OK_POINT_COLUMNS
+        else:
+            ok, need = list(range(table.num_rows)), LAYER_COLUMNS
+        if not ok:
+            return
+        for c in need:
+            if c not in table.column_names:
+                raise ReportError(f"{f}: not a sparsa results file (no column {c!r}; "
+                                  f"written by 'sparsa sweep')")
+            col = table.column(c).to_pylist()
+            empty = next((i for i in ok if col[i] is None), None)
+            if empty is not None:
+                raise ReportError(f"{f}: row {empty} has no {c!r}; every "
+                                  f"{'successful point' if kind == self.POINTS else 'layer'} "
+                                  f"has one")
 
-    def _read_rows(self, kind: str, parts: Iterable[Path] | None = None) -> list[dict[str, Any]]:
+    def _read_rows(self, kind: str, parts: Iterable[Path] | None = None,
+                   report: bool = False) -> list[dict[str, Any]]:
         files = []
         compacted = self.compacted_path(kind)
         if compacted.exists():
@@ -182,7 +210,7 @@ class ResultStore:
                 table = pq.read_table(f)
             except (OSError, pa.ArrowInvalid) as e:
                 raise ReportError(f"{f}: unreadable results file ({e})") from None
-            self._check_schema(f, table, kind)
+            self._check_schema(f, table, kind, report)
             rows = table.to_pylist()
             for r in rows:
                 key = (r.get("hash"), r.get("layer_index")) if kind == self.LAYERS \
@@ -196,6 +224,12 @@ class ResultStore:
     def rows(self, kind: str = POINTS) -> list[dict[str, Any]]:
         """All rows (compacted and parts, last write per key wins), sorted by point index."""
         return self._read_rows(kind)
+
+    def report_rows(self, kind: str = POINTS) -> list[dict[str, Any]]:
+        """:meth:`rows` for the plots and the report: also checks that every successful
+        point and every layer row has the columns they group by (:data:`OK_POINT_COLUMNS`,
+        :data:`LAYER_COLUMNS`)."""
+        return self._read_rows(kind, report=True)
 
     def table(self, kind: str = POINTS) -> pa.Table:
         return rows_to_table(self.rows(kind))

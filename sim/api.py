@@ -465,8 +465,16 @@ def check_point_options(options: dict[str, Any] | None, source: str = "run_point
     except (CompileError, TypeError) as e:
         raise SimError(f"{source}.compile: {e}") from None
     seed = options.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise SimError(f"{source}: seed={seed!r} is invalid; allowed an integer")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise SimError(f"{source}: seed={seed!r} is invalid; allowed an integer >= 0")
+    for k in ("baseline", "layers"):
+        if not isinstance(options.get(k, False), bool):
+            raise SimError(f"{source}: {k}={options[k]!r} is invalid; allowed true or false")
+    from .dataflows import check_variant_options
+    try:
+        check_variant_options(options.get("variant") or {})
+    except SimError as e:
+        raise SimError(f"{source}.variant: {e}") from None
     if options.get("energy_table") is not None:
         try:
             resolve_energy_table(options["energy_table"])

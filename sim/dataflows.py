@@ -56,7 +56,7 @@ from sparsa.hw.timing import (
 from .errors import SimError
 from .model import ACTIONS, LayerSpec, OpStream, ops_from_program
 
-__all__ = ["variant_ops", "VARIANTS"]
+__all__ = ["variant_ops", "VARIANTS", "VARIANT_OPTIONS", "check_variant_options"]
 
 VARIANTS = ("os", "is")
 _LOAD, _PRE, _EXEC, _STORE = int(Unit.LOAD), int(Unit.PRE), int(Unit.EXEC), int(Unit.STORE)
@@ -162,6 +162,20 @@ def _gemms(program: Any) -> list[tuple[int, Any, int, int, int, int, int, int]]:
     return out
 
 
+#: Options of :func:`variant_ops` (``run_point``'s ``options["variant"]``).
+VARIANT_OPTIONS = ("link_bytes_per_row",)
+
+
+def check_variant_options(options: dict[str, Any]) -> None:
+    """The :func:`variant_ops` options in ``options`` are known and valid (``None`` means
+    the default); :class:`SimError` naming the option otherwise."""
+    for k, v in options.items():
+        if k not in VARIANT_OPTIONS:
+            raise SimError(f"unknown variant option {k!r}; allowed: {', '.join(VARIANT_OPTIONS)}")
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise SimError(f"variant option {k}={v!r} is invalid; allowed an integer >= 1")
+
+
 def variant_ops(program: Any, cfg: AccelConfig, dataflow: str, *,
                 link_bytes_per_row: int | None = None) -> OpStream:
     """The :class:`OpStream` of ``program``'s GEMMs on the ``os`` or ``is`` array.
@@ -179,10 +193,8 @@ def variant_ops(program: Any, cfg: AccelConfig, dataflow: str, *,
     if dataflow not in VARIANTS:
         raise SimError(f"dataflow={dataflow!r} is not a model variant; allowed: "
                        f"{', '.join(VARIANTS)}")
+    check_variant_options({"link_bytes_per_row": link_bytes_per_row})
     link = link_bytes_per_row if link_bytes_per_row is not None else _ceil(cfg.m, cfg.n)
-    if isinstance(link, bool) or not isinstance(link, int) or link < 1:
-        raise SimError(f"variant option link_bytes_per_row={link!r} is invalid; allowed an "
-                       f"integer >= 1")
     ws = ops_from_program(program, cfg)       # layer specs (names, MACs) of the same program
     gemms = _gemms(program)
     if not gemms:

@@ -63,6 +63,11 @@ from .errors import SimError
 __all__ = ["EnergyTable", "ENERGY_PRESETS", "COMPONENTS", "load_energy_table",
            "resolve_energy_table", "energy_breakdown", "format_table"]
 
+#: Largest per-action energy a table may give (pJ).
+_MAX_PJ = 1e7
+#: Scratchpad sizes a config may have (KiB; ``AccelConfig.*_sp_kib``).
+_SP_KIB = (0.25, 65536)
+
 #: Energy components in report order.
 COMPONENTS = ("mac", "mux", "sram_act", "sram_wgt", "sram_meta", "sram_acc", "dram")
 
@@ -97,7 +102,7 @@ class EnergyTable:
                            f"string")
         for f in ("mult_int8_pj", "add_int32_pj", "dram_pj_per_64b", "mux_pj_per_input"):
             v = getattr(self, f)
-            if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < 1e7:
+            if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < _MAX_PJ:
                 raise SimError(f"energy table {self.name!r}: {f}={v!r} is invalid; allowed "
                                f"a number 0..1e7 pJ")
         pts = self.sram_pj_per_64b
@@ -105,11 +110,24 @@ class EnergyTable:
             raise SimError(f"energy table {self.name!r}: sram_pj_per_64b needs at least two "
                            f"size: pJ points")
         for size, pj in pts:
-            if not (0 < size < math.inf and 0 < pj < math.inf):
+            if not (0 < size < math.inf and 0 < pj < _MAX_PJ):
                 raise SimError(f"energy table {self.name!r}: sram_pj_per_64b point "
-                               f"{size}: {pj} is invalid; sizes (KiB) and pJ must be finite and > 0")
+                               f"{size}: {pj} is invalid; sizes (KiB) must be finite and > 0, "
+                               f"pJ in (0, 1e7)")
         if any(b[0] <= a[0] for a, b in zip(pts, pts[1:], strict=False)):
             raise SimError(f"energy table {self.name!r}: sram_pj_per_64b sizes must increase")
+        # the power law between (and beyond) the points, at every scratchpad size a config
+        # may have: a steep segment overflowed or underflowed there
+        for kib in sorted({_SP_KIB[0], _SP_KIB[1], *(s for s, _ in pts
+                                                      if _SP_KIB[0] < s < _SP_KIB[1])}):
+            try:
+                pj = self.sram_pj(kib)
+            except (OverflowError, ZeroDivisionError):
+                pj = math.inf
+            if not 0 < pj < _MAX_PJ:
+                raise SimError(f"energy table {self.name!r}: sram_pj_per_64b gives {pj:g} pJ "
+                               f"at {kib:g} KiB; allowed (0, 1e7) pJ for scratchpads of "
+                               f"{_SP_KIB[0]:g}..{_SP_KIB[1]:g} KiB (points too steep)")
 
     @property
     def mac_pj(self) -> float:
@@ -183,7 +201,12 @@ def _from_mapping(data: Any, source: str) -> EnergyTable:
                 for a, b in pts.items()):
             raise SimError(f"{source}: sram_pj_per_64b must map SRAM size in KiB to pJ per "
                            f"64-bit access, e.g. {{8: 10, 32: 20, 1024: 100}}")
-        kw["sram_pj_per_64b"] = tuple(sorted((float(a), float(b)) for a, b in pts.items()))
+        try:
+            kw["sram_pj_per_64b"] = tuple(sorted((float(a), float(b)) for a, b in pts.items()))
+        except OverflowError:       # an integer beyond float range
+            raise SimError(f"{source}: sram_pj_per_64b holds a number too large; allowed "
+                           f"sizes (KiB) and pJ in (0, 1e7), e.g. {{8: 10, 32: 20, 1024: 100}}"
+                           ) from None
     try:
         return dataclasses.replace(ENERGY_PRESETS[base_name], **kw)
     except SimError as e:

@@ -86,12 +86,16 @@ def train_plan(fwd: str, bwd: str, method: str, candidates: int | None = None) -
     (``fwd=2:8,bwd=2:8,method=bimask``)."""
     if method not in METHODS:
         raise SimError(f"method={method!r} is invalid; allowed: {', '.join(METHODS)}")
+    if candidates is not None and method != "bimask":
+        # as the plan parser says of candidates= (it was silently dropped here)
+        raise SimError(f"--candidates {candidates} applies only to --method bimask (the "
+                       f"permutation search), not {method}")
     if method == "dense":
         return "dense"
     _nm(fwd, "--fwd")
     _nm(bwd, "--bwd")
     plan = f"fwd={fwd},bwd={bwd},method={method}"
-    if candidates is not None and method == "bimask":
+    if candidates is not None:
         plan += f",candidates={candidates}"
     return plan
 
@@ -214,7 +218,8 @@ def measure_host_seconds(k: int, q: int, method: str, fwd: str, bwd: str,
     mm = max(mf, mb)
     qs = max(mm, min(q, MEASURE_COLS) // mm * mm)
     ks = max(mm, min(k, MEASURE_ELEMENTS // qs) // mm * mm)
-    spec = f"{fwd}" if method == "forward-only" else train_plan(fwd, bwd, method, candidates)
+    spec = f"{fwd}" if method == "forward-only" else train_plan(
+        fwd, bwd, method, candidates if method == "bimask" else None)
     key = (ks, qs, spec)
     per_elem = _MEASURED.get(key)
     if per_elem is None:

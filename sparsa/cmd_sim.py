@@ -436,6 +436,9 @@ def calibrate_cmd(config: str | None, quick: bool, programs: tuple[str, ...], to
     if not 0 <= tolerance < 1:      # also rejects nan, which would accept any error
         raise click.BadParameter(f"{tolerance} is not a fraction in [0, 1), e.g. 0.01",
                                  param_hint="'--tolerance'")
+    if quick and programs:
+        raise click.BadParameter("--quick picks the built-in programs; it has no effect with "
+                                 "--program", param_hint="'--quick'")
     if not rtl_available():
         raise SimError("calibrate needs the core's RTL generator (sparsa.hw.verilog, "
                        "sparsa.hw.core), which is not in this checkout")

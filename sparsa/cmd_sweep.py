@@ -45,7 +45,7 @@ def register(group: click.Group) -> None:
         from sparsa.reports.sweep import run_sweep
 
         s = load_spec(spec)
-        results = check_out_dir(out) if out else Path("sweeps") / s.name
+        results = check_out_dir(out) if out is not None else Path("sweeps") / s.name
         old = signal.signal(signal.SIGTERM, _sigterm)
         try:
             res = run_sweep(s, results, workers=workers, scheduler=scheduler, dask=use_dask,
@@ -80,18 +80,18 @@ def register(group: click.Group) -> None:
         from sparsa.reports import plots
         from sparsa.reports.store import open_results
 
+        for k in kinds:         # every one, also next to 'all'
+            if k != "all" and k not in plots.KINDS:
+                raise click.BadParameter(
+                    f"{k!r} is unknown; allowed: {', '.join(plots.KINDS)}, all",
+                    param_hint="--kind")
         store = open_results(results)
-        out_dir = check_out_dir(out if out else store.root / "plots")
-        rows, layers = store.rows(), store.rows("layers")
+        out_dir = check_out_dir(out if out is not None else store.root / "plots")
+        rows, layers = store.report_rows(), store.report_rows("layers")
         if "all" in kinds:
             written, skipped = plots.render_all(rows, layers, out_dir)
         else:
-            for k in kinds:
-                if k not in plots.KINDS:
-                    raise click.BadParameter(
-                        f"{k!r} is unknown; allowed: {', '.join(plots.KINDS)}, all",
-                        param_hint="--kind")
-            written = {k: plots.render(k, rows, layers, out_dir) for k in kinds}
+            written = plots.render_kinds(kinds, rows, layers, out_dir)
             skipped = {}
         if as_json:
             click.echo(json.dumps({"written": {k: [str(p) for p in v] for k, v in
@@ -113,5 +113,6 @@ def register(group: click.Group) -> None:
         from sparsa.reports.store import open_results
 
         store = open_results(results)
-        index = build_report(store.root, check_out_dir(out if out else store.root / "report"))
+        index = build_report(store.root, check_out_dir(out if out is not None
+                                                       else store.root / "report"))
         click.echo(f"report: {index}")

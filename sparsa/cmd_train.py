@@ -143,7 +143,8 @@ def train_step_cmd(workload: str, config: str, fwd: str, bwd: str, method: str,
     from sparsa.compiler.options import CompileOptions
     from sparsa.sim import training
     ctx = click.get_current_context()
-    given = [f"--{p}" for p in ("fwd", "bwd")
+    given = [f"--{p.replace('_', '-')}" for p in ("fwd", "bwd", "candidates", "refresh_every",
+                                                 "refresh_on", "refresh_cost")
              if ctx.get_parameter_source(p) == ParameterSource.COMMANDLINE]
     if method == "dense" and given:
         raise click.BadParameter(f"{' and '.join(given)} has no effect with --method dense "

@@ -63,6 +63,13 @@ def d(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pq.write_table(pa.table({"hash": ["h1", "h2"], "status": ["error", "error"]}),
                    d / "results" / "points.parquet")
     (d / "list.json").write_text("[1, 2]\n")
+    (d / "deep.json").write_text("[" * 100000 + "]" * 100000)
+    (d / "deep.yaml").write_text("a: " + "[" * 100000 + "]" * 100000 + "\n")
+    (d / "dup.yaml").write_text("preset: 4x4-n2m4\nrows: 4\nrows: 8\n")
+    (d / "dupsweep.yaml").write_text(f"name: x\nworkloads: [{d / 'tiny.csv'}]\n"
+                                     "configs: {base: 4x4-n2m4, rows: [4], rows: [8]}\n")
+    (d / "bigint.yaml").write_text("sram_pj_per_64b: {8: 10, 1" + "0" * 400 + ": 20}\n")
+    (d / "steep.yaml").write_text("sram_pj_per_64b: {1.0: 1.0, 1.0000001: 1000000.0}\n")
     (d / "presetlist.yaml").write_text("preset: [1]\n")
     (d / "progdir").mkdir()
     (d / "progdir" / "program.sprg").write_bytes(b"x")
@@ -73,6 +80,19 @@ def d(tmp_path_factory: pytest.TempPathFactory) -> Path:
                    d / "strres" / "points.parquet")
     (d / "alienres").mkdir()
     pq.write_table(pa.table({"a": [1, 2]}), d / "alienres" / "points.parquet")
+    ok = {"hash": ["h1"], "status": ["ok"], "workload": ["w"], "config": ["4x4-n2m4"],
+          "sparsity": ["dense"], "dataflow": ["ws"], "cycles": [10]}
+    (d / "nocfgres").mkdir()
+    pq.write_table(pa.table({k: v for k, v in ok.items() if k != "config"}),
+                   d / "nocfgres" / "points.parquet")
+    (d / "nullres").mkdir()
+    pq.write_table(pa.table(dict(ok, dataflow=pa.array([None], pa.string()))),
+                   d / "nullres" / "points.parquet")
+    (d / "etres").mkdir()
+    pq.write_table(pa.table(dict(ok, energy_table=[str(d / "gone.yaml")])),
+                   d / "etres" / "points.parquet")
+    (d / "spdir.yaml").write_text(f"name: x\nworkloads: [{d / 'emptydir'}]\n")
+    (d / "seed.yaml").write_text("name: x\n" + sweep + "options: {seed: -1}\n")
     return d
 
 
@@ -129,6 +149,7 @@ CASES = [
     (("simulate", "resnet50", "--batch", "1024"), "use a smaller --batch/--seq"),
     (("simulate", "{d}/emptydir"), "emptydir: no program.sprg"),
     (("simulate", "{d}/list.json"), "list.json: expected a program JSON object"),
+    (("simulate", "{d}/deep.json"), "deep.json: not a program JSON (nested too deeply)"),
     (("simulate", TINY, *SMALL, "--energy-table", "{d}/inf.yaml"), "sram_pj_per_64b"),
     (("simulate", TINY, *SMALL, "--seq", "-1"), "'--seq'"),
     (("simulate", TINY, "--config", "{d}/noetable.yaml"),
@@ -138,6 +159,8 @@ CASES = [
     (("compare", TINY, *SMALL, "--dataflows", "ws,xs"), "'xs'"),
     (("compare", TINY, *SMALL, "--sparsity", "abc"), "'abc'"),
     (("calibrate", "--tolerance", "nan"), "'--tolerance'"),
+    # --quick was ignored
+    (("calibrate", "--quick", "--program", "{d}/progdir"), "'--quick'"),
     (("limits", TINY, *SMALL, "--sparsity", "2:0"), "2:0"),
     (("weight-modes", "nosuch", *SMALL), "'nosuch'"),
     (("train-step", TINY, *SMALL, "--fwd", "3:2"), "--fwd='3:2'"),
@@ -170,11 +193,49 @@ CASES = [
     (("report", "{d}/alienres"), "not a sparsa results file"),
     (("train-step", TINY, *SMALL, "--fwd", "2:4", "--method", "dense"),
      "--fwd has no effect with --method dense"),
+    # ignored: only Bi-Mask searches permutations; dense training refreshes no masks
+    (("train-step", TINY, *SMALL, "--fwd", "2:4", "--bwd", "2:4", "--method", "transposable",
+      "--candidates", "5"), "--candidates 5 applies only to --method bimask"),
+    (("train-step", TINY, *SMALL, "--method", "dense", "--refresh-every", "10"),
+     "--refresh-every has no effect with --method dense"),
     (("sweep", "{d}/sweep.yaml", "-o", "{d}/progdir"), "not a sweep results folder"),
     (("workloads", "export", TINY, "-o", "{d}/g.csv", "--format", "gemm", "--sparsity",
       "fwd=2:8,bwd=2:8,method=bimask"), "holds one N:M (inference)"),
     (("sweep", "{d}/unknownkey.yaml", "-o", "{d}/s"),
      "unknownkey.yaml: configs.rowz: unknown key; allowed: base, rows"),
+    # the plots and the report indexed these columns: KeyError tracebacks
+    (("plot", "{d}/nocfgres"), "nocfgres/points.parquet: not a sparsa results file (no "
+                               "column 'config'"),
+    (("report", "{d}/nocfgres", "-o", "{d}/s"), "no column 'config'"),
+    (("plot", "{d}/nullres"), "row 0 has no 'dataflow'; every successful point has one"),
+    # found after the plots were drawn: a report folder without index.html was left
+    (("report", "{d}/etres", "-o", "{d}/s"), "etres: energy table in the results: "),
+    # '-o ""' wrote to the default folder
+    (("plot", "{d}/results", "-o", ""), "'-o': empty path"),
+    (("report", "{d}/results", "-o", ""), "'-o': empty path"),
+    (("sweep", "{d}/sweep.yaml", "-o", ""), "'-o': empty path"),
+    # next to 'all', an unknown kind was ignored
+    (("plot", "{d}/results", "--kind", "all", "--kind", "foo"), "'foo' is unknown"),
+    # found only when the point ran: an error row, exit code 1
+    (("sweep", "{d}/spdir.yaml", "-o", "{d}/s"),
+     "spdir.yaml: workloads: '{d}/emptydir' is a directory, not a workload"),
+    (("sweep", "{d}/seed.yaml", "-o", "{d}/s"), "seed.yaml: options: seed=-1 is invalid"),
+    # a key given twice: YAML kept the last one silently
+    (("simulate", TINY, "--config", "{d}/dup.yaml"),
+     "dup.yaml: line 3: key 'rows' is given twice"),
+    (("sweep", "{d}/dupsweep.yaml", "-o", "{d}/s"),
+     "dupsweep.yaml: line 3: key 'rows' is given twice"),
+    # RecursionError tracebacks in the YAML parser
+    (("simulate", TINY, "--config", "{d}/deep.yaml"), "deep.yaml: malformed YAML (nested"),
+    (("sweep", "{d}/deep.yaml", "-o", "{d}/s"), "deep.yaml: malformed YAML (nested"),
+    # an integer beyond float range (OverflowError), a power law that overflows between
+    # the scratchpad sizes a config may have
+    (("simulate", TINY, *SMALL, "--energy-table", "{d}/bigint.yaml"),
+     "bigint.yaml: sram_pj_per_64b holds a number too large"),
+    (("compare", TINY, *SMALL, "--energy-table", "{d}/bigint.yaml"),
+     "bigint.yaml: sram_pj_per_64b holds a number too large"),
+    (("simulate", TINY, *SMALL, "--energy-table", "{d}/steep.yaml"),
+     "sram_pj_per_64b gives 0 pJ at 0.25 KiB; allowed (0, 1e7) pJ"),
 ]
 
 
@@ -245,6 +306,29 @@ def test_hand_edited_program_json(tmp_path, d, capsys):
         (lambda x: x["instructions"][0].update(target="XYZ"), "allowed ACT, WGT"),
         (lambda x: next(i for i in x["instructions"] if i.get("target") == "ACT")
          .update(cmp_n=5), "LOAD ACT cmp_n=5 cmp_m=0"),
+        # addresses that fit their fields but not this core's scratchpads or the image
+        (lambda x: _first(x, "Load").update(sp_addr=60000),
+         "instructions[0] LOAD ACT entries 60000..60007 are beyond the scratchpad "
+         "(entries 0..127)"),
+        (lambda x: _first(x, "Preload").update(wsp_addr=65535), "PRELOAD WGT entries 65535"),
+        (lambda x: _first(x, "Compute").update(acc_addr=65535), "COMPUTE ACC entries 65535"),
+        (lambda x: _first(x, "Store").update(dram_addr=2**32 - 1),
+         "STORE DRAM beats 4294967295..4294967309 are beyond the DRAM image (beats 0..47)"),
+        (lambda x: _first(x, "Load", "WGT").update(expand=1, cmp_n=2, cmp_m=4, count=15),
+         "LOAD WGT count=15; allowed a multiple of cmp_n=2"),
+        # a field left out took the dataclass default (count=1)
+        (lambda x: _first(x, "Store").pop("count"), "missing field 'count'"),
+        (lambda x: x.update(isa_version=4.0), "isa_version 4.0 is not 4"),
+        # invalid base64 decoded to an empty image: a data-less program
+        (lambda x: x.update(dram_base64="!!!"), "dram_base64 is not base64 text"),
+        (lambda x: x.update(dram_bytes=5), "dram_bytes=5 but dram_base64 holds 384 bytes"),
+        (lambda x: x["meta"].update(dram_beats="x"), "meta.dram_beats='x'"),
+        (lambda x: x["tensors"]["g1.w"].update(addr=10**6), "tensors.g1.w: beats 1000000"),
+        (lambda x: x["layers"][1].update(kind="conv"), "layers[1].kind='conv'; allowed gemm"),
+        # the os/is models read the GEMM shape: a traceback (or a hang) before
+        (lambda x: x["layers"][1]["meta"].update(P="x"), "meta.P='x'; allowed an integer"),
+        (lambda x: x["layers"][1]["meta"].update(P=10**12), "P*K*Q*groups = 64000000000000 but dense_macs=512"),
+        (lambda x: x["layers"][1]["meta"].update(window=[3]), "meta.window=[3]; allowed"),
     ]
     for i, (edit, needle) in enumerate(cases):
         path = broken(edit, f"p{i}.json")
@@ -255,6 +339,47 @@ def test_hand_edited_program_json(tmp_path, d, capsys):
         one_line_error(code, err, needle)
     code, out_text, err = run(capsys, "simulate", str(out / "program.json"), "--json")
     assert code == 0 and json.loads(out_text)["cycles"] > 0
+
+
+def _first(doc: dict, op: str, target: str | None = None) -> dict:
+    """The first instruction of ``op`` (and ``target``) of a program JSON."""
+    return next(i for i in doc["instructions"]
+                if i["op"] == op and target in (None, i.get("target")))
+
+
+def test_damaged_program_binary(tmp_path, d, capsys):
+    """Binary programs whose CRC is intact but whose header or image is wrong."""
+    import struct
+    import zlib
+
+    from sparsa.compiler.program import _PRE
+    out = tmp_path / "prog"
+    code, _, err = run(capsys, "compile", str(d / "tiny.csv"), "--config", "4x4-n2m4",
+                       "-o", str(out))
+    assert code == 0, err
+    data = (out / "program.sprg").read_bytes()
+    magic, fver, iver, hlen = _PRE.unpack_from(data)
+    head = json.loads(data[_PRE.size:_PRE.size + hlen])
+    rest = data[_PRE.size + hlen:-4]
+
+    def blob(h: bytes, tail: bytes = b"") -> bytes:
+        body = _PRE.pack(magic, fver, iver, len(h)) + h + rest + tail
+        return body + struct.pack("<I", zlib.crc32(body))
+
+    odd = dict(head, dram_bytes=head["dram_bytes"] + 3)
+    cases = [
+        (blob(json.dumps(dict(head, n_instr=13.5)).encode()), "n_instr=13.5 is not an integer"),
+        (blob(json.dumps(odd).encode(), b"\0\0\0"),
+         "DRAM image of 387 bytes is not a whole number of 8-byte beats"),
+        (blob(b"[" * 100000 + b"]" * 100000), "program header is not valid JSON"),
+        (blob(b"[1, 2]"), "program header is not a JSON object"),
+    ]
+    for i, (raw, needle) in enumerate(cases):
+        path = tmp_path / f"b{i}.sprg"
+        path.write_bytes(raw)
+        code, _, err = run(capsys, "simulate", str(path))
+        one_line_error(code, err, f"{path}: ")
+        assert needle in err, err
 
 
 def test_split_plans_keeps_bidirectional_specs_whole():
@@ -281,6 +406,13 @@ def test_check_point_options():
                          ({"model": {"burst_beats": 0}}, "spec.model: burst_beats=0"),
                          ({"compile": {"nope": 1}}, "spec.compile: unknown key 'nope'"),
                          ({"seed": "1"}, "seed='1'"),
+                         ({"seed": -1}, "seed=-1 is invalid; allowed an integer >= 0"),
+                         # found only when an os/is point ran (an error row), or ignored
+                         ({"variant": {"foo": 1}}, "spec.variant: unknown variant option"),
+                         ({"variant": {"link_bytes_per_row": 0}},
+                          "spec.variant: variant option link_bytes_per_row=0 is invalid"),
+                         ({"baseline": "no"}, "baseline='no' is invalid; allowed true or false"),
+                         ({"layers": 1}, "layers=1 is invalid"),
                          ({"energy_table": "nosuch"}, "spec.energy_table:")):
         with pytest.raises(SimError, match="^spec") as e:
             check_point_options(opts, "spec")
@@ -325,6 +457,28 @@ def test_failed_compile_or_verilog_leaves_nothing_behind(tmp_path, d, capsys):
         code, _, err = run(capsys, verb, *args, "-o", str(out))
         one_line_error(code, err, f"{out / blocker}: is a directory")
         assert [p.name for p in out.iterdir()] == [blocker]
+
+
+def test_failed_plot_kind_leaves_no_plots(tmp_path, capsys):
+    """'--kind speedup --kind training' on inference-only results: the speedup plot was
+    written before training failed; now every kind is drawn before the first file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    res = tmp_path / "res"
+    res.mkdir()
+    pq.write_table(pa.table({"hash": ["h1", "h2"], "status": ["ok", "ok"],
+                             "workload": ["w", "w"], "config": ["4x4-n2m4"] * 2,
+                             "sparsity": ["dense", "2:4"], "dataflow": ["ws", "ws"],
+                             "cycles": [10, 5], "speedup": [1.0, 2.0], "train": [False] * 2}),
+                   res / "points.parquet")
+    out = tmp_path / "plots"
+    code, _, err = run(capsys, "plot", str(res), "--kind", "speedup", "--kind", "training",
+                       "-o", str(out))
+    one_line_error(code, err, "plot training: the results have no training points")
+    assert not out.exists()
+    code, _, err = run(capsys, "plot", str(res), "--kind", "speedup", "-o", str(out))
+    assert code == 0 and sorted(p.name for p in out.iterdir()) == ["speedup.png",
+                                                                    "speedup.svg"], err
 
 
 def test_report_survives_a_damaged_spec_copy(tmp_path, d, capsys):
