@@ -45,6 +45,19 @@ def _fmt(x: float) -> str:
     return f"{x:.0f}" if float(x).is_integer() else f"{x:.3g}"
 
 
+def check_energy_table(ctx: Any, param: Any, value: str | None) -> str | None:
+    """Click callback of ``--energy-table``: a bad table fails before any work, naming the
+    option."""
+    if value is not None:
+        from sparsa.sim.energy import resolve_energy_table
+        from sparsa.sim.errors import SimError
+        try:
+            resolve_energy_table(value)
+        except SimError as e:
+            raise click.BadParameter(str(e).splitlines()[0]) from None
+    return value
+
+
 def _energy_table_text(res: Any) -> Any:
     return _energy_rows_table(res.energy_table, res.config)
 
@@ -145,7 +158,7 @@ def print_report(res: Any, title: str) -> None:
 @click.option("--seq", default=None, type=click.IntRange(1))
 @click.option("--vs-dense", is_flag=True,
               help="Also compile and simulate the dense baseline (speed-up, energy ratio).")
-@click.option("--energy-table", default=None,
+@click.option("--energy-table", default=None, callback=check_energy_table,
               help="Energy table preset or YAML (default: the config's energy_table).")
 @click.option("--dram-sharing", type=click.Choice(["split", "shared"]), default="split",
               show_default=True, help="Independent or one shared DRAM read/write channel.")
@@ -350,7 +363,8 @@ def _split(value: str, allowed: tuple[str, ...] | None, what: str) -> list[str]:
 @click.option("--train", is_flag=True, help="Compare training steps.")
 @click.option("--batch", default=1, show_default=True, type=click.IntRange(1))
 @click.option("--seq", default=None, type=click.IntRange(1))
-@click.option("--energy-table", default=None, help="Energy table preset or YAML.")
+@click.option("--energy-table", default=None, callback=check_energy_table,
+              help="Energy table preset or YAML.")
 @click.option("--csv", "csv_path", default=None, type=click.Path(dir_okay=False),
               help="Also write every figure of every point to this CSV file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the points as JSON.")

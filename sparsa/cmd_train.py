@@ -10,6 +10,8 @@ import click
 from sparsa.compiler.options import DATAFLOWS
 from sparsa.hw.config import resolve_config
 
+from .cmd_sim import check_energy_table
+
 
 def _fmt(x: float) -> str:
     for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
@@ -126,7 +128,7 @@ def _print_ablation(rows: list[dict[str, Any]]) -> None:
               help="Also run with each SAT-style optimisation switched off, one by one.")
 @click.option("--layers", "top", default=12, show_default=True, type=click.IntRange(0),
               help="Per-layer rows to print (slowest first; all of them in --json).")
-@click.option("--energy-table", default=None,
+@click.option("--energy-table", default=None, callback=check_energy_table,
               help="Energy table preset or YAML (default: the config's energy_table).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def train_step_cmd(workload: str, config: str, fwd: str, bwd: str, method: str,

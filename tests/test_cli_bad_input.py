@@ -236,6 +236,10 @@ CASES = [
      "bigint.yaml: sram_pj_per_64b holds a number too large"),
     (("simulate", TINY, *SMALL, "--energy-table", "{d}/steep.yaml"),
      "sram_pj_per_64b gives 0 pJ at 0.25 KiB; allowed (0, 1e7) pJ"),
+    # an unknown table names the option, before any work
+    *((((verb, TINY, *SMALL, "--energy-table", "nosuch"),
+        "Invalid value for '--energy-table': energy_table='nosuch' is neither a preset"))
+      for verb in ("simulate", "compare", "train-step")),
 ]
 
 
