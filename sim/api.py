@@ -609,10 +609,13 @@ def load_program(path: str) -> Any:
     from sparsa.compiler.program import Program
     if os.path.isdir(path):
         cand = os.path.join(path, "program.sprg")
-        if not os.path.exists(cand):
-            raise SimError(f"{path}: no program.sprg in this directory (write one with "
-                           f"'sparsa compile WORKLOAD -o {path}')")
-        return Program.load(cand)
+        if os.path.exists(cand):
+            return Program.load(cand)
+        cand = os.path.join(path, "program.json")
+        if os.path.exists(cand):        # the readable form alone (e.g. a hand-edited copy)
+            return Program.load_json(cand)
+        raise SimError(f"{path}: no program.sprg or program.json in this directory (write "
+                       f"one with 'sparsa compile WORKLOAD -o {path}')")
     if path.endswith(".json"):
         return Program.load_json(path)
     return Program.load(path)

@@ -108,6 +108,12 @@ def test_cli_simulate_program_dir(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "energy table" in text and "horowitz45" in text and "per layer" in text
     assert f"cycles            {out['cycles']}" in text
+    # a folder holding only the readable form runs it
+    js = tmp_path / "json-only"
+    js.mkdir()
+    (js / "program.json").write_bytes(prog.json_bytes())
+    main(["simulate", str(js), "--json"])
+    assert json.loads(capsys.readouterr().out)["cycles"] == out["cycles"]
 
 
 def test_cli_errors_exit_2(tmp_path, capsys):
