@@ -32,10 +32,15 @@ Both arrays are pipelined like the core (``hw/isa.py``): the next pass streams w
 current one drains, a pass's results are stored behind the next pass, and LOADs overlap
 their DRAM latency.
 
-Loop order (both): for each block of P, the streamed operand of a pass is loaded
-double-buffered while the previous pass computes; a block's activations are loaded once,
-weights are reloaded per P block unless the whole (compressed) weight fits in half the
-weight scratchpad.
+Loop order: the streamed operand of a pass is loaded double-buffered while the previous
+pass computes. ``os`` takes, per GEMM, whichever of two nests reads fewer DRAM bytes
+(:func:`_os_order`): P blocks outermost (a block's activations serve every Q block when
+they fit half the activation scratchpad; the weights are re-read per P block unless all
+of them fit half the weight scratchpad) or Q blocks outermost (the mirror image). ``is``
+runs P blocks in super-blocks as large as the accumulator half holds partial sums of one Q
+chunk for, so each streamed weight chunk serves the whole super-block (all weights are
+read once when they fit half the weight scratchpad); the stationary activation tile is
+loaded for every pass.
 """
 
 from __future__ import annotations
@@ -176,6 +181,27 @@ def check_variant_options(options: dict[str, Any]) -> None:
             raise SimError(f"variant option {k}={v!r} is invalid; allowed an integer >= 1")
 
 
+def _os_order(cfg: AccelConfig, P: int, npb: int, nqb: int, kbytes: int, k_entries: int,
+              wgt_half: int, act_half_bytes: int) -> tuple[bool, bool, bool]:
+    """Loop order of an ``os`` GEMM: ``(q_outer, x_keep, w_keep)``, the order with fewer
+    DRAM bytes (ties: P blocks outermost).
+
+    P blocks outermost: a block's activations serve every Q block when they fit half the
+    activation scratchpad; the weights are read once only when all of them fit half the
+    weight scratchpad, else once per P block. Q blocks outermost: the mirror image.
+    """
+    bb = cfg.beat_bytes
+    a_all = P * cfg.beats(kbytes) * bb
+    w_all = nqb * k_entries * cfg.beats(cfg.wgt_entry_bytes) * bb
+    a_blk, a_every = cfg.rows * kbytes <= act_half_bytes, P * kbytes <= act_half_bytes
+    w_blk, w_every = k_entries <= wgt_half, nqb * k_entries <= wgt_half
+    p_outer = a_all * (1 if a_blk else nqb) + w_all * (1 if w_every else npb)
+    q_outer = w_all * (1 if w_blk else npb) + a_all * (1 if a_every else nqb)
+    if q_outer < p_outer:
+        return True, a_every, w_blk
+    return False, a_blk, w_every
+
+
 def variant_ops(program: Any, cfg: AccelConfig, dataflow: str, *,
                 link_bytes_per_row: int | None = None) -> OpStream:
     """The :class:`OpStream` of ``program``'s GEMMs on the ``os`` or ``is`` array.
@@ -208,6 +234,7 @@ def variant_ops(program: Any, cfg: AccelConfig, dataflow: str, *,
     acts = [{k: 0 for k in ACTIONS} for _ in gemms]
     wgt_half = cfg.wgt_entries // 2
     acc_half = cfg.acc_entries // 2
+    act_half_bytes = (cfg.act_entries // 2) * cfg.act_entry_bytes
     for j, _ly, P, K, Q, G, win, ob in gemms:
         a = acts[j]
         sparse = win > 0
@@ -220,59 +247,69 @@ def variant_ops(program: Any, cfg: AccelConfig, dataflow: str, *,
                 w_entries = nk * Q                       # one compressed column per q per pass
                 w_resident = w_entries <= wgt_half
                 qchunk = max(1, min(Q, acc_half))
-                for pb in range(_ceil(P, C)):
-                    pc = min(C, P - pb * C)
+                # P blocks per super-block: their partial sums of a Q chunk share the
+                # accumulator half, so each streamed weight chunk serves all of them
+                sup = max(1, acc_half // qchunk) if qchunk <= wgt_half else 1
+                npb = _ceil(P, C)
+                for ps in range(0, npb, sup):
                     for q0 in range(0, Q, qchunk):
                         qc = min(qchunk, Q - q0)
                         for kb in range(nk):
-                            wload = [] if (w_resident and pb > 0) else \
-                                [(qc, w_entry)]
-                            passes.append(dict(
-                                layer=j, stream_loads=wload,
-                                stat_loads=[(pc, kp)],
-                                exec_cycles=compute_cycles(cfg, qc), stream=qc, window=0,
-                                stores=[(qc, pc * ob)] if kb == nk - 1 else []))
-                            a["pe_ops"] += qc * R * C
-                            a["sram_act_read"] += pc * cfg.act_entry_bytes
-                            a["sram_act_write"] += pc * cfg.act_entry_bytes
-                            a["sram_wgt_read"] += qc * R
-                            a["sram_meta_read"] += qc * (w_entry - R)
-                            if wload:
-                                a["sram_wgt_write"] += qc * R
-                                a["sram_meta_write"] += qc * (w_entry - R)
-                            a["sram_acc_write"] += qc * cfg.acc_entry_bytes
-                            a["sram_acc_read"] += qc * cfg.acc_entry_bytes * (
-                                (kb > 0) + (kb == nk - 1))
+                            for pb in range(ps, min(npb, ps + sup)):
+                                pc = min(C, P - pb * C)
+                                wload = [] if (w_resident and ps > 0) or pb > ps else \
+                                    [(qc, w_entry)]
+                                passes.append(dict(
+                                    layer=j, stream_loads=wload,
+                                    stat_loads=[(pc, kp)],
+                                    exec_cycles=compute_cycles(cfg, qc), stream=qc, window=0,
+                                    stores=[(qc, pc * ob)] if kb == nk - 1 else []))
+                                a["pe_ops"] += qc * R * C
+                                a["sram_act_read"] += pc * cfg.act_entry_bytes
+                                a["sram_act_write"] += pc * cfg.act_entry_bytes
+                                a["sram_wgt_read"] += qc * R
+                                a["sram_meta_read"] += qc * (w_entry - R)
+                                if wload:
+                                    a["sram_wgt_write"] += qc * R
+                                    a["sram_meta_write"] += qc * (w_entry - R)
+                                a["sram_acc_write"] += qc * cfg.acc_entry_bytes
+                                a["sram_acc_read"] += qc * cfg.acc_entry_bytes * (
+                                    (kb > 0) + (kb == nk - 1))
             else:  # os
                 steps = nwin * cfg.n if sparse else K
                 per_win = max(cfg.n, _ceil(win, link)) if sparse else max(1, _ceil(1, link))
                 t_eff = nwin * per_win if sparse else K
                 window = t_eff - steps
                 k_entries = steps                        # compressed weight rows per Q block
-                w_resident = _ceil(Q, C) * k_entries <= wgt_half
                 exec_c = t_eff + R + C + COMPUTE_OVERHEAD
                 kbytes = nwin * win if sparse else K
-                for pb in range(_ceil(P, R)):
+                npb, nqb = _ceil(P, R), _ceil(Q, C)
+                q_outer, x_keep, w_keep = _os_order(cfg, P, npb, nqb, kbytes, k_entries,
+                                                    wgt_half, act_half_bytes)
+                blocks = [(pb, qb) for qb in range(nqb) for pb in range(npb)] if q_outer \
+                    else [(pb, qb) for pb in range(npb) for qb in range(nqb)]
+                for pb, qb in blocks:
                     pc = min(R, P - pb * R)
-                    for qb in range(_ceil(Q, C)):
-                        wload = [] if (w_resident and pb > 0) else \
-                            [(k_entries, cfg.wgt_entry_bytes)]
-                        xload = [(pc, kbytes)] if qb == 0 else []
-                        passes.append(dict(
-                            layer=j, stream_loads=xload, stat_loads=wload,
-                            exec_cycles=exec_c, stream=steps, window=window,
-                            stores=[(pc, C * ob)]))
-                        a["pe_ops"] += steps * R * C
-                        a["sram_act_read"] += pc * kbytes
-                        if xload:
-                            a["sram_act_write"] += pc * kbytes
-                        a["sram_wgt_read"] += k_entries * C
-                        a["sram_meta_read"] += k_entries * cfg.wgt_idx_bytes
-                        if wload:
-                            a["sram_wgt_write"] += k_entries * C
-                            a["sram_meta_write"] += k_entries * cfg.wgt_idx_bytes
-                        a["sram_acc_write"] += pc * cfg.acc_entry_bytes
-                        a["sram_acc_read"] += pc * cfg.acc_entry_bytes
+                    # an operand block is loaded once when it stays on chip (x_keep / w_keep
+                    # for the order chosen), else for every pass that uses it
+                    xload = [(pc, kbytes)] if (qb == 0 or not x_keep) else []
+                    wload = [(k_entries, cfg.wgt_entry_bytes)] if (pb == 0 or not w_keep) \
+                        else []
+                    passes.append(dict(
+                        layer=j, stream_loads=xload, stat_loads=wload,
+                        exec_cycles=exec_c, stream=steps, window=window,
+                        stores=[(pc, C * ob)]))
+                    a["pe_ops"] += steps * R * C
+                    a["sram_act_read"] += pc * kbytes
+                    if xload:
+                        a["sram_act_write"] += pc * kbytes
+                    a["sram_wgt_read"] += k_entries * C
+                    a["sram_meta_read"] += k_entries * cfg.wgt_idx_bytes
+                    if wload:
+                        a["sram_wgt_write"] += k_entries * C
+                        a["sram_meta_write"] += k_entries * cfg.wgt_idx_bytes
+                    a["sram_acc_write"] += pc * cfg.acc_entry_bytes
+                    a["sram_acc_read"] += pc * cfg.acc_entry_bytes
     dram = em.run(passes)
     specs = []
     for (j, _ly, *_rest), a, base in zip(gemms, acts, ws.layers, strict=True):

@@ -48,6 +48,39 @@ def test_input_stationary_passes(spec):
     assert set(ex) == {compute_cycles(CFG, Q)}
 
 
+def _loads(ops):
+    return [b for u, b in zip(ops.unit, ops.beats, strict=True) if u == int(Unit.LOAD)]
+
+
+def test_output_stationary_picks_the_order_that_reads_less():
+    """Weights too big to stay on chip whole, one Q block of them small, all activations
+    small: Q blocks outermost read each operand once (P blocks outermost would re-read
+    the weights for each of the 16 P blocks)."""
+    p, k, q = 256, 64, 1024
+    wl = ShapeWorkload("wide", [ShapeLayer("g", "linear", ("x",), (p, k, q))])
+    half = CFG.wgt_entries // 2
+    assert -(-q // CFG.cols) * k > half >= k            # all weights do not fit, a block does
+    ops = variant_ops(_prog("dense", wl=wl), CFG, "os")
+    once = p * CFG.beats(k) + -(-q // CFG.cols) * k * CFG.beats(CFG.wgt_entry_bytes)
+    assert sum(_loads(ops)) == once
+
+
+def test_input_stationary_streams_each_weight_chunk_once_per_p_super_block():
+    """Weights that do not stay on chip are streamed once for as many P blocks as the
+    accumulator half holds partial sums of, not once per P block."""
+    p, k, q = 16 * 64, 2048, 128
+    wl = ShapeWorkload("deep", [ShapeLayer("g", "linear", ("x",), (p, k, q))])
+    ops = variant_ops(_prog("dense", wl=wl), CFG, "is")
+    nk, npb = k // CFG.rows, p // CFG.cols
+    assert nk * q > CFG.wgt_entries // 2                # not resident
+    sup = (CFG.acc_entries // 2) // q                   # P blocks per super-block
+    w_beats = CFG.beats(CFG.rows + -(-CFG.rows * CFG.idx_bits // 8))
+    x_beats = CFG.beats(CFG.rows)
+    n_w_loads = -(-npb // sup) * nk
+    assert sup > 1 and len(_exec(ops)) == npb * nk
+    assert sum(_loads(ops)) == n_w_loads * q * w_beats + npb * nk * CFG.cols * x_beats
+
+
 @pytest.mark.parametrize("df", ["ws", "os", "is"])
 def test_sparsity_speeds_up_every_dataflow_and_energy_reconciles(df):
     dense = simulate(_prog("dense"), dataflow=df)
