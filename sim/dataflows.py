@@ -39,8 +39,9 @@ they fit half the activation scratchpad; the weights are re-read per P block unl
 of them fit half the weight scratchpad) or Q blocks outermost (the mirror image). ``is``
 runs P blocks in super-blocks as large as the accumulator half holds partial sums of one Q
 chunk for, so each streamed weight chunk serves the whole super-block (all weights are
-read once when they fit half the weight scratchpad); the stationary activation tile is
-loaded for every pass.
+read once when they fit half the weight scratchpad); the stationary activation tiles are
+loaded once per Q chunk; the chunk size is the one that reads the fewest bytes
+(:func:`_is_chunks`).
 """
 
 from __future__ import annotations
@@ -202,6 +203,29 @@ def _os_order(cfg: AccelConfig, P: int, npb: int, nqb: int, kbytes: int, k_entri
     return False, a_blk, w_every
 
 
+def _is_chunks(cfg: AccelConfig, P: int, Q: int, npb: int, nk: int, kp: int, w_entry: int,
+               w_resident: bool, wgt_half: int, acc_half: int) -> tuple[int, int]:
+    """Q chunk and P super-block of an ``is`` GEMM: ``(qchunk, sup)``, the pair that reads
+    the fewest DRAM bytes (ties: the larger chunk, fewer passes). A super-block's partial
+    sums of one Q chunk (``sup * qchunk`` accumulator entries) fill at most the
+    accumulator half, so each streamed weight chunk serves ``sup`` P blocks; the
+    activation tiles are read once per Q chunk."""
+    bb = cfg.beat_bytes
+    acts = P * nk * cfg.beats(kp) * bb                  # every stationary tile, one Q chunk
+    wgts = nk * Q * cfg.beats(w_entry) * bb             # every streamed column, once
+    best: tuple[int, int, int] | None = None
+    for s in range(1, npb + 1):
+        qc = max(1, min(Q, acc_half // s))
+        sup = max(1, acc_half // qc) if qc <= wgt_half else 1
+        cost = acts * _ceil(Q, qc) + (wgts if w_resident else wgts * _ceil(npb, sup))
+        if best is None or cost < best[0] or (cost == best[0] and qc > best[1]):
+            best = (cost, qc, sup)
+        if acc_half // s < 1:
+            break
+    assert best is not None
+    return best[1], best[2]
+
+
 def variant_ops(program: Any, cfg: AccelConfig, dataflow: str, *,
                 link_bytes_per_row: int | None = None) -> OpStream:
     """The :class:`OpStream` of ``program``'s GEMMs on the ``os`` or ``is`` array.
@@ -246,11 +270,9 @@ def variant_ops(program: Any, cfg: AccelConfig, dataflow: str, *,
                 w_entry = R + _ceil(R * cfg.idx_bits, 8)   # one streamed column
                 w_entries = nk * Q                       # one compressed column per q per pass
                 w_resident = w_entries <= wgt_half
-                qchunk = max(1, min(Q, acc_half))
-                # P blocks per super-block: their partial sums of a Q chunk share the
-                # accumulator half, so each streamed weight chunk serves all of them
-                sup = max(1, acc_half // qchunk) if qchunk <= wgt_half else 1
                 npb = _ceil(P, C)
+                qchunk, sup = _is_chunks(cfg, P, Q, npb, nk, kp, w_entry, w_resident,
+                                         wgt_half, acc_half)
                 for ps in range(0, npb, sup):
                     for q0 in range(0, Q, qchunk):
                         qc = min(qchunk, Q - q0)

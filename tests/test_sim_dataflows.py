@@ -67,18 +67,27 @@ def test_output_stationary_picks_the_order_that_reads_less():
 
 def test_input_stationary_streams_each_weight_chunk_once_per_p_super_block():
     """Weights that do not stay on chip are streamed once for as many P blocks as the
-    accumulator half holds partial sums of, not once per P block."""
+    accumulator half holds partial sums of, not once per P block; the Q chunk is the one
+    that reads the fewest bytes."""
+    from sparsa.sim.dataflows import _is_chunks
     p, k, q = 16 * 64, 2048, 128
     wl = ShapeWorkload("deep", [ShapeLayer("g", "linear", ("x",), (p, k, q))])
     ops = variant_ops(_prog("dense", wl=wl), CFG, "is")
-    nk, npb = k // CFG.rows, p // CFG.cols
+    nk, npb, half = k // CFG.rows, p // CFG.cols, CFG.acc_entries // 2
+    w_entry = CFG.rows + -(-CFG.rows * CFG.idx_bits // 8)
     assert nk * q > CFG.wgt_entries // 2                # not resident
-    sup = (CFG.acc_entries // 2) // q                   # P blocks per super-block
-    w_beats = CFG.beats(CFG.rows + -(-CFG.rows * CFG.idx_bits // 8))
-    x_beats = CFG.beats(CFG.rows)
-    n_w_loads = -(-npb // sup) * nk
-    assert sup > 1 and len(_exec(ops)) == npb * nk
-    assert sum(_loads(ops)) == n_w_loads * q * w_beats + npb * nk * CFG.cols * x_beats
+
+    def beats(qc, sup):      # DRAM beats read with Q chunks of qc and super-blocks of sup
+        nq = -(-q // qc)
+        return (-(-npb // sup) * nk * q * CFG.beats(w_entry)
+                + nq * npb * nk * CFG.cols * CFG.beats(CFG.rows))
+    qc, sup = _is_chunks(CFG, p, q, npb, nk, CFG.rows, w_entry, False,
+                         CFG.wgt_entries // 2, half)
+    assert sup > 1 and sup * qc <= half
+    assert len(_exec(ops)) == npb * nk * -(-q // qc)
+    assert sum(_loads(ops)) == beats(qc, sup)
+    # better than one chunk of all Q (4 P blocks per super-block) and than 1 P block
+    assert beats(qc, sup) < beats(q, half // q) < beats(q, 1)
 
 
 @pytest.mark.parametrize("df", ["ws", "os", "is"])
