@@ -33,10 +33,12 @@ current one drains, a pass's results are stored behind the next pass, and LOADs 
 their DRAM latency.
 
 Loop order: the streamed operand of a pass is loaded double-buffered while the previous
-pass computes. ``os`` takes, per GEMM, whichever of two nests reads fewer DRAM bytes
+pass computes. ``os`` takes, per GEMM, whichever nest reads the fewest DRAM bytes
 (:func:`_os_order`): P blocks outermost (a block's activations serve every Q block when
 they fit half the activation scratchpad; the weights are re-read per P block unless all
-of them fit half the weight scratchpad) or Q blocks outermost (the mirror image). ``is``
+of them fit half the weight scratchpad), Q blocks outermost (the mirror image), or tiled
+(super-blocks of P blocks sharing each weight block, K split into chunks whose
+activations stay on chip and whose partial sums accumulate). ``is``
 runs P blocks in super-blocks as large as the accumulator half holds partial sums of one Q
 chunk for, so each streamed weight chunk serves the whole super-block (all weights are
 read once when they fit half the weight scratchpad); the stationary activation tiles are
@@ -182,25 +184,72 @@ def check_variant_options(options: dict[str, Any]) -> None:
             raise SimError(f"variant option {k}={v!r} is invalid; allowed an integer >= 1")
 
 
-def _os_order(cfg: AccelConfig, P: int, npb: int, nqb: int, kbytes: int, k_entries: int,
-              wgt_half: int, act_half_bytes: int) -> tuple[bool, bool, bool]:
-    """Loop order of an ``os`` GEMM: ``(q_outer, x_keep, w_keep)``, the order with fewer
-    DRAM bytes (ties: P blocks outermost).
+def _os_order(cfg: AccelConfig, P: int, npb: int, nqb: int, unit: int, nunits: int,
+              wgt_half: int, act_half_bytes: int, acc_half: int) -> tuple[Any, ...]:
+    """Loop nest of an ``os`` GEMM, the one of three that reads the fewest DRAM bytes (ties:
+    the first). K is ``nunits`` units of ``unit`` activation bytes (a window, or a value).
 
-    P blocks outermost: a block's activations serve every Q block when they fit half the
-    activation scratchpad; the weights are read once only when all of them fit half the
-    weight scratchpad, else once per P block. Q blocks outermost: the mirror image.
+    * ``("p", x_keep, w_keep)``: P blocks outermost; a block's activations serve every Q
+      block when they fit half the activation scratchpad, the weights are read once only
+      when all of them fit half the weight scratchpad, else once per P block.
+    * ``("q", x_keep, w_keep)``: Q blocks outermost, the mirror image.
+    * ``("t", sup, units, qgroup, w_keep)``: tiled: super-blocks of ``sup`` P blocks, K in
+      chunks of ``units``, Q blocks in groups of ``qgroup``; per chunk and Q block one
+      weight block serves the whole super-block, whose activations of the chunk stay on
+      chip for the Q group; outputs accumulate over the chunks. Every ``sup`` that fits is
+      a candidate.
     """
-    bb = cfg.beat_bytes
+    R, bb = cfg.rows, cfg.beat_bytes
+    kbytes, k_entries = nunits * unit, nunits * (cfg.n if unit > 1 else 1)
     a_all = P * cfg.beats(kbytes) * bb
     w_all = nqb * k_entries * cfg.beats(cfg.wgt_entry_bytes) * bb
-    a_blk, a_every = cfg.rows * kbytes <= act_half_bytes, P * kbytes <= act_half_bytes
+    a_blk, a_every = R * kbytes <= act_half_bytes, P * kbytes <= act_half_bytes
     w_blk, w_every = k_entries <= wgt_half, nqb * k_entries <= wgt_half
-    p_outer = a_all * (1 if a_blk else nqb) + w_all * (1 if w_every else npb)
-    q_outer = w_all * (1 if w_blk else npb) + a_all * (1 if a_every else nqb)
-    if q_outer < p_outer:
-        return True, a_every, w_blk
-    return False, a_blk, w_every
+    plans = [(a_all * (1 if a_blk else nqb) + w_all * (1 if w_every else npb),
+              ("p", a_blk, w_every)),
+             (w_all * (1 if w_blk else npb) + a_all * (1 if a_every else nqb),
+              ("q", a_every, w_blk))]
+    steps_per_unit = cfg.n if unit > 1 else 1
+    for sup in range(1, npb + 1):
+        # sup P blocks share each weight block: their activations of one K chunk fill at
+        # most half the activation scratchpad, one weight block of the chunk half the
+        # weight scratchpad, their partial sums of a Q group the accumulator half
+        units = min(nunits, act_half_bytes // (sup * R * unit),
+                    wgt_half // steps_per_unit)
+        if units < 1:
+            break
+        qgroup = nqb if units >= nunits else max(1, acc_half // (sup * R))
+        full, rest = divmod(nunits, units)
+        row = (full * cfg.beats(units * unit) + (cfg.beats(rest * unit) if rest else 0)) * bb
+        plans.append((P * row * _ceil(nqb, qgroup)
+                      + w_all * (1 if w_every else _ceil(npb, sup)),
+                      ("t", sup, units, qgroup, w_every)))
+        if sup * R >= P:
+            break
+    return min(plans, key=lambda c: c[0])[1]
+
+
+def _os_passes(plan: tuple[Any, ...], npb: int, nqb: int, nunits: int
+               ) -> Any:
+    """The passes of an ``os`` nest (:func:`_os_order`): ``(pb, qb, first unit, units,
+    load activations, load weights, last K chunk)``."""
+    if plan[0] in ("p", "q"):
+        _, x_keep, w_keep = plan
+        blocks = [(pb, qb) for qb in range(nqb) for pb in range(npb)] if plan[0] == "q" \
+            else [(pb, qb) for pb in range(npb) for qb in range(nqb)]
+        for pb, qb in blocks:
+            # an operand block is loaded once when it stays on chip, else for every pass
+            yield pb, qb, 0, nunits, qb == 0 or not x_keep, pb == 0 or not w_keep, True
+        return
+    _, sup, units, qgroup, w_keep = plan
+    for s0 in range(0, npb, sup):
+        for g0 in range(0, nqb, qgroup):
+            for c0 in range(0, nunits, units):
+                cu = min(units, nunits - c0)
+                for qb in range(g0, min(nqb, g0 + qgroup)):
+                    for pb in range(s0, min(npb, s0 + sup)):
+                        yield (pb, qb, c0, cu, qb == g0, pb == s0 and (s0 == 0 or not w_keep),
+                               c0 + cu == nunits)
 
 
 def _is_chunks(cfg: AccelConfig, P: int, Q: int, npb: int, nk: int, kp: int, w_entry: int,
@@ -298,40 +347,36 @@ def variant_ops(program: Any, cfg: AccelConfig, dataflow: str, *,
                                 a["sram_acc_read"] += qc * cfg.acc_entry_bytes * (
                                     (kb > 0) + (kb == nk - 1))
             else:  # os
-                steps = nwin * cfg.n if sparse else K
                 per_win = max(cfg.n, _ceil(win, link)) if sparse else max(1, _ceil(1, link))
-                t_eff = nwin * per_win if sparse else K
-                window = t_eff - steps
-                k_entries = steps                        # compressed weight rows per Q block
-                exec_c = t_eff + R + C + COMPUTE_OVERHEAD
-                kbytes = nwin * win if sparse else K
+                # K in units of a window (sparse) or of one value (dense)
+                unit, nunits = (win, nwin) if sparse else (1, K)
                 npb, nqb = _ceil(P, R), _ceil(Q, C)
-                q_outer, x_keep, w_keep = _os_order(cfg, P, npb, nqb, kbytes, k_entries,
-                                                    wgt_half, act_half_bytes)
-                blocks = [(pb, qb) for qb in range(nqb) for pb in range(npb)] if q_outer \
-                    else [(pb, qb) for pb in range(npb) for qb in range(nqb)]
-                for pb, qb in blocks:
+                plan = _os_order(cfg, P, npb, nqb, unit, nunits, wgt_half, act_half_bytes,
+                                 acc_half)
+                for pb, _qb, c0, cu, xl, wl, last in _os_passes(plan, npb, nqb, nunits):
                     pc = min(R, P - pb * R)
-                    # an operand block is loaded once when it stays on chip (x_keep / w_keep
-                    # for the order chosen), else for every pass that uses it
-                    xload = [(pc, kbytes)] if (qb == 0 or not x_keep) else []
-                    wload = [(k_entries, cfg.wgt_entry_bytes)] if (pb == 0 or not w_keep) \
-                        else []
+                    steps = cu * cfg.n if sparse else cu        # = weight rows of the chunk
+                    t_eff = cu * per_win if sparse else cu
+                    kbytes = cu * unit
+                    xload = [(pc, kbytes)] if xl else []
+                    wload = [(steps, cfg.wgt_entry_bytes)] if wl else []
                     passes.append(dict(
                         layer=j, stream_loads=xload, stat_loads=wload,
-                        exec_cycles=exec_c, stream=steps, window=window,
-                        stores=[(pc, C * ob)]))
+                        exec_cycles=t_eff + R + C + COMPUTE_OVERHEAD, stream=steps,
+                        window=t_eff - steps, stores=[(pc, C * ob)] if last else []))
                     a["pe_ops"] += steps * R * C
                     a["sram_act_read"] += pc * kbytes
                     if xload:
                         a["sram_act_write"] += pc * kbytes
-                    a["sram_wgt_read"] += k_entries * C
-                    a["sram_meta_read"] += k_entries * cfg.wgt_idx_bytes
+                    a["sram_wgt_read"] += steps * C
+                    a["sram_meta_read"] += steps * cfg.wgt_idx_bytes
                     if wload:
-                        a["sram_wgt_write"] += k_entries * C
-                        a["sram_meta_write"] += k_entries * cfg.wgt_idx_bytes
+                        a["sram_wgt_write"] += steps * C
+                        a["sram_meta_write"] += steps * cfg.wgt_idx_bytes
+                    # outputs drain into the accumulator (added to the partial sums of the
+                    # earlier K chunks) and are read once more by the STORE
                     a["sram_acc_write"] += pc * cfg.acc_entry_bytes
-                    a["sram_acc_read"] += pc * cfg.acc_entry_bytes
+                    a["sram_acc_read"] += pc * cfg.acc_entry_bytes * ((c0 > 0) + last)
     dram = em.run(passes)
     specs = []
     for (j, _ly, *_rest), a, base in zip(gemms, acts, ws.layers, strict=True):

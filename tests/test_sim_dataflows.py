@@ -65,6 +65,30 @@ def test_output_stationary_picks_the_order_that_reads_less():
     assert sum(_loads(ops)) == once
 
 
+def test_output_stationary_splits_deep_k_and_shares_weights_across_p_blocks():
+    """A P block whose activations do not fit half the activation scratchpad: K is split
+    into chunks whose partial sums accumulate (one STORE per output block, after the last
+    chunk), and each weight block serves a super-block of P blocks."""
+    from sparsa.sim.dataflows import _os_order
+    p, k, q = 256, 4096, 64
+    wl = ShapeWorkload("deep", [ShapeLayer("g", "linear", ("x",), (p, k, q))])
+    ops = variant_ops(_prog("dense", wl=wl), CFG, "os")
+    npb, nqb = p // CFG.rows, q // CFG.cols
+    act_half = (CFG.act_entries // 2) * CFG.act_entry_bytes
+    assert CFG.rows * k > act_half
+    plan = _os_order(CFG, p, npb, nqb, 1, k, CFG.wgt_entries // 2, act_half,
+                     CFG.acc_entries // 2)
+    kind, sup, units, qgroup, _ = plan
+    assert kind == "t" and sup > 1 and units < k and qgroup == nqb
+    stores = [u for u in ops.unit if u == int(Unit.STORE)]
+    assert len(stores) == npb * nqb
+    assert len(_exec(ops)) == npb * nqb * -(-k // units)
+    # activations read once, weights once per super-block
+    w_beats = nqb * k * CFG.beats(CFG.wgt_entry_bytes)
+    a_beats = p * (k // units) * CFG.beats(units)
+    assert sum(_loads(ops)) == a_beats + w_beats * -(-npb // sup)
+
+
 def test_input_stationary_streams_each_weight_chunk_once_per_p_super_block():
     """Weights that do not stay on chip are streamed once for as many P blocks as the
     accumulator half holds partial sums of, not once per P block; the Q chunk is the one
