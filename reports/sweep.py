@@ -381,6 +381,7 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike[str], *, workers: int = 2,
         evaluate = evaluate_point
     store = ResultStore(out)
     _check_results_folder(store.root)
+    store.remove_stale_temps()
     done = store.finished(include_errors=not retry_errors)
     todo: list[DesignPoint] = [p for p in spec.points if p.key not in done]
     tasks = [p.to_task() for p in todo]

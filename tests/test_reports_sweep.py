@@ -194,3 +194,59 @@ def test_cli_sweep_all_points_failing_exits_1(tmp_path: Path,
     assert "error: all 1 evaluated points failed" in err
     (row,) = ResultStore(tmp_path / "r").rows()
     assert row["status"] == "error"
+
+
+def _sweep_script(tmp_path: Path, out: Path, prelude: str = "", **kwargs: Any) -> Path:
+    """A Python script running the engine's sweep of :data:`SPEC` into ``out``."""
+    script = tmp_path / "sweep_script.py"
+    args = "".join(f", {k}={v!r}" for k, v in kwargs.items())
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(TESTS)!r})\n"
+        f"{prelude}"
+        "from reports_eval import analytic_point\n"
+        "from sparsa.reports.spec import parse_spec\n"
+        "from sparsa.reports.sweep import run_sweep\n"
+        f"spec = parse_spec({SPEC!r}, 'engine.yaml')\n"
+        f"run_sweep(spec, {str(out)!r}, evaluate=analytic_point, progress=False{args})\n")
+    return script
+
+
+@pytest.mark.parametrize("target", ["part", "compacted"])
+def test_kill_while_writing_leaves_no_temporary_file_after_resume(tmp_path: Path,
+                                                                  target: str) -> None:
+    """A sweep SIGKILLed while writing a part file (or the compacted table) leaves its
+    half-written temporary file; nothing reads it, and the next run removes it."""
+    out = tmp_path / "res"
+    prefix = ".points-" if target == "part" else ".points.parquet."
+    prelude = (
+        "import os, signal\n"
+        "import pyarrow.parquet as pq\n"
+        "real, seen = pq.write_table, []\n"
+        "def write_table(table, where, *a, **k):\n"
+        f"    if os.path.basename(str(where)).startswith({prefix!r}):\n"
+        "        seen.append(where)\n"
+        f"        if len(seen) == {3 if target == 'part' else 1}:\n"
+        "            real(table, where, *a, **k)\n"
+        "            data = open(where, 'rb').read()\n"
+        "            open(where, 'wb').write(data[:len(data) // 2])\n"
+        "            os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    return real(table, where, *a, **k)\n"
+        "pq.write_table = write_table\n")
+    script = _sweep_script(tmp_path, out, prelude=prelude, workers=1, flush_every=4)
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    left = list(out.rglob(".*.tmp"))
+    assert len(left) == 1 and left[0].name.startswith(prefix)
+    store = ResultStore(out)
+    before = store.finished()           # readable: the temporary file is not read
+    assert before and (target == "compacted") == (len(before) == len(spec()))
+
+    res = run_sweep(spec(), out, evaluate=analytic_point, workers=1, progress=False)
+    assert res.skipped == len(before) and res.evaluated == len(spec()) - len(before)
+    assert not list(out.rglob(".*.tmp")), "a killed writer's temporary file is left over"
+    whole = run_sweep(spec(), tmp_path / "whole", evaluate=analytic_point, workers=1,
+                      progress=False)
+    assert whole.evaluated == len(spec())
+    assert stable(store.rows()) == stable(ResultStore(tmp_path / "whole").rows())
