@@ -28,7 +28,9 @@ import json
 import math
 import multiprocessing
 import os
+import signal
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -240,31 +242,58 @@ class SweepResult:
                 "results": str(self.results), "first_errors": list(self.first_errors)}
 
 
-def _serial(evaluate: Evaluate, tasks: Sequence[dict[str, Any]], run_id: str
-            ) -> Iterator[list[Outcome]]:
-    for t in tasks:
-        yield [run_task(evaluate, t, run_id)]
+#: A running backend: its results as they complete, and how to stop it (``finished``: the
+#: results were all consumed; else the sweep was interrupted or failed and the work in
+#: flight is abandoned). Stopping works whether or not iteration ever started.
+Backend = tuple[Iterator[list[Outcome]], Callable[[bool], None]]
+
+
+def _serial(evaluate: Evaluate, tasks: Sequence[dict[str, Any]], run_id: str) -> Backend:
+    return ([run_task(evaluate, t, run_id)] for t in tasks), lambda finished: None
+
+
+def _pool_worker_init(parent: int, stop: Any) -> None:
+    """Set-up of a local pool worker.
+
+    The sweep process owns the stop: Ctrl-C (which the terminal sends to every process of
+    the group) and SIGTERM are its to handle, and a worker ends at once when the sweep sets
+    ``stop.value`` (an interrupted sweep does not wait for the points in flight, which it
+    could not save any more) or when the sweep process is gone (SIGKILL, the OOM killer): a
+    worker left behind would compute its chunk for nobody and then block for ever on the
+    pool's queues.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    def watch() -> None:
+        # polls a flag in shared memory: a multiprocessing.Event would hang the sweep when
+        # a worker dies while waiting on it (its set() waits for every waiter to wake)
+        while not stop.value and os.getppid() == parent:
+            time.sleep(0.25)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="sparsa-sweep-watch", daemon=True).start()
 
 
 def _pool(evaluate: Evaluate, chunks: Sequence[list[dict[str, Any]]], run_id: str,
-          workers: int) -> Iterator[list[Outcome]]:
+          workers: int) -> Backend:
     # submit eagerly: the pool forks its workers now, before a progress thread exists
     ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-    ex = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    stop = ctx.RawValue("b", 0)
+    ex = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
+                                initializer=_pool_worker_init, initargs=(os.getpid(), stop))
     futs = [ex.submit(run_chunk, evaluate, c, run_id) for c in chunks]
 
-    def gen() -> Iterator[list[Outcome]]:
-        try:
-            for f in cf.as_completed(futs):
-                yield f.result()
-        finally:
-            ex.shutdown(wait=True, cancel_futures=True)
+    def close(finished: bool) -> None:
+        if not finished:    # interrupted or failed: end the workers now
+            stop.value = 1
+        ex.shutdown(wait=True, cancel_futures=True)
 
-    return gen()
+    return (f.result() for f in cf.as_completed(futs)), close
 
 
 def _dask(evaluate: Evaluate, chunks: Sequence[list[dict[str, Any]]], run_id: str,
-          workers: int, scheduler: str | None, processes: bool) -> Iterator[list[Outcome]]:
+          workers: int, scheduler: str | None, processes: bool) -> Backend:
     from dask.distributed import Client, LocalCluster, as_completed
 
     cluster = None
@@ -283,17 +312,13 @@ def _dask(evaluate: Evaluate, chunks: Sequence[list[dict[str, Any]]], run_id: st
     futs = client.map(run_chunk, [evaluate] * len(chunks), chunks, [run_id] * len(chunks),
                       pure=False)
 
-    def gen() -> Iterator[list[Outcome]]:
-        try:
-            for f in as_completed(futs):
-                yield f.result()
-        finally:
-            client.cancel(futs)
-            client.close()
-            if cluster is not None:
-                cluster.close()
+    def close(finished: bool) -> None:
+        client.cancel(futs)
+        client.close()
+        if cluster is not None:
+            cluster.close()
 
-    return gen()
+    return (f.result() for f in as_completed(futs)), close
 
 
 def _progress(console: Any, total: int) -> Any:
@@ -386,31 +411,12 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike[str], *, workers: int = 2,
     todo: list[DesignPoint] = [p for p in spec.points if p.key not in done]
     tasks = [p.to_task() for p in todo]
     run_id = uuid.uuid4().hex[:12]
-    if scheduler or dask:
-        backend = f"dask {scheduler}" if scheduler else \
-            f"dask LocalCluster ({workers} {'processes' if dask_processes else 'threads'})"
-        results = _dask(evaluate, chunk_tasks(tasks, chunk_size), run_id, workers, scheduler,
-                        dask_processes)
-    elif workers == 1:
-        backend = "in-process"
-        results = _serial(evaluate, tasks, run_id)
-    else:
-        backend = f"process pool ({workers} workers)"
-        results = _pool(evaluate, chunk_tasks(tasks, chunk_size), run_id, workers)
-    # the results folder is written only once the backend is up (an unreachable scheduler
-    # leaves nothing behind)
-    store.root.mkdir(parents=True, exist_ok=True)
-    write_atomic(store.root / "spec.yaml", yaml.safe_dump(spec.raw, sort_keys=False).encode())
-
-    if console is None:
-        from rich.console import Console
-        console = Console(stderr=True)
     buf: list[dict[str, Any]] = []
     lbuf: list[dict[str, Any]] = []
     errors = 0
     first_errors: list[str] = []
     n = 0
-    t0 = last_flush = time.perf_counter()
+    t0 = last_flush = 0.0
 
     def flush() -> None:
         nonlocal last_flush
@@ -419,9 +425,33 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike[str], *, workers: int = 2,
         lbuf.clear()
         last_flush = time.perf_counter()
 
-    bar = _progress(console, len(tasks)) if progress else None
+    bar = None
+    finished = False
+    if scheduler or dask:
+        backend = f"dask {scheduler}" if scheduler else \
+            f"dask LocalCluster ({workers} {'processes' if dask_processes else 'threads'})"
+        results, stop = _dask(evaluate, chunk_tasks(tasks, chunk_size), run_id, workers,
+                              scheduler, dask_processes)
+    elif workers == 1:
+        backend = "in-process"
+        results, stop = _serial(evaluate, tasks, run_id)
+    else:
+        backend = f"process pool ({workers} workers)"
+        results, stop = _pool(evaluate, chunk_tasks(tasks, chunk_size), run_id, workers)
+    # from here on the backend runs: it is stopped however this ends (an interrupt before
+    # the first result too, else the pool would compute every point before Python exits)
     try:
-        if bar is not None:
+        # the results folder is written only once the backend is up (an unreachable
+        # scheduler leaves nothing behind)
+        store.root.mkdir(parents=True, exist_ok=True)
+        write_atomic(store.root / "spec.yaml",
+                     yaml.safe_dump(spec.raw, sort_keys=False).encode())
+        if progress and console is None:
+            from rich.console import Console
+            console = Console(stderr=True)
+        t0 = last_flush = time.perf_counter()
+        if progress:
+            bar = _progress(console, len(tasks))
             bar.start()
             tid = bar.add_task("sweep", total=len(tasks), rate="-", errs="")
         for outcomes in results:
@@ -439,12 +469,14 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike[str], *, workers: int = 2,
             if bar is not None:
                 bar.update(tid, advance=len(outcomes), rate=f"{n / max(now - t0, 1e-9):.2f}",
                            errs=f"{errors} errors" if errors else "")
+        finished = True
     finally:
-        if bar is not None:
-            bar.stop()
-        flush()
-        if hasattr(results, "close"):
-            results.close()
+        try:
+            if bar is not None:
+                bar.stop()
+            flush()
+        finally:    # the backend is stopped even when saving the last rows failed
+            stop(finished)
     seconds = time.perf_counter() - t0
     store.compact()
     return SweepResult(total=len(spec.points), skipped=len(spec.points) - len(todo),

@@ -6,6 +6,7 @@ timing formulas), so these tests exercise the engine, not the model's speed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -210,6 +211,73 @@ def _sweep_script(tmp_path: Path, out: Path, prelude: str = "", **kwargs: Any) -
         f"spec = parse_spec({SPEC!r}, 'engine.yaml')\n"
         f"run_sweep(spec, {str(out)!r}, evaluate=analytic_point, progress=False{args})\n")
     return script
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+def test_pool_workers_end_with_the_sweep(tmp_path: Path, sig: signal.Signals) -> None:
+    """A sweep killed with SIGKILL (or the OOM killer) took its pool workers with it only in
+    name: they computed their chunk for nobody and then blocked for ever. An interrupted one
+    (SIGINT or SIGTERM to the sweep process alone) waited for the chunks in flight and then
+    dropped them. Now the workers end within a second either way."""
+    psutil = pytest.importorskip("psutil")
+    log = tmp_path / "evals.log"
+    workers: list[Any] = []
+    # 6 points per chunk (3 sparsity x 2 dataflows) x 2 s: a chunk takes 12 s
+    env = {**os.environ, "SPARSA_EVAL_LOG": str(log), "SPARSA_EVAL_SLEEP": "2"}
+    # Ctrl-C raises KeyboardInterrupt even when this test runs with SIGINT ignored (as a
+    # background job of a shell)
+    prelude = "import signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+    script = _sweep_script(tmp_path, tmp_path / "res", prelude=prelude, workers=2)
+    proc = subprocess.Popen([sys.executable, str(script)], env=env,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while len(log_lines(log)) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert len(log_lines(log)) >= 2, "both workers must be evaluating"
+        workers = psutil.Process(proc.pid).children(recursive=True)
+        assert len(workers) >= 2
+        t0 = time.monotonic()
+        proc.send_signal(sig)
+        proc.wait(timeout=60)
+        took = time.monotonic() - t0
+        _, alive = psutil.wait_procs(workers, timeout=10)
+        assert not alive, "pool workers outlived the sweep"
+        assert proc.returncode != 0
+        if sig == signal.SIGINT:
+            assert took < 6, f"the interrupted sweep waited {took:.1f} s for its chunks"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for w in workers:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                w.kill()
+
+
+def test_interrupt_before_the_first_result_stops_the_pool(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    """Ctrl-C after the pool started but before the first result arrived (while the results
+    folder is prepared) used to leave the pool running: Python then waited at exit until it
+    had computed every point."""
+    psutil = pytest.importorskip("psutil")
+    from sparsa.reports import sweep as sweep_mod
+
+    def interrupted(*args: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setenv("SPARSA_EVAL_SLEEP", "2")
+    monkeypatch.setattr(sweep_mod, "write_atomic", interrupted)
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(spec(), tmp_path / "r", evaluate=analytic_point, workers=2, progress=False)
+    assert time.monotonic() - t0 < 6
+    left = [c for c in psutil.Process().children()
+            if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    for c in left:
+        c.kill()
+    assert not left, "pool workers still running after the sweep returned"
 
 
 @pytest.mark.parametrize("target", ["part", "compacted"])
