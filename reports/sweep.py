@@ -23,8 +23,10 @@ design's area from :func:`sparsa.hw.area.estimate_area`.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import importlib
 import json
+import logging
 import math
 import multiprocessing
 import os
@@ -292,6 +294,27 @@ def _pool(evaluate: Evaluate, chunks: Sequence[list[dict[str, Any]]], run_id: st
     return (f.result() for f in cf.as_completed(futs)), close
 
 
+@contextlib.contextmanager
+def _sigint_ignored_by_children() -> Iterator[None]:
+    """Start processes that ignore SIGINT (an ignored signal stays ignored in a child, and
+    Python keeps it so). Ctrl-C reaches every process of the terminal's group: the sweep
+    handles it and stops its Dask workers, which would otherwise each print a traceback."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _quiet_dask_logs() -> None:
+    """Only critical messages from Dask's loggers (run on the workers of a cluster that is
+    being stopped)."""
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
+
+
 def _dask(evaluate: Evaluate, chunks: Sequence[list[dict[str, Any]]], run_id: str,
           workers: int, scheduler: str | None, processes: bool) -> Backend:
     from dask.distributed import Client, LocalCluster, as_completed
@@ -306,17 +329,31 @@ def _dask(evaluate: Evaluate, chunks: Sequence[list[dict[str, Any]]], run_id: st
             raise ReportError(f"--scheduler {scheduler!r} is not a Dask scheduler address "
                               f"such as tcp://host:8786 ({e})") from None
     else:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes,
-                               dashboard_address=None)
+        with _sigint_ignored_by_children():
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1,
+                                   processes=processes, dashboard_address=None)
         client = Client(cluster)
     futs = client.map(run_chunk, [evaluate] * len(chunks), chunks, [run_id] * len(chunks),
                       pure=False)
 
     def close(finished: bool) -> None:
-        client.cancel(futs)
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        # stopping our own cluster mid-task is what an interrupt asks for: Dask would log
+        # each cancelled task and each worker it has to kill, with tracebacks
+        quiet = not finished and cluster is not None
+        log = logging.getLogger("distributed")
+        level = log.level
+        if quiet:
+            with contextlib.suppress(Exception):
+                client.run(_quiet_dask_logs)
+            log.setLevel(logging.CRITICAL)
+        try:
+            client.cancel(futs)
+            client.close()
+            if cluster is not None:
+                cluster.close()
+        finally:
+            if quiet:
+                log.setLevel(level)
 
     return (f.result() for f in as_completed(futs)), close
 

@@ -102,7 +102,8 @@ def test_kill_midway_then_resume_without_recomputation(tmp_path: Path,
         "          progress=False)\n")
     env = {**os.environ, "SPARSA_EVAL_LOG": str(tmp_path / "first.log"),
            "SPARSA_EVAL_SLEEP": "0.05"}
-    proc = subprocess.Popen([sys.executable, str(script)], env=env)
+    proc = subprocess.Popen([sys.executable, str(script)], env=env,
+                            stderr=subprocess.DEVNULL)
     store = ResultStore(out)
     deadline = time.monotonic() + 60
     while len(store.part_files()) < 8 and time.monotonic() < deadline and proc.poll() is None:
@@ -318,3 +319,87 @@ def test_kill_while_writing_leaves_no_temporary_file_after_resume(tmp_path: Path
                       progress=False)
     assert whole.evaluated == len(spec())
     assert stable(store.rows()) == stable(ResultStore(tmp_path / "whole").rows())
+
+
+def test_cli_sweep_interrupted_says_what_is_saved(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C (or SIGTERM) during a sweep: one line saying how many points are saved and
+    how to go on, exit code 130."""
+    from cli_helpers import run
+    from sparsa.reports import sweep as sweep_mod
+
+    spec_file = tmp_path / "two.yaml"
+    spec_file.write_text("name: two\nworkloads: [resnet18]\nconfigs: [32x32-n2m4]\n"
+                         "sparsity: [dense, '2:4']\narea: false\n")
+
+    def interrupted(s: SweepSpec, out: Path, **kwargs: Any) -> None:
+        ResultStore(out).write_part([{"point_index": 0, "hash": s.points[0].key,
+                                      "status": "ok", "cycles": 1}])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep_mod, "run_sweep", interrupted)
+    out = tmp_path / "r"
+    code, stdout, err = run(capsys, "sweep", str(spec_file), "-o", str(out), "--no-progress")
+    assert code == 130 and stdout == ""
+    assert err == (f"interrupted: 1 of 2 design points saved in {out}; run the same command "
+                   f"again to resume\n")
+
+
+def test_interrupted_dask_sweep_stops_its_cluster_quietly(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """Stopping the sweep's own LocalCluster mid-task is what Ctrl-C asks for; Dask logged a
+    warning per cancelled task (and a traceback per killed worker) under the one-line
+    message."""
+    import logging
+
+    from sparsa.reports import sweep as sweep_mod
+
+    def interrupted(*args: Any) -> None:
+        time.sleep(0.8)             # the workers are inside their first points
+        raise KeyboardInterrupt
+
+    class Records(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.WARNING)
+            self.seen: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.seen.append(f"{record.name}: {record.getMessage()}")
+
+    monkeypatch.setenv("SPARSA_EVAL_SLEEP", "0.3")
+    monkeypatch.setattr(sweep_mod, "write_atomic", interrupted)
+    records = Records()
+    log = logging.getLogger("distributed")
+    log.addHandler(records)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_sweep(spec(), tmp_path / "r", evaluate=analytic_point, workers=2, dask=True,
+                      dask_processes=False, progress=False)
+    finally:
+        log.removeHandler(records)
+    assert not records.seen
+    # silenced only while stopping: later clusters of this process log as before
+    assert log.level < logging.CRITICAL
+
+
+def test_dask_workers_started_by_the_sweep_ignore_ctrl_c() -> None:
+    """Ctrl-C reaches every process of the terminal's group: the local Dask workers must
+    leave it to the sweep (which stops them) instead of each printing a traceback."""
+    from sparsa.reports.sweep import _sigint_ignored_by_children
+
+    code = "import signal; print(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)"
+
+    def child_ignores() -> str:
+        return subprocess.run([sys.executable, "-c", code], capture_output=True,
+                              text=True).stdout.strip()
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
+    try:
+        assert child_ignores() == "False"
+        with _sigint_ignored_by_children():
+            assert child_ignores() == "True"
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, before)
