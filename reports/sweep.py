@@ -374,6 +374,27 @@ def _progress(console: Any, total: int) -> Any:
                     console=console, transient=False, disable=total == 0)
 
 
+#: Column of :func:`evaluate_point`'s rows that holds the area (``area: true``).
+AREA_COLUMN = "area_total_mm2"
+
+
+def _lacking(store: ResultStore, spec: SweepSpec, done: set[str]) -> set[str]:
+    """Finished points whose stored row lacks what ``spec`` asks of them: the area (stored
+    by a sweep with ``area: false``) or per-layer rows (one without ``per_layer: true``).
+    Neither enters the content hash, so such points would otherwise count as done and the
+    results never get what the spec asks for. Error rows are left to ``retry_errors``."""
+    area = {p.key for p in spec.points if p.area and p.key in done}
+    layers = {p.key for p in spec.points if p.per_layer and p.key in done}
+    if not area and not layers:
+        return set()
+    ok = {r["hash"]: r for r in store.rows() if r.get("status") == "ok"}
+    out = {h for h in area if h in ok and ok[h].get(AREA_COLUMN) is None}
+    if layers:
+        have = {r["hash"] for r in store.rows(store.LAYERS)}
+        out |= {h for h in layers if h in ok and h not in have}
+    return out
+
+
 def _check_results_folder(root: Path) -> None:
     """A sweep writes into a new or empty folder or into sweep results (its own, to resume,
     or another sweep's, to plot and report them together); a folder holding other files
@@ -438,13 +459,16 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike[str], *, workers: int = 2,
                           f"machine (4 per CPU); use --scheduler for a larger Dask cluster")
     if chunk_size < 1:
         raise ReportError(f"chunk_size must be >= 1, not {chunk_size}")
-    if evaluate is None:
+    default = evaluate is None
+    if default:
         check_evaluator(spec)
         evaluate = evaluate_point
     store = ResultStore(out)
     _check_results_folder(store.root)
     store.remove_stale_temps()
     done = store.finished(include_errors=not retry_errors)
+    if default:
+        done -= _lacking(store, spec, done)
     todo: list[DesignPoint] = [p for p in spec.points if p.key not in done]
     tasks = [p.to_task() for p in todo]
     run_id = uuid.uuid4().hex[:12]

@@ -161,6 +161,37 @@ def test_store_last_write_wins_and_compaction_is_idempotent(tmp_path: Path) -> N
     assert pq.read_table(store.compacted_path()).schema.field("cycles").type == "double"
 
 
+def test_rerun_asking_for_area_or_layers_evaluates_the_points_lacking_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``area`` and ``per_layer`` are not part of a point's hash: re-running a finished sweep
+    with ``per_layer: true`` (or ``area: true``) used to find every point done and add
+    nothing, and the layers plot then asked for the very setting just given."""
+    from reports_eval import tiny_workloads
+    from sparsa.reports import sweep as sweep_mod
+
+    monkeypatch.setattr(sweep_mod, "_area_columns", lambda cfg: {"area_total_mm2": 1.5})
+    wl = tiny_workloads()
+    base = {"name": "more", "workloads": ["tiny-cnn"], "configs": ["8x8-n2m4"],
+            "sparsity": ["dense", "2:4"], "area": False}
+    out = tmp_path / "r"
+
+    def sweep(**over: Any) -> tuple[int, int]:
+        r = run_sweep(parse_spec({**base, **over}, "more.yaml", workloads=wl), out,
+                      workers=1, progress=False)
+        return r.skipped, r.evaluated
+
+    assert sweep() == (0, 2)
+    store = ResultStore(out)
+    hashes = {r["hash"] for r in store.rows()}
+    assert not store.rows("layers")
+    assert sweep(per_layer=True) == (0, 2)
+    assert {r["hash"] for r in store.rows("layers")} == hashes
+    assert sweep(per_layer=True, area=True) == (0, 2)
+    assert [r["area_total_mm2"] for r in store.rows()] == [1.5, 1.5]
+    assert sweep(per_layer=True, area=True) == (2, 0)
+    assert sweep() == (2, 0)          # rows holding more than asked are done
+
+
 def test_cli_sweep_with_the_real_model(tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     import json
