@@ -402,9 +402,14 @@ KINDS: dict[str, tuple[Callable[..., tuple[Figure, Axes]], str, dict[str, Any]]]
 
 
 def _save(fig: Figure, path: Path) -> None:
+    fmt = path.suffix[1:]
+    # SVG metadata carries the time of writing unless told otherwise (and so the report's
+    # SVG files differed on every run); PNG has none
+    meta = {"Date": None} if fmt == "svg" else None
+
     def save(tmp: Path) -> None:
         with matplotlib.rc_context(RC):
-            fig.savefig(tmp, format=path.suffix[1:])
+            fig.savefig(tmp, format=fmt, metadata=meta)
     write_atomic(path, save)
 
 

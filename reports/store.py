@@ -11,7 +11,9 @@ Layout of a results directory::
         layers-<ns>-<pid>-<seq>.parquet
 
 Every file is written atomically (temporary name in the same directory, then
-``os.replace``), so a killed sweep leaves only complete files behind. :meth:`compact` merges
+``os.replace``), so a killed sweep leaves only complete files behind, besides the temporary
+file it was writing when it was killed: :meth:`ResultStore.remove_stale_temps` (called when a
+sweep starts) removes those. :meth:`compact` merges
 the part files into the compacted table and deletes them; reading merges both, so a store is
 always readable, compacted or not. When a hash appears more than once (a point retried after
 an error, or a crash between compaction and deleting the parts) the last written row wins.
@@ -33,7 +35,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sparsa.fileio import write_atomic
+from sparsa.fileio import remove_stale_temps, write_atomic
 
 from .errors import ReportError
 
@@ -115,6 +117,14 @@ class ResultStore:
         return self.compacted_path().exists() or bool(self.part_files())
 
     # ---- writing ------------------------------------------------------------------------
+    def remove_stale_temps(self) -> list[Path]:
+        """Remove the temporary files of writers that were killed mid-write (a part file or
+        the compacted table of an earlier, killed sweep); returns them."""
+        def ours(name: str) -> bool:
+            return name.endswith(".parquet") or name == "spec.yaml"
+
+        return remove_stale_temps(self.root, ours) + remove_stale_temps(self.parts, ours)
+
     def write_part(self, rows: Sequence[dict[str, Any]],
                    layers: Sequence[dict[str, Any]] = ()) -> Path | None:
         """Write one batch of finished rows (and their per-layer rows) as part files.

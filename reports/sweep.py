@@ -23,12 +23,16 @@ design's area from :func:`sparsa.hw.area.estimate_area`.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import importlib
 import json
+import logging
 import math
 import multiprocessing
 import os
+import signal
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -240,31 +244,79 @@ class SweepResult:
                 "results": str(self.results), "first_errors": list(self.first_errors)}
 
 
-def _serial(evaluate: Evaluate, tasks: Sequence[dict[str, Any]], run_id: str
-            ) -> Iterator[list[Outcome]]:
-    for t in tasks:
-        yield [run_task(evaluate, t, run_id)]
+#: A running backend: its results as they complete, and how to stop it (``finished``: the
+#: results were all consumed; else the sweep was interrupted or failed and the work in
+#: flight is abandoned). Stopping works whether or not iteration ever started.
+Backend = tuple[Iterator[list[Outcome]], Callable[[bool], None]]
+
+
+def _serial(evaluate: Evaluate, tasks: Sequence[dict[str, Any]], run_id: str) -> Backend:
+    return ([run_task(evaluate, t, run_id)] for t in tasks), lambda finished: None
+
+
+def _pool_worker_init(parent: int, stop: Any) -> None:
+    """Set-up of a local pool worker.
+
+    The sweep process owns the stop: Ctrl-C (which the terminal sends to every process of
+    the group) and SIGTERM are its to handle, and a worker ends at once when the sweep sets
+    ``stop.value`` (an interrupted sweep does not wait for the points in flight, which it
+    could not save any more) or when the sweep process is gone (SIGKILL, the OOM killer): a
+    worker left behind would compute its chunk for nobody and then block for ever on the
+    pool's queues.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    def watch() -> None:
+        # polls a flag in shared memory: a multiprocessing.Event would hang the sweep when
+        # a worker dies while waiting on it (its set() waits for every waiter to wake)
+        while not stop.value and os.getppid() == parent:
+            time.sleep(0.25)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="sparsa-sweep-watch", daemon=True).start()
 
 
 def _pool(evaluate: Evaluate, chunks: Sequence[list[dict[str, Any]]], run_id: str,
-          workers: int) -> Iterator[list[Outcome]]:
+          workers: int) -> Backend:
     # submit eagerly: the pool forks its workers now, before a progress thread exists
     ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-    ex = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    stop = ctx.RawValue("b", 0)
+    ex = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
+                                initializer=_pool_worker_init, initargs=(os.getpid(), stop))
     futs = [ex.submit(run_chunk, evaluate, c, run_id) for c in chunks]
 
-    def gen() -> Iterator[list[Outcome]]:
-        try:
-            for f in cf.as_completed(futs):
-                yield f.result()
-        finally:
-            ex.shutdown(wait=True, cancel_futures=True)
+    def close(finished: bool) -> None:
+        if not finished:    # interrupted or failed: end the workers now
+            stop.value = 1
+        ex.shutdown(wait=True, cancel_futures=True)
 
-    return gen()
+    return (f.result() for f in cf.as_completed(futs)), close
+
+
+@contextlib.contextmanager
+def _sigint_ignored_by_children() -> Iterator[None]:
+    """Start processes that ignore SIGINT (an ignored signal stays ignored in a child, and
+    Python keeps it so). Ctrl-C reaches every process of the terminal's group: the sweep
+    handles it and stops its Dask workers, which would otherwise each print a traceback."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _quiet_dask_logs() -> None:
+    """Only critical messages from Dask's loggers (run on the workers of a cluster that is
+    being stopped)."""
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
 
 
 def _dask(evaluate: Evaluate, chunks: Sequence[list[dict[str, Any]]], run_id: str,
-          workers: int, scheduler: str | None, processes: bool) -> Iterator[list[Outcome]]:
+          workers: int, scheduler: str | None, processes: bool) -> Backend:
     from dask.distributed import Client, LocalCluster, as_completed
 
     cluster = None
@@ -277,23 +329,33 @@ def _dask(evaluate: Evaluate, chunks: Sequence[list[dict[str, Any]]], run_id: st
             raise ReportError(f"--scheduler {scheduler!r} is not a Dask scheduler address "
                               f"such as tcp://host:8786 ({e})") from None
     else:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes,
-                               dashboard_address=None)
+        with _sigint_ignored_by_children():
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1,
+                                   processes=processes, dashboard_address=None)
         client = Client(cluster)
     futs = client.map(run_chunk, [evaluate] * len(chunks), chunks, [run_id] * len(chunks),
                       pure=False)
 
-    def gen() -> Iterator[list[Outcome]]:
+    def close(finished: bool) -> None:
+        # stopping our own cluster mid-task is what an interrupt asks for: Dask would log
+        # each cancelled task and each worker it has to kill, with tracebacks
+        quiet = not finished and cluster is not None
+        log = logging.getLogger("distributed")
+        level = log.level
+        if quiet:
+            with contextlib.suppress(Exception):
+                client.run(_quiet_dask_logs)
+            log.setLevel(logging.CRITICAL)
         try:
-            for f in as_completed(futs):
-                yield f.result()
-        finally:
             client.cancel(futs)
             client.close()
             if cluster is not None:
                 cluster.close()
+        finally:
+            if quiet:
+                log.setLevel(level)
 
-    return gen()
+    return (f.result() for f in as_completed(futs)), close
 
 
 def _progress(console: Any, total: int) -> Any:
@@ -310,6 +372,27 @@ def _progress(console: Any, total: int) -> Any:
                     TextColumn("{task.fields[rate]} pt/s"), TextColumn("{task.fields[errs]}"),
                     TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                     console=console, transient=False, disable=total == 0)
+
+
+#: Column of :func:`evaluate_point`'s rows that holds the area (``area: true``).
+AREA_COLUMN = "area_total_mm2"
+
+
+def _lacking(store: ResultStore, spec: SweepSpec, done: set[str]) -> set[str]:
+    """Finished points whose stored row lacks what ``spec`` asks of them: the area (stored
+    by a sweep with ``area: false``) or per-layer rows (one without ``per_layer: true``).
+    Neither enters the content hash, so such points would otherwise count as done and the
+    results never get what the spec asks for. Error rows are left to ``retry_errors``."""
+    area = {p.key for p in spec.points if p.area and p.key in done}
+    layers = {p.key for p in spec.points if p.per_layer and p.key in done}
+    if not area and not layers:
+        return set()
+    ok = {r["hash"]: r for r in store.rows() if r.get("status") == "ok"}
+    out = {h for h in area if h in ok and ok[h].get(AREA_COLUMN) is None}
+    if layers:
+        have = {r["hash"] for r in store.rows(store.LAYERS)}
+        out |= {h for h in layers if h in ok and h not in have}
+    return out
 
 
 def _check_results_folder(root: Path) -> None:
@@ -376,40 +459,25 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike[str], *, workers: int = 2,
                           f"machine (4 per CPU); use --scheduler for a larger Dask cluster")
     if chunk_size < 1:
         raise ReportError(f"chunk_size must be >= 1, not {chunk_size}")
-    if evaluate is None:
+    default = evaluate is None
+    if default:
         check_evaluator(spec)
         evaluate = evaluate_point
     store = ResultStore(out)
     _check_results_folder(store.root)
+    store.remove_stale_temps()
     done = store.finished(include_errors=not retry_errors)
+    if default:
+        done -= _lacking(store, spec, done)
     todo: list[DesignPoint] = [p for p in spec.points if p.key not in done]
     tasks = [p.to_task() for p in todo]
     run_id = uuid.uuid4().hex[:12]
-    if scheduler or dask:
-        backend = f"dask {scheduler}" if scheduler else \
-            f"dask LocalCluster ({workers} {'processes' if dask_processes else 'threads'})"
-        results = _dask(evaluate, chunk_tasks(tasks, chunk_size), run_id, workers, scheduler,
-                        dask_processes)
-    elif workers == 1:
-        backend = "in-process"
-        results = _serial(evaluate, tasks, run_id)
-    else:
-        backend = f"process pool ({workers} workers)"
-        results = _pool(evaluate, chunk_tasks(tasks, chunk_size), run_id, workers)
-    # the results folder is written only once the backend is up (an unreachable scheduler
-    # leaves nothing behind)
-    store.root.mkdir(parents=True, exist_ok=True)
-    write_atomic(store.root / "spec.yaml", yaml.safe_dump(spec.raw, sort_keys=False).encode())
-
-    if console is None:
-        from rich.console import Console
-        console = Console(stderr=True)
     buf: list[dict[str, Any]] = []
     lbuf: list[dict[str, Any]] = []
     errors = 0
     first_errors: list[str] = []
     n = 0
-    t0 = last_flush = time.perf_counter()
+    t0 = last_flush = 0.0
 
     def flush() -> None:
         nonlocal last_flush
@@ -418,9 +486,33 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike[str], *, workers: int = 2,
         lbuf.clear()
         last_flush = time.perf_counter()
 
-    bar = _progress(console, len(tasks)) if progress else None
+    bar = None
+    finished = False
+    if scheduler or dask:
+        backend = f"dask {scheduler}" if scheduler else \
+            f"dask LocalCluster ({workers} {'processes' if dask_processes else 'threads'})"
+        results, stop = _dask(evaluate, chunk_tasks(tasks, chunk_size), run_id, workers,
+                              scheduler, dask_processes)
+    elif workers == 1:
+        backend = "in-process"
+        results, stop = _serial(evaluate, tasks, run_id)
+    else:
+        backend = f"process pool ({workers} workers)"
+        results, stop = _pool(evaluate, chunk_tasks(tasks, chunk_size), run_id, workers)
+    # from here on the backend runs: it is stopped however this ends (an interrupt before
+    # the first result too, else the pool would compute every point before Python exits)
     try:
-        if bar is not None:
+        # the results folder is written only once the backend is up (an unreachable
+        # scheduler leaves nothing behind)
+        store.root.mkdir(parents=True, exist_ok=True)
+        write_atomic(store.root / "spec.yaml",
+                     yaml.safe_dump(spec.raw, sort_keys=False).encode())
+        if progress and console is None:
+            from rich.console import Console
+            console = Console(stderr=True)
+        t0 = last_flush = time.perf_counter()
+        if progress:
+            bar = _progress(console, len(tasks))
             bar.start()
             tid = bar.add_task("sweep", total=len(tasks), rate="-", errs="")
         for outcomes in results:
@@ -438,12 +530,14 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike[str], *, workers: int = 2,
             if bar is not None:
                 bar.update(tid, advance=len(outcomes), rate=f"{n / max(now - t0, 1e-9):.2f}",
                            errs=f"{errors} errors" if errors else "")
+        finished = True
     finally:
-        if bar is not None:
-            bar.stop()
-        flush()
-        if hasattr(results, "close"):
-            results.close()
+        try:
+            if bar is not None:
+                bar.stop()
+            flush()
+        finally:    # the backend is stopped even when saving the last rows failed
+            stop(finished)
     seconds = time.perf_counter() - t0
     store.compact()
     return SweepResult(total=len(spec.points), skipped=len(spec.points) - len(todo),

@@ -7,12 +7,28 @@ import signal
 import sys
 from pathlib import Path
 from types import FrameType
+from typing import Any, NoReturn
 
 import click
 
 
 def _sigterm(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
+
+
+def _interrupted(spec: Any, results: Path) -> NoReturn:
+    """Ctrl-C or SIGTERM: one line saying what is saved and how to go on; exit code 130."""
+    from sparsa.reports.store import ResultStore
+
+    try:
+        keys = {p.key for p in spec.points}
+        saved = f"{len(keys & ResultStore(results).finished())} of {len(keys)} design points"
+    except Exception:     # an unreadable store is reported by the re-run, not here
+        saved = "the finished design points"
+    lead = "\n" if sys.stderr.isatty() else ""     # after the terminal's ^C
+    click.echo(f"{lead}interrupted: {saved} saved in {results}; run the same command again "
+               f"to resume", err=True)
+    sys.exit(130)
 
 
 def register(group: click.Group) -> None:
@@ -50,6 +66,8 @@ def register(group: click.Group) -> None:
         try:
             res = run_sweep(s, results, workers=workers, scheduler=scheduler, dask=use_dask,
                             retry_errors=retry_errors, progress=not no_progress and not as_json)
+        except KeyboardInterrupt:
+            _interrupted(s, results)
         finally:
             signal.signal(signal.SIGTERM, old)
         if as_json:

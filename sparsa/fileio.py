@@ -6,20 +6,74 @@
 so that a failure leaves the folder as it was: every target is checked first, every
 temporary file is written before the first rename, and errors name the target file, not a
 temporary one.
+
+A writer killed mid-write (SIGKILL, the OOM killer, a power cut) cannot remove its temporary
+file; :func:`remove_stale_temps` does, for a process that no longer runs. Every write here
+calls it for its targets, and the sweep's results store for its part files, so such
+leftovers go away on the next run instead of piling up. Nothing ever reads a temporary
+file, so a half-written one is never trusted.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["write_atomic", "write_files"]
+__all__ = ["remove_stale_temps", "write_atomic", "write_files"]
+
+#: Name of a temporary file of :func:`write_atomic`: ``.<target name>.<writer pid>.tmp``.
+_TMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>[0-9]+)\.tmp$")
 
 
 def _tmp(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:         # exists, owned by someone else (EPERM); or cannot tell: keep
+        return True
+    return True
+
+
+def remove_stale_temps(folder: str | os.PathLike[str],
+                       targets: Callable[[str], bool] | None = None) -> list[Path]:
+    """Remove the temporary files that writers killed mid-write left in ``folder``.
+
+    A file counts when it is named like this module's temporary files, its writer process
+    no longer runs, and ``targets`` (default: every name) accepts the name of the file it
+    was to become. Files of a running writer (a concurrent sweep) are left alone.
+
+    Returns the removed paths.
+    """
+    out = Path(folder)
+    removed: list[Path] = []
+    try:
+        entries = list(out.iterdir())
+    except OSError:         # no folder (nothing to clean) or unreadable (not ours to clean)
+        return removed
+    for p in entries:
+        m = _TMP_NAME.match(p.name)
+        if m is None or (targets is not None and not targets(m["name"])):
+            continue
+        if p.is_symlink() or not p.is_file() or _running(int(m["pid"])):
+            continue
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError:     # read-only folder: the leftover stays, the write fails later
+            continue
+        removed.append(p)
+    return removed
 
 
 def _check_target(path: Path) -> None:
@@ -68,6 +122,7 @@ def write_files(folder: str | os.PathLike[str],
     for t in targets:
         _check_target(t)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out, files.__contains__)
     tmps: list[Path] = []
     try:
         for t, data in zip(targets, files.values(), strict=True):

@@ -485,6 +485,43 @@ def test_failed_plot_kind_leaves_no_plots(tmp_path, capsys):
                                                                     "speedup.svg"], err
 
 
+def test_compile_killed_mid_write_then_rerun_leaves_no_temporary_file(tmp_path, d, capsys):
+    """A compile SIGKILLed while writing its files leaves only temporary files (never a
+    half-written program.json that a later run would trust); the next write into the folder
+    removes them, but not a running writer's or another file's."""
+    import os
+    import signal
+
+    out = tmp_path / "prog"
+    code = (
+        "import os, pathlib, signal, sys\n"
+        "real = pathlib.Path.write_bytes\n"
+        "def write_bytes(self, data):\n"
+        "    if self.name.startswith('.program.json.'):\n"
+        "        real(self, data[:len(data) // 2])\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    return real(self, data)\n"
+        "pathlib.Path.write_bytes = write_bytes\n"
+        "from sparsa.cli import main\n"
+        "main(sys.argv[1:])\n")
+    r = subprocess.run([sys.executable, "-c", code, "compile", str(d / "tiny.csv"),
+                        "--config", "4x4-n2m4", "-o", str(out)], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    left = sorted(p.name for p in out.iterdir())
+    assert [n.split(".")[1:3] for n in left] == [["program", "json"], ["program", "sprg"]]
+    dead = left[0].split(".")[-2]
+    (out / f".summary.json.{os.getppid()}.tmp").write_text("a running writer's")
+    (out / f".notes.txt.{dead}.tmp").write_text("not a file compile writes")
+    code, _, err = run(capsys, "compile", str(d / "tiny.csv"), "--config", "4x4-n2m4", "-o",
+                       str(out))
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == [
+        f".notes.txt.{dead}.tmp", f".summary.json.{os.getppid()}.tmp", "program.json",
+        "program.sprg", "summary.json"]
+    assert Program.load(out / "program.sprg") == Program.load_json(out / "program.json")
+
+
 def test_report_survives_a_damaged_spec_copy(tmp_path, d, capsys):
     """The results folder's spec.yaml only gives the report its title."""
     import shutil

@@ -81,6 +81,19 @@ def test_each_kind_renders_png_and_svg(results: Path, tmp_path: Path, kind: str)
     assert text.lstrip().startswith("<?xml") and "<svg" in text and svg.stat().st_size > 5000
 
 
+def test_plot_files_are_identical_run_to_run(results: Path, tmp_path: Path) -> None:
+    """The same results give the same bytes: SVG metadata used to carry the time of
+    writing, so the report's SVG files differed on every run."""
+    build_report(results, tmp_path / "a")
+    build_report(results, tmp_path / "b")
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert "index.html" in names and "speedup.svg" in names
+    assert names == sorted(p.name for p in (tmp_path / "b").iterdir())
+    for name in names:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), \
+            name
+
+
 def test_plot_functions_return_fig_and_ax(results: Path) -> None:
     rows = ResultStore(results).rows()
     fig, ax = plots.plot_pareto(rows, metric="energy_pj")
