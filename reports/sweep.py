@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import functools
+import hashlib
 import importlib
 import json
 import logging
@@ -48,8 +50,9 @@ from .errors import ReportError
 from .spec import DesignPoint, SweepSpec
 from .store import ResultStore
 
-__all__ = ["KEY_COLUMNS", "VOLATILE_COLUMNS", "SweepResult", "check_evaluator", "chunk_tasks",
-           "evaluate_point", "run_chunk", "run_sweep", "run_task"]
+__all__ = ["KEY_COLUMNS", "VOLATILE_COLUMNS", "PROVENANCE_COLUMNS", "SweepResult",
+           "check_evaluator", "chunk_tasks", "code_digest", "evaluate_point", "run_chunk",
+           "run_sweep", "run_task", "workload_digest"]
 
 #: Columns every row starts with (they describe the design point).
 KEY_COLUMNS = ("point_index", "hash", "status", "error", "workload", "config", "rows", "cols",
@@ -59,6 +62,38 @@ KEY_COLUMNS = ("point_index", "hash", "status", "error", "workload", "config", "
 
 #: Columns that differ between runs of the same point (wall times, run id, worker).
 VOLATILE_COLUMNS = ("eval_s", "run_id", "worker", "runtime_s")
+
+#: What produced a row: a digest of sparsa's model sources (default evaluation only) and of
+#: the workload file (zoo names: empty). A finished point whose row differs from the
+#: present ones is evaluated again, so results never mix sparsa versions or file edits.
+PROVENANCE_COLUMNS = ("code_digest", "workload_digest")
+
+
+@functools.cache
+def code_digest() -> str:
+    """Digest (16 hex digits) of the sources that evaluate a point by default: the
+    workloads, hw, compiler and sim packages and this module."""
+    import sparsa.compiler
+    import sparsa.hw
+    import sparsa.sim
+    import sparsa.workloads
+    h = hashlib.sha256()
+    for mod in (sparsa.workloads, sparsa.hw, sparsa.compiler, sparsa.sim):
+        root = Path(str(mod.__file__)).parent
+        for f in sorted(root.rglob("*.py")):
+            h.update(f"{mod.__name__}/{f.relative_to(root).as_posix()}\0".encode())
+            h.update(f.read_bytes())
+    h.update(Path(__file__).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def workload_digest(workload: str) -> str:
+    """Digest (16 hex digits) of a workload file's bytes; ``""`` for a zoo name."""
+    path = Path(workload)
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else ""
+    except OSError:
+        return ""
 
 Evaluate = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -165,7 +200,7 @@ def run_task(evaluate: Evaluate, task: dict[str, Any], run_id: str = ""
     """Evaluate one task; never raises for a failing point (returns an error row instead).
 
     Returns ``(row, layer_rows)``: the row starts with :data:`KEY_COLUMNS`, then the
-    evaluation's metrics, then :data:`VOLATILE_COLUMNS`.
+    evaluation's metrics, then :data:`VOLATILE_COLUMNS` and :data:`PROVENANCE_COLUMNS`.
     """
     t0 = time.perf_counter()
     row = _base_row(task)
@@ -190,6 +225,8 @@ def run_task(evaluate: Evaluate, task: dict[str, Any], run_id: str = ""
     row["eval_s"] = round(time.perf_counter() - t0, 6)
     row["run_id"] = run_id
     row["worker"] = f"{socket.gethostname()}:{os.getpid()}"
+    for k in PROVENANCE_COLUMNS:
+        row[k] = task.get(k, "")
     return row, layers
 
 
@@ -232,6 +269,9 @@ class SweepResult:
     results: Path
     #: distinct ``error`` texts of this run's failed points (at most three)
     first_errors: list[str] = field(default_factory=list)
+    #: finished points evaluated again: their rows came from other sparsa sources or
+    #: another version of the workload file (:data:`PROVENANCE_COLUMNS`)
+    stale: int = 0
 
     @property
     def points_per_s(self) -> float:
@@ -241,7 +281,8 @@ class SweepResult:
         return {"total": self.total, "skipped": self.skipped, "evaluated": self.evaluated,
                 "errors": self.errors, "seconds": round(self.seconds, 3),
                 "points_per_s": round(self.points_per_s, 3), "backend": self.backend,
-                "results": str(self.results), "first_errors": list(self.first_errors)}
+                "results": str(self.results), "first_errors": list(self.first_errors),
+                "stale": self.stale}
 
 
 #: A running backend: its results as they complete, and how to stop it (``finished``: the
@@ -395,6 +436,16 @@ def _lacking(store: ResultStore, spec: SweepSpec, done: set[str]) -> set[str]:
     return out
 
 
+def _stale(store: ResultStore, done: set[str], want: dict[str, dict[str, str]]) -> set[str]:
+    """Finished points whose row was produced by other sources or another version of the
+    workload file than ``want`` (hash -> provenance columns): to evaluate again."""
+    have: dict[str, dict[str, Any]] = {}
+    for r in store.rows():
+        have[r["hash"]] = r          # the last row of a point wins, as in the store
+    return {h for h in done if h in want and h in have
+            and any((have[h].get(k) or "") != want[h][k] for k in PROVENANCE_COLUMNS)}
+
+
 def _check_results_folder(root: Path) -> None:
     """A sweep writes into a new or empty folder or into sweep results (its own, to resume,
     or another sweep's, to plot and report them together); a folder holding other files
@@ -469,8 +520,14 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike[str], *, workers: int = 2,
     done = store.finished(include_errors=not retry_errors)
     if default:
         done -= _lacking(store, spec, done)
+    code = code_digest() if default else ""
+    wdig = {w: workload_digest(w) for w in {p.workload for p in spec.points}}
+    want = {p.key: {"code_digest": code, "workload_digest": wdig[p.workload]}
+            for p in spec.points}
+    stale = _stale(store, done, want)
+    done -= stale
     todo: list[DesignPoint] = [p for p in spec.points if p.key not in done]
-    tasks = [p.to_task() for p in todo]
+    tasks = [{**p.to_task(), **want[p.key]} for p in todo]
     run_id = uuid.uuid4().hex[:12]
     buf: list[dict[str, Any]] = []
     lbuf: list[dict[str, Any]] = []
@@ -542,4 +599,4 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike[str], *, workers: int = 2,
     store.compact()
     return SweepResult(total=len(spec.points), skipped=len(spec.points) - len(todo),
                        evaluated=n, errors=errors, seconds=seconds, backend=backend,
-                       results=store.root, first_errors=first_errors)
+                       results=store.root, first_errors=first_errors, stale=len(stale))

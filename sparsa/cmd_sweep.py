@@ -77,6 +77,9 @@ def register(group: click.Group) -> None:
                        f"{res.evaluated} evaluated ({res.errors} errors) in {res.seconds:.1f} s "
                        f"on {res.backend}: {res.points_per_s:.2f} points/s")
             click.echo(f"results: {res.results / 'points.parquet'}")
+            if res.stale:
+                click.echo(f"({res.stale} finished points evaluated again: computed by other "
+                           f"sparsa sources or from another version of a workload file)")
         for e in res.first_errors:
             click.echo(f"failed point: {e}", err=True)
         if res.evaluated and res.errors == res.evaluated:

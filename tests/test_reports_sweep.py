@@ -192,6 +192,52 @@ def test_rerun_asking_for_area_or_layers_evaluates_the_points_lacking_them(
     assert sweep() == (2, 0)          # rows holding more than asked are done
 
 
+def test_rows_from_other_sources_or_an_edited_workload_file_are_evaluated_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A point's hash covers what it asks for, not what computed it: a results folder
+    resumed by another sparsa version, or with an edited workload file, would mix results.
+    Rows record a digest of sparsa's model sources and of the workload file; rows whose
+    digests differ from the present ones are evaluated again (and replaced)."""
+    from reports_eval import tiny_workloads
+    from sparsa.reports import sweep as sweep_mod
+    from sparsa.reports.sweep import code_digest
+
+    wl = tiny_workloads()
+    topo = tmp_path / "g.csv"
+    topo.write_text("Layer, M, N, K\ng1, 16, 16, 16\n")
+    base = {"name": "prov", "workloads": ["tiny-cnn"], "configs": ["4x4-n2m4"],
+            "sparsity": ["dense", "2:4"], "area": False}
+    out = tmp_path / "r"
+
+    def sweep(**over: Any) -> tuple[int, int, int]:
+        r = run_sweep(parse_spec({**base, **over}, "prov.yaml", workloads=wl), out,
+                      workers=1, progress=False)
+        return r.skipped, r.evaluated, r.stale
+
+    assert sweep() == (0, 2, 0)
+    assert {r["code_digest"] for r in ResultStore(out).rows()} == {code_digest()}
+    assert sweep() == (2, 0, 0)
+    monkeypatch.setattr(sweep_mod, "code_digest", lambda: "another-version")
+    assert sweep() == (0, 2, 2)                 # sparsa changed: evaluated again
+    assert sweep() == (2, 0, 0)
+    assert {r["code_digest"] for r in ResultStore(out).rows()} == {"another-version"}
+    monkeypatch.undo()
+    # a workload file: its bytes, not its name (a custom evaluation has no code digest)
+    spec = dict(workloads=[str(topo)], sparsity=["dense"])
+    out = tmp_path / "f"
+    r = run_sweep(parse_spec({**base, **spec}, "prov.yaml"), out, evaluate=analytic_point,
+                  workers=1, progress=False)
+    assert r.evaluated == 1 and ResultStore(out).rows()[0]["code_digest"] == ""
+    r = run_sweep(parse_spec({**base, **spec}, "prov.yaml"), out, evaluate=analytic_point,
+                  workers=1, progress=False)
+    assert (r.skipped, r.stale) == (1, 0)
+    topo.write_text("Layer, M, N, K\ng1, 32, 16, 16\n")
+    r = run_sweep(parse_spec({**base, **spec}, "prov.yaml"), out, evaluate=analytic_point,
+                  workers=1, progress=False)
+    assert (r.evaluated, r.stale) == (1, 1)
+    assert len(ResultStore(out).rows()) == 1        # the new row replaced the old one
+
+
 def test_cli_sweep_with_the_real_model(tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     import json
