@@ -37,6 +37,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from sparsa.fileio import write_atomic
+
 from .config import AccelConfig
 from .isa import INSTR_BITS, Instr, encode
 from .timing import instr_cycles
@@ -193,6 +195,8 @@ def build_rtl(cfg: AccelConfig, *, waves: bool | None = None,
             stamp = bdir / "stamp"
             sim = bdir / "sim"
             if not (stamp.exists() and stamp.read_text() == digest and (sim / top).exists()):
+                # the stamp goes first: a build killed midway must not be vouched for
+                stamp.unlink(missing_ok=True)
                 shutil.rmtree(sim, ignore_errors=True)
                 sim.mkdir()
                 (sim / f"{top}.v").write_text(_strip_zero_meminit(src.read_text()))
@@ -206,7 +210,7 @@ def build_rtl(cfg: AccelConfig, *, waves: bool | None = None,
                 runner.build(sources=[sim / f"{top}.v"], hdl_toplevel=top, build_dir=sim,
                              build_args=args, waves=waves, always=True,
                              log_file=sim / "build.log")
-                stamp.write_text(digest)
+                write_atomic(stamp, digest.encode())
     b = RtlBuild(cfg, bdir / "sim", top, manifest, waves)
     _BUILDS[key] = b
     return b
