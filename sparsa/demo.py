@@ -39,6 +39,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from sparsa.fileio import write_atomic
+
 __all__ = ["main"]
 
 NETWORKS = ("resnet50", "bert-base")
@@ -307,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
             docs = Path(args.docs)
             docs.mkdir(parents=True, exist_ok=True)
             for png in sorted((out / "report").glob("*.png")):
-                shutil.copyfile(png, docs / f"demo-{png.name}")
+                write_atomic(docs / f"demo-{png.name}", png.read_bytes())
             console.print(f"plots copied to {docs}/demo-*.png")
     return 0 if all(s == "ok" for _, s, _ in done) else 1
 
