@@ -323,7 +323,7 @@ class Program:
     def _from_header(cls, head: dict[str, Any], instrs: list[Instr], dram: np.ndarray,
                      source: str) -> Program:
         try:
-            cfg = from_dict(dict(head["config"]), f"{source}: config")
+            cfg = from_dict(dict(head["config"]), f"{source}: config", check_files=False)
             tensors = {}
             for k, t in head["tensors"].items():
                 t = dict(t)

@@ -284,7 +284,8 @@ def _energy_table_ref(value: Any, source: str, base_dir: Path | None) -> Any:
                       f"({', '.join(ENERGY_PRESETS)}) nor an existing YAML file")
 
 
-def _from_mapping(data: Any, source: str, base_dir: Path | None = None) -> AccelConfig:
+def _from_mapping(data: Any, source: str, base_dir: Path | None = None,
+                  check_files: bool = True) -> AccelConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of AccelConfig fields, "
                           f"got {type(data).__name__}")
@@ -300,7 +301,7 @@ def _from_mapping(data: Any, source: str, base_dir: Path | None = None) -> Accel
         if k not in names:
             raise ConfigError(f"{source}: unknown field {k!r}; allowed: preset, "
                               f"{', '.join(sorted(names))}")
-    if "energy_table" in data:
+    if "energy_table" in data and check_files:
         data = {**data, "energy_table": _energy_table_ref(data["energy_table"], source, base_dir)}
     try:
         return dataclasses.replace(base, **data)
@@ -367,9 +368,13 @@ def load_config(path: str | os.PathLike[str]) -> AccelConfig:
                          Path(path).parent)
 
 
-def from_dict(data: dict[str, Any], source: str = "config") -> AccelConfig:
-    """Build a config from a mapping (e.g. a sweep point), with the same checks as YAML."""
-    return _from_mapping(data, source)
+def from_dict(data: dict[str, Any], source: str = "config", *,
+              check_files: bool = True) -> AccelConfig:
+    """Build a config from a mapping (e.g. a sweep point), with the same checks as YAML.
+    ``check_files=False`` (a config stored in a compiled program) accepts an
+    ``energy_table`` file that no longer exists: it matters only to a simulation that uses
+    it, which then names it (``--energy-table`` can replace it)."""
+    return _from_mapping(data, source, check_files=check_files)
 
 
 def resolve_config(spec: str | AccelConfig | None) -> AccelConfig:

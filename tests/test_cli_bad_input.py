@@ -555,3 +555,21 @@ def test_workload_name_vs_local_paths(tmp_path, capsys, monkeypatch):
     one_line_error(code, err, "prog: a directory, not a workload")
     code, _, err = run(capsys, "workloads", "show", "notes")
     one_line_error(code, err, "notes: workload files must end in .onnx or .csv")
+
+
+def test_program_whose_energy_table_file_moved(tmp_path, capsys, monkeypatch):
+    """A compiled program keeps its config's energy-table path; once that file has moved
+    the program still loads: --energy-table replaces the table, and without it the
+    simulation names the missing file in one line."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my.yaml").write_text("preset: horowitz45\nname: mine\n")
+    (tmp_path / "c.yaml").write_text("preset: 4x4-n2m4\nname: c\nenergy_table: my.yaml\n")
+    (tmp_path / "t.csv").write_text("Layer, M, N, K\ng1,8,8,8\n")
+    code, _, err = run(capsys, "compile", "t.csv", "--config", "c.yaml", "--no-data", "-o", "p")
+    assert code == 0, err
+    (tmp_path / "my.yaml").rename(tmp_path / "moved.yaml")
+    code, out, err = run(capsys, "simulate", "p", "--energy-table", "moved.yaml", "--json")
+    assert code == 0, err
+    assert json.loads(out)["energy_table"] == "mine"
+    code, _, err = run(capsys, "simulate", "p")
+    one_line_error(code, err, "my.yaml: cannot read energy table")
