@@ -236,6 +236,9 @@ CASES = [
      "bigint.yaml: sram_pj_per_64b holds a number too large"),
     (("simulate", TINY, *SMALL, "--energy-table", "{d}/steep.yaml"),
      "sram_pj_per_64b gives 0 pJ at 0.25 KiB; allowed (0, 1e7) pJ"),
+    # a list of patterns where one plan is expected
+    (("weight-modes", TINY, *SMALL, "--sparsity", "2:4,1:8"),
+     "'2:4,1:8' lists several patterns where one sparsity plan is expected"),
     # an unknown table names the option, before any work
     *((((verb, TINY, *SMALL, "--energy-table", "nosuch"),
         "Invalid value for '--energy-table': energy_table='nosuch' is neither a preset"))

@@ -392,6 +392,11 @@ def _parse_bidir(s: str, text: str) -> SparsitySpec:
         key, eq, val = part.partition("=")
         key, val = key.strip(), val.strip()
         if not eq or not val:
+            if "=" not in s:    # '2:4,1:8': a list of patterns where one plan is expected
+                raise SparsityError(
+                    f"{text!r} lists several patterns where one sparsity plan is expected "
+                    f"(compare and limits take comma-separated lists); a bidirectional spec "
+                    f"is written fwd=N:M,bwd=N:M,method={'|'.join(BIDIR_METHODS)}")
             raise SparsityError(
                 f"bad field {part!r} in {text!r}; write fwd=N:M,bwd=N:M,method="
                 f"{'|'.join(BIDIR_METHODS)}")
