@@ -165,6 +165,9 @@ def test_plan_dense_ends() -> None:
     ("", "empty sparsity plan"),
     ("=2:4", "empty layer pattern"),
     ("conv1=3:2", "n must be in 1..m=2"),
+    # first match wins: a rule after the catch-all would silently never apply
+    ("dense;2:4", "a second rule for every layer would never apply"),
+    ("*=2:4;conv1=dense", "rule 'conv1=dense' comes after the rule for every layer"),
 ])
 def test_plan_errors(text: str, needle: str) -> None:
     with pytest.raises(SparsityError, match=needle.replace(".", r"\.")):

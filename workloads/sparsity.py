@@ -473,6 +473,13 @@ class SparsityPlan:
                 pattern = pattern.strip()
                 if not pattern:
                     raise SparsityError(f"empty layer pattern in rule {rule!r}")
+            if any(p == "*" for p, _ in rules):     # first match wins: never reached
+                what = "a second rule for every layer" if pattern == "*" else \
+                    f"rule {rule!r} comes after the rule for every layer ('*') and"
+                raise SparsityError(
+                    f"sparsity plan {text!r}: {what} would never apply (the first matching "
+                    f"rule wins; put the specific rules first, e.g. 'conv1=dense;*=2:4'; "
+                    f"compare, limits and sweeps take several plans as a list)")
             rules.append((pattern, SparsitySpec.parse(spec_text)))
         if not rules:
             raise SparsityError("empty sparsity plan; write e.g. 'conv1=dense;*=2:4'")
