@@ -185,9 +185,11 @@ def check_variant_options(options: dict[str, Any]) -> None:
 
 
 def _os_order(cfg: AccelConfig, P: int, npb: int, nqb: int, unit: int, nunits: int,
-              wgt_half: int, act_half_bytes: int, acc_half: int) -> tuple[Any, ...]:
+              steps_per_unit: int, wgt_half: int, act_half_bytes: int,
+              acc_half: int) -> tuple[Any, ...]:
     """Loop nest of an ``os`` GEMM, the one of three that reads the fewest DRAM bytes (ties:
-    the first). K is ``nunits`` units of ``unit`` activation bytes (a window, or a value).
+    the first). K is ``nunits`` units of ``unit`` activation bytes (a window, or a value),
+    each ``steps_per_unit`` array steps and compressed weight rows.
 
     * ``("p", x_keep, w_keep)``: P blocks outermost; a block's activations serve every Q
       block when they fit half the activation scratchpad, the weights are read once only
@@ -200,7 +202,7 @@ def _os_order(cfg: AccelConfig, P: int, npb: int, nqb: int, unit: int, nunits: i
       a candidate.
     """
     R, bb = cfg.rows, cfg.beat_bytes
-    kbytes, k_entries = nunits * unit, nunits * (cfg.n if unit > 1 else 1)
+    kbytes, k_entries = nunits * unit, nunits * steps_per_unit
     a_all = P * cfg.beats(kbytes) * bb
     w_all = nqb * k_entries * cfg.beats(cfg.wgt_entry_bytes) * bb
     a_blk, a_every = R * kbytes <= act_half_bytes, P * kbytes <= act_half_bytes
@@ -209,7 +211,6 @@ def _os_order(cfg: AccelConfig, P: int, npb: int, nqb: int, unit: int, nunits: i
               ("p", a_blk, w_every)),
              (w_all * (1 if w_blk else npb) + a_all * (1 if a_every else nqb),
               ("q", a_every, w_blk))]
-    steps_per_unit = cfg.n if unit > 1 else 1
     for sup in range(1, npb + 1):
         # sup P blocks share each weight block: their activations of one K chunk fill at
         # most half the activation scratchpad, one weight block of the chunk half the
@@ -348,14 +349,14 @@ def variant_ops(program: Any, cfg: AccelConfig, dataflow: str, *,
                                     (kb > 0) + (kb == nk - 1))
             else:  # os
                 per_win = max(cfg.n, _ceil(win, link)) if sparse else max(1, _ceil(1, link))
-                # K in units of a window (sparse) or of one value (dense)
-                unit, nunits = (win, nwin) if sparse else (1, K)
+                # K in units of a window (sparse: n steps each) or of one value (dense)
+                unit, nunits, spu = (win, nwin, cfg.n) if sparse else (1, K, 1)
                 npb, nqb = _ceil(P, R), _ceil(Q, C)
-                plan = _os_order(cfg, P, npb, nqb, unit, nunits, wgt_half, act_half_bytes,
-                                 acc_half)
+                plan = _os_order(cfg, P, npb, nqb, unit, nunits, spu, wgt_half,
+                                 act_half_bytes, acc_half)
                 for pb, _qb, c0, cu, xl, wl, last in _os_passes(plan, npb, nqb, nunits):
                     pc = min(R, P - pb * R)
-                    steps = cu * cfg.n if sparse else cu        # = weight rows of the chunk
+                    steps = cu * spu                            # = weight rows of the chunk
                     t_eff = cu * per_win if sparse else cu
                     kbytes = cu * unit
                     xload = [(pc, kbytes)] if xl else []

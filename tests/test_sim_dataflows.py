@@ -76,7 +76,7 @@ def test_output_stationary_splits_deep_k_and_shares_weights_across_p_blocks():
     npb, nqb = p // CFG.rows, q // CFG.cols
     act_half = (CFG.act_entries // 2) * CFG.act_entry_bytes
     assert CFG.rows * k > act_half
-    plan = _os_order(CFG, p, npb, nqb, 1, k, CFG.wgt_entries // 2, act_half,
+    plan = _os_order(CFG, p, npb, nqb, 1, k, 1, CFG.wgt_entries // 2, act_half,
                      CFG.acc_entries // 2)
     kind, sup, units, qgroup, _ = plan
     assert kind == "t" and sup > 1 and units < k and qgroup == nqb
