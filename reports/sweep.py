@@ -419,16 +419,18 @@ def _progress(console: Any, total: int) -> Any:
 AREA_COLUMN = "area_total_mm2"
 
 
-def _lacking(store: ResultStore, spec: SweepSpec, done: set[str]) -> set[str]:
-    """Finished points whose stored row lacks what ``spec`` asks of them: the area (stored
-    by a sweep with ``area: false``) or per-layer rows (one without ``per_layer: true``).
-    Neither enters the content hash, so such points would otherwise count as done and the
-    results never get what the spec asks for. Error rows are left to ``retry_errors``."""
+def _lacking(store: ResultStore, stored: dict[str, dict[str, Any]], spec: SweepSpec,
+             done: set[str]) -> set[str]:
+    """Finished points whose stored row (``stored``: hash -> row) lacks what ``spec`` asks
+    of them: the area (stored by a sweep with ``area: false``) or per-layer rows (one
+    without ``per_layer: true``). Neither enters the content hash, so such points would
+    otherwise count as done and the results never get what the spec asks for. Error rows
+    are left to ``retry_errors``."""
     area = {p.key for p in spec.points if p.area and p.key in done}
     layers = {p.key for p in spec.points if p.per_layer and p.key in done}
     if not area and not layers:
         return set()
-    ok = {r["hash"]: r for r in store.rows() if r.get("status") == "ok"}
+    ok = {h: r for h, r in stored.items() if r.get("status") == "ok"}
     out = {h for h in area if h in ok and ok[h].get(AREA_COLUMN) is None}
     if layers:
         have = {r["hash"] for r in store.rows(store.LAYERS)}
@@ -436,14 +438,13 @@ def _lacking(store: ResultStore, spec: SweepSpec, done: set[str]) -> set[str]:
     return out
 
 
-def _stale(store: ResultStore, done: set[str], want: dict[str, dict[str, str]]) -> set[str]:
-    """Finished points whose row was produced by other sources or another version of the
-    workload file than ``want`` (hash -> provenance columns): to evaluate again."""
-    have: dict[str, dict[str, Any]] = {}
-    for r in store.rows():
-        have[r["hash"]] = r          # the last row of a point wins, as in the store
-    return {h for h in done if h in want and h in have
-            and any((have[h].get(k) or "") != want[h][k] for k in PROVENANCE_COLUMNS)}
+def _stale(stored: dict[str, dict[str, Any]], done: set[str],
+           want: dict[str, dict[str, str]]) -> set[str]:
+    """Finished points whose stored row (``stored``: hash -> row) was produced by other
+    sources or another version of the workload file than ``want`` (hash -> provenance
+    columns): to evaluate again."""
+    return {h for h in done if h in want and h in stored
+            and any((stored[h].get(k) or "") != want[h][k] for k in PROVENANCE_COLUMNS)}
 
 
 def _check_results_folder(root: Path) -> None:
@@ -518,13 +519,15 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike[str], *, workers: int = 2,
     _check_results_folder(store.root)
     store.remove_stale_temps()
     done = store.finished(include_errors=not retry_errors)
+    # the stored rows, read once (the last row of a point wins, as in the store)
+    stored = {r["hash"]: r for r in store.rows()} if done else {}
     if default:
-        done -= _lacking(store, spec, done)
+        done -= _lacking(store, stored, spec, done)
     code = code_digest() if default else ""
     wdig = {w: workload_digest(w) for w in {p.workload for p in spec.points}}
     want = {p.key: {"code_digest": code, "workload_digest": wdig[p.workload]}
             for p in spec.points}
-    stale = _stale(store, done, want)
+    stale = _stale(stored, done, want)
     done -= stale
     todo: list[DesignPoint] = [p for p in spec.points if p.key not in done]
     tasks = [{**p.to_task(), **want[p.key]} for p in todo]
