@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -21,12 +22,16 @@ SPARSE_MODE_HELP = ("auto: sparse where the weights fit the array's n:m and K > 
                     "load-sparse, as timed by the model (compiles three times first).")
 
 
-def best_modes(workload: str, cfg: object, sparsity: str | None, opt: CompileOptions,
-               **kw: object) -> CompileOptions:
-    """``opt`` with ``layer_modes`` set per layer to the mode the model finds fastest
+def with_sparse_mode(sparse_mode: str, opt: CompileOptions, workload: str, cfg: object,
+                     sparsity: str | None, **kw: object) -> CompileOptions:
+    """``opt`` with the ``--sparse-mode`` choice: one of the compiler's modes, or ``best``:
+    ``layer_modes`` set per layer to the mode the model finds fastest
     (:func:`sparsa.sim.modes.choose_modes`; the compiler itself cannot run the model)."""
+    if sparse_mode != "best":
+        return dataclasses.replace(opt, sparse_mode=sparse_mode)
     from sparsa.sim.modes import choose_modes
-    return choose_modes(workload, cfg, sparsity, options=opt, **kw)
+    return choose_modes(workload, cfg, sparsity,
+                        options=dataclasses.replace(opt, sparse_mode="auto"), **kw)
 
 
 @click.command("compile")
@@ -75,14 +80,12 @@ def compile_cmd(workload: str, config: str | None, sparsity: str | None, train: 
     dump_format = dump_format or "text"
     check_out_dir(out)
     cfg = resolve_config(config)
-    opt = CompileOptions(dataflow=dataflow, sparse_mode="auto" if sparse_mode == "best"
-                         else sparse_mode,
+    opt = CompileOptions(dataflow=dataflow,
                          interleave=not no_interleave, double_buffer=not no_double_buffer,
                          reuse_schedule=not no_reuse, pregenerate_bwd=not no_pregenerate,
                          weight_batch=weight_batch)
-    if sparse_mode == "best":
-        opt = best_modes(workload, cfg, sparsity, opt, train=train, batch=batch, seq=seq,
-                         seed=seed)
+    opt = with_sparse_mode(sparse_mode, opt, workload, cfg, sparsity, train=train, batch=batch,
+                           seq=seq, seed=seed)
     t0 = time.perf_counter()
     prog = compile_workload(workload, cfg, sparsity=sparsity, train=train, dataflow=dataflow,
                             options=opt, with_data=not no_data, seed=seed, batch=batch,

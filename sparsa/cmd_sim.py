@@ -16,7 +16,7 @@ from sparsa import heap
 from sparsa.compiler.options import DATAFLOWS, SPARSE_MODES, CompileOptions
 from sparsa.hw.config import resolve_config
 
-from .cmd_compile import SPARSE_MODE_HELP, best_modes
+from .cmd_compile import SPARSE_MODE_HELP, with_sparse_mode
 
 _SPARSITY_HELP = ("Sparsity plan, e.g. 2:4, 'conv1=dense;*=2:4', fwd=2:8,bwd=2:8,method=bimask.")
 
@@ -221,10 +221,8 @@ def simulate_cmd(target: str, config: str | None, sparsity: str | None, train: b
         pending = _start_dense_baseline(*dense_args) \
             if vs_dense and sparsity not in (None, "dense") else None
         try:
-            opt = CompileOptions(dataflow=loop_order, sparse_mode="auto"
-                                 if sparse_mode == "best" else sparse_mode)
-            if sparse_mode == "best":
-                opt = best_modes(target, cfg, sparsity, opt, train=train, batch=batch, seq=seq)
+            opt = with_sparse_mode(sparse_mode, CompileOptions(dataflow=loop_order), target,
+                                   cfg, sparsity, train=train, batch=batch, seq=seq)
             prog = compile_workload(target, cfg, sparsity=sparsity, train=train,
                                     with_data=False, batch=batch, seq=seq, dataflow=loop_order,
                                     options=opt)
