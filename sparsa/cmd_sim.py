@@ -397,8 +397,7 @@ def compare_cmd(workload: str, dataflows: str, sparsities: str, config: str | No
     con = _console()
     con.print(f"{workload} on {cfg.name}{' (train)' if train else ''}: "
               f"{len(rows)} points in {time.perf_counter() - t0:.1f} s")
-    from sparsa.sim.energy import resolve_energy_table
-    con.print(_energy_rows_table(resolve_energy_table(energy_table or cfg.energy_table), cfg))
+    con.print(energy_table_text(cfg, energy_table))
     t = Table(title="dataflow x sparsity", title_justify="left")
     heads = ("dataflow", "sparsity", "cycles", "speed-up", "util", "DRAM B", "energy uJ",
              "energy /dense", "TOPS/W", "limiting factor")
@@ -414,6 +413,13 @@ def compare_cmd(workload: str, dataflows: str, sparsities: str, config: str | No
     con.print(t)
     if csv_path:
         con.print(f"wrote {csv_path}")
+
+
+def energy_table_text(cfg: Any, energy_table: str | None = None) -> Any:
+    """The energy table a report prints: ``energy_table`` (preset or YAML), else the
+    config's, with the SRAM values of ``cfg``."""
+    from sparsa.sim.energy import resolve_energy_table
+    return _energy_rows_table(resolve_energy_table(energy_table or cfg.energy_table), cfg)
 
 
 def _energy_rows_table(table: Any, cfg: Any) -> Any:

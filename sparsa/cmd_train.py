@@ -10,7 +10,7 @@ import click
 from sparsa.compiler.options import DATAFLOWS
 from sparsa.hw.config import resolve_config
 
-from .cmd_sim import check_energy_table
+from .cmd_sim import check_energy_table, energy_table_text
 
 
 def _fmt(x: float) -> str:
@@ -26,10 +26,7 @@ def _print_report(r: dict[str, Any], top: int, cfg: Any, energy_table: str | Non
     con = Console(width=140)
     con.print(f"{r['workload']} training step on {r['config']} ({r['config_key']}), "
               f"plan {r['plan']}")
-    from sparsa.sim.energy import resolve_energy_table
-
-    from .cmd_sim import _energy_rows_table
-    con.print(_energy_rows_table(resolve_energy_table(energy_table or cfg.energy_table), cfg))
+    con.print(energy_table_text(cfg, energy_table))
     t = Table(title="per phase (sparse | dense training on the same core)",
               title_justify="left")
     for h in ("phase", "cycles", "dense cycles", "speed-up", "util", "DRAM B", "dense DRAM B",
@@ -246,10 +243,7 @@ def weight_modes_cmd(workload: str, config: str, sparsity: str, batch: int, seq:
     from rich.console import Console
     from rich.table import Table
     con = Console(width=140)
-    from sparsa.sim.energy import resolve_energy_table
-
-    from .cmd_sim import _energy_rows_table
-    con.print(_energy_rows_table(resolve_energy_table(cfg.energy_table), cfg))
+    con.print(energy_table_text(cfg))
     t = Table(title=f"{workload} on {cfg.name} ({cfg.key}), {sparsity}", title_justify="left")
     for h in ("weights", "cycles", "vs dense", "DRAM read B", "energy uJ", "limiting"):
         t.add_column(h, justify="left" if h in ("weights", "limiting") else "right",
