@@ -109,7 +109,7 @@ def nodata_structure(K: int, Q: int, spec: Any, rng: np.random.Generator
     nm = (spec.n, spec.m) if spec.n is not None else None
     if spec.block is not None:
         bk, bq = spec.block
-        if bk > K or bq > Q:
+        if not spec.block_fits(K, Q):
             notes.append(f"block {bk}x{bq} larger than W[{K},{Q}]: block pattern skipped")
         else:
             nbk, nbq = -(-K // bk), -(-Q // bq)
@@ -169,12 +169,11 @@ class SparsifyPass:
         self.plan = plan
 
     def run(self, g: CGraph) -> tuple[CGraph, bool]:
-        from sparsa.workloads.sparsity import SparsityError, make_masks
+        from sparsa.workloads.sparsity import BlockFit, SparsityError, make_masks
         rng = np.random.default_rng(g.seed)
         mask_cache: dict[str, Any] = {}
         explicit = {p for p, _ in self.plan.rules if p != "*"}
-        # spec -> [fits some layer, block, largest K, largest Q] of the layers it applies to
-        block_fit: dict[str, list[Any]] = {}
+        block_fit = BlockFit()
         sources: list[str] = []
         for n in g.nodes:
             if not n.is_gemm:
@@ -187,10 +186,7 @@ class SparsifyPass:
             spec = _phase_spec(user_spec, n.phase, n.stationary,
                                named or n.stationary == "weight")
             n.spec = spec
-            if spec.block is not None:
-                fit = block_fit.setdefault(str(spec), [False, spec.block, 0, 0])
-                fit[0] |= spec.block[0] <= K and spec.block[1] <= Q
-                fit[2], fit[3] = max(fit[2], K), max(fit[3], Q)
+            block_fit.add(spec, K, Q)
             if g.options.sparse_mode == "dense" and spec.kind != "dense":
                 n.notes.append("dense mode (option)")
             if not g.with_data:
@@ -238,14 +234,9 @@ class SparsifyPass:
                     out[gi] = np.where(mr.fwd, w[gi], 0)
             n.w = out
             n.nnz = int(np.count_nonzero(out))
-        for text, (fits, (bk, bq), k, q) in block_fit.items():
-            # a block that fits some layers is skipped (with a note) on the smaller ones; one
-            # that fits none of the layers it applies to is a mistake in the spec
-            if not fits:
-                raise CompileError(f"sparsity {text!r}: block {bk}x{bq} is larger than every "
-                                   f"layer it applies to (largest W is [{k}, {q}] as K x Q); "
-                                   f"use a block of at most that size")
         try:
+            # a block that fits some layers is skipped (with a note) on the smaller ones
+            block_fit.check()
             self.plan.check_matches(sources)
         except SparsityError as e:
             raise CompileError(str(e)) from None

@@ -76,13 +76,13 @@ def _densities(wl: Workload, sparsity: str | None) -> dict[str, float] | None:
         return None
     import fnmatch
 
-    from sparsa.workloads.sparsity import SparsityError, SparsityPlan, SparsitySpec
+    from sparsa.workloads.sparsity import BlockFit, SparsityPlan
     plan = SparsityPlan.parse(plan_text)
     plan.check_matches((str(ly.attrs.get("source", ly.name)) for ly in wl.gemm_layers()),
                        wl.name)
     explicit = [p for p, _ in plan.rules if p != "*"]
     out = {}
-    fit: dict[SparsitySpec, tuple[bool, int, int]] = {}
+    fit = BlockFit()
     for ly in wl.gemm_layers():
         src = str(ly.attrs.get("source", ly.name))
         spec = plan.spec_for(src)
@@ -95,16 +95,8 @@ def _densities(wl: Workload, sparsity: str | None) -> dict[str, float] | None:
             out[ly.name] = float(spec.backward.density)
         else:
             out[ly.name] = float(spec.density_on(dims.K, dims.Q))
-            if spec.forward.block is not None:
-                ok, k, q = fit.get(spec, (False, 0, 0))
-                fit[spec] = (ok or spec.block_fits(dims.K, dims.Q), max(k, dims.K),
-                             max(q, dims.Q))
-    for spec, (ok, k, q) in fit.items():
-        if not ok:      # as the compiler: a block that fits none of its layers is a mistake
-            bk, bq = spec.forward.block
-            raise SparsityError(f"sparsity {plan_text!r}: block {bk}x{bq} is larger than every "
-                                f"layer it applies to (largest W is [{k}, {q}] as K x Q); use "
-                                f"a block of at most that size")
+            fit.add(spec, dims.K, dims.Q)
+    fit.check()         # as the compiler: a block that fits none of its layers is a mistake
     return out
 
 

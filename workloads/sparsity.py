@@ -43,6 +43,7 @@ from sparsa.workloads.errors import WorkloadError
 
 __all__ = [
     "BIDIR_METHODS",
+    "BlockFit",
     "DENSE",
     "MaskResult",
     "SparsityError",
@@ -606,6 +607,35 @@ def check_nm(mask: Any, n: int, m: int, axis: int | str = 0) -> bool:
     if kp != k:
         a = np.concatenate([a, np.zeros((kp - k, q), bool)], axis=0)
     return bool((a.reshape(kp // m, m, q).sum(axis=1) <= n).all())
+
+
+class BlockFit:
+    """Whether every block spec fits at least one of the layers it applies to.
+
+    A block larger than a layer is skipped on that layer (which keeps its N:M); one larger
+    than every layer it applies to is a mistake in the spec. :meth:`add` each layer's
+    ``W[k, q]`` under its spec, then :meth:`check`.
+    """
+
+    def __init__(self) -> None:
+        # str(spec) -> [fits some layer, block, largest K, largest Q]
+        self._fit: dict[str, list[Any]] = {}
+
+    def add(self, spec: SparsitySpec, k: int, q: int) -> None:
+        block = spec.forward.block
+        if block is None:
+            return
+        fit = self._fit.setdefault(str(spec), [False, block, 0, 0])
+        fit[0] |= spec.block_fits(k, q)
+        fit[2], fit[3] = max(fit[2], k), max(fit[3], q)
+
+    def check(self) -> None:
+        """:class:`SparsityError` naming the first block that fits none of its layers."""
+        for text, (fits, (bk, bq), k, q) in self._fit.items():
+            if not fits:
+                raise SparsityError(f"sparsity {text!r}: block {bk}x{bq} is larger than every "
+                                    f"layer it applies to (largest W is [{k}, {q}] as K x Q); "
+                                    f"use a block of at most that size")
 
 
 def block_mask(w: Any, bk: int, bq: int, density: float) -> np.ndarray:
