@@ -199,8 +199,6 @@ class Executor:
         err = load_fields_error(cfg, instr)
         if err:
             raise self._err(instr, f"load-as-sparse: {err}")
-        if instr.count % cn:
-            raise self._err(instr, f"count={instr.count} is not a multiple of cmp_n={cn}")
         v, i = layout.unpack_wgt_entries(cfg, raw[:, :cfg.wgt_entry_bytes])
         if i.max(initial=0) >= cm:
             raise self._err(instr, f"compressed index {int(i.max())} >= cmp_m={cm}")

@@ -66,6 +66,7 @@ from sparsa.hw.isa import (
     decode,
     encode,
     load_fields_error,
+    load_sp_entries,
 )
 from sparsa.hw.timing import instr_entry_beats, store_entry_beats
 
@@ -554,13 +555,7 @@ def _range_error(cfg: AccelConfig, ins: Instr, dram_beats: int) -> str | None:
     if t is Load:
         wgt = ins.target == Target.WGT
         size, what = (cfg.wgt_entries, "LOAD WGT") if wgt else (cfg.act_entries, "LOAD ACT")
-        entries = ins.count
-        if wgt and ins.expand:
-            if ins.count % ins.cmp_n:
-                return (f"LOAD WGT count={ins.count}; allowed a multiple of "
-                        f"cmp_n={ins.cmp_n} (load-as-sparse)")
-            entries = ins.count // ins.cmp_n * ins.cmp_m
-        return (_sp_error(what, ins.sp_addr, entries, size)
+        return (_sp_error(what, ins.sp_addr, load_sp_entries(ins), size)
                 or _dram_error(what, ins.dram_addr, ins.dram_stride, ins.count,
                                instr_entry_beats(cfg, ins), dram_beats))
     if t is Preload:

@@ -89,6 +89,7 @@ __all__ = [
     "ISA_VERSION", "INSTR_BITS", "Op", "Unit", "Target", "INSTR_LAYOUT",
     "Instr", "Load", "Preload", "Compute", "Store", "Fence",
     "encode", "decode", "ISAError", "RD_REQ_LAYOUT", "wr_layout", "load_fields_error",
+    "load_sp_entries",
     "act_load_fields",
 ]
 
@@ -319,9 +320,13 @@ def load_fields_error(config: AccelConfig, instr: Load) -> str | None:
     core of ``config``, or ``None``. The rules of the instruction documentation above:
     an activation LOAD has ``cmp_n = 0`` and ``cmp_m`` 0 or, with ``expand=1``, one of
     ``config.windows``; a load-as-sparse weight LOAD (``expand=1``) has
-    ``1 <= cmp_n <= cmp_m <= m``, ``cmp_m`` a power of two; any other weight LOAD has both 0.
+    ``1 <= cmp_n <= cmp_m <= m``, ``cmp_m`` a power of two and ``count`` a multiple of
+    ``cmp_n``; any other weight LOAD has both 0.
     """
     n, m = instr.cmp_n, instr.cmp_m
+    if instr.target == Target.WGT and instr.expand and 1 <= n <= m and instr.count % n:
+        return (f"LOAD WGT count={instr.count}; allowed a multiple of cmp_n={n} "
+                f"(load-as-sparse)")
     if instr.target == Target.ACT:
         if not n and (not m or (instr.expand and m in config.windows)):
             return None
@@ -336,6 +341,15 @@ def load_fields_error(config: AccelConfig, instr: Load) -> str | None:
         allowed = "with expand=0: cmp_n=cmp_m=0"
     return (f"LOAD {instr.target.name} cmp_n={n} cmp_m={m} expand={instr.expand}; "
             f"allowed {allowed}")
+
+
+def load_sp_entries(instr: Load) -> int:
+    """Scratchpad entries a LOAD writes: ``count``, or for a load-as-sparse weight LOAD
+    ``count // cmp_n * cmp_m`` (each window of ``cmp_n`` compressed entries expands into
+    ``cmp_m`` dense-mode entries)."""
+    if instr.target == Target.WGT and instr.expand and instr.cmp_n:
+        return instr.count // instr.cmp_n * instr.cmp_m
+    return instr.count
 
 
 def encode(instr: Instr) -> int:

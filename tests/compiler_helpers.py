@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from sparsa.hw.isa import Compute, Fence, Load, Preload, Store, Target, Unit
+from sparsa.hw.isa import Compute, Fence, Load, Preload, Store, Target, Unit, load_sp_entries
 from sparsa.hw.timing import instr_entry_beats, load_solo, store_entry_beats
 
 _UNIT = {Load: Unit.LOAD, Preload: Unit.PRE, Compute: Unit.EXEC, Store: Unit.STORE}
@@ -15,9 +15,8 @@ def _accesses(cfg, ins):
     if isinstance(ins, Load):
         eb = instr_entry_beats(cfg, ins)
         r.append(("dram", ins.dram_addr, ins.dram_addr + (ins.count - 1) * ins.dram_stride + eb))
-        n_sp = ins.count // ins.cmp_n * ins.cmp_m if ins.cmp_n else ins.count  # load-sparse
         w.append(("wgt" if ins.target == Target.WGT else "act", ins.sp_addr,
-                  ins.sp_addr + n_sp))
+                  ins.sp_addr + load_sp_entries(ins)))
     elif isinstance(ins, Preload):
         r.append(("wgt", ins.wsp_addr, ins.wsp_addr + cfg.rows))
         w.append(("shadow", 0, 1))
