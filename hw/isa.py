@@ -89,7 +89,7 @@ __all__ = [
     "ISA_VERSION", "INSTR_BITS", "Op", "Unit", "Target", "INSTR_LAYOUT",
     "Instr", "Load", "Preload", "Compute", "Store", "Fence",
     "encode", "decode", "ISAError", "RD_REQ_LAYOUT", "wr_layout", "load_fields_error",
-    "load_sp_entries",
+    "load_as_sparse", "load_sp_entries",
     "act_load_fields",
 ]
 
@@ -324,7 +324,7 @@ def load_fields_error(config: AccelConfig, instr: Load) -> str | None:
     ``cmp_n``; any other weight LOAD has both 0.
     """
     n, m = instr.cmp_n, instr.cmp_m
-    if instr.target == Target.WGT and instr.expand and 1 <= n <= m and instr.count % n:
+    if load_as_sparse(instr) and 1 <= n <= m and instr.count % n:
         return (f"LOAD WGT count={instr.count}; allowed a multiple of cmp_n={n} "
                 f"(load-as-sparse)")
     if instr.target == Target.ACT:
@@ -343,11 +343,16 @@ def load_fields_error(config: AccelConfig, instr: Load) -> str | None:
             f"allowed {allowed}")
 
 
+def load_as_sparse(instr: Load) -> bool:
+    """A weight LOAD that expands compressed entries (``expand=1``, ISA v2)."""
+    return bool(instr.target == Target.WGT and instr.expand)
+
+
 def load_sp_entries(instr: Load) -> int:
     """Scratchpad entries a LOAD writes: ``count``, or for a load-as-sparse weight LOAD
     ``count // cmp_n * cmp_m`` (each window of ``cmp_n`` compressed entries expands into
     ``cmp_m`` dense-mode entries)."""
-    if instr.target == Target.WGT and instr.expand and instr.cmp_n:
+    if load_as_sparse(instr) and instr.cmp_n:
         return instr.count // instr.cmp_n * instr.cmp_m
     return instr.count
 

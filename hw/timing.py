@@ -56,7 +56,7 @@ change them only together with the hardware.
 from __future__ import annotations
 
 from .config import AccelConfig
-from .isa import Compute, Fence, Instr, ISAError, Load, Preload, Store, Target
+from .isa import Compute, Fence, Instr, ISAError, Load, Preload, Store, Target, load_as_sparse
 
 ISSUE_CYCLES = 1
 LOAD_OVERHEAD = 1
@@ -144,11 +144,6 @@ def load_issue_cycles(count: int) -> int:
     """Cycles until the load unit accepts the next LOAD after a plain LOAD of ``count``
     entries: one read request per cycle (a LOAD of no entries: 1)."""
     return max(1, count)
-
-
-def load_as_sparse(instr: Load) -> bool:
-    """A weight LOAD that expands compressed entries (``expand=1``, ISA v2)."""
-    return bool(instr.target == Target.WGT and instr.expand)
 
 
 def load_solo(instr: Load) -> bool:
