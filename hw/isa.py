@@ -368,11 +368,11 @@ def encode(instr: Instr) -> int:
     return word
 
 
-_DECODERS: dict[int, tuple[type[Instr], tuple[tuple[str, int, int], ...], dict]] = {}
+_DECODERS: dict[int, tuple[type[Instr], tuple[tuple[str, int, int], ...], dict, int]] = {}
 _TARGETS = {t.value: t for t in Target}
 
 
-def _decoder(opv: int) -> tuple[type[Instr], tuple[tuple[str, int, int], ...], dict]:
+def _decoder(opv: int) -> tuple[type[Instr], tuple[tuple[str, int, int], ...], dict, int]:
     ent = _DECODERS.get(opv)
     if ent is None:
         try:
@@ -384,7 +384,10 @@ def _decoder(opv: int) -> tuple[type[Instr], tuple[tuple[str, int, int], ...], d
             raise ISAError(f"opcode {op.name} is not executable")
         flds = tuple((name, _PAY_OFF + off, width) for name, (off, width)
                      in (_field_offsets(cls.LAYOUT).items() if cls.LAYOUT is not None else ()))
-        ent = _DECODERS[opv] = (cls, flds, dict(cls().__dict__))
+        used = (((1 << _OP_W) - 1) << _OP_OFF) | (((1 << _WAIT_W) - 1) << _WAIT_OFF)
+        for _, off, width in flds:
+            used |= ((1 << width) - 1) << off
+        ent = _DECODERS[opv] = (cls, flds, dict(cls().__dict__), used)
     return ent
 
 
@@ -393,10 +396,14 @@ def decode(word: int) -> Instr:
 
     Every field is read with its own width, so it is in range by construction; the
     instance is filled without the constructor's range checks (a whole network's program
-    decodes 3x faster)."""
+    decodes 3x faster). Bits outside the opcode's fields are reserved and must be zero (the
+    core ignores them; a word that sets them was not written by :func:`encode`)."""
     if not 0 <= word < (1 << INSTR_BITS):
         raise ISAError(f"instruction word does not fit in {INSTR_BITS} bits")
-    cls, flds, base = _decoder((word >> _OP_OFF) & ((1 << _OP_W) - 1))
+    cls, flds, base, used = _decoder((word >> _OP_OFF) & ((1 << _OP_W) - 1))
+    if word & ~used:
+        raise ISAError(f"{cls.OP.name} word sets reserved bits (mask "
+                       f"0x{word & ~used:x}); they must be zero")
     d = dict(base)
     d["wait"] = (word >> _WAIT_OFF) & ((1 << _WAIT_W) - 1)
     for name, off, width in flds:

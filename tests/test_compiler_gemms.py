@@ -108,6 +108,17 @@ def test_program_round_trip_and_corruption(tmp_path):
         Program.load(tmp_path / "m.sprg")
     with pytest.raises(CompileError, match="truncated"):
         Program.from_bytes(b"SPARSAPG")
+    # a well-formed binary (CRC intact) whose first instruction sets a reserved bit
+    import struct
+    import zlib
+
+    from sparsa.compiler import program as prog_mod
+    hlen = prog_mod._PRE.unpack_from(data)[3]
+    body = bytearray(data[:-4])
+    body[prog_mod._PRE.size + hlen + 15] |= 0x80             # top bit of word 0
+    body += struct.pack("<I", zlib.crc32(bytes(body)))
+    with pytest.raises(CompileError, match="bad instruction word: .* reserved bits"):
+        Program.from_bytes(bytes(body), "r.sprg")
 
 
 def test_compiled_program_files_are_the_same_bytes_every_time(tmp_path):
