@@ -19,17 +19,26 @@ from __future__ import annotations
 import errno
 import os
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["remove_stale_temps", "write_atomic", "write_files"]
+__all__ = ["remove_stale_temps", "temp_dir", "write_atomic", "write_files"]
 
-#: Name of a temporary file of :func:`write_atomic`: ``.<target name>.<writer pid>.tmp``.
-_TMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>[0-9]+)\.tmp$")
+#: Name of a temporary file of :func:`write_atomic`: ``.<target name>.<writer pid>.tmp``, or
+#: of a writer's private temporary folder: the same name ending in ``.tmp.d``.
+_TMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>[0-9]+)\.tmp(?P<dir>\.d)?$")
 
 
 def _tmp(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def temp_dir(path: Path) -> Path:
+    """Name of this process's private temporary folder next to ``path`` (for writers that
+    produce several files and rename each into place); :func:`remove_stale_temps` removes
+    it once the process is gone."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp.d")
 
 
 def _running(pid: int) -> bool:
@@ -50,7 +59,9 @@ def remove_stale_temps(folder: str | os.PathLike[str],
 
     A file counts when it is named like this module's temporary files, its writer process
     no longer runs, and ``targets`` (default: every name) accepts the name of the file it
-    was to become. Files of a running writer (a concurrent sweep) are left alone.
+    was to become. A writer's private temporary folder (``.tmp.d``, see :func:`temp_dir`)
+    counts the same way and goes with its contents. Files of a running writer (a
+    concurrent sweep) are left alone.
 
     Returns the removed paths.
     """
@@ -64,10 +75,15 @@ def remove_stale_temps(folder: str | os.PathLike[str],
         m = _TMP_NAME.match(p.name)
         if m is None or (targets is not None and not targets(m["name"])):
             continue
-        if p.is_symlink() or not p.is_file() or _running(int(m["pid"])):
+        is_dir = bool(m["dir"])
+        if p.is_symlink() or not (p.is_dir() if is_dir else p.is_file()) \
+                or _running(int(m["pid"])):
             continue
         try:
-            p.unlink()
+            if is_dir:
+                shutil.rmtree(p)
+            else:
+                p.unlink()
         except FileNotFoundError:
             continue
         except OSError:     # read-only folder: the leftover stays, the write fails later

@@ -3,6 +3,7 @@ data present and absent, unsupported ops, files that are not ONNX)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import astuple
 
 import numpy as np
@@ -276,6 +277,27 @@ def test_onnx_export_with_weights(tmp_path):
         assert np.array_equal(back.layer(ly.name).gemm_weight(stacked=True),
                               quantise_int8(w.astype(np.float64)))
     assert [ly.kind for ly in back.layers()] == [ly.kind for ly in wl.layers()]
+
+
+def test_onnx_export_removes_a_killed_exports_temp_folder(tmp_path):
+    """An export killed mid-write leaves its private ``.NAME.PID.tmp.d`` folder; the next
+    export of the same file removes it, and leaves other files' (and live writers') alone."""
+    import subprocess
+    import sys
+
+    from sparsa.workloads.onnx_export import export_onnx
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    wl = load_workload("resnet18")
+    left = tmp_path / f".r.onnx.{dead}.tmp.d"
+    other = tmp_path / f".other.onnx.{dead}.tmp.d"
+    live = tmp_path / f".r.onnx.{os.getppid()}.tmp.d"
+    for d in (left, other, live):
+        d.mkdir()
+        (d / "r.weights.bin").write_bytes(b"half")
+    export_onnx(wl, tmp_path / "r.onnx")
+    assert not left.exists() and other.is_dir() and live.is_dir()
+    assert load_workload(str(tmp_path / "r.onnx")).total_macs == wl.total_macs
 
 
 def test_imported_onnx_compiles_and_executes(tmp_path):

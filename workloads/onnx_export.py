@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from sparsa.fileio import remove_stale_temps, temp_dir
+
 from .errors import WorkloadError
 from .graph import Layer, Workload
 
@@ -222,7 +224,8 @@ def export_onnx(workload: Workload, path: str | Path, with_weights: bool = False
     # Both files are written in a private temp folder next to ``out`` and renamed into place
     # (weights first): a failed or killed export leaves the old files or none, and onnx
     # refuses to write external data over an existing file (a re-export).
-    tmpdir = out.with_name(f".{out.name}.{os.getpid()}.tmp.d")
+    tmpdir = temp_dir(out)
+    remove_stale_temps(out.parent, lambda name: name == out.name)   # a killed export's
     try:
         tmpdir.mkdir()
         tmp = tmpdir / out.name
