@@ -122,6 +122,9 @@ def encode_program(g: CGraph) -> Program:
                     "tiles": sum(op.tiling.tiles for op in ops),
                     "macs_issued": sum(op.P * op.tiling.tiles * cfg.rows * cfg.cols
                                        for op in ops)}
+            why = list(dict.fromkeys(x for op in ops for x in op.mode_notes))
+            if why:   # why the mode is not the plain one (dense fallback, narrower window)
+                meta["notes"] = why
             kind = node.phase if node.phase in ("fwd", "bwd_data", "wgrad") else "gemm"
             layers.append(LayerInfo(node.name, first.get(ni, 0), last.get(ni, -1) + 1, kind,
                                     P * K * Q * groups, int(node.nnz or 0) * P, meta))

@@ -319,6 +319,7 @@ def train_step(workload: Any, config: AccelConfig | str | None = None, *, fwd: s
         "ideal_speedup": None,
         "energy_table": res.energy_table.name,
         "energy_table_values": res.energy_table.to_dict(),
+        "mode_notes": prog.mode_notes(),
     }
     # the bound of the SAT paper: fwd and bwd_data at density d, wgrad dense
     if method != "dense":

@@ -115,6 +115,8 @@ def compile_cmd(workload: str, config: str | None, sparsity: str | None, train: 
     click.echo(f"  non-zero MACs     {nz} ({nz / max(1, dense):.1%} of dense; "
                f"{nz / max(1, issued):.1%} of issued)")
     click.echo(f"  layers            {summ['gemm_layers']} GEMM, {summ['host_layers']} host")
+    for i, line in enumerate(prog.mode_notes(limit=4)):
+        click.echo(f"  {'mode notes' if i == 0 else '':<16}  {line}")
 
 
 def register(group: click.Group) -> None:

@@ -62,9 +62,10 @@ def _energy_table_text(res: Any) -> Any:
     return _energy_rows_table(res.energy_table, res.config)
 
 
-def print_report(res: Any, title: str) -> None:
+def print_report(res: Any, title: str, mode_notes: list[str] | None = None) -> None:
     """Rich report of one :class:`~sparsa.sim.api.SimResult`: per-layer table, units,
-    totals and the energy table used."""
+    totals and the energy table used; ``mode_notes`` (from
+    :meth:`~sparsa.compiler.program.Program.mode_notes`) say why layers run in another mode."""
     from rich.table import Table
 
     from sparsa.sim.api import compute_share
@@ -134,6 +135,8 @@ def print_report(res: Any, title: str) -> None:
     if any(r["kind"] in ("fwd", "bwd_data", "wgrad") for r in res.per_layer):
         ph = res.phase_cycles()
         lines.append("training phases   " + ", ".join(f"{k} {v}" for k, v in ph.items()))
+    lines += [f"{'mode notes' if i == 0 else '':<16}  {x}"
+              for i, x in enumerate(mode_notes or [])]
     lines.append(f"model wall time   {res.wall_s:.2f} s")
     for line in lines:
         con.print(line)
@@ -246,10 +249,11 @@ def simulate_cmd(target: str, config: str | None, sparsity: str | None, train: b
         out = dict(res.summary(), target=target, sparsity=sparsity if not is_prog else
                    prog.meta.get("sparsity"), train=train, total_wall_s=round(total_s, 3),
                    energy_table_values=res.energy_table.to_dict(), layers=res.per_layer,
-                   units=res.units)
+                   units=res.units, mode_notes=prog.mode_notes())
         click.echo(json.dumps(out, indent=1, default=str))
         return
-    print_report(res, f"{label} on {cfg.name} [{dataflow}] - {total_s:.2f} s total")
+    print_report(res, f"{label} on {cfg.name} [{dataflow}] - {total_s:.2f} s total",
+                 prog.mode_notes(limit=4))
 
 
 def _dense_baseline(target: str, cfg: Any, train: bool, batch: int, seq: int | None,

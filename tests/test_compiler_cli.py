@@ -78,3 +78,28 @@ def test_output_folder_is_identical_run_to_run(tmp_path, args):
     for name in names:
         assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name
     assert "compile_seconds" not in json.loads((outs[0] / "summary.json").read_text())
+
+
+def test_layers_that_cannot_run_their_sparsity_are_reported(tmp_path):
+    """A pattern the array cannot run sparse (3:8 on an n=2 core) runs dense; the compile
+    summary, summary.json and the program's layer meta say so and why, and a hand-edited
+    program whose notes are not strings is rejected."""
+    from sparsa.compiler.errors import CompileError
+    from sparsa.compiler.program import Program
+    src = tmp_path / "g.csv"
+    src.write_text("Layer, M, N, K, Sparsity,\nL1, 32, 16, 64, 3:8,\nL2, 32, 16, 64, 2:8,\n")
+    r = _run(str(src), "--config", "8x8-n2m8", "-o", str(tmp_path / "o"))
+    assert r.returncode == 0, r.stderr
+    why = "1 GEMM layer (L1): dense mode: 3:8 has more than 2 non-zeros in some aligned"
+    assert "mode notes" in r.stdout and why in r.stdout
+    summ = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert len(summ["mode_notes"]) == 1 and summ["mode_notes"][0].startswith(why)
+    prog = Program.load(tmp_path / "o" / "program.sprg")
+    l1, l2 = (ly for ly in prog.layers if ly.kind != "host")
+    assert l1.meta["mode"] == ["dense"] and l1.meta["notes"]
+    assert l2.meta["mode"] == ["sparse"] and "notes" not in l2.meta
+    doc = json.loads((tmp_path / "o" / "program.json").read_text())
+    next(ly for ly in doc["layers"] if ly["name"] == "L1")["meta"]["notes"] = [3]
+    (tmp_path / "bad.json").write_text(json.dumps(doc))
+    with pytest.raises(CompileError, match=r"meta.notes=\[3\]; allowed a list of strings"):
+        Program.load_json(tmp_path / "bad.json")
