@@ -66,7 +66,8 @@ LAYER_COLUMNS = ("workload", "config", "sparsity", "dataflow")
 
 #: Result columns that hold text.
 TEXT_COLUMNS = frozenset({"hash", "status", "workload", "config", "sparsity", "dataflow",
-                          "limiting", "energy_table", "config_name", "layer", "kind", "mode"})
+                          "limiting", "energy_table", "config_name", "layer", "kind", "mode",
+                          "mode_notes"})
 #: Result columns that hold numbers (besides ``energy_*``, ``area_*``, ``cycles_*``,
 #: ``*_busy``, ``*_stall``, ``*_bytes``).
 NUMERIC_COLUMNS = frozenset({"cycles", "dense_cycles", "speedup", "utilisation",

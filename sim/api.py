@@ -544,7 +544,9 @@ def run_point(workload: str, config: AccelConfig | str, sparsity: str = "dense",
         sram_act, sram_wgt, sram_meta, sram_acc, dram), ``dense_energy_pj,
         energy_reduction, tops_w, edp, seconds, limiting, energy_table``, per-unit
         ``<unit>_busy``/``<unit>_stall``, ``runtime_s`` (wall time of this call) and, when
-        ``train``, ``cycles_fwd, cycles_bwd_data, cycles_wgrad``.
+        ``train``, ``cycles_fwd, cycles_bwd_data, cycles_wgrad``; ``mode_notes``: the
+        program's :meth:`~sparsa.compiler.program.Program.mode_notes` joined by ``"; "``
+        (empty when every GEMM runs the mode its sparsity suggests).
     """
     t0 = time.perf_counter()
     check_point_options(options)
@@ -592,6 +594,8 @@ def run_point(workload: str, config: AccelConfig | str, sparsity: str = "dense",
                            else getattr(workload, "name", "workload"),
                            "sparsity": sparsity, "train": bool(train), "batch": batch}
     out.update(res.summary())
+    # why layers run another mode than the sparsity suggests (e.g. 3:8 dense on n=2)
+    out["mode_notes"] = "; ".join(prog.mode_notes())
     if train:
         for k, v in res.phase_cycles().items():
             out[f"cycles_{k}"] = v

@@ -415,6 +415,11 @@ def compare_cmd(workload: str, dataflows: str, sparsities: str, config: str | No
                   "-" if red is None else f"{1 / red:.3f}", f"{r['tops_w']:.3f}",
                   r["limiting"])
     con.print(t)
+    seen = set()
+    for r in rows:       # one line per sparsity whose layers do not all run as it suggests
+        if r.get("mode_notes") and r["sparsity"] not in seen:
+            seen.add(r["sparsity"])
+            con.print(f"{r['sparsity']}: {r['mode_notes']}", highlight=False)
     if csv_path:
         con.print(f"wrote {csv_path}")
 

@@ -207,3 +207,13 @@ def test_resnet50_compute_bound_layers_reach_the_ideal_2x():
             assert r["compute"] < COMPUTE_BOUND_SHARE * (
                 r["compute"] + r["fill_drain"] + r["dram_bw"] + r["window_bw"]), r["layer"]
     assert 1.45 < res.speedup < 2.0 and res.dense_energy_pj > 1.5 * res.energy_pj
+
+
+def test_run_point_says_which_layers_cannot_run_their_sparsity():
+    """3:8 does not fit the 16x16-n2m4 core's 2:4 windows: every GEMM runs dense, the
+    speed-up is 1 and ``mode_notes`` says why; at 2:4 it is empty."""
+    r = run_point(WL, CFG, "3:8")
+    assert r["speedup"] == pytest.approx(1.0)
+    assert r["mode_notes"].startswith("3 GEMM layers (c1, c2, ...): dense mode: 3:8 has more "
+                                      "than 2 non-zeros")
+    assert run_point(WL, CFG, "2:4")["mode_notes"] == ""
