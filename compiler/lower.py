@@ -92,8 +92,17 @@ def _node_mode(g: CGraph, n: Node) -> tuple[str, int, list[str]]:
                            f"{cfg.n}:{narrow} or wider windows; use sparse_mode=auto or dense")
     why = [] if n.spec is None or n.spec.kind == "dense" else \
         [f"dense mode: {n.spec} has more than {cfg.n} non-zeros in some aligned "
-         f"{narrow}-window"]
+         f"{narrow}-window" + _core_hint(n.spec)]
     return "dense", 0, why
+
+
+def _core_hint(spec: object) -> str:
+    """The co-design answer to an N:M pattern the array cannot run sparse: the core
+    parameters that would (``""`` when the spec has no N:M of its own)."""
+    sn, sm = getattr(spec, "n", None), getattr(spec, "m", None)
+    if sn is None or sm is None or sn >= sm:
+        return ""
+    return f" (a core with n = {sn} and m = {sm} runs it at {sm / sn:.3g}x)"
 
 
 class LowerPass:
