@@ -173,6 +173,12 @@ def build_report(results: str | os.PathLike[str], out_dir: str | os.PathLike[str
                                        "cycles", "energy_pj", "utilisation")))
     parts.append("<h2>Results</h2>" + _table(ok, [*RESULT_COLUMNS, *(
         [acol] if acol else [])]))
+    cols = ("workload", "config", "sparsity", "mode_notes")
+    noted = list({tuple(r.get(c) for c in cols): r for r in ok
+                  if r.get("mode_notes")}.values())
+    if noted:     # layers that do not run the mode their sparsity suggests, and why
+        parts.append("<h2>Layers in another mode than their sparsity suggests</h2>"
+                     + _table(noted, cols))
     if errs:
         parts.append("<h2 class='err'>Failed design points</h2>"
                      + _table(errs, ("point_index", "workload", "config", "sparsity",

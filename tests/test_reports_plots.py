@@ -136,6 +136,9 @@ def test_plot_and_report_cli(results: Path, tmp_path: Path,
     assert page.count("data:image/png;base64,") == len(plots.KINDS)
     assert "Energy table used (horowitz45" in page and "int8 multiply" in page
     assert "Pareto-optimal designs" in page
+    # 2:4 on the m = 8 core runs at window 4: the report says so, once per config/sparsity
+    assert "Layers in another mode than their sparsity suggests" in page
+    assert page.count("sparse mode at window 4: 2:4 has more than 2 non-zeros") == 2
     # self-contained: no external scripts, styles or images
     assert not re.search(r"(src|href)=['\"](https?:)?//", page)
     code, _, err = run(capsys, "report", str(tmp_path / "nothing"))
