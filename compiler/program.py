@@ -12,7 +12,10 @@ RTL bench (which run it) and the SimPy model (which times it).
 * ``layers`` — per-layer bookkeeping (:class:`LayerInfo`): the instruction index range and
   MAC counts, so the model and reports can break results down per layer. Non-GEMM layers
   (pooling, softmax, norms, adds, im2col) are ``kind="host"`` entries with an empty
-  instruction range and their element counts in ``meta``.
+  instruction range and their element counts in ``meta``. A GEMM layer's ``meta`` holds
+  its shape (``P``, ``K``, ``Q``, ``groups``), spec, modes, windows, loop orders and, when
+  it does not run the mode its sparsity suggests, ``notes`` saying why
+  (:meth:`Program.mode_notes` sums them up).
 * ``notes`` — per-instruction annotations (same length as ``instructions``): the layer index
   and, for COMPUTE, the useful (non-padding, non-zero-weight) MACs it performs.
 
