@@ -82,8 +82,8 @@ def _node_mode(g: CGraph, n: Node) -> tuple[str, int, list[str]]:
             return "dense", 0, [f"dense mode: K={n.gemm[1]} fits one {k_dense}-row tile "
                                 f"either way; sparse mode would only move more activations"]
         return "sparse", win, [] if win == cfg.m else \
-            [f"sparse mode at window {win}: {n.spec or 'the pattern'} has more than {cfg.n} "
-             f"non-zeros in some aligned {cfg.m}-window"]
+            [f"sparse mode at window {win}: {n.spec or 'the pattern'} has more than "
+             f"{_nonzeros(cfg.n)} in some aligned {cfg.m}-window"]
     if win:   # dense weights on an n == m array: dense mode is the same rate, fewer bytes
         return "dense", 0, []
     narrow = min(cfg.windows[1:], default=cfg.m)
@@ -91,9 +91,13 @@ def _node_mode(g: CGraph, n: Node) -> tuple[str, int, list[str]]:
         raise CompileError(f"{n.name}: pattern {n.spec} does not fit the array's "
                            f"{cfg.n}:{narrow} or wider windows; use sparse_mode=auto or dense")
     why = [] if n.spec is None or n.spec.kind == "dense" else \
-        [f"dense mode: {n.spec} has more than {cfg.n} non-zeros in some aligned "
+        [f"dense mode: {n.spec} has more than {_nonzeros(cfg.n)} in some aligned "
          f"{narrow}-window" + _core_hint(n.spec)]
     return "dense", 0, why
+
+
+def _nonzeros(k: int) -> str:
+    return f"{k} non-zero{'s' if k != 1 else ''}"
 
 
 def _core_hint(spec: object) -> str:

@@ -13,7 +13,9 @@ dense baseline on the same core and reports
   ``compute`` (streaming rows), ``fill-drain`` (pipeline fill/drain per pass and waiting for
   weight preloads), ``DRAM`` (waiting for loads/stores), ``window`` (activation-window
   links of the model-only dataflows), and the dominant non-compute limit, which is what
-  stops the speed-up from following ``m/n``.
+  stops the speed-up from following ``m/n``;
+* ``mode_notes``: the program's :meth:`~sparsa.compiler.program.Program.mode_notes` (which
+  layers run another mode than the pattern suggests, and why).
 
 Sparse passes reduce over ``rows*m/n`` values of K in the same cycles a dense pass reduces
 over ``rows``, so compute time shrinks by ``m/n`` while the fill/drain of every pass, the
@@ -90,5 +92,6 @@ def limit_rows(workload: Any, config: AccelConfig | str | None, sparsities: list
             "dram_bytes": res.totals["dram_read"] + res.totals["dram_write"],
             "limiting": res.limiting,
             "stops_m_over_n": LIMIT_NAMES[stop] if non_compute[stop] > 0 else "-",
+            "mode_notes": [] if prog is None else prog.mode_notes(),
         })
     return rows

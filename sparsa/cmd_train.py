@@ -220,7 +220,11 @@ def limits_cmd(workload: str, config: str, sparsities: str, train: bool, batch: 
                   *(f"{r['share_' + k]:.0%}" for k in ("compute", "fill-drain", "DRAM",
                                                        "window")),
                   _fmt(r["dram_bytes"]), r["stops_m_over_n"])
-    Console(width=140).print(t)
+    con = Console(width=140)
+    con.print(t)
+    for r in rows:       # layers that do not run the mode the sparsity suggests, and why
+        for x in r["mode_notes"]:
+            con.print(f"{r['sparsity']}: {x}", highlight=False)
 
 
 @click.command("weight-modes")

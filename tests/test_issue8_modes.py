@@ -77,6 +77,9 @@ def test_limits_rows_and_cli(tmp_path, capsys):
     rows = limit_rows(_topo(tmp_path), cfg, ["dense", "2:4", "1:16"])
     by = {r["sparsity"]: r for r in rows}
     assert by["2:4"]["speedup"] == 1.0              # does not fit n1m16: dense mode
+    assert by["dense"]["mode_notes"] == [] and by["1:16"]["mode_notes"] == []
+    assert any("dense mode: 2:4 has more than 1 non-zero in some aligned 2-window (a core "
+               "with n = 2 and m = 4 runs it at 2x)" in x for x in by["2:4"]["mode_notes"])
     # 1:16 reads every activation of the 16-wide windows but computes 16x fewer passes: on
     # these small convolutions it runs faster than dense until DRAM bandwidth stops it
     assert by["1:16"]["speedup"] > 1.3 and by["1:16"]["ideal"] == 16
