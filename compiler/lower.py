@@ -25,6 +25,8 @@ requantisation.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from . import loadsparse, wformat
@@ -32,6 +34,9 @@ from .errors import CompileError
 from .gemms import chainable
 from .ir import CGraph, GemmOp, Node
 from .quant import choose_shift, matmul_exact, nominal_shift, requant
+
+if TYPE_CHECKING:
+    from sparsa.workloads.sparsity import SparsitySpec
 
 __all__ = ["LowerPass"]
 
@@ -100,13 +105,12 @@ def _nonzeros(k: int) -> str:
     return f"{k} non-zero{'s' if k != 1 else ''}"
 
 
-def _core_hint(spec: object) -> str:
+def _core_hint(spec: SparsitySpec) -> str:
     """The co-design answer to an N:M pattern the array cannot run sparse: the core
     parameters that would (``""`` when the spec has no N:M of its own)."""
-    sn, sm = getattr(spec, "n", None), getattr(spec, "m", None)
-    if sn is None or sm is None or sn >= sm:
+    if spec.n is None or spec.n >= spec.m:
         return ""
-    return f" (a core with n = {sn} and m = {sm} runs it at {sm / sn:.3g}x)"
+    return f" (a core with n = {spec.n} and m = {spec.m} runs it at {spec.m / spec.n:.3g}x)"
 
 
 class LowerPass:

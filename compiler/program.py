@@ -242,27 +242,23 @@ class Program:
             "mode_notes": self.mode_notes(),
         }
 
-    def mode_notes(self, limit: int | None = None) -> list[str]:
+    def mode_notes(self) -> list[str]:
         """Why GEMM layers run in another mode than their sparsity suggests (a pattern the
         array cannot run sparse falls back to dense, a narrower window, ...): one line per
         distinct reason, most frequent first, with the number of layers and the first of
         them, e.g. ``"21 GEMM layers (conv1, layer1.0.conv1, ...): dense mode: 3:8 has more
-        than 2 non-zeros in some aligned 4-window"``. ``limit`` keeps that many lines and
-        adds one counting the rest."""
+        than 2 non-zeros in some aligned 4-window"``."""
         groups: dict[str, list[str]] = {}
         for ly in self.layers:
-            for why in ly.meta.get("notes", []) if ly.kind != "host" else []:
+            if ly.kind == "host":
+                continue
+            for why in ly.meta.get("notes", []):
                 groups.setdefault(why, []).append(ly.name)
-        ranked = sorted(groups.items(), key=lambda kv: -len(kv[1]))
         lines = []
-        for why, names in ranked:
+        for why, names in sorted(groups.items(), key=lambda kv: -len(kv[1])):
             shown = ", ".join(names[:2]) + (", ..." if len(names) > 2 else "")
             lines.append(f"{len(names)} GEMM layer{'s' if len(names) > 1 else ''} ({shown}): "
                          f"{why}")
-        if limit is not None and len(lines) > limit:
-            rest = sum(len(v) for _, v in ranked[limit:])
-            lines = lines[:limit] + [f"{len(lines) - limit} more reasons on {rest} layers "
-                                     f"(the layers' meta.notes in program.json)"]
         return lines
 
     # ---- equality --------------------------------------------------------------------

@@ -22,6 +22,16 @@ SPARSE_MODE_HELP = ("auto: sparse where the weights fit the array's n:m and K > 
                     "load-sparse, as timed by the model (compiles three times first).")
 
 
+def mode_note_lines(notes: list[str], label: str = "mode notes", width: int = 16,
+                    limit: int = 4) -> list[str]:
+    """The lines a report prints for :meth:`~sparsa.compiler.program.Program.mode_notes`:
+    the first ``limit`` under ``label`` (padded to ``width``), then a count of the rest
+    (every command's ``--json`` has them all)."""
+    shown = notes[:limit] + ([f"{len(notes) - limit} more reasons (--json)"]
+                             if len(notes) > limit else [])
+    return [f"{label if i == 0 else '':<{width}}  {x}" for i, x in enumerate(shown)]
+
+
 def with_sparse_mode(sparse_mode: str, opt: CompileOptions, workload: str, cfg: object,
                      sparsity: str | None, **kw: object) -> CompileOptions:
     """``opt`` with the ``--sparse-mode`` choice: one of the compiler's modes, or ``best``:
@@ -115,8 +125,8 @@ def compile_cmd(workload: str, config: str | None, sparsity: str | None, train: 
     click.echo(f"  non-zero MACs     {nz} ({nz / max(1, dense):.1%} of dense; "
                f"{nz / max(1, issued):.1%} of issued)")
     click.echo(f"  layers            {summ['gemm_layers']} GEMM, {summ['host_layers']} host")
-    for i, line in enumerate(prog.mode_notes(limit=4)):
-        click.echo(f"  {'mode notes' if i == 0 else '':<16}  {line}")
+    for line in mode_note_lines(summ["mode_notes"]):
+        click.echo(f"  {line}")
 
 
 def register(group: click.Group) -> None:

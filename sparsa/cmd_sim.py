@@ -16,7 +16,7 @@ from sparsa import heap
 from sparsa.compiler.options import DATAFLOWS, SPARSE_MODES, CompileOptions
 from sparsa.hw.config import resolve_config
 
-from .cmd_compile import SPARSE_MODE_HELP, with_sparse_mode
+from .cmd_compile import SPARSE_MODE_HELP, mode_note_lines, with_sparse_mode
 
 _SPARSITY_HELP = ("Sparsity plan, e.g. 2:4, 'conv1=dense;*=2:4', fwd=2:8,bwd=2:8,method=bimask.")
 
@@ -135,8 +135,7 @@ def print_report(res: Any, title: str, mode_notes: list[str] | None = None) -> N
     if any(r["kind"] in ("fwd", "bwd_data", "wgrad") for r in res.per_layer):
         ph = res.phase_cycles()
         lines.append("training phases   " + ", ".join(f"{k} {v}" for k, v in ph.items()))
-    lines += [f"{'mode notes' if i == 0 else '':<16}  {x}"
-              for i, x in enumerate(mode_notes or [])]
+    lines += mode_note_lines(mode_notes or [])
     lines.append(f"model wall time   {res.wall_s:.2f} s")
     for line in lines:
         con.print(line)
@@ -253,7 +252,7 @@ def simulate_cmd(target: str, config: str | None, sparsity: str | None, train: b
         click.echo(json.dumps(out, indent=1, default=str))
         return
     print_report(res, f"{label} on {cfg.name} [{dataflow}] - {total_s:.2f} s total",
-                 prog.mode_notes(limit=4))
+                 prog.mode_notes())
 
 
 def _dense_baseline(target: str, cfg: Any, train: bool, batch: int, seq: int | None,

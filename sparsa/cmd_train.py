@@ -10,6 +10,7 @@ import click
 from sparsa.compiler.options import DATAFLOWS
 from sparsa.hw.config import resolve_config
 
+from .cmd_compile import mode_note_lines
 from .cmd_sim import check_energy_table, energy_table_text
 
 
@@ -54,10 +55,8 @@ def _print_report(r: dict[str, Any], top: int, cfg: Any, energy_table: str | Non
               f"(dense {r['dense_utilisation']:.1%}); DRAM {_fmt(r['dram_bytes'])}B "
               f"(dense {_fmt(r['dense_dram_bytes'])}B); energy "
               f"{r['energy_pj'] / 1e6:.1f} uJ (dense {r['dense_energy_pj'] / 1e6:.1f} uJ)")
-    notes = r.get("mode_notes", [])
-    for i, x in enumerate(notes[:4] + ([f"{len(notes) - 4} more (--json)"]
-                                       if len(notes) > 4 else [])):
-        con.print(f"{'mode notes:' if i == 0 else '':<11} {x}", highlight=False)
+    for line in mode_note_lines(r.get("mode_notes", []), "mode notes:", 11):
+        con.print(line, highlight=False)
     rf = r["refresh"]
     how = " (measured generators)" if rf["measured"] else " (calibrated model)"
     if rf["every"]:
