@@ -122,6 +122,9 @@ def encode_program(g: CGraph) -> Program:
                     "tiles": sum(op.tiling.tiles for op in ops),
                     "macs_issued": sum(op.P * op.tiling.tiles * cfg.rows * cfg.cols
                                        for op in ops)}
+            passes = max((op.passes for op in ops), default=1)
+            if passes > 1:   # sparse mode over `passes` copies of K (wformat.split_passes)
+                meta["passes"] = passes
             why = list(dict.fromkeys(x for op in ops for x in op.mode_notes))
             if why:   # why the mode is not the plain one (dense fallback, narrower window)
                 meta["notes"] = why

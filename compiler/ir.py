@@ -90,6 +90,7 @@ class GemmOp:
     nnz: int = 0
     mode: str = "sparse"           # sparse | dense | load-sparse (chosen by lowering)
     win: int = 0                   # sparse mode: window width (0 = the array's m)
+    passes: int = 1                # sparse mode: K copies (wformat.split_passes); K counts all
     cmp: tuple[int, int] | None = None   # load-sparse window (cmp_n, cmp_m)
     mode_notes: list[str] = field(default_factory=list)
     relu: int = 0
@@ -138,6 +139,8 @@ class CGraph:
             d = {"name": op.name, "P": op.P, "K": op.K, "Q": op.Q, "x": op.x, "y": op.y,
                  "nnz": op.nnz, "relu": op.relu, "requant": op.requant, "shift": op.shift,
                  "x_chained": op.x_chained}
+            if op.passes > 1:
+                d["passes"] = op.passes
             if op.tiling:
                 t = op.tiling
                 d["tiling"] = {"mode": t.mode, "kp": t.kp,
@@ -173,7 +176,8 @@ class CGraph:
                 s += "  # " + "; ".join(n.notes)
             lines.append(s)
         for op in self.ops:
-            s = (f"  op {op.name:<30} P={op.P} K={op.K} Q={op.Q} x={op.x}"
+            s = (f"  op {op.name:<30} P={op.P} K={op.K}"
+                 f"{f' ({op.passes} passes)' if op.passes > 1 else ''} Q={op.Q} x={op.x}"
                  f"{'(chained)' if op.x_chained else ''} y={op.y} shift={op.shift}"
                  f"{' relu' if op.relu else ''}")
             if op.tiling:

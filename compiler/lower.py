@@ -59,46 +59,81 @@ def _load_sparse_mode(g: CGraph, n: Node) -> tuple[str, list[str], tuple[int, in
     return "load-sparse", [f"load-sparse: {cmp[0]} of every {cmp[1]} rows stored"], cmp
 
 
-def _node_mode(g: CGraph, n: Node) -> tuple[str, int, list[str]]:
-    """``(mode, window width, notes)`` of a GEMM node: sparse mode at the widest of the
-    array's windows its pattern fits (:func:`wformat.sparse_window`), else dense."""
+def _node_mode(g: CGraph, n: Node) -> tuple[str, int, int, list[str]]:
+    """``(mode, window width, passes, notes)`` of a GEMM node: sparse mode at the widest of
+    the array's windows its pattern fits (:func:`wformat.sparse_window`), else sparse mode
+    in several passes when that beats dense mode (:func:`wformat.pass_plan`), else dense."""
     cfg = g.config
     opt = g.options.mode_for(n.source, n.name)
     if opt == "dense":
-        return "dense", 0, []
+        return "dense", 0, 1, []
     if opt == "load-sparse":
         mode, notes, cmp = _load_sparse_mode(g, n)
         n.attrs["_cmp"] = cmp
-        return mode, 0, notes
+        return mode, 0, 1, notes
     spec = n.spec
     kv = n.attrs.get("_kvec")
-    if g.with_data or n.structure is not None:
+    data = g.with_data or n.structure is not None
+    if data:
         win = wformat.sparse_window(cfg, _nz_mask(g, n))
     elif kv is not None and spec.n is not None:
         win = wformat.spec_window(cfg, spec.n, spec.m)
     else:
         win = cfg.m if cfg.n >= cfg.m else 0
-    full = n.nnz == n.gemm[1] * n.gemm[2] * n.gemm[3]
+    kdim = n.gemm[1]
+    full = n.nnz == kdim * n.gemm[2] * n.gemm[3]
+    k_dense = wformat.tile_k(cfg, "dense")
     if win and not full:
-        k_dense = wformat.tile_k(cfg, "dense")
-        if opt == "auto" and n.gemm[1] <= k_dense:
+        if opt == "auto" and kdim <= k_dense:
             # K fits one tile in either mode: sparse mode saves no pass but streams m/n x
             # the activation bytes (e.g. depthwise 3x3, K = 9)
-            return "dense", 0, [f"dense mode: K={n.gemm[1]} fits one {k_dense}-row tile "
-                                f"either way; sparse mode would only move more activations"]
-        return "sparse", win, [] if win == cfg.m else \
+            return "dense", 0, 1, [f"dense mode: K={kdim} fits one {k_dense}-row tile "
+                                   f"either way; sparse mode would only move more activations"]
+        return "sparse", win, 1, [] if win == cfg.m else \
             [f"sparse mode at window {win}: {n.spec or 'the pattern'} has more than "
              f"{_nonzeros(cfg.n)} in some aligned {cfg.m}-window"]
     if win:   # dense weights on an n == m array: dense mode is the same rate, fewer bytes
-        return "dense", 0, []
+        return "dense", 0, 1, []
     narrow = min(cfg.windows[1:], default=cfg.m)
-    if opt == "sparse" and n.spec is not None and n.spec.kind != "dense":
+    sparse_spec = n.spec is not None and n.spec.kind != "dense"
+    too_dense = f"{n.spec} has more than {_nonzeros(cfg.n)} in some aligned {narrow}-window"
+    pw, ps = (0, 0)
+    # only a declared pattern is split: the zeros of a dense spec's data (a weight-gradient
+    # GEMM's activations) are not known when the program is compiled
+    if sparse_spec and not full and data:
+        pw, ps = wformat.weight_passes(cfg, _nz_mask(g, n))
+    elif sparse_spec and not full and kv is not None and spec.n is not None:
+        pw, ps = wformat.spec_passes(cfg, spec.n, spec.m)
+    if pw and (opt == "sparse" or _split_cost(cfg, n, pw, ps) < _split_cost(cfg, n, 0, 1)):
+        return "sparse", pw, ps, [
+            f"sparse mode in {ps} passes of {_nonzeros(cfg.n)} per {pw}-window: "
+            f"{too_dense}; the input is repeated {ps}x along K" + _core_hint(n.spec)]
+    if opt == "sparse" and sparse_spec:
         raise CompileError(f"{n.name}: pattern {n.spec} does not fit the array's "
-                           f"{cfg.n}:{narrow} or wider windows; use sparse_mode=auto or dense")
-    why = [] if n.spec is None or n.spec.kind == "dense" else \
-        [f"dense mode: {n.spec} has more than {_nonzeros(cfg.n)} in some aligned "
-         f"{narrow}-window" + _core_hint(n.spec)]
-    return "dense", 0, why
+                           f"{cfg.n}:{narrow} or wider windows, not even in passes; use "
+                           f"sparse_mode=auto or dense")
+    if not sparse_spec:
+        return "dense", 0, 1, []
+    if pw:
+        return "dense", 0, 1, [f"dense mode: {too_dense}; here a {ps}-pass split would "
+                               f"save no time" + _core_hint(n.spec)]
+    return "dense", 0, 1, [f"dense mode: {too_dense}" + _core_hint(n.spec)]
+
+
+def _split_cost(cfg, n: Node, win: int, passes: int) -> float:
+    """Rough cycles of a GEMM node in ``passes`` sparse passes at window ``win`` (``win =
+    0``: dense mode): the larger of the array's time (``P`` rows through every weight tile)
+    and the DRAM time of its activations (a split repeats the input) and weight tiles, each
+    read once."""
+    P, K, Q = n.gemm[:3]
+    nq = -(-Q // cfg.cols)
+    if win:
+        kx = passes * -(-K // win) * win
+        nk = -(-kx // wformat.tile_k(cfg, "sparse", win))
+    else:
+        kx, nk = K, -(-K // wformat.tile_k(cfg, "dense"))
+    wbytes = nk * nq * cfg.rows * cfg.beats(cfg.wgt_entry_bytes) * cfg.beat_bytes
+    return max(P * nk * nq, (P * kx + wbytes) / cfg.dram_bytes_per_cycle)
 
 
 def _nonzeros(k: int) -> str:
@@ -149,7 +184,9 @@ class LowerPass:
                 new_nodes.append(n)
                 continue
             P, K, Q, groups = n.gemm
-            mode, win, notes = _node_mode(g, n)
+            mode, win, passes, notes = _node_mode(g, n)
+            # passes > 1: the GEMM runs over `passes` copies of K (wformat.split_passes)
+            k_op = passes * -(-K // win) * win if passes > 1 else K
             if n.phase == "bwd_data" and not g.options.pregenerate_bwd:
                 # pruning on the fly: the compressed W^T is not generated ahead of time with
                 # the weight update; every step the host reads W, transposes it, keeps the
@@ -166,27 +203,35 @@ class LowerPass:
             if len(n.inputs) == 1 and groups == 1 and n.stationary == "weight":
                 s = outputs.get(alias.get(n.inputs[0], n.inputs[0]))
                 if s is not None and s.P == P and s.Q == K and s.requant and \
-                        chainable(cfg, mode, win) and n.perm is None:
+                        chainable(cfg, mode, win) and n.perm is None and passes == 1:
                     src = s
             # linear layers reading the same tensor share one host-written input
             shared_x = groups == 1 and n.kind.lower() in ("linear", "gemm", "fc") and \
                 len(n.inputs) == 1 and n.perm is None and n.phase in ("inf", "fwd")
             if src is None:
                 new_nodes.append(Node(f"{n.name}.im2col", "im2col", n.phase, n.inputs,
-                                      out_elements=P * K * groups, source=n.source,
+                                      out_elements=P * k_op * groups, source=n.source,
                                       notes=["host lays out the GEMM input"]))
             ni = len(new_nodes)
             new_nodes.append(n)
             for gi in range(groups):
                 name = n.name if groups == 1 else f"{n.name}/g{gi}"
                 w = n.w[gi] if n.w is not None else None
+                kvec, structure = n.attrs.get("_kvec"), n.structure
+                if passes > 1:
+                    w = None if w is None else wformat.split_passes(w, win, passes, cfg.n)
+                    kvec = None if kvec is None else wformat.split_passes(
+                        np.asarray(kvec, bool)[:, None], win, passes, cfg.n)[:, 0]
+                    structure = None if structure is None else wformat.split_passes(
+                        np.asarray(structure, bool), win, passes, cfg.n)
                 xname = f"{name}.x"
                 if src is None and shared_x and g.options.reuse_schedule:
                     narrow = f"w{win}" if win and win != cfg.m else ""
+                    narrow += f"p{passes}" if passes > 1 else ""
                     xname = f"{n.inputs[0]}.x.{mode}{narrow}.k{K}"
-                op = GemmOp(name, ni, gi, P, K, Q, x=src.y if src else xname,
-                            y=f"{name}.y", w=w, kvec=n.attrs.get("_kvec"),
-                            structure=n.structure,
+                op = GemmOp(name, ni, gi, P, k_op, Q, x=src.y if src else xname,
+                            y=f"{name}.y", w=w, kvec=kvec, structure=structure,
+                            passes=passes,
                             nnz=int(np.count_nonzero(w)) if w is not None else n.nnz // groups,
                             relu=int(n.relu), requant=int(not wgrad), x_chained=src is not None,
                             mode=mode, win=win, mode_notes=list(notes), phase=n.phase,
@@ -202,6 +247,8 @@ class LowerPass:
                             rng.integers(-128, 128, size=(P, K)).astype(np.int8)
                         if n.perm is not None:   # Bi-Mask: the host writes dY permuted
                             x = x[:, n.perm]
+                        if passes > 1:
+                            x = wformat.repeat_input(x, win, passes)
                         g.data[op.x] = x
                     y32 = matmul_exact(x, w).astype(np.uint32) \
                         .view(np.int32)

@@ -13,7 +13,9 @@ RTL bench (which run it) and the SimPy model (which times it).
   MAC counts, so the model and reports can break results down per layer. Non-GEMM layers
   (pooling, softmax, norms, adds, im2col) are ``kind="host"`` entries with an empty
   instruction range and their element counts in ``meta``. A GEMM layer's ``meta`` holds
-  its shape (``P``, ``K``, ``Q``, ``groups``), spec, modes, windows, loop orders and, when
+  its shape (``P``, ``K``, ``Q``, ``groups``), spec, modes, windows, ``passes`` (when a
+  pattern denser than the array's ``n`` runs over several copies of ``K``, see
+  :mod:`sparsa.compiler.wformat`), loop orders and, when
   it does not run the mode its sparsity suggests, ``notes`` saying why
   (:meth:`Program.mode_notes` sums them up).
 * ``notes`` — per-instruction annotations (same length as ``instructions``): the layer index
@@ -610,6 +612,9 @@ def _gemm_meta_error(cfg: AccelConfig, ly: LayerInfo) -> str | None:
         if macs != ly.dense_macs:
             return (f"meta P*K*Q*groups = {macs} but dense_macs={ly.dense_macs}; they are "
                     f"the same GEMM")
+    ps = m.get("passes", 1)
+    if isinstance(ps, bool) or not isinstance(ps, int) or ps < 1:
+        return f"meta.passes={ps!r}; allowed an integer >= 1"
     win = m.get("window", [])
     if not isinstance(win, list) or not all(
             isinstance(w, int) and not isinstance(w, bool) and w in cfg.windows for w in win):

@@ -25,8 +25,16 @@ by column block (``qt`` major, ``kt`` ascending) and indexed like a BSR/BSC matr
 ``qt_ptr[qt] .. qt_ptr[qt+1]`` index ``kt_idx`` (the stored tiles of column block ``qt``).
 
 A pattern runs in sparse mode at the widest window ``w`` in which no column has more than
-``n`` non-zeros in an aligned ``w``-window (:func:`sparse_window`); when there is none the
-GEMM runs in dense mode.
+``n`` non-zeros in an aligned ``w``-window (:func:`sparse_window`).
+
+**Passes.** A pattern denser than the array's ``n`` (3:8 or 4:8 on an ``n = 2, m = 8``
+array) runs in sparse mode in ``s`` passes (:func:`pass_plan`): the ``j``-th pass keeps the
+non-zeros ranked ``j*n .. j*n+n-1`` in their aligned ``w``-window (:func:`split_passes`), and
+the GEMM becomes ``[X, X, ...] @ [W_0; W_1; ...]`` over ``s`` copies of ``K`` (each padded to
+whole windows; the host repeats the input, :func:`repeat_input`), accumulated like any other
+K tiles. Its rate is ``w / (n*s)`` times dense mode's, so it is used when ``n*s < w``
+(4:8 on that array: 2x, where dense mode would give 1x). Only when no split beats dense
+mode does the GEMM run in dense mode.
 """
 
 from __future__ import annotations
@@ -38,7 +46,8 @@ from sparsa.hw import layout
 from sparsa.hw.config import AccelConfig
 
 __all__ = ["TileMap", "window", "tile_k", "tile_window", "act_window_field", "fits_sparse",
-           "sparse_window", "spec_window", "max_per_window", "tile_map_from_weights",
+           "sparse_window", "spec_window", "max_per_window", "pass_plan", "spec_passes",
+           "weight_passes", "split_passes", "repeat_input", "tile_map_from_weights",
            "pack_tiles", "unpack_tiles", "tile_matrix"]
 
 
@@ -109,6 +118,68 @@ def spec_window(cfg: AccelConfig, n: int, m: int) -> int:
         if width > cfg.n and max_per_window(cfg, n, m, width) <= cfg.n:
             return width
     return 0
+
+
+def pass_plan(cfg: AccelConfig, max_at) -> tuple[int, int]:
+    """``(w, s)``: the window ``w`` of ``cfg.windows`` and pass count ``s`` of the fastest
+    multi-pass sparse mode for a pattern with ``max_at(w)`` non-zeros at most in an aligned
+    ``w``-window: ``s = ceil(max_at(w) / n)``, rate ``w / (n*s)`` of dense mode's (ties: fewer
+    passes). ``(0, 0)`` when no window beats dense mode (``n*s >= w`` everywhere)."""
+    best = (0, 0)
+    for w in cfg.windows:
+        if w <= cfg.n:
+            continue
+        s = max(1, -(-int(max_at(w)) // cfg.n))
+        if s * cfg.n >= w:
+            continue
+        bw, bs = best
+        if not bw or w * bs > bw * s or (w * bs == bw * s and s < bs):
+            best = (w, s)
+    return best
+
+
+def spec_passes(cfg: AccelConfig, n: int, m: int) -> tuple[int, int]:
+    """``(window, passes)`` of any weights of an ``n:m`` pattern: ``(spec_window, 1)``
+    when it fits a window in one pass, else :func:`pass_plan` (``(0, 0)``: dense mode)."""
+    w = spec_window(cfg, n, m)
+    return (w, 1) if w else pass_plan(cfg, lambda x: max_per_window(cfg, n, m, x))
+
+
+def weight_passes(cfg: AccelConfig, w: np.ndarray) -> tuple[int, int]:
+    """:func:`spec_passes` for weights (or a boolean structure) ``w[K, Q]``."""
+    win = sparse_window(cfg, w)
+    return (win, 1) if win else pass_plan(cfg, lambda x: _max_nnz(w, x))
+
+
+def split_passes(a: np.ndarray, width: int, passes: int, n: int) -> np.ndarray:
+    """``a[K, Q]`` (weights or a boolean mask) as ``[passes * Kp, Q]`` (``Kp``: ``K`` padded
+    to whole ``width``-windows): copy ``j`` keeps the non-zeros ranked ``j*n .. j*n+n-1`` in
+    their aligned window, so every copy has at most ``n`` per window and the copies sum to
+    ``a``. Raises ``ValueError`` when ``passes`` copies cannot hold every non-zero."""
+    k, q = a.shape
+    kp = -(-k // width) * width
+    pad = np.zeros((kp, q), a.dtype)
+    pad[:k] = a
+    nz = pad.reshape(kp // width, width, q) != 0
+    rank = (np.cumsum(nz, axis=1) - 1) // n
+    if nz.any() and int(rank[nz].max()) >= passes:
+        raise ValueError(f"{passes} passes of {n} per {width}-window cannot hold these "
+                         f"non-zeros")
+    out = np.zeros((passes, kp, q), a.dtype)
+    for j in range(passes):
+        sel = (nz & (rank == j)).reshape(kp, q)
+        out[j][sel] = pad[sel]
+    return out.reshape(passes * kp, q)
+
+
+def repeat_input(x: np.ndarray, width: int, passes: int) -> np.ndarray:
+    """The input ``x[P, K]`` of a GEMM split by :func:`split_passes`: ``passes`` copies of
+    ``x`` along ``K``, each padded with zeros to whole ``width``-windows."""
+    p, k = x.shape
+    kp = -(-k // width) * width
+    out = np.zeros((p, passes, kp), x.dtype)
+    out[:, :, :k] = x[:, None, :]
+    return out.reshape(p, passes * kp)
 
 
 @dataclass

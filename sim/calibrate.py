@@ -150,6 +150,11 @@ def calibration_programs(cfg: AccelConfig, quick: bool = False) -> list[tuple[st
         tile(f"tile-window{w}", f"{cfg.n}:{w}", 12, 3, 2, requant=1, shift=9)
         out.append((f"layer-conv-{cfg.n}:{w}", compile_workload(
             _shape_workload("calib-net", net), cfg, sparsity=f"{cfg.n}:{w}", seed=7)))
+    if 2 * cfg.n < cfg.m:
+        # a pattern denser than the array's n: sparse mode in passes over repeated K
+        dense_nm = f"{cfg.n + 1}:{cfg.m}"
+        out.append((f"layer-conv-{dense_nm}-passes", compile_workload(
+            _shape_workload("calib-net", net), cfg, sparsity=dense_nm, seed=8)))
     if quick:
         out = [p for p in out if p[0] in QUICK]
     return out

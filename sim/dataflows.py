@@ -163,8 +163,11 @@ def _gemms(program: Any) -> list[tuple[int, Any, int, int, int, int, int, int]]:
         modes = m.get("mode") or ["dense"]
         sparse = all(x == "sparse" for x in modes)
         win = min(m.get("window") or [program.config.m]) if sparse else 0
+        K = int(m["K"])
+        if sparse and int(m.get("passes", 1)) > 1:   # K copies (wformat.split_passes)
+            K = int(m["passes"]) * _ceil(K, win) * win
         ob = 4 if ly.kind == "wgrad" else 1
-        out.append((j, ly, int(m["P"]), int(m["K"]), int(m["Q"]), int(m.get("groups", 1)),
+        out.append((j, ly, int(m["P"]), K, int(m["Q"]), int(m.get("groups", 1)),
                     int(win), ob))
         j += 1
     return out

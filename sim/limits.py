@@ -6,8 +6,10 @@ dense baseline on the same core and reports
 * ``ideal``: the speed-up the array could give this pattern — ``m/n`` of the pattern,
   capped by the array's own ``m/n`` (a 1:32 pattern on an ``n1m16`` array runs at the
   1:16 rate) or by the widest of the array's windows it fits (1:8 on ``n1m16`` runs at
-  window 8, 8x; 2:4 on ``n2m8`` at window 4, 2x), and 1 when it fits none (2:4 on an
-  ``n1m16`` array runs in dense mode);
+  window 8, 8x; 2:4 on ``n2m8`` at window 4, 2x); a pattern denser than the array's ``n``
+  runs in ``s`` passes at window ``w`` at ``w/(n*s)`` (4:8 on ``n2m8``: 2x; 2:4 on
+  ``n1m16``: 2x, see :mod:`sparsa.compiler.wformat`), and at 1 when no split beats dense
+  mode;
 * ``speedup``: the measured one (dense cycles / cycles) and ``of_ideal`` = speedup / ideal;
 * the share of the array's time spent on each limit of :func:`sparsa.sim.api.simulate`:
   ``compute`` (streaming rows), ``fill-drain`` (pipeline fill/drain per pass and waiting for
@@ -39,8 +41,9 @@ def pattern_ratio(sparsity: str, config: AccelConfig | None = None) -> float:
     """``m/n`` of the plan's (forward) N:M pattern (block density folded in); 1 for dense.
     With ``config``: the rate the array can give it — capped at ``w/n`` for the widest of
     the array's windows ``w`` the pattern fits (``m/n`` when it fits ``n:m``; 2 for 2:4 on
-    an ``m = 8`` array), and 1 when it fits none (it then runs in dense mode)."""
-    from sparsa.compiler.wformat import spec_window
+    an ``m = 8`` array), at ``w/(n*s)`` when it runs in ``s`` passes, and 1 when it runs in
+    dense mode."""
+    from sparsa.compiler.wformat import spec_passes
     from sparsa.workloads.sparsity import SparsityPlan
     plan = SparsityPlan.parse(sparsity)
     specs = [s for _, s in plan.rules]
@@ -51,10 +54,10 @@ def pattern_ratio(sparsity: str, config: AccelConfig | None = None) -> float:
     if s.n is not None:
         r = s.m / s.n
         if config is not None:
-            w = spec_window(config, s.n, s.m)
+            w, passes = spec_passes(config, s.n, s.m)
             if not w:
                 return 1.0
-            r = min(r, w / config.n)
+            r = min(r, w / (config.n * passes))
     if s.block is not None:
         r /= s.block_density
     return r

@@ -325,12 +325,13 @@ def train_step(workload: Any, config: AccelConfig | str | None = None, *, fwd: s
     if method != "dense":
         nf, mf = _nm(fwd, "--fwd")
         nb, mb = _nm(bwd, "--bwd")
-        from sparsa.compiler.wformat import spec_window
+        from sparsa.compiler.wformat import spec_passes
 
         def eff(n: int, m: int) -> float:
-            # the array's rate for n:m: n/w at the widest window w it fits, else dense
-            w = spec_window(cfg, n, m)
-            return max(n / m, cfg.n / w) if w else 1.0
+            # the array's rate for n:m: n*s/w at the widest window w it fits (s passes when
+            # it is denser than the array's n), else dense
+            w, passes = spec_passes(cfg, n, m)
+            return max(n / m, cfg.n * passes / w) if w else 1.0
         eff_f = eff(nf, mf)
         eff_b = eff(nb, mb) if method != "forward-only" else 1.0
         out["ideal_speedup"] = round(3 / (1 + eff_f + eff_b), 4)

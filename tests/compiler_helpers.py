@@ -200,7 +200,8 @@ def expected_padding_macs(prog):
     patterns, where no tile is skipped): every op streams its ``P`` rows once through each of
     its ``ceil(K/kp) * ceil(Q/cols)`` tiles, ``rows*cols`` MACs per row, so padding is
     ``sum_ops P * (tiles * rows * cols) - sum_layers nonzero_macs``, with ``kp = k_per_pass``
-    in sparse mode (``groups * window`` at a narrower window) and ``rows`` in dense mode."""
+    in sparse mode (``groups * window`` at a narrower window) and ``rows`` in dense mode; a
+    GEMM in ``s`` sparse passes runs over ``K = s * ceil(K / window) * window``."""
     cfg = prog.config
     issued = 0
     for ly in prog.layers:
@@ -208,6 +209,9 @@ def expected_padding_macs(prog):
             continue
         m = ly.meta
         kp = cfg.act_row_bytes(m["window"][0]) if m["mode"] == ["sparse"] else cfg.rows
-        tiles = -(-m["K"] // kp) * -(-m["Q"] // cfg.cols) * m["groups"]
+        K = m["K"]
+        if m.get("passes", 1) > 1:
+            K = m["passes"] * -(-K // m["window"][0]) * m["window"][0]
+        tiles = -(-K // kp) * -(-m["Q"] // cfg.cols) * m["groups"]
         issued += m["P"] * tiles * cfg.rows * cfg.cols
     return issued - sum(ly.nonzero_macs for ly in prog.layers)

@@ -81,25 +81,35 @@ def test_output_folder_is_identical_run_to_run(tmp_path, args):
 
 
 def test_layers_that_cannot_run_their_sparsity_are_reported(tmp_path):
-    """A pattern the array cannot run sparse (3:8 on an n=2 core) runs dense; the compile
-    summary, summary.json and the program's layer meta say so and why, and a hand-edited
-    program whose notes are not strings is rejected."""
+    """A pattern denser than the array's n runs in sparse passes when that pays (3:8 on an
+    n=2, m=8 core: 2 passes) and dense when no split does (7:8 would need 4 passes of 2 per
+    8-window); the compile summary, summary.json and the program's layer meta say so and
+    why, and a hand-edited program whose notes are not strings is rejected."""
     from sparsa.compiler.errors import CompileError
     from sparsa.compiler.program import Program
     src = tmp_path / "g.csv"
-    src.write_text("Layer, M, N, K, Sparsity,\nL1, 32, 16, 64, 3:8,\nL2, 32, 16, 64, 2:8,\n")
+    src.write_text("Layer, M, N, K, Sparsity,\nL1, 32, 16, 64, 7:8,\nL2, 32, 16, 64, 2:8,\n"
+                   "L3, 32, 16, 64, 3:8,\n")
     r = _run(str(src), "--config", "8x8-n2m8", "-o", str(tmp_path / "o"))
     assert r.returncode == 0, r.stderr
-    why = "1 GEMM layer (L1): dense mode: 3:8 has more than 2 non-zeros in some aligned"
-    assert "mode notes" in r.stdout and why in r.stdout
+    why = "1 GEMM layer (L1): dense mode: 7:8 has more than 2 non-zeros in some aligned"
+    split = "1 GEMM layer (L3): sparse mode in 2 passes of 2 non-zeros per 8-window: 3:8"
+    assert "mode notes" in r.stdout and why in r.stdout and split in r.stdout
     summ = json.loads((tmp_path / "o" / "summary.json").read_text())
-    assert len(summ["mode_notes"]) == 1 and summ["mode_notes"][0].startswith(why)
+    assert len(summ["mode_notes"]) == 2 and summ["mode_notes"][0].startswith(why)
+    assert summ["mode_notes"][1].startswith(split)
     prog = Program.load(tmp_path / "o" / "program.sprg")
-    l1, l2 = (ly for ly in prog.layers if ly.kind != "host")
+    l1, l2, l3 = (ly for ly in prog.layers if ly.kind != "host")
     assert l1.meta["mode"] == ["dense"] and l1.meta["notes"]
+    assert l3.meta["mode"] == ["sparse"] and l3.meta["passes"] == 2 and l3.meta["notes"]
     assert l2.meta["mode"] == ["sparse"] and "notes" not in l2.meta
     doc = json.loads((tmp_path / "o" / "program.json").read_text())
     next(ly for ly in doc["layers"] if ly["name"] == "L1")["meta"]["notes"] = [3]
     (tmp_path / "bad.json").write_text(json.dumps(doc))
     with pytest.raises(CompileError, match=r"meta.notes=\[3\]; allowed a list of strings"):
+        Program.load_json(tmp_path / "bad.json")
+    doc = json.loads((tmp_path / "o" / "program.json").read_text())
+    next(ly for ly in doc["layers"] if ly["name"] == "L3")["meta"]["passes"] = 0
+    (tmp_path / "bad.json").write_text(json.dumps(doc))
+    with pytest.raises(CompileError, match=r"meta.passes=0; allowed an integer >= 1"):
         Program.load_json(tmp_path / "bad.json")

@@ -4,6 +4,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sparsa.compiler import CompileError, CompileOptions, compile_workload, wformat
 from sparsa.compiler.reference import RefGraph
 from sparsa.compiler.tilegen import random_nm_weights
@@ -49,6 +51,44 @@ def test_fits_sparse_and_window_bound():
     assert not wformat.fits_sparse(cfg, w)
 
 
+@settings(max_examples=60, deadline=None)
+@given(k=st.integers(1, 70), q=st.integers(1, 9), n=st.integers(1, 8),
+       width=st.sampled_from([4, 8, 16]), seed=st.integers(0, 2**16))
+def test_split_passes_sum_to_the_weights_and_fit(k, q, n, width, seed):
+    """Each of the ``s`` copies of :func:`wformat.split_passes` has at most ``n`` non-zeros
+    per aligned window, they sum to the weights, and ``repeat_input`` makes the GEMM the
+    same: ``[X, X, ...] @ [W_0; W_1; ...] == X @ W``."""
+    rng = np.random.default_rng(seed)
+    w = rng.integers(-128, 128, (k, q)).astype(np.int8)
+    w[rng.random((k, q)) < 0.4] = 0
+    kp = -(-k // width) * width
+    most = int(np.pad(w != 0, ((0, kp - k), (0, 0))).reshape(-1, width, q).sum(1).max())
+    passes = max(1, -(-most // n))
+    split = wformat.split_passes(w, width, passes, n)
+    assert split.shape == (passes * kp, q)
+    parts = split.reshape(passes, kp, q)
+    np.testing.assert_array_equal(parts.sum(axis=0)[:k], w)
+    assert ((parts != 0).reshape(passes, -1, width, q).sum(axis=2) <= n).all()
+    x = rng.integers(-128, 128, (3, k)).astype(np.int64)
+    xr = wformat.repeat_input(x, width, passes)
+    np.testing.assert_array_equal(xr @ split.astype(np.int64), x @ w.astype(np.int64))
+    if passes > 1 and most > n * (passes - 1):
+        with pytest.raises(ValueError, match="cannot hold"):
+            wformat.split_passes(w, width, passes - 1, n)
+
+
+def test_pass_plan_picks_the_fastest_split():
+    m8, m16, m4 = PRESETS["16x16-n2m8"], PRESETS["16x16-n1m16"], PRESETS["16x16-n2m4"]
+    assert wformat.spec_passes(m8, 2, 8) == (8, 1)       # fits: one pass
+    assert wformat.spec_passes(m8, 2, 4) == (4, 1)
+    assert wformat.spec_passes(m8, 3, 8) == (8, 2)       # 2 passes of 2 per 8: 2x
+    assert wformat.spec_passes(m8, 4, 8) == (8, 2)
+    assert wformat.spec_passes(m8, 7, 8) == (0, 0)       # 4 passes of 2 per 8: no gain
+    assert wformat.spec_passes(m4, 3, 4) == (0, 0)
+    assert wformat.spec_passes(m16, 2, 4) == (4, 2)      # ties (8, 4), (16, 8): fewer passes
+    assert wformat.spec_passes(m16, 3, 16) == (16, 3)
+
+
 def _graph():
     rng = np.random.default_rng(0)
     g = RefGraph("tiny", rng.integers(-128, 128, (9, 24)).astype(np.int8), 0)
@@ -85,8 +125,8 @@ def test_bad_options_are_one_line_errors():
         CompileOptions(sparse_mode="maybe")
     with pytest.raises(CompileError, match="--dump-after 'nope' is not a pass"):
         compile_workload(_graph(), PRESETS["8x8-n2m4"], dump_after="nope")
-    with pytest.raises(CompileError, match="does not fit"):
-        compile_workload(_graph(), PRESETS["8x8-n2m8"], sparsity="4:8",
+    with pytest.raises(CompileError, match="does not fit .* not even in passes"):
+        compile_workload(_graph(), PRESETS["8x8-n2m8"], sparsity="7:8",
                          options=CompileOptions(sparse_mode="sparse"))
 
 

@@ -140,3 +140,25 @@ def test_training_options_change_schedule_not_results():
             assert prog.instructions == base.instructions
         if not opt.interleave:
             assert prog.summary()["by_kind"].get("Fence", 0) > 0
+
+
+@pytest.mark.parametrize("spec", ["3:8", "4:8", "fwd=4:8,bwd=4:8,method=bimask"])
+def test_patterns_denser_than_n_run_in_passes(spec):
+    """On the n = 2, m = 8 core, 3:8 and 4:8 run in two sparse passes over a repeated K
+    (forward and, with Bi-Mask, backward-data GEMMs): executor == direct numpy."""
+    cfg = PRESETS["8x8-n2m8"]
+    if "method" in spec:
+        x = np.random.default_rng(5).integers(-128, 128, (10, 48)).astype(np.int8)
+        ref = TrainGraph(x, [48, 64, 32], spec, seed=0)
+        prog = compile_workload(ref, cfg, sparsity=spec, train=True, seed=0)
+        kinds = {"fwd", "bwd_data"}
+    else:
+        ref = resnet_block()
+        ref.evaluate(spec)
+        prog = compile_workload(ref, cfg, sparsity=spec, seed=ref.seed)
+        kinds = {"gemm"}
+    _check(prog, ref)
+    split = {ly.kind for ly in prog.layers if ly.meta.get("passes") == 2}
+    assert split == kinds
+    s = prog.summary()
+    assert s["useful_macs"] == s["nonzero_macs"]

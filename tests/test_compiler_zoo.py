@@ -39,7 +39,8 @@ def test_resnet50_shapes(name, spec):
 
 def test_2_4_on_m8_array_runs_at_window_4_and_is_noted():
     """2:4 has up to 4 non-zeros in an 8-window but at most 2 in every aligned 4-window: the
-    m = 8 array runs it in sparse mode at window 4 (2x over dense), 4:8 runs dense."""
+    m = 8 array runs it in sparse mode at window 4 (2x over dense); 4:8 runs in two sparse
+    passes at window 8 (also 2x over dense: the input is repeated along K), 7:8 dense."""
     cfg = PRESETS["16x16-n2m8"]
     prog = compile_workload(resnet50_shapes(), cfg, sparsity="2:4", with_data=False)
     gemms = [ly for ly in prog.layers if ly.kind != "host"]
@@ -49,8 +50,15 @@ def test_2_4_on_m8_array_runs_at_window_4_and_is_noted():
     dense = compile_workload(resnet50_shapes(), cfg, sparsity="dense", with_data=False)
     assert prog.summary()["macs_issued"] * 2 <= dense.summary()["macs_issued"] * 1.01
     wide = compile_workload(resnet50_shapes(), cfg, sparsity="4:8", with_data=False)
-    assert {tuple(ly.meta["mode"]) for ly in wide.layers if ly.kind != "host"} == {("dense",)}
+    modes = {(tuple(ly.meta["mode"]), ly.meta.get("passes")) for ly in wide.layers
+             if ly.kind != "host"}
+    assert (("sparse",), 2) in modes and modes <= {(("sparse",), 2), (("dense",), None)}
     _check_macs(wide, True)
+    assert wide.summary()["macs_issued"] * 2 <= dense.summary()["macs_issued"] * 1.05
+    dense78 = compile_workload(resnet50_shapes(), cfg, sparsity="7:8", with_data=False)
+    assert {tuple(ly.meta["mode"]) for ly in dense78.layers if ly.kind != "host"} == \
+        {("dense",)}
+    _check_macs(dense78, True)
 
 
 def test_data_free_stream_has_the_data_shape():
@@ -61,9 +69,15 @@ def test_data_free_stream_has_the_data_shape():
         ShapeLayer("c2", "conv", ("r1",), (49, 32, 48)),
         ShapeLayer("dw", "conv", ("c2",), (49, 9, 1, 8)),
         ShapeLayer("fc", "linear", ("dw",), (1, 392, 10))])
-    for spec in ("dense", "2:4", "1:4", "2:8"):
-        a = compile_workload(wl, PRESETS["16x16-n2m4"], sparsity=spec, with_data=True)
-        b = compile_workload(wl, PRESETS["16x16-n2m4"], sparsity=spec, with_data=False)
+    cases = [("16x16-n2m4", s) for s in ("dense", "2:4", "1:4", "2:8")] + \
+        [("16x16-n2m8", "3:8"), ("16x16-n2m8", "4:8"), ("16x16-n1m16", "2:4"),
+         ("16x16-n1m16", "3:16")]     # sparse passes over a repeated K
+    for cfg, spec in cases:
+        a = compile_workload(wl, PRESETS[cfg], sparsity=spec, with_data=True)
+        b = compile_workload(wl, PRESETS[cfg], sparsity=spec, with_data=False)
+        passes = [ly.meta.get("passes", 1) for ly in a.layers if ly.kind != "host"]
+        assert passes == [ly.meta.get("passes", 1) for ly in b.layers if ly.kind != "host"]
+        assert (max(passes) > 1) == (":" in spec and cfg != "16x16-n2m4")
         assert [type(i) for i in a.instructions] == [type(i) for i in b.instructions]
         assert [(i.count if hasattr(i, "count") else 0) for i in a.instructions] == \
             [(i.count if hasattr(i, "count") else 0) for i in b.instructions]
