@@ -58,10 +58,11 @@ def allocate(g: CGraph) -> Allocation:
         if op.x not in produced and op.x not in seen:
             seen.add(op.x)
             fmt = "act_dense" if lay["act_win"] else "act"
-            entries.append(DramTensor(op.x, 0, op.P * lay["x_row"], (op.P, op.K), "int8", fmt,
+            entries.append(DramTensor(op.x, 0, op.P * lay["x_row"], (op.P, op.kx), "int8", fmt,
                                       "input", {"row_beats": lay["x_row"],
                                                 "entry_beats": lay["eb_a"],
-                                                "kp": op.tiling.kp, "nk": op.tiling.nk}))
+                                                "kp": op.tiling.kp,
+                                                "nk": op.tiling.nk // op.passes}))
     for op in g.ops:
         lay = lays[op.name]
         tm = op.tiling.tmap

@@ -86,8 +86,8 @@ def encode_program(g: CGraph) -> Program:
             lo = t.addr * bb
             if t.role == "input":
                 op = ops_by_x[name]
-                rows = pack_activations(cfg, g.data[name], op.tiling.mode, op.tiling.nk,
-                                        op.tiling.kp)
+                rows = pack_activations(cfg, g.data[name], op.tiling.mode,
+                                        op.tiling.nk // op.passes, op.tiling.kp)
                 img[lo:lo + rows.size] = rows.reshape(-1)
             elif t.role == "weight":
                 op = next(o for o in g.ops if f"{o.name}.w" == name)

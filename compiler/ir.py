@@ -68,7 +68,7 @@ class Tiling:
     tiles: int           # stored weight tiles
     tmap: Any = None     # wformat.TileMap
     notes: list[str] = field(default_factory=list)
-    kc: int = 0          # weight-reuse: K tiles per activation block (0: every used K tile)
+    kc: int = 0          # weight-reuse: activation K tiles per block (0: every used one)
     qb: int = 1          # weight-reuse: column blocks per accumulator block
 
 
@@ -90,7 +90,8 @@ class GemmOp:
     nnz: int = 0
     mode: str = "sparse"           # sparse | dense | load-sparse (chosen by lowering)
     win: int = 0                   # sparse mode: window width (0 = the array's m)
-    passes: int = 1                # sparse mode: K copies (wformat.split_passes); K counts all
+    passes: int = 1                # sparse mode: K tile t is pass t % passes of activation
+    k_act: int = 0                 # tile t // passes (wformat.split_passes); X's K (0: K)
     cmp: tuple[int, int] | None = None   # load-sparse window (cmp_n, cmp_m)
     mode_notes: list[str] = field(default_factory=list)
     relu: int = 0
@@ -99,6 +100,12 @@ class GemmOp:
     x_chained: bool = False        # X is written by an earlier STORE of this program
     tiling: Tiling | None = None
     phase: str = "inf"
+
+
+    @property
+    def kx(self) -> int:
+        """Columns of ``X`` (``K`` unless the GEMM runs in passes)."""
+        return self.k_act or self.K
 
 
 @dataclass

@@ -107,7 +107,8 @@ def _node_mode(g: CGraph, n: Node) -> tuple[str, int, int, list[str]]:
     if pw and (opt == "sparse" or _split_cost(cfg, n, pw, ps) < _split_cost(cfg, n, 0, 1)):
         return "sparse", pw, ps, [
             f"sparse mode in {ps} passes of {_nonzeros(cfg.n)} per {pw}-window: "
-            f"{too_dense}; the input is repeated {ps}x along K" + _core_hint(n.spec)]
+            f"{too_dense}; every activation tile is read by {ps} weight tiles"
+            + _core_hint(n.spec)]
     if opt == "sparse" and sparse_spec:
         raise CompileError(f"{n.name}: pattern {n.spec} does not fit the array's "
                            f"{cfg.n}:{narrow} or wider windows, not even in passes; use "
@@ -123,17 +124,13 @@ def _node_mode(g: CGraph, n: Node) -> tuple[str, int, int, list[str]]:
 def _split_cost(cfg, n: Node, win: int, passes: int) -> float:
     """Rough cycles of a GEMM node in ``passes`` sparse passes at window ``win`` (``win =
     0``: dense mode): the larger of the array's time (``P`` rows through every weight tile)
-    and the DRAM time of its activations (a split repeats the input) and weight tiles, each
-    read once."""
+    and the DRAM time of its activations and weight tiles, each read once."""
     P, K, Q = n.gemm[:3]
     nq = -(-Q // cfg.cols)
-    if win:
-        kx = passes * -(-K // win) * win
-        nk = -(-kx // wformat.tile_k(cfg, "sparse", win))
-    else:
-        kx, nk = K, -(-K // wformat.tile_k(cfg, "dense"))
+    kp = wformat.tile_k(cfg, "sparse" if win else "dense", win)
+    nk = passes * -(-K // kp)
     wbytes = nk * nq * cfg.rows * cfg.beats(cfg.wgt_entry_bytes) * cfg.beat_bytes
-    return max(P * nk * nq, (P * kx + wbytes) / cfg.dram_bytes_per_cycle)
+    return max(P * nk * nq, (P * nk // passes * kp + wbytes) / cfg.dram_bytes_per_cycle)
 
 
 def _nonzeros(k: int) -> str:
@@ -185,8 +182,10 @@ class LowerPass:
                 continue
             P, K, Q, groups = n.gemm
             mode, win, passes, notes = _node_mode(g, n)
-            # passes > 1: the GEMM runs over `passes` copies of K (wformat.split_passes)
-            k_op = passes * -(-K // win) * win if passes > 1 else K
+            # passes > 1: K tile t holds pass t % passes of activation tile t // passes
+            # (wformat.split_passes)
+            k_op = passes * -(-K // wformat.tile_k(cfg, mode, win)) * \
+                wformat.tile_k(cfg, mode, win) if passes > 1 else K
             if n.phase == "bwd_data" and not g.options.pregenerate_bwd:
                 # pruning on the fly: the compressed W^T is not generated ahead of time with
                 # the weight update; every step the host reads W, transposes it, keeps the
@@ -203,35 +202,35 @@ class LowerPass:
             if len(n.inputs) == 1 and groups == 1 and n.stationary == "weight":
                 s = outputs.get(alias.get(n.inputs[0], n.inputs[0]))
                 if s is not None and s.P == P and s.Q == K and s.requant and \
-                        chainable(cfg, mode, win) and n.perm is None and passes == 1:
+                        chainable(cfg, mode, win) and n.perm is None:
                     src = s
             # linear layers reading the same tensor share one host-written input
             shared_x = groups == 1 and n.kind.lower() in ("linear", "gemm", "fc") and \
                 len(n.inputs) == 1 and n.perm is None and n.phase in ("inf", "fwd")
             if src is None:
                 new_nodes.append(Node(f"{n.name}.im2col", "im2col", n.phase, n.inputs,
-                                      out_elements=P * k_op * groups, source=n.source,
+                                      out_elements=P * K * groups, source=n.source,
                                       notes=["host lays out the GEMM input"]))
             ni = len(new_nodes)
             new_nodes.append(n)
             for gi in range(groups):
                 name = n.name if groups == 1 else f"{n.name}/g{gi}"
-                w = n.w[gi] if n.w is not None else None
+                w = w_ref = n.w[gi] if n.w is not None else None
                 kvec, structure = n.attrs.get("_kvec"), n.structure
                 if passes > 1:
-                    w = None if w is None else wformat.split_passes(w, win, passes, cfg.n)
+                    kp = wformat.tile_k(cfg, mode, win)
+                    w = None if w is None else wformat.split_passes(w, win, passes, cfg.n, kp)
                     kvec = None if kvec is None else wformat.split_passes(
-                        np.asarray(kvec, bool)[:, None], win, passes, cfg.n)[:, 0]
+                        np.asarray(kvec, bool)[:, None], win, passes, cfg.n, kp)[:, 0]
                     structure = None if structure is None else wformat.split_passes(
-                        np.asarray(structure, bool), win, passes, cfg.n)
+                        np.asarray(structure, bool), win, passes, cfg.n, kp)
                 xname = f"{name}.x"
                 if src is None and shared_x and g.options.reuse_schedule:
                     narrow = f"w{win}" if win and win != cfg.m else ""
-                    narrow += f"p{passes}" if passes > 1 else ""
                     xname = f"{n.inputs[0]}.x.{mode}{narrow}.k{K}"
                 op = GemmOp(name, ni, gi, P, k_op, Q, x=src.y if src else xname,
                             y=f"{name}.y", w=w, kvec=kvec, structure=structure,
-                            passes=passes,
+                            passes=passes, k_act=K if passes > 1 else 0,
                             nnz=int(np.count_nonzero(w)) if w is not None else n.nnz // groups,
                             relu=int(n.relu), requant=int(not wgrad), x_chained=src is not None,
                             mode=mode, win=win, mode_notes=list(notes), phase=n.phase,
@@ -247,10 +246,8 @@ class LowerPass:
                             rng.integers(-128, 128, size=(P, K)).astype(np.int8)
                         if n.perm is not None:   # Bi-Mask: the host writes dY permuted
                             x = x[:, n.perm]
-                        if passes > 1:
-                            x = wformat.repeat_input(x, win, passes)
                         g.data[op.x] = x
-                    y32 = matmul_exact(x, w).astype(np.uint32) \
+                    y32 = matmul_exact(x, w_ref).astype(np.uint32) \
                         .view(np.int32)
                     op.shift = choose_shift(y32, bool(op.relu)) if op.requant else 0
                     results[op.y] = requant(y32, op.shift, bool(op.relu)) if op.requant \

@@ -242,7 +242,7 @@ def op_layout(cfg: AccelConfig, op: GemmOp) -> dict[str, int]:
     sb = cfg.beats(cfg.cols if op.requant else cfg.acc_entry_bytes)
     cmp_n, cmp_m = op.cmp if t.mode == "load-sparse" and op.cmp else (0, 0)
     ents = cfg.rows // cmp_m * cmp_n if cmp_m else cfg.rows
-    return {"eb_a": eb_a, "act_win": aw, "x_row": t.nk * eb_a, "sb": sb,
+    return {"eb_a": eb_a, "act_win": aw, "x_row": t.nk // op.passes * eb_a, "sb": sb,
             "y_row": t.nq * sb, "tile_beats": ents * cfg.beats(cfg.wgt_entry_bytes),
             "tile_entries": ents, "cmp_n": cmp_n, "cmp_m": cmp_m}
 
@@ -344,19 +344,22 @@ def _op_steps(cfg: AccelConfig, op: GemmOp, oi: int, layer: int, lay: dict[str, 
     for qt in range(tm.nq):
         for j, kt in enumerate(tm.kts(qt)):
             tile_idx[kt, qt] = int(qt_ptr[qt]) + j
-    kts_used = [kt for kt in range(tm.nk) if tm.keep[kt].any()]
+    # activation tiles read by kept K tiles (K tile kt reads kt // passes: a GEMM in
+    # passes reads each activation tile with `passes` weight tiles, loaded once)
+    ps = op.passes
+    kas_used = sorted({kt // ps for kt in range(tm.nk) if tm.keep[kt].any()})
     wname = f"{op.name}.w"
     st_args = (op.relu, op.requant, op.shift)
     steps: list[Step] = []
 
-    def block(p0: int, c: int, kts: list[int]) -> ActBlock:
-        return ActBlock(key=(op.x, p0, c, tuple(kts), ex, eb, xr),
-                        loads=[(j * c, c, op.x, p0 * xr + kt * eb, xr, ex)
-                               for j, kt in enumerate(kts)])
+    def block(p0: int, c: int, kas: list[int]) -> ActBlock:
+        return ActBlock(key=(op.x, p0, c, tuple(kas), ex, eb, xr),
+                        loads=[(j * c, c, op.x, p0 * xr + ka * eb, xr, ex)
+                               for j, ka in enumerate(kas)])
 
     kts_of = [tm.kts(qt) for qt in range(tm.nq)]
-    kc = t.kc or len(kts_used)
-    kchunks = [kts_used[i:i + kc] for i in range(0, len(kts_used), kc)]
+    kc = t.kc or len(kas_used)
+    kchunks = [kas_used[i:i + kc] for i in range(0, len(kas_used), kc)]
     for p0 in range(0, op.P, t.pc):
         c = min(t.pc, op.P - p0)
         # one activation block per chunk of K tiles; a single chunk stays resident for
@@ -369,12 +372,12 @@ def _op_steps(cfg: AccelConfig, op: GemmOp, oi: int, layer: int, lay: dict[str, 
             if q0 and len(blocks) > 1:
                 blocks = [block(p0, c, ks) for ks in kchunks]
             for ks, blk in zip(kchunks, blocks, strict=True):
-                slot = {kt: j * c for j, kt in enumerate(ks)}
+                slot = {ka: j * c for j, ka in enumerate(ks)}
                 for qt in qts:
                     for kt in kts_of[qt]:
-                        if kt not in slot:
+                        if kt // ps not in slot:
                             continue
-                        steps.append(Step(oi, layer, blk, slot[kt], c, wname,
+                        steps.append(Step(oi, layer, blk, slot[kt // ps], c, wname,
                                           tile_idx[kt, qt] * tb, acc, (qt - q0) * c,
                                           int(qt in started), c * int(tm.nnz[kt, qt])))
                         started.add(qt)

@@ -164,7 +164,9 @@ def choose_tiling(cfg: AccelConfig, op: GemmOp, *, mode: str, dataflow: str,
     acc_half = cfg.acc_entries // 2
     act_half = cfg.act_entries // 2
     notes: list[str] = []
-    nk_used = int(tmap.keep.any(axis=1).sum())
+    # activation tiles read by the kept K tiles (a GEMM in passes reads activation tile
+    # kt // passes with K tile kt): what activation blocks hold, in units of entries per row
+    nk_used = len({kt // op.passes for kt in np.nonzero(tmap.keep.any(axis=1))[0]})
 
     def tiling(order: str, pc: int, kc: int, qb: int, notes: list[str]) -> Tiling:
         resident = order == "weight-reuse" and kc >= nk_used
@@ -233,8 +235,8 @@ def pair_cycles(g: CGraph, op: GemmOp, tiling: Tiling) -> tuple[int, int]:
 def _timing_key(op: GemmOp, rows: int, t: Tiling) -> tuple:
     """Everything :func:`pair_cycles` depends on (repeated layers share their timing; the
     non-zero counts of the tiles only count useful MACs, so only which tiles are kept)."""
-    return (rows, op.K, op.Q, op.cmp, op.relu, op.requant, op.phase, t.mode, t.kp, t.nk, t.nq,
-            t.order, t.pc, t.resident, t.kc, t.qb, t.tmap.keep.tobytes())
+    return (rows, op.K, op.Q, op.passes, op.cmp, op.relu, op.requant, op.phase, t.mode, t.kp,
+            t.nk, t.nq, t.order, t.pc, t.resident, t.kc, t.qb, t.tmap.keep.tobytes())
 
 
 def marginal_cycles(g: CGraph, op: GemmOp, tiling: Tiling, rows: int, cache: dict) -> float:

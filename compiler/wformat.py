@@ -29,12 +29,14 @@ A pattern runs in sparse mode at the widest window ``w`` in which no column has 
 
 **Passes.** A pattern denser than the array's ``n`` (3:8 or 4:8 on an ``n = 2, m = 8``
 array) runs in sparse mode in ``s`` passes (:func:`pass_plan`): the ``j``-th pass keeps the
-non-zeros ranked ``j*n .. j*n+n-1`` in their aligned ``w``-window (:func:`split_passes`), and
-the GEMM becomes ``[X, X, ...] @ [W_0; W_1; ...]`` over ``s`` copies of ``K`` (each padded to
-whole windows; the host repeats the input, :func:`repeat_input`), accumulated like any other
-K tiles. Its rate is ``w / (n*s)`` times dense mode's, so it is used when ``n*s < w``
-(4:8 on that array: 2x, where dense mode would give 1x). Only when no split beats dense
-mode does the GEMM run in dense mode.
+non-zeros ranked ``j*n .. j*n+n-1`` in their aligned ``w``-window. The weights become
+``s * nk`` tiles (:func:`split_passes`): K tile ``kt*s + j`` holds pass ``j`` of the
+weights of activation tile ``kt``, so the activations are stored once, as for one pass, and
+every K tile ``t`` reads activation tile ``t // s`` (the scheduler loads it once for the
+``s`` tiles that read it); the passes accumulate like any other K tiles. A pass whose tile
+holds no non-zero (no window had more than ``j*n``) is skipped like any all-zero tile. The
+rate is ``w / (n*s)`` of dense mode's, so it is used when ``n*s < w`` (4:8 on that array:
+2x, where dense mode would give 1x); when no split beats dense mode the GEMM runs dense.
 """
 
 from __future__ import annotations
@@ -151,35 +153,40 @@ def weight_passes(cfg: AccelConfig, w: np.ndarray) -> tuple[int, int]:
     return (win, 1) if win else pass_plan(cfg, lambda x: _max_nnz(w, x))
 
 
-def split_passes(a: np.ndarray, width: int, passes: int, n: int) -> np.ndarray:
-    """``a[K, Q]`` (weights or a boolean mask) as ``[passes * Kp, Q]`` (``Kp``: ``K`` padded
-    to whole ``width``-windows): copy ``j`` keeps the non-zeros ranked ``j*n .. j*n+n-1`` in
-    their aligned window, so every copy has at most ``n`` per window and the copies sum to
-    ``a``. Raises ``ValueError`` when ``passes`` copies cannot hold every non-zero."""
+def split_passes(a: np.ndarray, width: int, passes: int, n: int, tile: int) -> np.ndarray:
+    """``a[K, Q]`` (weights or a boolean mask) as ``[passes * Kt, Q]`` (``Kt``: ``K``
+    padded to whole ``tile``-row K tiles, ``tile`` a multiple of ``width``): rows
+    ``(kt*passes + j)*tile ..`` hold pass ``j`` of K tile ``kt`` — the non-zeros ranked
+    ``j*n .. j*n+n-1`` in their aligned ``width``-window — so every pass has at most ``n``
+    per window and the passes of a tile sum to it. Raises ``ValueError`` when ``passes``
+    passes cannot hold every non-zero."""
     k, q = a.shape
-    kp = -(-k // width) * width
-    pad = np.zeros((kp, q), a.dtype)
+    kt = -(-k // tile) * tile
+    pad = np.zeros((kt, q), a.dtype)
     pad[:k] = a
-    nz = pad.reshape(kp // width, width, q) != 0
+    nz = pad.reshape(kt // width, width, q) != 0
     rank = (np.cumsum(nz, axis=1) - 1) // n
     if nz.any() and int(rank[nz].max()) >= passes:
         raise ValueError(f"{passes} passes of {n} per {width}-window cannot hold these "
                          f"non-zeros")
-    out = np.zeros((passes, kp, q), a.dtype)
+    out = np.zeros((kt // tile, passes, tile, q), a.dtype)
     for j in range(passes):
-        sel = (nz & (rank == j)).reshape(kp, q)
-        out[j][sel] = pad[sel]
-    return out.reshape(passes * kp, q)
+        sel = (nz & (rank == j)).reshape(kt, q)
+        part = np.zeros((kt, q), a.dtype)
+        part[sel] = pad[sel]
+        out[:, j] = part.reshape(kt // tile, tile, q)
+    return out.reshape(passes * kt, q)
 
 
-def repeat_input(x: np.ndarray, width: int, passes: int) -> np.ndarray:
-    """The input ``x[P, K]`` of a GEMM split by :func:`split_passes`: ``passes`` copies of
-    ``x`` along ``K``, each padded with zeros to whole ``width``-windows."""
+def repeat_input(x: np.ndarray, passes: int, tile: int) -> np.ndarray:
+    """The activations ``x[P, K]`` as the K tiles of a GEMM split by :func:`split_passes`
+    see them: K tile ``t`` is activation tile ``t // passes`` (``x @ a == repeat_input(x)
+    @ split_passes(a)``). The program stores ``x`` once; this is the reference view."""
     p, k = x.shape
-    kp = -(-k // width) * width
-    out = np.zeros((p, passes, kp), x.dtype)
-    out[:, :, :k] = x[:, None, :]
-    return out.reshape(p, passes * kp)
+    kt = -(-k // tile) * tile
+    xp = np.zeros((p, kt), x.dtype)
+    xp[:, :k] = x
+    return np.repeat(xp.reshape(p, kt // tile, 1, tile), passes, axis=2).reshape(p, -1)
 
 
 @dataclass

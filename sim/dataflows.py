@@ -164,7 +164,9 @@ def _gemms(program: Any) -> list[tuple[int, Any, int, int, int, int, int, int]]:
         sparse = all(x == "sparse" for x in modes)
         win = min(m.get("window") or [program.config.m]) if sparse else 0
         K = int(m["K"])
-        if sparse and int(m.get("passes", 1)) > 1:   # K copies (wformat.split_passes)
+        if sparse and int(m.get("passes", 1)) > 1:
+            # in passes (wformat.split_passes): modelled as a GEMM over `passes` copies of K
+            # (these arrays re-stream the activations for every pass)
             K = int(m["passes"]) * _ceil(K, win) * win
         ob = 4 if ly.kind == "wgrad" else 1
         out.append((j, ly, int(m["P"]), K, int(m["Q"]), int(m.get("groups", 1)),

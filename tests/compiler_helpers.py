@@ -201,7 +201,7 @@ def expected_padding_macs(prog):
     its ``ceil(K/kp) * ceil(Q/cols)`` tiles, ``rows*cols`` MACs per row, so padding is
     ``sum_ops P * (tiles * rows * cols) - sum_layers nonzero_macs``, with ``kp = k_per_pass``
     in sparse mode (``groups * window`` at a narrower window) and ``rows`` in dense mode; a
-    GEMM in ``s`` sparse passes runs over ``K = s * ceil(K / window) * window``."""
+    GEMM in ``s`` sparse passes has ``s`` weight tiles per K tile."""
     cfg = prog.config
     issued = 0
     for ly in prog.layers:
@@ -209,9 +209,6 @@ def expected_padding_macs(prog):
             continue
         m = ly.meta
         kp = cfg.act_row_bytes(m["window"][0]) if m["mode"] == ["sparse"] else cfg.rows
-        K = m["K"]
-        if m.get("passes", 1) > 1:
-            K = m["passes"] * -(-K // m["window"][0]) * m["window"][0]
-        tiles = -(-K // kp) * -(-m["Q"] // cfg.cols) * m["groups"]
+        tiles = m.get("passes", 1) * -(-m["K"] // kp) * -(-m["Q"] // cfg.cols) * m["groups"]
         issued += m["P"] * tiles * cfg.rows * cfg.cols
     return issued - sum(ly.nonzero_macs for ly in prog.layers)

@@ -53,28 +53,29 @@ def test_fits_sparse_and_window_bound():
 
 @settings(max_examples=60, deadline=None)
 @given(k=st.integers(1, 70), q=st.integers(1, 9), n=st.integers(1, 8),
-       width=st.sampled_from([4, 8, 16]), seed=st.integers(0, 2**16))
-def test_split_passes_sum_to_the_weights_and_fit(k, q, n, width, seed):
-    """Each of the ``s`` copies of :func:`wformat.split_passes` has at most ``n`` non-zeros
-    per aligned window, they sum to the weights, and ``repeat_input`` makes the GEMM the
-    same: ``[X, X, ...] @ [W_0; W_1; ...] == X @ W``."""
+       width=st.sampled_from([4, 8, 16]), tiles=st.integers(1, 3), seed=st.integers(0, 2**16))
+def test_split_passes_sum_to_the_weights_and_fit(k, q, n, width, tiles, seed):
+    """Each of the ``s`` passes of :func:`wformat.split_passes` has at most ``n`` non-zeros
+    per aligned window, the passes of a K tile sum to it, and with the activation view of
+    ``repeat_input`` (K tile ``t`` reads activation tile ``t // s``) the GEMM is the same."""
     rng = np.random.default_rng(seed)
     w = rng.integers(-128, 128, (k, q)).astype(np.int8)
     w[rng.random((k, q)) < 0.4] = 0
-    kp = -(-k // width) * width
-    most = int(np.pad(w != 0, ((0, kp - k), (0, 0))).reshape(-1, width, q).sum(1).max())
+    tile = tiles * width
+    kt = -(-k // tile) * tile
+    most = int(np.pad(w != 0, ((0, kt - k), (0, 0))).reshape(-1, width, q).sum(1).max())
     passes = max(1, -(-most // n))
-    split = wformat.split_passes(w, width, passes, n)
-    assert split.shape == (passes * kp, q)
-    parts = split.reshape(passes, kp, q)
-    np.testing.assert_array_equal(parts.sum(axis=0)[:k], w)
-    assert ((parts != 0).reshape(passes, -1, width, q).sum(axis=2) <= n).all()
+    split = wformat.split_passes(w, width, passes, n, tile)
+    assert split.shape == (passes * kt, q)
+    parts = split.reshape(kt // tile, passes, tile, q)
+    np.testing.assert_array_equal(parts.sum(axis=1).reshape(kt, q)[:k], w)
+    assert ((parts != 0).reshape(-1, width, q).sum(axis=1) <= n).all()
     x = rng.integers(-128, 128, (3, k)).astype(np.int64)
-    xr = wformat.repeat_input(x, width, passes)
+    xr = wformat.repeat_input(x, passes, tile)
     np.testing.assert_array_equal(xr @ split.astype(np.int64), x @ w.astype(np.int64))
     if passes > 1 and most > n * (passes - 1):
         with pytest.raises(ValueError, match="cannot hold"):
-            wformat.split_passes(w, width, passes - 1, n)
+            wformat.split_passes(w, width, passes - 1, n, tile)
 
 
 def test_pass_plan_picks_the_fastest_split():

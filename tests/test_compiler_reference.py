@@ -144,7 +144,7 @@ def test_training_options_change_schedule_not_results():
 
 @pytest.mark.parametrize("spec", ["3:8", "4:8", "fwd=4:8,bwd=4:8,method=bimask"])
 def test_patterns_denser_than_n_run_in_passes(spec):
-    """On the n = 2, m = 8 core, 3:8 and 4:8 run in two sparse passes over a repeated K
+    """On the n = 2, m = 8 core, 3:8 and 4:8 run in two sparse passes
     (forward and, with Bi-Mask, backward-data GEMMs): executor == direct numpy."""
     cfg = PRESETS["8x8-n2m8"]
     if "method" in spec:

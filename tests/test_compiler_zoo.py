@@ -40,7 +40,7 @@ def test_resnet50_shapes(name, spec):
 def test_2_4_on_m8_array_runs_at_window_4_and_is_noted():
     """2:4 has up to 4 non-zeros in an 8-window but at most 2 in every aligned 4-window: the
     m = 8 array runs it in sparse mode at window 4 (2x over dense); 4:8 runs in two sparse
-    passes at window 8 (also 2x over dense: the input is repeated along K), 7:8 dense."""
+    passes at window 8 (also 2x over dense: two weight tiles per activation tile), 7:8 dense."""
     cfg = PRESETS["16x16-n2m8"]
     prog = compile_workload(resnet50_shapes(), cfg, sparsity="2:4", with_data=False)
     gemms = [ly for ly in prog.layers if ly.kind != "host"]
@@ -71,7 +71,7 @@ def test_data_free_stream_has_the_data_shape():
         ShapeLayer("fc", "linear", ("dw",), (1, 392, 10))])
     cases = [("16x16-n2m4", s) for s in ("dense", "2:4", "1:4", "2:8")] + \
         [("16x16-n2m8", "3:8"), ("16x16-n2m8", "4:8"), ("16x16-n1m16", "2:4"),
-         ("16x16-n1m16", "3:16")]     # sparse passes over a repeated K
+         ("16x16-n1m16", "3:16")]     # sparse passes
     for cfg, spec in cases:
         a = compile_workload(wl, PRESETS[cfg], sparsity=spec, with_data=True)
         b = compile_workload(wl, PRESETS[cfg], sparsity=spec, with_data=False)

@@ -99,7 +99,7 @@ def test_limits_rows_and_cli(tmp_path, capsys):
     assert by["2:4"]["ideal"] == 2 and 1.05 < by["2:4"]["speedup"] <= 2.0
     assert by["dense"]["mode_notes"] == [] and by["1:16"]["mode_notes"] == []
     assert any("sparse mode in 2 passes of 1 non-zero per 4-window: 2:4 has more than 1 "
-               "non-zero in some aligned 2-window; the input is repeated 2x along K (a core "
+               "non-zero in some aligned 2-window; every activation tile is read by 2 weight tiles (a core "
                "with n = 2 and m = 4 runs it at 2x)" in x for x in by["2:4"]["mode_notes"])
     # 1:16 reads every activation of the 16-wide windows but computes 16x fewer passes: on
     # these small convolutions it runs faster than dense until DRAM bandwidth stops it

@@ -106,9 +106,9 @@ def test_blocked_weight_reuse_and_act_reuse():
 
 @pytest.mark.xdist_group("8x8-n2m8")
 def test_pattern_denser_than_n_runs_in_passes():
-    """3:8 on the n = 2, m = 8 core: two sparse passes over a repeated K (each keeps 2 of
-    every 8), bit-exact on Verilator, the model's cycles equal to the RTL's, and fewer
-    cycles than the same layers in dense mode on the same core."""
+    """3:8 on the n = 2, m = 8 core: two sparse passes (each keeps 2 of every 8) reading
+    every activation tile with two weight tiles, bit-exact on Verilator, the model's cycles
+    equal to the RTL's, and fewer cycles than the same layers in dense mode."""
     from sparsa.compiler import CompileOptions
     from sparsa.sim.api import simulate
     cfg = PRESETS["8x8-n2m8"]
@@ -120,7 +120,11 @@ def test_pattern_denser_than_n_runs_in_passes():
     prog = compile_workload(g, cfg, sparsity="3:8", seed=7)
     fc1 = next(ly for ly in prog.layers if ly.name == "fc1")
     assert fc1.meta["passes"] == 2 and fc1.meta["window"] == [8]
-    assert prog.tensors["x.x.sparsep2.k96"].shape == (24, 2 * 96)     # the input, twice
+    x = prog.tensors["x.x.sparse.k96"]
+    assert x.shape == (24, 96)                                      # the input, once
+    acts = [i for i in prog.instructions if type(i).__name__ == "Load"
+            and i.target.name == "ACT" and x.addr <= i.dram_addr < x.addr + x.beats]
+    assert sum(i.count for i in acts) == 24 * 96 // cfg.k_per_pass   # each entry loaded once
     assert prog.summary()["useful_macs"] == prog.summary()["nonzero_macs"]
     res = _run(prog, g)
     assert simulate(prog).cycles == res.cycles
