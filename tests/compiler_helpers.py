@@ -212,3 +212,15 @@ def expected_padding_macs(prog):
         tiles = m.get("passes", 1) * -(-m["K"] // kp) * -(-m["Q"] // cfg.cols) * m["groups"]
         issued += m["P"] * tiles * cfg.rows * cfg.cols
     return issued - sum(ly.nonzero_macs for ly in prog.layers)
+
+
+def two_layer_mlp(name, x, hidden, out, spec, seed):
+    """``fc1 -> relu -> fc2`` on activations ``x[P, K]`` as a :class:`RefGraph`, evaluated
+    at ``spec`` (the small network the RTL tests compile)."""
+    from sparsa.compiler.reference import RefGraph
+    g = RefGraph(name, x, seed=seed)
+    g.linear("fc1", "x", x.shape[1], hidden)
+    g.relu("r1", "fc1")
+    g.linear("fc2", "r1", hidden, out)
+    g.evaluate(spec)
+    return g

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from compiler_helpers import two_layer_mlp
 from sparsa.compiler import compile_workload, read_output
 from sparsa.compiler.executor import execute
 from sparsa.compiler.reference import RefGraph, TrainGraph
@@ -112,11 +113,7 @@ def test_pattern_denser_than_n_runs_in_passes():
     from sparsa.compiler import CompileOptions
     from sparsa.sim.api import simulate
     cfg = PRESETS["8x8-n2m8"]
-    g = RefGraph("passes", _x((24, 96), 7), seed=7)
-    g.linear("fc1", "x", 96, 16)
-    g.relu("r", "fc1")
-    g.linear("fc2", "r", 16, 24)
-    g.evaluate("3:8")
+    g = two_layer_mlp("passes", _x((24, 96), 7), 16, 24, "3:8", seed=7)
     prog = compile_workload(g, cfg, sparsity="3:8", seed=7)
     fc1 = next(ly for ly in prog.layers if ly.name == "fc1")
     assert fc1.meta["passes"] == 2 and fc1.meta["window"] == [8]

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from compiler_helpers import two_layer_mlp
 from sparsa.compiler import compile_workload, read_output
 from sparsa.compiler.executor import execute
-from sparsa.compiler.reference import RefGraph, TrainGraph
+from sparsa.compiler.reference import TrainGraph
 from sparsa.hw.config import PRESETS
 from sparsa.hw.rtl_runner import rtl_available, run_on_rtl
 from sparsa.sim.api import simulate
@@ -33,11 +34,7 @@ def _rtl(prog):
 def test_m16_compiled_1to16_bit_exact():
     cfg = PRESETS["8x8-n1m16"]
     assert (cfg.n, cfg.m, cfg.k_per_pass) == (1, 16, 128)
-    g = RefGraph("m16-mlp", _x((6, 256), 1), seed=1)
-    g.linear("fc1", "x", 256, 24)
-    g.relu("r1", "fc1")
-    g.linear("fc2", "r1", 24, 16)
-    g.evaluate("1:16")
+    g = two_layer_mlp("m16-mlp", _x((6, 256), 1), 24, 16, "1:16", seed=1)
     prog = compile_workload(g, cfg, sparsity="1:16", seed=1)
     modes = {ly.name: ly.meta["mode"] for ly in prog.layers if ly.kind != "host"}
     assert modes["fc1"] == ["sparse"]
