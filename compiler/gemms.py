@@ -48,21 +48,29 @@ def chainable(cfg: AccelConfig, mode: str, win: int = 0) -> bool:
 
 
 def choose_mode(cfg: AccelConfig, w: np.ndarray, sparse_mode: str, name: str
-                ) -> tuple[str, int, list[str]]:
-    """``(mode, window width, notes)`` of weights ``w`` (see :func:`wformat.sparse_window`)."""
+                ) -> tuple[str, int, int, list[str]]:
+    """``(mode, window width, passes, notes)`` of weights ``w`` (see
+    :func:`wformat.sparse_window`; weights denser than the array's ``n`` run in sparse
+    passes, :func:`wformat.pass_plan`, when that needs fewer weight tiles than dense mode)."""
     if sparse_mode == "dense":
-        return "dense", 0, ["dense mode (option)"]
+        return "dense", 0, 1, ["dense mode (option)"]
     win = wformat.sparse_window(cfg, w)
     if win:
         if np.count_nonzero(w) == w.size and cfg.n == cfg.m:
-            return "dense", 0, []
-        return "sparse", win, [] if win == cfg.m else \
+            return "dense", 0, 1, []
+        return "sparse", win, 1, [] if win == cfg.m else \
             [f"sparse mode at window {win} (more than {cfg.n} non-zeros in some {cfg.m}-window)"]
     narrow = min(cfg.windows[1:], default=cfg.m)      # the narrowest sparse window
+    pw, ps = wformat.weight_passes(cfg, w)
+    k = w.shape[0]
+    if pw and ps * -(-k // wformat.tile_k(cfg, "sparse", pw)) < \
+            -(-k // wformat.tile_k(cfg, "dense")):
+        return "sparse", pw, ps, [f"sparse mode in {ps} passes of {cfg.n} per {pw}-window "
+                                  f"(more than {cfg.n} non-zeros in some {narrow}-window)"]
     if sparse_mode == "sparse":
         raise CompileError(f"{name}: weights have more than n={cfg.n} non-zeros in an "
                            f"aligned window of {narrow}; use sparse_mode=auto or dense")
-    return "dense", 0, [f"dense mode: more than {cfg.n} non-zeros in some {narrow}-window"]
+    return "dense", 0, 1, [f"dense mode: more than {cfg.n} non-zeros in some {narrow}-window"]
 
 
 def compile_gemms(cfg: AccelConfig, gemms: list[Gemm], *,
@@ -76,13 +84,13 @@ def compile_gemms(cfg: AccelConfig, gemms: list[Gemm], *,
         if w.ndim != 2:
             raise CompileError(f"gemm {i}: w must be 2-D [K, Q], got shape {w.shape}")
         w = w.astype(np.int8)
-        cmp, win = None, 0
+        cmp, win, passes = None, 0, 1
         if opt.mode_for(f"g{i}") == "load-sparse":
             cmp = loadsparse.choose_window(cfg, w != 0)
             mode, notes = ("load-sparse", []) if cmp[0] < cmp[1] else \
                 ("dense", ["load-sparse: no window compresses these weights; dense"])
         else:
-            mode, win, notes = choose_mode(cfg, w, opt.mode_for(f"g{i}"), f"gemm {i}")
+            mode, win, passes, notes = choose_mode(cfg, w, opt.mode_for(f"g{i}"), f"gemm {i}")
         if isinstance(gm.x, str):
             if gm.x not in results:
                 raise CompileError(f"gemm {i}: x={gm.x!r} is not an earlier GEMM's output")
@@ -105,7 +113,10 @@ def compile_gemms(cfg: AccelConfig, gemms: list[Gemm], *,
         results[f"g{i}.y"] = requant(y32, shift, gm.relu) if gm.requant else y32
         g.nodes.append(Node(f"g{i}", "gemm", gemm=(P, K, w.shape[1], 1),
                             nnz=int(np.count_nonzero(w)), relu=gm.relu))
-        g.ops.append(GemmOp(f"g{i}", i, 0, P, K, w.shape[1], xname, f"g{i}.y", w=w,
+        w_op = w if passes == 1 else wformat.split_passes(
+            w, win, passes, cfg.n, wformat.tile_k(cfg, mode, win))
+        g.ops.append(GemmOp(f"g{i}", i, 0, P, w_op.shape[0], w.shape[1], xname, f"g{i}.y",
+                            w=w_op, passes=passes, k_act=K if passes > 1 else 0,
                             nnz=int(np.count_nonzero(w)), relu=int(gm.relu),
                             requant=int(gm.requant), shift=shift, x_chained=chained,
                             mode=mode, win=win, mode_notes=notes,

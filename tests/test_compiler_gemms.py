@@ -50,6 +50,31 @@ def test_two_gemms_bit_exact_and_hazard_free(name, opts):
                                                         + np.count_nonzero(w2))
 
 
+@pytest.mark.parametrize("dataflow", ["weight-reuse", "act-reuse"])
+def test_weights_denser_than_n_run_in_passes(dataflow):
+    """4:8 weights on the n = 2, m = 8 array: two sparse passes per K tile (compile_gemms
+    picks them as the graph compiler does), the second GEMM reading the first one's output
+    directly, bit-exact, half the weight tiles of dense mode."""
+    cfg = PRESETS["16x16-n2m8"]
+    rng = np.random.default_rng(3)
+    x = rng.integers(-128, 128, (21, 256)).astype(np.int8)
+    w1 = random_nm_weights(rng, 256, 64, 4, 8)
+    w2 = random_nm_weights(rng, 64, 16, 4, 8)
+    opts = CompileOptions(dataflow=dataflow)
+    p = compile_gemms(cfg, [Gemm(x, w1, relu=True), Gemm("g0.y", w2)], options=opts)
+    for ly in p.layers:
+        assert ly.meta["passes"] == 2 and ly.meta["mode"] == ["sparse"], ly.name
+    assert p.tensors["g0.x"].shape == (21, 256)
+    d = run_program(p)
+    y0 = read_output(p, d, "g0.y")
+    np.testing.assert_array_equal(y0, _ref(x, w1, p.tensors["g0.y"].meta["shift"], True))
+    np.testing.assert_array_equal(read_output(p, d, "g1.y"),
+                                  _ref(y0, w2, p.tensors["g1.y"].meta["shift"], False))
+    assert concurrent_hazards(cfg, p.instructions) == []
+    dense = compile_gemms(cfg, [Gemm(x, w1)], options=CompileOptions(sparse_mode="dense"))
+    assert 2 * p.tensors["g0.w"].beats <= dense.tensors["g0.w"].beats
+
+
 def test_missing_wait_is_caught_by_hazard_checker():
     cfg = PRESETS["4x4-n2m4"]
     rng = np.random.default_rng(2)
