@@ -48,9 +48,9 @@ def with_sparse_mode(sparse_mode: str, opt: CompileOptions, workload: str, cfg: 
 @click.argument("workload")
 @click.option("--config", "config", default=None, help="Preset name or YAML file.")
 @click.option("--sparsity", default=None,
-              help="Sparsity plan, e.g. 2:4, block16x16:0.5+1:16, 'conv1=dense;*=2:4', "
-                   "fwd=2:8,bwd=2:8,method=bimask. Default: the workload's own (a SCALE-Sim "
-                   "topology's Sparsity column), else dense.")
+              help="Sparsity plan, e.g. 2:4, block16x16:0.5+1:16, unstructured:0.25, "
+                   "'conv1=dense;*=2:4', fwd=2:8,bwd=2:8,method=bimask. Default: the "
+                   "workload's own (a SCALE-Sim topology's Sparsity column), else dense.")
 @click.option("--train", is_flag=True, help="Compile a training step (fwd, bwd-data, wgrad).")
 @click.option("--dataflow", "--loop-order", "dataflow", type=click.Choice(DATAFLOWS),
               default="weight-reuse", show_default=True,

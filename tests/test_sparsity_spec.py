@@ -23,6 +23,7 @@ from sparsa.workloads.sparsity import (
         ("2:8@q", "nm", 0.25, (2, 8)),
         ("block16x16:0.5", "block", 0.5, (None, None)),
         ("block16x16:0.5+1:16", "hierarchical", 0.5 / 16, (1, 16)),
+        ("unstructured:0.25", "block", 0.25, (None, None)),
         ("fwd=2:8,bwd=2:8,method=bimask", "bidirectional", 0.25, (None, None)),
     ],
 )
@@ -33,6 +34,17 @@ def test_parse_kinds(text: str, kind: str, density: float, nm: tuple) -> None:
     assert (spec.n, spec.m) == nm
     assert str(spec) == text
     assert SparsitySpec.parse(str(spec)) == spec
+
+
+def test_unstructured_is_magnitude_pruning_of_single_weights() -> None:
+    import numpy as np
+    from sparsa.workloads.sparsity import make_masks
+    spec = SparsitySpec.parse("unstructured:0.25")
+    assert spec == SparsitySpec.parse("block1x1:0.25") == SparsitySpec.block_nm(1, 1, 0.25)
+    w = np.random.default_rng(0).normal(size=(64, 32))
+    mask = make_masks(w, spec).fwd
+    assert mask.sum() == 64 * 32 // 4
+    assert np.abs(w[mask]).min() >= np.abs(w[~mask]).max()
 
 
 def test_axis_and_equality() -> None:
@@ -74,6 +86,9 @@ def test_bidirectional_forward_backward_views() -> None:
         ("block0x16:0.5", "block sides must be >= 1"),
         ("block16:0.5", "write blockBKxBQ:DENSITY"),
         ("block16x16:0.5+3:2", "n must be in 1..m=2"),
+        ("unstructured:1.5", "unstructured density must be in (0, 1]"),
+        ("unstructured:1e", "bad density '1e'"),
+        ("unstructured0.5", "write unstructured:DENSITY"),
         ("fwd=2:8,method=bimask", "lacks bwd="),
         ("fwd=2:8,bwd=2:8,method=magic", "method must be one of bimask|transposable"),
         ("fwd=2:8,bwd=2:4,method=transposable", "needs equal fwd and bwd N:M"),

@@ -17,6 +17,9 @@ Textual forms accepted by :meth:`SparsitySpec.parse` (``str(spec)`` gives them b
     L1 magnitude.
 ``block16x16:0.5+1:16``
     hierarchical: the block mask, then N:M inside the kept blocks.
+``unstructured:0.25``
+    keep the fraction ``0.25`` of weights with the largest magnitude, anywhere (the same
+    spec as ``block1x1:0.25``, which prints as ``unstructured:0.25``).
 ``fwd=2:8,bwd=2:8,method=bimask``
     bidirectional (sparse training): a forward mask (N:M along ``K``) and a backward mask
     (N:M along ``Q``) made by ``method``: ``bimask`` (optional ``candidates=100``),
@@ -314,6 +317,8 @@ class SparsitySpec:
         nm = None
         if self.n is not None:
             nm = f"{self.n}:{self.m}" + ("@q" if self.axis == "q" else "")
+        if self.block == (1, 1) and nm is None:
+            return f"unstructured:{self.block_density!r}"
         if self.block is not None:
             b = f"block{self.block[0]}x{self.block[1]}:{self.block_density!r}"
             return b + (f"+{nm}" if nm else "")
@@ -324,7 +329,9 @@ DENSE = SparsitySpec()
 
 _NM_RE = re.compile(r"^(\d+):(\d+)(?:@([a-z]+))?$")
 _BLOCK_RE = re.compile(r"^block(\d+)x(\d+):([0-9.eE+-]+)$")
-_FORMS = "dense, N:M (2:4, 2:8@q), blockBKxBQ:D, blockBKxBQ:D+N:M, fwd=..,bwd=..,method=.."
+_UNSTRUCTURED_RE = re.compile(r"^unstructured:([0-9.eE+-]+)$")
+_FORMS = ("dense, N:M (2:4, 2:8@q), blockBKxBQ:D, blockBKxBQ:D+N:M, unstructured:D, "
+          "fwd=..,bwd=..,method=..")
 
 
 def _check_nm(n: Any, m: Any, text: str) -> None:
@@ -350,6 +357,18 @@ def _parse_nm(s: str, text: str) -> tuple[int, int, str]:
 def _parse_simple(s: str, text: str) -> SparsitySpec:
     if s == "dense":
         return DENSE
+    if s.startswith("unstructured"):
+        mo = _UNSTRUCTURED_RE.match(s)
+        if not mo:
+            raise SparsityError(f"bad unstructured spec {text!r}; write unstructured:DENSITY, "
+                                f"e.g. unstructured:0.25")
+        try:
+            d = float(mo.group(1))
+        except ValueError:
+            raise SparsityError(f"bad density {mo.group(1)!r} in {text!r}") from None
+        if not 0.0 < d <= 1.0:
+            raise SparsityError(f"unstructured density must be in (0, 1], not {d!r}")
+        return SparsitySpec.block_nm(1, 1, d)
     if s.startswith("block"):
         head, plus, tail = s.partition("+")
         mo = _BLOCK_RE.match(head)
