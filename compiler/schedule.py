@@ -6,7 +6,9 @@ Every GEMM becomes a sequence of *steps* in the loop order of its tiling (see
 :mod:`sparsa.compiler.tiling`): one step = one weight tile (LOAD WGT, PRELOAD) and one
 COMPUTE streaming a chunk of activation rows. Activation *blocks* (the rows a run of steps
 reads) and accumulator *blocks* (the partial sums a run of steps builds; a STORE follows
-the last of them) are shared between steps.
+the last of them) are shared between steps. A GEMM in ``s`` sparse passes
+(:func:`sparsa.compiler.wformat.split_passes`) has ``s`` weight tiles per activation tile:
+K tile ``kt`` reads activation tile ``kt // s``, which a block holds once for all of them.
 
 Double buffering
 ----------------
