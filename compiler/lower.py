@@ -97,17 +97,34 @@ def _node_mode(g: CGraph, n: Node) -> tuple[str, int, int, list[str]]:
     narrow = min(cfg.windows[1:], default=cfg.m)
     sparse_spec = n.spec is not None and n.spec.kind != "dense"
     too_dense = f"{n.spec} has more than {_nonzeros(cfg.n)} in some aligned {narrow}-window"
-    pw, ps = (0, 0)
+    pw, ps, better, upto = 0, 0, False, ""
     # only a declared pattern is split: the zeros of a dense spec's data (a weight-gradient
     # GEMM's activations) are not known when the program is compiled
     if sparse_spec and not full and data:
-        pw, ps = wformat.weight_passes(cfg, _nz_mask(g, n))
+        # the known weights: count the pass tiles each window's split keeps
+        mask, groups = _nz_mask(g, n), n.gemm[3]
+        best = None
+        for w in cfg.windows:
+            if w > cfg.n:
+                s, tiles = wformat.pass_tiles(cfg, mask, w)
+                c = _split_cost(cfg, n, w, s, tiles / groups)
+                if best is None or (c, s) < best[:2]:
+                    best = (c, s, w, tiles)
+        if best is not None:
+            c, ps, pw, tiles = best
+            full_tiles = ps * -(-n.gemm[1] // wformat.tile_k(cfg, "sparse", pw)) * \
+                -(-mask.shape[1] // cfg.cols)
+            upto = "at most " if tiles < full_tiles else ""
+            better = c < _split_cost(cfg, n, 0, 1, wformat.dense_tiles(cfg, mask) / groups)
+            if not (better or ps * cfg.n < pw):
+                pw = ps = 0
     elif sparse_spec and not full and kv is not None and spec.n is not None:
         pw, ps = wformat.spec_passes(cfg, spec.n, spec.m)
-    if pw and (opt == "sparse" or _split_cost(cfg, n, pw, ps) < _split_cost(cfg, n, 0, 1)):
+        better = bool(pw) and _split_cost(cfg, n, pw, ps) < _split_cost(cfg, n, 0, 1)
+    if pw and (opt == "sparse" or better):
         return "sparse", pw, ps, [
             f"sparse mode in {ps} passes of {_nonzeros(cfg.n)} per {pw}-window: "
-            f"{too_dense}; every activation tile is read by {ps} weight tiles"
+            f"{too_dense}; every activation tile is read by {upto}{ps} weight tiles"
             + _core_hint(n.spec)]
     if opt == "sparse" and sparse_spec:
         raise CompileError(f"{n.name}: pattern {n.spec} does not fit the array's "
@@ -121,16 +138,18 @@ def _node_mode(g: CGraph, n: Node) -> tuple[str, int, int, list[str]]:
     return "dense", 0, 1, [f"dense mode: {too_dense}" + _core_hint(n.spec)]
 
 
-def _split_cost(cfg, n: Node, win: int, passes: int) -> float:
+def _split_cost(cfg, n: Node, win: int, passes: int, tiles: float | None = None) -> float:
     """Rough cycles of a GEMM node in ``passes`` sparse passes at window ``win`` (``win =
-    0``: dense mode): the larger of the array's time (``P`` rows through every weight tile)
-    and the DRAM time of its activations and weight tiles, each read once."""
+    0``: dense mode) with ``tiles`` weight tiles per group (default: every tile): the larger
+    of the array's time (``P`` rows through every weight tile) and the DRAM time of its
+    activations and weight tiles, each read once."""
     P, K, Q = n.gemm[:3]
-    nq = -(-Q // cfg.cols)
     kp = wformat.tile_k(cfg, "sparse" if win else "dense", win)
-    nk = passes * -(-K // kp)
-    wbytes = nk * nq * cfg.rows * cfg.beats(cfg.wgt_entry_bytes) * cfg.beat_bytes
-    return max(P * nk * nq, (P * nk // passes * kp + wbytes) / cfg.dram_bytes_per_cycle)
+    nk = -(-K // kp)
+    if tiles is None:
+        tiles = passes * nk * -(-Q // cfg.cols)
+    wbytes = tiles * cfg.rows * cfg.beats(cfg.wgt_entry_bytes) * cfg.beat_bytes
+    return max(P * tiles, (P * nk * kp + wbytes) / cfg.dram_bytes_per_cycle)
 
 
 def _nonzeros(k: int) -> str:

@@ -49,7 +49,7 @@ from sparsa.hw.config import AccelConfig
 
 __all__ = ["TileMap", "window", "tile_k", "tile_window", "act_window_field", "fits_sparse",
            "sparse_window", "spec_window", "max_per_window", "pass_plan", "spec_passes",
-           "weight_passes", "split_passes", "repeat_input", "tile_map_from_weights",
+           "weight_passes", "pass_tiles", "dense_tiles", "split_passes", "repeat_input", "tile_map_from_weights",
            "pack_tiles", "unpack_tiles", "tile_matrix"]
 
 
@@ -151,6 +151,28 @@ def weight_passes(cfg: AccelConfig, w: np.ndarray) -> tuple[int, int]:
     """:func:`spec_passes` for weights (or a boolean structure) ``w[K, Q]``."""
     win = sparse_window(cfg, w)
     return (win, 1) if win else pass_plan(cfg, lambda x: _max_nnz(w, x))
+
+
+def pass_tiles(cfg: AccelConfig, mask: np.ndarray, width: int) -> tuple[int, int]:
+    """``(passes, tiles)`` of weights (or a boolean structure) ``mask[K, Q]`` split at
+    window ``width``: the passes the fullest window needs (``ceil(non-zeros / n)``) and the
+    weight tiles the split keeps — a K tile keeps as many pass tiles as its fullest window
+    needs, the others are empty and skipped (unstructured weights need fewer than their
+    worst window suggests)."""
+    k, q = mask.shape
+    kp = tile_k(cfg, "sparse", width)
+    per, c = kp // width, cfg.cols
+    nk, nq = -(-k // kp), -(-q // c)
+    pad = np.zeros((nk * kp, nq * c), bool)
+    pad[:k, :q] = mask != 0
+    cnt = pad.reshape(nk * per, width, nq * c).sum(axis=1, dtype=np.int32)
+    need = (-(-cnt // cfg.n)).reshape(nk, per, nq, c).max(axis=(1, 3))
+    return max(1, int(need.max(initial=0))), int(need.sum())
+
+
+def dense_tiles(cfg: AccelConfig, mask: np.ndarray) -> int:
+    """Weight tiles of ``mask[K, Q]`` in dense mode (all-zero tiles are skipped)."""
+    return int((_tile_sums(np.asarray(mask) != 0, cfg.rows, cfg.cols) > 0).sum())
 
 
 def split_passes(a: np.ndarray, width: int, passes: int, n: int, tile: int) -> np.ndarray:

@@ -78,6 +78,20 @@ def test_split_passes_sum_to_the_weights_and_fit(k, q, n, width, tiles, seed):
             wformat.split_passes(w, width, passes - 1, n, tile)
 
 
+def test_pass_tiles_count_what_a_split_keeps():
+    """A K tile keeps as many pass tiles as its fullest window needs: exact 4:8 keeps 2
+    per tile; a mask with one full window needs 4 passes there and 1 elsewhere."""
+    cfg = PRESETS["16x16-n2m8"]                     # K tile: 8 groups x 8 = 64 values
+    w = random_nm_weights(np.random.default_rng(0), 256, 40, 4, 8)
+    assert wformat.pass_tiles(cfg, w, 8) == (2, 2 * 4 * 3)
+    assert wformat.dense_tiles(cfg, w) == 16 * 3
+    m = np.zeros((256, 40), bool)
+    m[::8] = True                                   # 1 per 8-window: one pass everywhere
+    m[64:72, 5] = True                              # a full window in K tile 1, Q block 0
+    assert wformat.pass_tiles(cfg, m, 8) == (4, 4 * 3 + 3)        # 4 x 3 tiles, 3 extra
+    assert wformat.pass_tiles(cfg, m, 4) == (2, 8 * 3 + 1)        # 32-row tiles: 8 x 3
+
+
 def test_pass_plan_picks_the_fastest_split():
     m8, m16, m4 = PRESETS["16x16-n2m8"], PRESETS["16x16-n1m16"], PRESETS["16x16-n2m4"]
     assert wformat.spec_passes(m8, 2, 8) == (8, 1)       # fits: one pass
