@@ -155,6 +155,9 @@ def calibration_programs(cfg: AccelConfig, quick: bool = False) -> list[tuple[st
         dense_nm = f"{cfg.n + 1}:{cfg.m}"
         out.append((f"layer-conv-{dense_nm}-passes", compile_workload(
             _shape_workload("calib-net", net), cfg, sparsity=dense_nm, seed=8)))
+        # unstructured: K tiles keep as many pass tiles as their fullest window needs
+        out.append(("layer-conv-unstructured", compile_workload(
+            _shape_workload("calib-net", net), cfg, sparsity="unstructured:0.125", seed=9)))
     if quick:
         out = [p for p in out if p[0] in QUICK]
     return out
