@@ -42,7 +42,8 @@ def pattern_ratio(sparsity: str, config: AccelConfig | None = None) -> float:
     With ``config``: the rate the array can give it — capped at ``w/n`` for the widest of
     the array's windows ``w`` the pattern fits (``m/n`` when it fits ``n:m``; 2 for 2:4 on
     an ``m = 8`` array), at ``w/(n*s)`` when it runs in ``s`` passes, and 1 when it runs in
-    dense mode."""
+    dense mode. Unstructured sparsity (``block1x1``) skips no whole tile: its rate is capped
+    at the array's ``m/n``."""
     from sparsa.compiler.wformat import spec_passes
     from sparsa.workloads.sparsity import SparsityPlan
     plan = SparsityPlan.parse(sparsity)
@@ -60,6 +61,8 @@ def pattern_ratio(sparsity: str, config: AccelConfig | None = None) -> float:
             r = min(r, w / (config.n * passes))
     if s.block is not None:
         r /= s.block_density
+        if s.block == (1, 1) and config is not None:
+            r = min(r, config.m / config.n)
     return r
 
 

@@ -72,6 +72,8 @@ def test_pattern_denser_than_n_runs_in_sparse_passes():
     assert pattern_ratio("2:4", cfg) == 2 and pattern_ratio("4:8", PRESETS["16x16-n2m8"]) == 2
     assert pattern_ratio("3:8", PRESETS["16x16-n2m8"]) == 2
     assert pattern_ratio("3:4", PRESETS["16x16-n2m4"]) == 1     # 2 passes of 2:4 = dense
+    assert pattern_ratio("unstructured:0.125", PRESETS["16x16-n2m8"]) == 4   # the array's m/n
+    assert pattern_ratio("unstructured:0.125") == 8
 
 
 def test_load_sparse_is_not_chosen_for_dense_weights():
