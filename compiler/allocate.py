@@ -62,7 +62,7 @@ def allocate(g: CGraph) -> Allocation:
                                       "input", {"row_beats": lay["x_row"],
                                                 "entry_beats": lay["eb_a"],
                                                 "kp": op.tiling.kp,
-                                                "nk": op.tiling.nk // op.passes}))
+                                                "nk": op.act_tiles}))
     for op in g.ops:
         lay = lays[op.name]
         tm = op.tiling.tmap

@@ -86,8 +86,8 @@ def encode_program(g: CGraph) -> Program:
             lo = t.addr * bb
             if t.role == "input":
                 op = ops_by_x[name]
-                rows = pack_activations(cfg, g.data[name], op.tiling.mode,
-                                        op.tiling.nk // op.passes, op.tiling.kp)
+                rows = pack_activations(cfg, g.data[name], op.tiling.mode, op.act_tiles,
+                                        op.tiling.kp)
                 img[lo:lo + rows.size] = rows.reshape(-1)
             elif t.role == "weight":
                 op = next(o for o in g.ops if f"{o.name}.w" == name)
@@ -123,7 +123,7 @@ def encode_program(g: CGraph) -> Program:
                     "macs_issued": sum(op.P * op.tiling.tiles * cfg.rows * cfg.cols
                                        for op in ops)}
             passes = max((op.passes for op in ops), default=1)
-            if passes > 1:   # sparse mode over `passes` copies of K (wformat.split_passes)
+            if passes > 1:   # weight tiles per activation tile (wformat.split_passes)
                 meta["passes"] = passes
             why = list(dict.fromkeys(x for op in ops for x in op.mode_notes))
             if why:   # why the mode is not the plain one (dense fallback, narrower window)

@@ -90,8 +90,8 @@ class GemmOp:
     nnz: int = 0
     mode: str = "sparse"           # sparse | dense | load-sparse (chosen by lowering)
     win: int = 0                   # sparse mode: window width (0 = the array's m)
-    passes: int = 1                # sparse mode: K tile t is pass t % passes of activation
-    k_act: int = 0                 # tile t // passes (wformat.split_passes); X's K (0: K)
+    passes: int = 1                # K tile t: pass t % passes of activation tile t // passes
+    k_act: int = 0                 # columns of X when passes > 1 (K counts the passes)
     cmp: tuple[int, int] | None = None   # load-sparse window (cmp_n, cmp_m)
     mode_notes: list[str] = field(default_factory=list)
     relu: int = 0
@@ -106,6 +106,11 @@ class GemmOp:
     def kx(self) -> int:
         """Columns of ``X`` (``K`` unless the GEMM runs in passes)."""
         return self.k_act or self.K
+
+    @property
+    def act_tiles(self) -> int:
+        """K tiles of ``X`` (the tiling's ``nk`` over the passes that share each)."""
+        return self.tiling.nk // self.passes
 
 
 @dataclass

@@ -112,7 +112,7 @@ def _node_mode(g: CGraph, n: Node) -> tuple[str, int, int, list[str]]:
                     best = (c, s, w, tiles)
         if best is not None:
             c, ps, pw, tiles = best
-            full_tiles = ps * -(-n.gemm[1] // wformat.tile_k(cfg, "sparse", pw)) * \
+            full_tiles = ps * -(-kdim // wformat.tile_k(cfg, "sparse", pw)) * \
                 -(-mask.shape[1] // cfg.cols)
             upto = "at most " if tiles < full_tiles else ""
             better = c < _split_cost(cfg, n, 0, 1, wformat.dense_tiles(cfg, mask) / groups)
@@ -203,8 +203,8 @@ class LowerPass:
             mode, win, passes, notes = _node_mode(g, n)
             # passes > 1: K tile t holds pass t % passes of activation tile t // passes
             # (wformat.split_passes)
-            k_op = passes * -(-K // wformat.tile_k(cfg, mode, win)) * \
-                wformat.tile_k(cfg, mode, win) if passes > 1 else K
+            kp = wformat.tile_k(cfg, mode, win)
+            k_op = passes * -(-K // kp) * kp if passes > 1 else K
             if n.phase == "bwd_data" and not g.options.pregenerate_bwd:
                 # pruning on the fly: the compressed W^T is not generated ahead of time with
                 # the weight update; every step the host reads W, transposes it, keeps the
@@ -237,7 +237,6 @@ class LowerPass:
                 w = w_ref = n.w[gi] if n.w is not None else None
                 kvec, structure = n.attrs.get("_kvec"), n.structure
                 if passes > 1:
-                    kp = wformat.tile_k(cfg, mode, win)
                     w = None if w is None else wformat.split_passes(w, win, passes, cfg.n, kp)
                     kvec = None if kvec is None else wformat.split_passes(
                         np.asarray(kvec, bool)[:, None], win, passes, cfg.n, kp)[:, 0]

@@ -244,7 +244,7 @@ def op_layout(cfg: AccelConfig, op: GemmOp) -> dict[str, int]:
     sb = cfg.beats(cfg.cols if op.requant else cfg.acc_entry_bytes)
     cmp_n, cmp_m = op.cmp if t.mode == "load-sparse" and op.cmp else (0, 0)
     ents = cfg.rows // cmp_m * cmp_n if cmp_m else cfg.rows
-    return {"eb_a": eb_a, "act_win": aw, "x_row": t.nk // op.passes * eb_a, "sb": sb,
+    return {"eb_a": eb_a, "act_win": aw, "x_row": op.act_tiles * eb_a, "sb": sb,
             "y_row": t.nq * sb, "tile_beats": ents * cfg.beats(cfg.wgt_entry_bytes),
             "tile_entries": ents, "cmp_n": cmp_n, "cmp_m": cmp_m}
 

@@ -49,8 +49,8 @@ from sparsa.hw.config import AccelConfig
 
 __all__ = ["TileMap", "window", "tile_k", "tile_window", "act_window_field", "fits_sparse",
            "sparse_window", "spec_window", "max_per_window", "pass_plan", "spec_passes",
-           "weight_passes", "pass_tiles", "dense_tiles", "split_passes", "repeat_input", "tile_map_from_weights",
-           "pack_tiles", "unpack_tiles", "tile_matrix"]
+           "weight_passes", "pass_tiles", "dense_tiles", "split_passes", "repeat_input",
+           "tile_map_from_weights", "pack_tiles", "unpack_tiles", "tile_matrix"]
 
 
 def window(cfg: AccelConfig, mode: str, win: int = 0) -> int:

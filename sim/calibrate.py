@@ -151,7 +151,7 @@ def calibration_programs(cfg: AccelConfig, quick: bool = False) -> list[tuple[st
         out.append((f"layer-conv-{cfg.n}:{w}", compile_workload(
             _shape_workload("calib-net", net), cfg, sparsity=f"{cfg.n}:{w}", seed=7)))
     if 2 * cfg.n < cfg.m:
-        # a pattern denser than the array's n: sparse mode in passes over repeated K
+        # a pattern denser than the array's n: sparse passes sharing each activation tile
         dense_nm = f"{cfg.n + 1}:{cfg.m}"
         out.append((f"layer-conv-{dense_nm}-passes", compile_workload(
             _shape_workload("calib-net", net), cfg, sparsity=dense_nm, seed=8)))
