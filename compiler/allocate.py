@@ -6,7 +6,9 @@ Tensors are placed in first-use order: activation inputs the host writes (``fmt`
 ``out_i32``). Layouts (beats):
 
 * activations: row ``p``'s K tile ``kt`` at ``p * row_beats + kt * entry_beats``;
-* outputs: row ``p``'s column block ``qt`` at ``p * row_beats + qt * store_beats``; an output
+* outputs: row ``p``'s column block ``qt`` at ``p * row_beats + qt * store_beats`` (a
+  packed grouped GEMM's output, ``meta["groups"] = [first, count]``, holds its groups'
+  columns side by side); an output
   read directly by a later GEMM (chained) shares its row stride with that GEMM's input;
 * weights: tile ``j`` (``qt``-major, see :mod:`sparsa.compiler.wformat`) at
   ``j * rows * entry_beats``.
@@ -82,7 +84,8 @@ def allocate(g: CGraph) -> Allocation:
             op.y, 0, op.P * lay["y_row"], (op.P, op.Q), "int8" if op.requant else "int32",
             "out_i8" if op.requant else "out_i32", "output",
             {"row_beats": lay["y_row"], "store_beats": lay["sb"], "nq": op.tiling.nq,
-             "shift": op.shift, "relu": op.relu}))
+             "shift": op.shift, "relu": op.relu,
+             **({"groups": [op.group, op.pack]} if op.pack > 1 else {})}))
     addr = 0
     out: dict[str, DramTensor] = {}
     for t in entries:

@@ -13,6 +13,7 @@ from .allocate import AllocatePass
 from .encode import EncodePass
 from .errors import CompileError
 from .frontend import ImportPass, SparsifyPass, TrainingExpandPass
+from .grouppack import GroupPackPass
 from .ir import CGraph
 from .lower import LowerPass
 from .options import CompileOptions
@@ -23,7 +24,7 @@ from .tiling import TilePass
 
 __all__ = ["compile_workload", "build_pipeline", "PASS_NAMES"]
 
-PASS_NAMES = ("import", "train", "sparsify", "lower", "tile", "schedule", "allocate", "encode")
+PASS_NAMES = ("import", "train", "sparsify", "pack", "lower", "tile", "schedule", "allocate", "encode")
 
 
 def _workload(workload: Any, batch: int, seq: int | None) -> Any:
@@ -44,10 +45,10 @@ def _workload(workload: Any, batch: int, seq: int | None) -> Any:
 def build_pipeline(workload: Any, plan: Any, train: bool, *, dump_after: str | None = None,
                    dump: Callable[[str], None] | None = None,
                    dump_format: str = "text") -> Pipeline:
-    """The pass pipeline ``import -> train -> sparsify -> lower -> tile -> schedule ->
+    """The pass pipeline ``import -> train -> sparsify -> pack -> lower -> tile -> schedule ->
     allocate -> encode``."""
     return Pipeline([ImportPass(workload), TrainingExpandPass(workload, train),
-                     SparsifyPass(plan), LowerPass(), TilePass(), SchedulePass(),
+                     SparsifyPass(plan), GroupPackPass(), LowerPass(), TilePass(), SchedulePass(),
                      AllocatePass(), EncodePass()],
                     dump_after=dump_after, dump=dump, dump_format=dump_format)
 

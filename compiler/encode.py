@@ -122,6 +122,8 @@ def encode_program(g: CGraph) -> Program:
                     "tiles": sum(op.tiling.tiles for op in ops),
                     "macs_issued": sum(op.P * op.tiling.tiles * cfg.rows * cfg.cols
                                        for op in ops)}
+            if node.pack > 1:   # groups per GEMM and its K (grouppack)
+                meta["pack"], meta["pack_k"] = node.pack, node.pack_k
             passes = max((op.passes for op in ops), default=1)
             if passes > 1:   # weight tiles per activation tile (wformat.split_passes)
                 meta["passes"] = passes

@@ -7,6 +7,7 @@ read an earlier GEMM's output directly (``x="g0.y"``), which chains them on the 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -127,9 +128,22 @@ def compile_gemms(cfg: AccelConfig, gemms: list[Gemm], *,
 
 
 def read_output(program: Program, dram: np.ndarray, name: str) -> np.ndarray:
-    """Decode output tensor ``name`` (``out_i8`` / ``out_i32``) from a DRAM image."""
+    """Decode output tensor ``name`` (``out_i8`` / ``out_i32``) from a DRAM image.
+
+    ``<layer>/g<i>.y`` of a grouped layer whose groups were packed
+    (:mod:`sparsa.compiler.grouppack`) reads group ``i``'s columns of the packed output
+    ``<layer>/g<lo>-<hi>.y``."""
     from sparsa.hw import layout
     cfg = program.config
+    if name not in program.tensors:
+        mo = re.fullmatch(r"(.*)/g(\d+)\.y", name)
+        for t in program.tensors.values() if mo else ():
+            lo, gp = t.meta.get("groups", (0, 0))
+            i = int(mo.group(2))
+            if t.name.startswith(f"{mo.group(1)}/g") and lo <= i < lo + gp:
+                q = t.shape[1] // gp
+                return read_output(program, dram, t.name)[:, (i - lo) * q:(i - lo + 1) * q]
+        raise KeyError(f"{name!r} is not an output tensor of this program")
     t = program.tensors[name]
     bb = cfg.beat_bytes
     P, Q = t.shape

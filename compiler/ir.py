@@ -28,7 +28,9 @@ class Node:
 
     ``kind`` is the workload layer kind; ``phase`` is ``"inf"`` for inference or
     ``"fwd" | "bwd_data" | "wgrad"`` after training expansion. ``gemm`` is the per-group
-    GEMM shape ``(P, K, Q, groups)`` of GEMM nodes, ``None`` for host nodes.
+    GEMM shape ``(P, K, Q, groups)`` of GEMM nodes, ``None`` for host nodes. ``w`` (and
+    without data ``structure``) is the stationary operand per GEMM the node lowers to: per
+    group, or per pack of ``pack`` groups (:mod:`sparsa.compiler.grouppack`).
     """
 
     name: str
@@ -42,16 +44,27 @@ class Node:
     attrs: dict[str, Any] = field(default_factory=dict)
     layer: Any = None            # the workloads Layer, when there is one
     spec: Any = None             # SparsitySpec of this node's stationary operand
-    w: np.ndarray | None = None  # int8 [groups, K, Q] masked weights (with data)
+    w: np.ndarray | None = None  # int8 [ops, K, Q] masked weights (op_gemm; with data)
     perm: np.ndarray | None = None  # Bi-Mask permutation of the reduction axis (bwd_data)
     nnz: int | None = None       # non-zeros of the stationary operand (all groups)
     structure: np.ndarray | None = None  # bool [K, Q] structural mask without data
     relu: bool = False
     notes: list[str] = field(default_factory=list)
+    pack: int = 1                # groups per GemmOp (grouppack: block-diagonal packing)
+    pack_k: int = 0              # K of a packed GemmOp (pack > 1)
 
     @property
     def is_gemm(self) -> bool:
         return self.gemm is not None
+
+    @property
+    def op_gemm(self) -> tuple[int, int, int, int]:
+        """``(P, K, Q, ops)`` of the GEMMs the node lowers to: ``gemm`` unless ``pack``
+        groups share one (``K`` becomes ``pack_k``, ``Q`` times ``pack``, ``groups / pack``
+        of them)."""
+        P, K, Q, groups = self.gemm
+        gp = self.pack
+        return (P, self.pack_k, Q * gp, groups // gp) if gp > 1 else self.gemm
 
 
 @dataclass
@@ -78,7 +91,7 @@ class GemmOp:
 
     name: str
     node: int            # index into CGraph.nodes
-    group: int
+    group: int           # first group it computes
     P: int
     K: int
     Q: int
@@ -100,7 +113,7 @@ class GemmOp:
     x_chained: bool = False        # X is written by an earlier STORE of this program
     tiling: Tiling | None = None
     phase: str = "inf"
-
+    pack: int = 1                  # groups side by side (block-diagonal W), see grouppack
 
     @property
     def kx(self) -> int:
@@ -140,6 +153,7 @@ class CGraph:
                                  "inputs": list(n.inputs)}
             if n.gemm:
                 d.update(gemm=dict(zip(("P", "K", "Q", "groups"), n.gemm, strict=True)),
+                         pack=n.pack,
                          stationary=n.stationary, spec=str(n.spec) if n.spec else None,
                          nnz=n.nnz, relu=n.relu)
             else:
@@ -180,7 +194,8 @@ class CGraph:
             if n.gemm:
                 P, K, Q, g = n.gemm
                 s = (f"{n.name:<28} {n.kind:<10} {n.phase:<8} gemm P={P} K={K} Q={Q} "
-                     f"groups={g} stationary={n.stationary} spec={n.spec} nnz={n.nnz}"
+                     f"groups={g}" + (f" pack={n.pack}" if n.pack > 1 else "")
+                     + f" stationary={n.stationary} spec={n.spec} nnz={n.nnz}"
                      + (" relu" if n.relu else ""))
             else:
                 s = f"{n.name:<28} {n.kind:<10} {n.phase:<8} host elements={n.out_elements}"

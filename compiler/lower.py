@@ -32,6 +32,7 @@ import numpy as np
 from . import loadsparse, wformat
 from .errors import CompileError
 from .gemms import chainable
+from .grouppack import pack_inputs, packable
 from .ir import CGraph, GemmOp, Node
 from .quant import choose_shift, matmul_exact, nominal_shift, requant
 
@@ -42,8 +43,8 @@ __all__ = ["LowerPass"]
 
 
 def _nz_mask(g: CGraph, n: Node) -> np.ndarray:
-    """Non-zero mask ``[K, Q * groups]`` of a node's stationary operand (all groups)."""
-    P, K, Q, groups = n.gemm
+    """Non-zero mask ``[K, Q * ops]`` of a node's stationary operand (all its GEMMs)."""
+    P, K, Q, groups = n.op_gemm
     if g.with_data:
         return np.concatenate([n.w[gi] != 0 for gi in range(groups)], axis=1)
     if n.structure is not None:
@@ -80,8 +81,8 @@ def _node_mode(g: CGraph, n: Node) -> tuple[str, int, int, list[str]]:
         win = wformat.spec_window(cfg, spec.n, spec.m)
     else:
         win = cfg.m if cfg.n >= cfg.m else 0
-    kdim = n.gemm[1]
-    full = n.nnz == kdim * n.gemm[2] * n.gemm[3]
+    kdim = n.op_gemm[1]
+    full = n.nnz == kdim * n.op_gemm[2] * n.op_gemm[3]
     k_dense = wformat.tile_k(cfg, "dense")
     if win and not full:
         if opt == "auto" and kdim <= k_dense:
@@ -102,7 +103,7 @@ def _node_mode(g: CGraph, n: Node) -> tuple[str, int, int, list[str]]:
     # GEMM's activations) are not known when the program is compiled
     if sparse_spec and not full and data:
         # the known weights: count the pass tiles each window's split keeps
-        mask, groups = _nz_mask(g, n), n.gemm[3]
+        mask, groups = _nz_mask(g, n), n.op_gemm[3]
         best = None
         for w in cfg.windows:
             if w > cfg.n:
@@ -143,7 +144,7 @@ def _split_cost(cfg, n: Node, win: int, passes: int, tiles: float | None = None)
     0``: dense mode) with ``tiles`` weight tiles per group (default: every tile): the larger
     of the array's time (``P`` rows through every weight tile) and the DRAM time of its
     activations and weight tiles, each read once."""
-    P, K, Q = n.gemm[:3]
+    P, K, Q = n.op_gemm[:3]
     kp = wformat.tile_k(cfg, "sparse" if win else "dense", win)
     nk = -(-K // kp)
     if tiles is None:
@@ -199,7 +200,8 @@ class LowerPass:
             if not n.is_gemm:
                 new_nodes.append(n)
                 continue
-            P, K, Q, groups = n.gemm
+            P, K, Q, groups = n.op_gemm
+            gp = n.pack
             mode, win, passes, notes = _node_mode(g, n)
             # passes > 1: K tile t holds pass t % passes of activation tile t // passes
             # (wformat.split_passes)
@@ -232,8 +234,11 @@ class LowerPass:
                                       notes=["host lays out the GEMM input"]))
             ni = len(new_nodes)
             new_nodes.append(n)
+            shared_shift = packable(n)     # grouped convolution: one shift per layer
+            node_ops: list[tuple[GemmOp, np.ndarray]] = []
             for gi in range(groups):
-                name = n.name if groups == 1 else f"{n.name}/g{gi}"
+                name = n.name if n.gemm[3] == 1 else f"{n.name}/g{gi}" if gp == 1 else \
+                    f"{n.name}/g{gi * gp}-{gi * gp + gp - 1}"
                 w = w_ref = n.w[gi] if n.w is not None else None
                 kvec, structure = n.attrs.get("_kvec"), n.structure
                 if passes > 1:
@@ -246,13 +251,14 @@ class LowerPass:
                 if src is None and shared_x and g.options.reuse_schedule:
                     narrow = f"w{win}" if win and win != cfg.m else ""
                     xname = f"{n.inputs[0]}.x.{mode}{narrow}.k{K}"
-                op = GemmOp(name, ni, gi, P, k_op, Q, x=src.y if src else xname,
+                op = GemmOp(name, ni, gi * gp, P, k_op, Q, x=src.y if src else xname,
                             y=f"{name}.y", w=w, kvec=kvec, structure=structure,
                             passes=passes, k_act=K if passes > 1 else 0,
                             nnz=int(np.count_nonzero(w)) if w is not None else n.nnz // groups,
                             relu=int(n.relu), requant=int(not wgrad), x_chained=src is not None,
                             mode=mode, win=win, mode_notes=list(notes), phase=n.phase,
-                            cmp=n.attrs.get("_cmp") if mode == "load-sparse" else None)
+                            cmp=n.attrs.get("_cmp") if mode == "load-sparse" else None,
+                            pack=gp)
                 if g.with_data:
                     if src is not None:
                         x = results[src.y]
@@ -260,21 +266,34 @@ class LowerPass:
                         x = g.data[op.x]
                     else:
                         host = getattr(n.layer, "host_input", None)
-                        x = np.asarray(host(gi), np.int8) if host is not None else \
-                            rng.integers(-128, 128, size=(P, K)).astype(np.int8)
+                        if host is None:
+                            x = rng.integers(-128, 128, size=(P, K)).astype(np.int8)
+                        elif gp > 1:
+                            x = pack_inputs([np.asarray(host(j), np.int8) for j in
+                                             range(gi * gp, gi * gp + gp)], *n.attrs["_pack"])
+                        else:
+                            x = np.asarray(host(gi), np.int8)
                         if n.perm is not None:   # Bi-Mask: the host writes dY permuted
                             x = x[:, n.perm]
                         g.data[op.x] = x
                     y32 = matmul_exact(x, w_ref).astype(np.uint32) \
                         .view(np.int32)
-                    op.shift = choose_shift(y32, bool(op.relu)) if op.requant else 0
-                    results[op.y] = requant(y32, op.shift, bool(op.relu)) if op.requant \
-                        else y32
+                    node_ops.append((op, y32))
                 elif op.requant:
                     op.shift = nominal_shift(max(1, op.nnz // max(1, Q)))
                 ops.append(op)
                 if groups == 1:
                     outputs[n.name] = op
+            if node_ops:
+                shared = choose_shift(np.concatenate([y for _, y in node_ops], axis=1),
+                                      bool(n.relu)) if shared_shift else None
+                for op, y32 in node_ops:
+                    if op.requant:
+                        op.shift = shared if shared is not None else \
+                            choose_shift(y32, bool(op.relu))
+                        results[op.y] = requant(y32, op.shift, bool(op.relu))
+                    else:
+                        results[op.y] = y32
         g.nodes = new_nodes
         g.ops = ops
         g.meta["expected_outputs"] = sorted(results) if g.with_data else []

@@ -65,6 +65,10 @@ class CompileOptions:
         elements); the GEMM itself is unchanged.
     fuse_relu : bool
         Apply a following ReLU in the STORE of the GEMM before it.
+    pack_groups : bool
+        Put several groups of a grouped (depthwise) convolution side by side in one GEMM
+        with a block-diagonal weight (:mod:`sparsa.compiler.grouppack`). Off: one GEMM per
+        group.
     weight_batch : int
         Weight tiles fetched by one LOAD: consecutive steps of a GEMM whose tiles are
         adjacent in DRAM (weight-reuse order) share one LOAD into a group slot, and the next
@@ -79,6 +83,7 @@ class CompileOptions:
     reuse_schedule: bool = True
     pregenerate_bwd: bool = True
     fuse_relu: bool = True
+    pack_groups: bool = True
     weight_batch: int = 8
     layer_modes: tuple[tuple[str, str], ...] = ()
 
@@ -104,7 +109,7 @@ class CompileOptions:
             raise CompileError(f"weight_batch={self.weight_batch!r} is invalid; allowed: an "
                                f"integer in 1..256")
         for f in ("double_buffer", "interleave", "reuse_schedule", "pregenerate_bwd",
-                  "fuse_relu"):
+                  "fuse_relu", "pack_groups"):
             if not isinstance(getattr(self, f), bool):
                 raise CompileError(f"{f}={getattr(self, f)!r} must be true or false")
 

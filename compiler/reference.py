@@ -5,7 +5,8 @@ groups; ``linear``; attention ``matmul`` per head; ``relu``, ``add``, ``softmax`
 
 * evaluates itself directly (convolution as a sum of shifted slices — not im2col —, dense
   masked weights, int32 accumulation, requantisation to int8 with the rule of
-  :mod:`sparsa.compiler.quant`; a ReLU that follows a GEMM is applied in its requantisation,
+  :mod:`sparsa.compiler.quant`, one shift per GEMM — per attention head, per layer for
+  a grouped convolution —; a ReLU that follows a GEMM is applied in its requantisation,
   as on the core), and
 * speaks the workload layer protocol (``layers()``, ``Layer.gemm()``,
   ``Layer.gemm_weight()``) so :func:`sparsa.compiler.compile_workload` compiles it; its
@@ -230,7 +231,7 @@ class RefGraph:
                     for gi in range(g)]
                 ys = y.reshape(P, cout)
                 self._requant(ly.name, [ys[:, gi * og:(gi + 1) * og] for gi in range(g)],
-                              relu_follows(ly.name))
+                              relu_follows(ly.name), shared=g > 1)
                 v[ly.name] = np.concatenate(self.gemm_out[ly.name], axis=1).reshape(
                     n, oh, ow, cout)
             elif ly.kind == "linear":
@@ -280,11 +281,14 @@ class RefGraph:
         self.evaluated = True
         return v
 
-    def _requant(self, name: str, ys: list[np.ndarray], relu: bool) -> None:
-        # one shift per GEMM group, as the compiler picks per op
+    def _requant(self, name: str, ys: list[np.ndarray], relu: bool,
+                 shared: bool = False) -> None:
+        # one shift per GEMM group (attention heads), as the compiler picks per op; one per
+        # layer for a grouped convolution (``shared``), whose groups the compiler packs
         outs, shifts = [], []
+        one = choose_shift(np.concatenate(ys, axis=1), relu) if shared else None
         for y in ys:
-            sg = choose_shift(y, relu)
+            sg = one if one is not None else choose_shift(y, relu)
             outs.append(requant(y, sg, relu))
             shifts.append(sg)
         self.gemm_out[name] = outs

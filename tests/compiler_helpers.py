@@ -201,7 +201,9 @@ def expected_padding_macs(prog):
     its ``ceil(K/kp) * ceil(Q/cols)`` tiles, ``rows*cols`` MACs per row, so padding is
     ``sum_ops P * (tiles * rows * cols) - sum_layers nonzero_macs``, with ``kp = k_per_pass``
     in sparse mode (``groups * window`` at a narrower window) and ``rows`` in dense mode; a
-    GEMM in ``s`` sparse passes has ``s`` weight tiles per K tile."""
+    GEMM in ``s`` sparse passes has ``s`` weight tiles per K tile; a grouped layer whose
+    groups are packed ``pack`` to a GEMM (block-diagonal) has ``groups / pack`` GEMMs of
+    ``K = pack_k`` and ``Q * pack``."""
     cfg = prog.config
     issued = 0
     for ly in prog.layers:
@@ -209,7 +211,9 @@ def expected_padding_macs(prog):
             continue
         m = ly.meta
         kp = cfg.act_row_bytes(m["window"][0]) if m["mode"] == ["sparse"] else cfg.rows
-        tiles = m.get("passes", 1) * -(-m["K"] // kp) * -(-m["Q"] // cfg.cols) * m["groups"]
+        pk = m.get("pack", 1)
+        tiles = m.get("passes", 1) * -(-m.get("pack_k", m["K"]) // kp) * \
+            -(-m["Q"] * pk // cfg.cols) * m["groups"] // pk
         issued += m["P"] * tiles * cfg.rows * cfg.cols
     return issued - sum(ly.nonzero_macs for ly in prog.layers)
 

@@ -114,7 +114,7 @@ def _graph():
     return g
 
 
-@pytest.mark.parametrize("after", ["import", "sparsify", "lower", "tile", "schedule",
+@pytest.mark.parametrize("after", ["import", "sparsify", "pack", "lower", "tile", "schedule",
                                    "allocate", "encode"])
 def test_dump_after_each_pass(after):
     out = []
@@ -286,8 +286,9 @@ def test_auto_times_a_repeated_gemm_once(monkeypatch):
 
 
 def test_small_k_runs_dense_under_auto_mode():
-    """A depthwise 3x3 convolution (per-group K = 9 <= rows) at 2:4 fits one weight tile
-    in either mode: sparse_mode="auto" runs it dense (noted), which moves half the
+    """A depthwise 3x3 convolution run group by group (packing off; per-group K = 9 <=
+    rows) at 2:4 fits one weight tile in either mode: sparse_mode="auto" runs it dense
+    (noted), which moves half the
     activation bytes and is faster; sparse_mode="sparse" still runs it sparse; the
     numerics are the same (both equal the graph's expected outputs)."""
     from sparsa.compiler.executor import execute
@@ -298,9 +299,10 @@ def test_small_k_runs_dense_under_auto_mode():
     g.conv("dw", "x", 16, 16, 3, groups=16)
     g.evaluate("2:4")
     cfg = PRESETS["16x16-n2m4"]
-    auto = compile_workload(g, cfg, sparsity="2:4", seed=3)
+    auto = compile_workload(g, cfg, sparsity="2:4", seed=3,
+                            options=CompileOptions(pack_groups=False))
     forced = compile_workload(g, cfg, sparsity="2:4", seed=3,
-                              options=CompileOptions(sparse_mode="sparse"))
+                              options=CompileOptions(sparse_mode="sparse", pack_groups=False))
     (la,) = [ly for ly in auto.layers if ly.kind != "host"]
     (lf,) = [ly for ly in forced.layers if ly.kind != "host"]
     assert la.meta["mode"] == ["dense"] and lf.meta["mode"] == ["sparse"]

@@ -67,8 +67,8 @@ def test_data_free_stream_has_the_data_shape():
         ShapeLayer("c1", "conv", ("x",), (49, 27, 32)),
         ShapeLayer("r1", "relu", ("c1",), out_elements=49 * 32),
         ShapeLayer("c2", "conv", ("r1",), (49, 32, 48)),
-        ShapeLayer("dw", "conv", ("c2",), (49, 9, 1, 8)),
-        ShapeLayer("fc", "linear", ("dw",), (1, 392, 10))])
+        ShapeLayer("dw", "conv", ("c2",), (49, 9, 1, 48)),
+        ShapeLayer("fc", "linear", ("dw",), (1, 2352, 10))])
     cases = [("16x16-n2m4", s) for s in ("dense", "2:4", "1:4", "2:8")] + \
         [("16x16-n2m8", "3:8"), ("16x16-n2m8", "4:8"), ("16x16-n1m16", "2:4"),
          ("16x16-n1m16", "3:16")]     # sparse passes

@@ -64,6 +64,27 @@ def test_depthwise_conv():
     _run(compile_workload(g, PRESETS["8x8-n2m8"], sparsity="1:8", seed=3), g)
 
 
+@pytest.mark.xdist_group("8x8-n2m8")
+def test_packed_grouped_convs():
+    """Group packing on the core: a depthwise conv of 16 channels (two GEMMs of 8 groups,
+    block-diagonal, 1 non-zero per 8-window: sparse mode although the spec is dense) and a
+    grouped conv of 4 channels per group (two GEMMs of 2 groups, each group's 4 rows per
+    tap padded to the 8-window at 2:8); every group's output bit-exact."""
+    for spec in ("dense", "2:8"):
+        g = RefGraph("grouped", _x((1, 5, 5, 16), seed=5), seed=5)
+        g.conv("dw", "x", 16, 16, 3, groups=16)
+        g.relu("r", "dw")
+        g.conv("gc", "r", 16, 16, 3, groups=4)
+        g.evaluate(spec)
+        prog = compile_workload(g, PRESETS["8x8-n2m8"], sparsity=spec, seed=5)
+        dw, gc = [ly for ly in prog.layers if ly.kind != "host"]
+        assert dw.meta["ops"] == ["dw/g0-7", "dw/g8-15"] and dw.meta["pack_k"] == 72
+        assert dw.meta["mode"] == ["sparse"]
+        assert gc.meta["ops"] == ["gc/g0-1", "gc/g2-3"]
+        assert gc.meta["pack_k"] == (72 if spec == "dense" else 9 * 2 * 8)
+        _run(prog, g)
+
+
 @pytest.mark.xdist_group("16x16-n2m4")
 def test_block_sparse_layer():
     g = RefGraph("block", _x((12, 96)), seed=4)

@@ -1,0 +1,176 @@
+"""Group packing: several groups of a grouped (e.g. depthwise) convolution in one GEMM.
+
+A grouped convolution is ``groups`` independent GEMMs ``Y_g[P, Qg] = X_g[P, Kg] @ W_g[Kg,
+Qg]``. Run one by one, a depthwise layer (``Kg = 9``, ``Qg = 1``) uses one column of the
+array and ``9`` of its rows: every output row costs a full tile pass for one useful column,
+and every output element is stored as a whole column block. :class:`GroupPackPass` puts
+``gp`` groups side by side in one GEMM whose weight is block-diagonal::
+
+    Y[P, gp*Qg] = X[P, gp*Kg] @ W[gp*Kg, gp*Qg],   W[rows_j, j*Qg:(j+1)*Qg] = W_j
+
+with ``gp`` the largest divisor of ``groups`` such that ``gp * Qg <= cols`` (one column
+block). The packed ``K`` axis is ordered ``(tap, group, channel)``: group ``j``'s row
+``t * cg + c`` (tap ``t``, input channel ``c`` of ``cg`` per group, the im2col order
+``(dy, dx, c)``) sits at ``t * gp * cg + j * cg + c`` (:func:`group_rows`). The host lays
+out ``X`` in that order — it is simply the im2col of the ``gp * cg`` input channels of the
+pack, the order a convolution's im2col has anyway.
+
+When a sparse pattern's windows of ``m`` rows would straddle two groups (``cg > 1`` and
+not a multiple of ``m``), each group's run of ``cg`` rows is padded with zero rows to a
+multiple of ``m`` (:func:`pack_run`), so a group's pattern stays in its own windows.
+
+Why the order matters: in a depthwise pack every aligned window of the packed ``K`` holds
+one channel per group of one tap, so each column has at most one non-zero per window —
+a ``1:m`` pattern that the sparse array runs at ``m/n`` rows per PE row. A 3x3 depthwise
+pack of 16 channels (``K = 144``) needs 9 dense tiles, 5 sparse tiles on an ``n2m4``
+array, 3 on ``n2m8`` and 1 on ``n1m16``, where the groups one by one needed 16 tiles.
+Packing never adds tiles (``ceil(gp*Kg/kp) <= gp*ceil(Kg/kp)``) and moves fewer bytes
+(one output column block instead of ``gp``, no per-group padding of ``K``); the mode
+chooser then sees the packed weights like any other.
+
+Packing is semantic-free: requantisation of a grouped convolution uses one shift per layer
+(:mod:`sparsa.compiler.reference` does the same), so the outputs do not depend on ``gp``;
+:func:`sparsa.compiler.gemms.read_output` reads one group's columns by the group's own
+name (``<layer>/g<i>.y``) from the packed output ``<layer>/g<lo>-<hi>.y``.
+``CompileOptions(pack_groups=False)`` turns packing off.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .ir import CGraph, Node
+
+__all__ = ["GroupPackPass", "pack_size", "pack_run", "group_rows", "pack_weights",
+           "pack_inputs", "group_channels", "packable"]
+
+
+def group_channels(n: Node) -> int:
+    """Input channels per group ``cg`` (the innermost run of the im2col ``K`` order
+    ``(tap, channel)``) of a grouped convolution node; ``Kg`` (one run) when the layer does
+    not say."""
+    K = n.gemm[1]
+    cg = 0
+    ws = getattr(n.layer, "weight", None)
+    if isinstance(ws, tuple) and len(ws) == 4:      # conv weight [Cout, Cin/g, KH, KW]
+        cg = int(ws[1])
+    elif "cin" in n.attrs:
+        cg = int(n.attrs["cin"]) // max(1, int(n.attrs.get("groups", n.gemm[3])))
+    return cg if cg > 0 and K % cg == 0 else K
+
+
+def packable(n: Node) -> bool:
+    """Whether ``n`` is a grouped convolution whose groups may share a GEMM: a forward (or
+    inference) convolution with a stationary weight and more than one group."""
+    return n.is_gemm and n.kind.lower() in ("conv", "conv2d") and n.gemm[3] > 1 and \
+        n.stationary == "weight" and n.phase in ("inf", "fwd") and n.perm is None
+
+
+def pack_size(groups: int, q: int, cols: int) -> int:
+    """Groups per packed GEMM: the largest divisor of ``groups`` with ``gp * q <= cols``
+    (``1``: no packing)."""
+    best = 1
+    for gp in range(1, min(groups, cols // max(1, q)) + 1):
+        if groups % gp == 0:
+            best = gp
+    return best
+
+
+def pack_run(cg: int, m: int, sparse: bool) -> int:
+    """Rows one group takes per tap in a pack: ``cg``, rounded up to a multiple of the
+    array's window ``m`` when a sparse pattern's windows would otherwise straddle two
+    groups (``cg > 1`` and not a multiple of ``m``); a depthwise group (``cg = 1``) never
+    needs it."""
+    if sparse and cg > 1 and cg % m:
+        return -(-cg // m) * m
+    return cg
+
+
+def group_rows(k: int, cg: int, gp: int, j: int, run: int = 0) -> np.ndarray:
+    """Rows of the packed ``K`` axis holding group ``j``'s rows ``0..k-1`` (``cg`` channels
+    per tap, ``gp`` groups per pack, ``run >= cg`` rows per group and tap; default
+    ``cg``)."""
+    run = run or cg
+    r = np.arange(k)
+    return (r // cg) * (gp * run) + j * run + r % cg
+
+
+def pack_weights(w: np.ndarray, cg: int, run: int = 0) -> np.ndarray:
+    """Block-diagonal packed weight ``[taps*gp*run, gp*Qg]`` of ``w[gp, Kg, Qg]`` (any
+    dtype; padding rows are zero)."""
+    gp, k, q = w.shape
+    run = run or cg
+    out = np.zeros((k // cg * gp * run, gp * q), w.dtype)
+    for j in range(gp):
+        out[group_rows(k, cg, gp, j, run), j * q:(j + 1) * q] = w[j]
+    return out
+
+
+def pack_inputs(xs: list[np.ndarray], cg: int, run: int = 0) -> np.ndarray:
+    """Packed GEMM input ``[P, taps*gp*run]`` of the groups' inputs ``xs[j][P, Kg]``
+    (padding columns are zero)."""
+    gp = len(xs)
+    P, k = xs[0].shape
+    run = run or cg
+    out = np.zeros((P, k // cg * gp * run), xs[0].dtype)
+    for j, x in enumerate(xs):
+        out[:, group_rows(k, cg, gp, j, run)] = x
+    return out
+
+
+class GroupPackPass:
+    """Pack the groups of grouped convolutions (see the module docstring): sets
+    ``Node.pack`` and replaces the node's stationary operand (``w``: ``[groups/gp, gp*Kg,
+    gp*Qg]``; without data the structure of one pack) by the packed one."""
+
+    name = "pack"
+
+    def run(self, g: CGraph) -> tuple[CGraph, bool]:
+        if not g.options.pack_groups:
+            return g, False
+        changed = False
+        for n in g.nodes:
+            if not packable(n):
+                continue
+            P, K, Q, groups = n.gemm
+            gp = pack_size(groups, Q, g.config.cols)
+            if gp == 1:
+                continue
+            cg = group_channels(n)
+            run = pack_run(cg, g.config.m, n.spec is not None and n.spec.kind != "dense")
+            n.pack, n.pack_k = gp, K // cg * gp * run
+            n.attrs["_pack"] = (cg, run)
+            if n.w is not None:
+                n.w = np.stack([pack_weights(n.w[i:i + gp], cg, run)
+                                for i in range(0, groups, gp)])
+            else:
+                n.structure = pack_weights(np.stack([_group_structure(n, K, Q, j)
+                                                     for j in range(gp)]), cg, run)
+                n.attrs["_kvec"] = None
+            pad = f", {run - cg} zero rows after every {cg}" if run > cg else ""
+            n.notes.append(f"{gp} groups per GEMM (block-diagonal, K ordered tap, group, "
+                           f"channel{pad}): {groups // gp} GEMMs of K={n.pack_k} Q={gp * Q} "
+                           f"instead of {groups} of K={K} Q={Q}")
+            changed = True
+        return g, changed
+
+
+def _group_structure(n: Node, K: int, Q: int, j: int) -> Any:
+    """Non-zero structure ``[K, Q]`` of group ``j`` of a pack without data: the node's
+    structure, or its N:M rows kept (``_kvec``: the first ``n`` of every window) rotated
+    by ``j`` within every window — the groups of real weights keep different rows, so a
+    pack has no all-zero rows that only the data-free stand-in would have."""
+    if n.structure is not None:
+        return np.asarray(n.structure, bool)
+    kv = n.attrs.get("_kvec")
+    if kv is None:
+        return np.ones((K, Q), bool)
+    kv = np.asarray(kv, bool)
+    m = n.spec.m if n.spec is not None and n.spec.m else K
+    col = np.empty(K, bool)
+    for w0 in range(0, K, m):
+        win = kv[w0:w0 + m]
+        col[w0:w0 + m] = np.roll(win, j % len(win))
+    return np.broadcast_to(col[:, None], (K, Q))
