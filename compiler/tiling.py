@@ -22,8 +22,9 @@ one chunk of ``pc`` rows of ``P``.
   the model and the RTL match), and act-reuse is kept when it is at least
   ``AUTO_MARGIN`` (2%) faster.
 
-Mode: ``sparse`` when the weights fit the array's ``n:m`` (checked on the masked weights,
-or analytically from the spec without data), else ``dense`` (noted).
+Mode: lowering picks it (sparse at the widest window the weights fit, passes, or dense);
+:func:`choose_mode` then times a narrower window or dense mode where their estimates are
+better (a ``K`` far from a multiple of the sparse tile streams padding).
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ from . import wformat
 from .errors import CompileError
 from .ir import CGraph, GemmOp, Tiling
 
-__all__ = ["choose_tiling", "choose_order", "pair_cycles", "TilePass", "MIN_ACT_REUSE_ROWS"]
+__all__ = ["choose_tiling", "choose_order", "choose_mode", "pair_cycles", "TilePass",
+           "MIN_ACT_REUSE_ROWS"]
 
 MIN_ACT_REUSE_ROWS = 16
 MAX_COUNT = 65535
@@ -253,6 +255,51 @@ def marginal_cycles(g: CGraph, op: GemmOp, tiling: Tiling, rows: int, cache: dic
     return cache[key] * op.P / rows
 
 
+def _estimate(cfg: AccelConfig, op: GemmOp, t: Tiling) -> int:
+    """:func:`_blocked_cost` of ``op`` with tiling ``t``."""
+    nk_used = len({kt // op.passes for kt in np.nonzero(t.tmap.keep.any(axis=1))[0]})
+    return _blocked_cost(cfg, op, t.tmap, t.pc, t.kc or nk_used, t.qb, nk_used)
+
+
+def choose_mode(g: CGraph, op: GemmOp, cache: dict) -> None:
+    """Under ``sparse_mode="auto"``, replace the widest-window sparse mode lowering chose
+    by sparse mode at a narrower window or by dense mode when that is faster: a sparse
+    K tile is ``rows * w / n`` entries wide, so a GEMM whose ``K`` is far from a multiple
+    of it streams padding, which costs more than the passes it saves where DRAM is the
+    limit (e.g. a depthwise pack of ``K = 144`` on ``n1m16``: one tile of 256). Modes
+    whose rough estimates (:func:`_blocked_cost`) beat the current one are timed like
+    the loop orders (:func:`marginal_cycles`) and taken when ``AUTO_MARGIN`` faster.
+    Only GEMMs that own their input (not chained, not shared) change mode."""
+    cfg = g.config
+    node = g.nodes[op.node] if op.node < len(g.nodes) else None
+    if op.mode != "sparse" or op.passes != 1 or op.x_chained or op.x != f"{op.name}.x" \
+            or node is None or g.options.mode_for(node.source, node.name) != "auto":
+        return
+    win = op.win or cfg.m
+    order = g.options.dataflow if g.options.dataflow != "auto" else "weight-reuse"
+    cur = op.tiling
+    e_cur = _estimate(cfg, op, cur)
+    alts = []
+    for mode, w in [("sparse", w) for w in cfg.windows if cfg.n < w < win] + [("dense", 0)]:
+        o = dataclasses.replace(op, mode=mode, win=w, tiling=None)
+        t = choose_tiling(cfg, o, mode=mode, dataflow=order)
+        e = _estimate(cfg, o, t)
+        if e < e_cur:
+            alts.append((e, mode, w, o, t))
+    if not alts:
+        return
+    rows = min(op.P, AUTO_SAMPLE_CHUNKS * max([cur.pc] + [a[4].pc for a in alts]))
+    c_cur = marginal_cycles(g, op, cur, rows, cache)
+    c, _, mode, w, o, t = min((marginal_cycles(g, a[3], a[4], rows, cache), *a) for a in alts)
+    if c >= c_cur * (1 - AUTO_MARGIN):
+        return
+    name = f"sparse mode at window {w}" if mode == "sparse" else "dense mode"
+    note = (f"{name}: {c / c_cur:.2f}x the cycles of sparse mode at window {win} (timed; "
+            f"K={op.K} pads {-op.K % cur.kp} entries of its {cur.kp}-entry tiles)")
+    op.mode, op.win, op.tiling = mode, w, t
+    op.mode_notes.append(note)
+
+
 def choose_order(g: CGraph, op: GemmOp, cache: dict | None = None) -> Tiling:
     """``dataflow="auto"``: the faster of the two loop orders for ``op``, each timed with
     :func:`marginal_cycles`. GEMMs of more than ``AUTO_SAMPLE_CHUNKS`` chunks are timed on
@@ -302,6 +349,7 @@ class TilePass:
         check_steps(g.name, g.ops)
         timed: dict = {}
         for op in g.ops:
+            choose_mode(g, op, timed)
             if g.options.dataflow == "auto":
                 op.tiling = choose_order(g, op, timed)
             else:
