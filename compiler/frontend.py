@@ -210,6 +210,7 @@ class SparsifyPass:
             w = np.clip(np.round(w), -127, 127).astype(np.int8) if w.dtype.kind == "f" \
                 else w.astype(np.int8)
             out = np.empty_like(w)
+            perms: list[np.ndarray | None] = [None] * groups
             for gi in range(groups):
                 key = f"{src}/{gi}"
                 if n.phase == "bwd_data":
@@ -222,7 +223,7 @@ class SparsifyPass:
                     wt = np.where(bwd, wf, 0).T
                     if mr.perm is not None:
                         wt = wt[mr.perm]
-                        n.perm = mr.perm
+                        perms[gi] = mr.perm
                     out[gi] = wt
                 else:
                     if spec.kind == "dense":
@@ -234,6 +235,9 @@ class SparsifyPass:
                     out[gi] = np.where(mr.fwd, w[gi], 0)
             n.w = out
             n.nnz = int(np.count_nonzero(out))
+            if any(p is not None for p in perms):     # each group's own permutation
+                n.perm = np.stack([np.arange(K) if p is None else np.asarray(p)
+                                   for p in perms])
         try:
             # a block that fits some layers is skipped (with a note) on the smaller ones
             block_fit.check()

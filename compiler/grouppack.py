@@ -9,7 +9,10 @@ and every output element is stored as a whole column block. :class:`GroupPackPas
     Y[P, gp*Qg] = X[P, gp*Kg] @ W[gp*Kg, gp*Qg],   W[rows_j, j*Qg:(j+1)*Qg] = W_j
 
 with ``gp`` the largest divisor of ``groups`` such that ``gp * Qg <= cols`` (one column
-block). The packed ``K`` axis is ordered ``(tap, group, channel)``: group ``j``'s row
+block). Where a group alone has more columns than that (a depthwise backward-data GEMM:
+``Kg = 1``, ``Qg = 9``), the groups go side by side along ``K`` instead: the largest ``gp``
+with ``gp * Kg <= rows``, so the pack's ``K`` is one tile and every column tile meets only
+its own groups' rows (9 tiles for 16 depthwise groups instead of 16). The packed ``K`` axis is ordered ``(tap, group, channel)``: group ``j``'s row
 ``t * cg + c`` (tap ``t``, input channel ``c`` of ``cg`` per group, the im2col order
 ``(dy, dx, c)``) sits at ``t * gp * cg + j * cg + c`` (:func:`group_rows`). The host lays
 out ``X`` in that order — it is simply the im2col of the ``gp * cg`` input channels of the
@@ -32,6 +35,12 @@ Packing is semantic-free: requantisation of a grouped convolution uses one shift
 (:mod:`sparsa.compiler.reference` does the same), so the outputs do not depend on ``gp``;
 :func:`sparsa.compiler.gemms.read_output` reads one group's columns by the group's own
 name (``<layer>/g<i>.y``) from the packed output ``<layer>/g<lo>-<hi>.y``.
+The weight-gradient GEMM of a grouped convolution (``dW_g = X_g^T dY_g``, stationary
+``dY_g[P, Qg]``) packs the same way with ``K`` ordered (position, group): a depthwise
+pack's ``dY`` has one non-zero per window of ``gp`` positions and runs in sparse mode,
+``m/n`` times fewer passes than group by group (it still computes every MAC of the
+dense weight gradient; the zeros skipped are the block-diagonal's).
+
 ``CompileOptions(pack_groups=False)`` turns packing off.
 """
 
@@ -50,8 +59,11 @@ __all__ = ["GroupPackPass", "pack_size", "pack_run", "group_rows", "pack_weights
 def group_channels(n: Node) -> int:
     """Input channels per group ``cg`` (the innermost run of the im2col ``K`` order
     ``(tap, channel)``) of a grouped convolution node; ``Kg`` (one run) when the layer does
-    not say."""
+    not say. A weight-gradient GEMM's ``K`` is the output positions ``P`` of the forward
+    convolution, one per "tap": ``cg = 1``, so a pack interleaves the groups' positions."""
     K = n.gemm[1]
+    if n.phase == "wgrad":
+        return 1
     cg = 0
     ws = getattr(n.layer, "weight", None)
     if isinstance(ws, tuple) and len(ws) == 4:      # conv weight [Cout, Cin/g, KH, KW]
@@ -62,10 +74,12 @@ def group_channels(n: Node) -> int:
 
 
 def packable(n: Node) -> bool:
-    """Whether ``n`` is a grouped convolution whose groups may share a GEMM: a forward (or
-    inference) convolution with a stationary weight and more than one group."""
+    """Whether ``n`` is a GEMM of a convolution with more than one group: forward (or
+    inference) and backward-data GEMMs with stationary weights, the weight-gradient GEMM
+    with stationary ``dY``."""
     return n.is_gemm and n.kind.lower() in ("conv", "conv2d") and n.gemm[3] > 1 and \
-        n.stationary == "weight" and n.phase in ("inf", "fwd") and n.perm is None
+        ((n.stationary == "weight" and n.phase in ("inf", "fwd", "bwd_data"))
+         or n.phase == "wgrad")
 
 
 def pack_size(groups: int, q: int, cols: int) -> int:
@@ -135,11 +149,19 @@ class GroupPackPass:
             if not packable(n):
                 continue
             P, K, Q, groups = n.gemm
+            sparse = n.spec is not None and n.spec.kind != "dense"
             gp = pack_size(groups, Q, g.config.cols)
+            cg = group_channels(n)
+            along = "K ordered tap, group, channel"
+            if gp == 1:
+                # too many columns per group: side by side along K instead, when the
+                # pack's K fits one tile (e.g. a depthwise backward-data GEMM, K = 1)
+                cg = K
+                gp = pack_size(groups, pack_run(cg, g.config.m, sparse), g.config.rows)
+                along = "side by side in one K tile"
             if gp == 1:
                 continue
-            cg = group_channels(n)
-            run = pack_run(cg, g.config.m, n.spec is not None and n.spec.kind != "dense")
+            run = pack_run(cg, g.config.m, sparse)
             n.pack, n.pack_k = gp, K // cg * gp * run
             n.attrs["_pack"] = (cg, run)
             if n.w is not None:
@@ -150,8 +172,7 @@ class GroupPackPass:
                                                      for j in range(gp)]), cg, run)
                 n.attrs["_kvec"] = None
             pad = f", {run - cg} zero rows after every {cg}" if run > cg else ""
-            n.notes.append(f"{gp} groups per GEMM (block-diagonal, K ordered tap, group, "
-                           f"channel{pad}): {groups // gp} GEMMs of K={n.pack_k} Q={gp * Q} "
+            n.notes.append(f"{gp} groups per GEMM (block-diagonal, {along}{pad}): {groups // gp} GEMMs of K={n.pack_k} Q={gp * Q} "
                            f"instead of {groups} of K={K} Q={Q}")
             changed = True
         return g, changed

@@ -45,7 +45,7 @@ class Node:
     layer: Any = None            # the workloads Layer, when there is one
     spec: Any = None             # SparsitySpec of this node's stationary operand
     w: np.ndarray | None = None  # int8 [ops, K, Q] masked weights (op_gemm; with data)
-    perm: np.ndarray | None = None  # Bi-Mask permutation of the reduction axis (bwd_data)
+    perm: np.ndarray | None = None  # [groups, K] Bi-Mask permutations of K (bwd_data)
     nnz: int | None = None       # non-zeros of the stationary operand (all groups)
     structure: np.ndarray | None = None  # bool [K, Q] structural mask without data
     relu: bool = False

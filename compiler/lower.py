@@ -234,7 +234,8 @@ class LowerPass:
                                       notes=["host lays out the GEMM input"]))
             ni = len(new_nodes)
             new_nodes.append(n)
-            shared_shift = packable(n)     # grouped convolution: one shift per layer
+            # grouped convolution: one shift per layer (the weight gradient stays int32)
+            shared_shift = packable(n) and not wgrad
             node_ops: list[tuple[GemmOp, np.ndarray]] = []
             for gi in range(groups):
                 name = n.name if n.gemm[3] == 1 else f"{n.name}/g{gi}" if gp == 1 else \
@@ -266,15 +267,18 @@ class LowerPass:
                         x = g.data[op.x]
                     else:
                         host = getattr(n.layer, "host_input", None)
+
+                        def group_x(j: int, host=host, n=n) -> np.ndarray:
+                            x = np.asarray(host(j), np.int8)
+                            # Bi-Mask: the host writes dY permuted (each group its own)
+                            return x if n.perm is None else x[:, n.perm[j]]
                         if host is None:
                             x = rng.integers(-128, 128, size=(P, K)).astype(np.int8)
                         elif gp > 1:
-                            x = pack_inputs([np.asarray(host(j), np.int8) for j in
-                                             range(gi * gp, gi * gp + gp)], *n.attrs["_pack"])
+                            x = pack_inputs([group_x(j) for j in range(gi * gp, gi * gp + gp)],
+                                            *n.attrs["_pack"])
                         else:
-                            x = np.asarray(host(gi), np.int8)
-                        if n.perm is not None:   # Bi-Mask: the host writes dY permuted
-                            x = x[:, n.perm]
+                            x = group_x(gi)
                         g.data[op.x] = x
                     y32 = matmul_exact(x, w_ref).astype(np.uint32) \
                         .view(np.int32)

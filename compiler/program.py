@@ -615,6 +615,14 @@ def _gemm_meta_error(cfg: AccelConfig, ly: LayerInfo) -> str | None:
     ps = m.get("passes", 1)
     if isinstance(ps, bool) or not isinstance(ps, int) or ps < 1:
         return f"meta.passes={ps!r}; allowed an integer >= 1"
+    pk = m.get("pack", 1)
+    if isinstance(pk, bool) or not isinstance(pk, int) or pk < 1 or \
+            m.get("groups", 1) % pk:
+        return f"meta.pack={pk!r}; allowed an integer >= 1 dividing groups"
+    if pk > 1:
+        kp = m.get("pack_k")
+        if isinstance(kp, bool) or not isinstance(kp, int) or kp < pk * m.get("K", 1):
+            return f"meta.pack_k={kp!r}; allowed an integer >= pack * K"
     win = m.get("window", [])
     if not isinstance(win, list) or not all(
             isinstance(w, int) and not isinstance(w, bool) and w in cfg.windows for w in win):

@@ -163,14 +163,18 @@ def _gemms(program: Any) -> list[tuple[int, Any, int, int, int, int, int, int]]:
         modes = m.get("mode") or ["dense"]
         sparse = all(x == "sparse" for x in modes)
         win = min(m.get("window") or [program.config.m]) if sparse else 0
-        K = int(m["K"])
+        K, Q, groups = int(m["K"]), int(m["Q"]), int(m.get("groups", 1))
+        pk = int(m.get("pack", 1))
+        if pk > 1:
+            # groups packed block-diagonally (compiler.grouppack): the mode and window are
+            # the packed GEMM's, so these arrays run the same packed GEMMs
+            K, Q, groups = int(m["pack_k"]), Q * pk, groups // pk
         if sparse and int(m.get("passes", 1)) > 1:
             # in passes (wformat.split_passes): modelled as a GEMM over `passes` copies of K
             # (these arrays re-stream the activations for every pass)
             K = int(m["passes"]) * _ceil(K, win) * win
         ob = 4 if ly.kind == "wgrad" else 1
-        out.append((j, ly, int(m["P"]), K, int(m["Q"]), int(m.get("groups", 1)),
-                    int(win), ob))
+        out.append((j, ly, int(m["P"]), K, Q, groups, int(win), ob))
         j += 1
     return out
 

@@ -152,3 +152,25 @@ def test_auto_mode_times_a_narrower_window_for_padded_k():
         dram = run_program(p)
         for gi, want in enumerate(g.gemm_out["dw"]):
             np.testing.assert_array_equal(read_output(p, dram, f"dw/g{gi}.y"), want)
+
+
+def test_os_and_is_models_run_the_packed_gemms():
+    """The output- and input-stationary models read a packed layer's packed shape (its
+    mode and window are the packed GEMM's): packing cuts their cycles too, and a program
+    whose meta names an impossible pack is rejected when loaded."""
+    import pytest
+    from sparsa.compiler.errors import CompileError
+    from sparsa.compiler.program import Program
+    from sparsa.sim.api import simulate
+    cfg = PRESETS["16x16-n2m4"]
+    on = compile_workload("mobilenetv2", cfg, with_data=False)
+    off = compile_workload("mobilenetv2", cfg, with_data=False,
+                           options=CompileOptions(pack_groups=False))
+    for df in ("os", "is"):
+        assert simulate(on, dataflow=df).cycles < simulate(off, dataflow=df).cycles
+    g = _dw_graph(channels=16, hw=4)
+    prog = compile_workload(g, cfg, sparsity="dense", seed=0)
+    (ly,) = [ly for ly in prog.layers if ly.kind != "host"]
+    ly.meta["pack"] = 3
+    with pytest.raises(CompileError, match="meta.pack=3; allowed an integer >= 1 dividing"):
+        Program.from_bytes(prog.to_bytes())
