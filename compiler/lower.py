@@ -1,5 +1,5 @@
-"""Lowering: GEMM nodes -> per-group :class:`GemmOp`, with mode, ReLU fusion, chaining and
-requantisation.
+"""Lowering: GEMM nodes -> :class:`GemmOp` per group (or per pack of groups,
+:mod:`sparsa.compiler.grouppack`), with mode, ReLU fusion, chaining and requantisation.
 
 * **Mode** per node: ``sparse`` when every group's stationary operand fits the array's
   ``n:m`` (on data; analytically from the spec without), else ``dense`` (noted); also
@@ -19,8 +19,8 @@ requantisation.
   applied to its rows) is stored compressed in the DRAM image; with ``pregenerate_bwd``
   it is generated ahead of time (with the weight update), without it a
   ``<layer>.wt_gen`` host node prunes it on the fly every step (``K * Q`` elements).
-* **Requantisation**: int8 outputs with the per-op shift of :mod:`sparsa.compiler.quant`;
-  weight gradients stay int32.
+* **Requantisation**: int8 outputs with the per-op shift of :mod:`sparsa.compiler.quant`
+  (one per layer for a grouped convolution, packed or not); weight gradients stay int32.
 """
 
 from __future__ import annotations
@@ -217,6 +217,8 @@ class LowerPass:
                                       source=n.source,
                                       notes=["host prunes W^T on the fly (not pre-generated)"]))
             n.notes += notes
+            if gp > 1:   # shown with the mode: why a dense layer's packs run in sparse mode
+                notes = [f"{gp} groups per GEMM (block-diagonal)"] + notes
             wgrad = n.phase == "wgrad"
             # chaining
             src = None

@@ -145,6 +145,15 @@ def calibration_programs(cfg: AccelConfig, quick: bool = False) -> list[tuple[st
         ref = TrainGraph(x, [3 * R, 4 * C, 2 * C], spec, seed=0)
         label = "mlp-train-dense" if spec == "dense" else "mlp-train-bimask"
         out.append((label, compile_workload(ref, cfg, sparsity=spec, train=True, seed=0)))
+    # a training step with packed grouped GEMMs (compiler.grouppack): the depthwise
+    # forward and weight gradient block-diagonal, the backward data side by side
+    from sparsa.workloads.graph import GraphBuilder
+    b = GraphBuilder("calib-dw-train")
+    h = b.relu(b.conv(b.input("x", (1, C // 2, 6, 6)), 2 * C, 1, name="pw1"), name="r1")
+    h = b.relu(b.conv(h, 2 * C, 3, groups=2 * C, name="dw"), name="r2")
+    b.conv(h, C, 1, name="pw2")
+    out.append(("train-depthwise-packed", compile_workload(
+        b.build(), cfg, sparsity=f"fwd={nm},bwd={nm},method=bimask", train=True, seed=2)))
     # narrow windows (2:4 on an m = 8 core): compact rows spread by LOAD expand=1, cmp_m=w
     for w in (w for w in cfg.windows if cfg.n < w < cfg.m):
         tile(f"tile-window{w}", f"{cfg.n}:{w}", 12, 3, 2, requant=1, shift=9)

@@ -65,6 +65,9 @@ def with_sparse_mode(sparse_mode: str, opt: CompileOptions, workload: str, cfg: 
                    "pre-generated.")
 @click.option("--weight-batch", default=8, show_default=True, type=click.IntRange(1, 256),
               help="Most weight tiles fetched by one LOAD (1: one LOAD per tile).")
+@click.option("--no-pack-groups", is_flag=True,
+              help="One GEMM per group of a grouped/depthwise convolution instead of packs of "
+                   "groups with block-diagonal weights.")
 @click.option("--no-data", is_flag=True,
               help="No weights/activations: instruction stream and manifest only (fast).")
 @click.option("--batch", default=1, show_default=True, type=click.IntRange(1))
@@ -81,7 +84,7 @@ def with_sparse_mode(sparse_mode: str, opt: CompileOptions, workload: str, cfg: 
                    "time).")
 def compile_cmd(workload: str, config: str | None, sparsity: str | None, train: bool,
                 dataflow: str, sparse_mode: str, no_interleave: bool, no_double_buffer: bool,
-                no_reuse: bool, no_pregenerate: bool, weight_batch: int, no_data: bool, batch: int, seq: int | None, seed: int,
+                no_reuse: bool, no_pregenerate: bool, weight_batch: int, no_pack_groups: bool, no_data: bool, batch: int, seq: int | None, seed: int,
                 dump_after: str | None, dump_format: str | None, out: str, as_json: bool) -> None:
     """Compile WORKLOAD and write the program to OUT."""
     if dump_format is not None and dump_after is None:
@@ -93,7 +96,7 @@ def compile_cmd(workload: str, config: str | None, sparsity: str | None, train: 
     opt = CompileOptions(dataflow=dataflow,
                          interleave=not no_interleave, double_buffer=not no_double_buffer,
                          reuse_schedule=not no_reuse, pregenerate_bwd=not no_pregenerate,
-                         weight_batch=weight_batch)
+                         weight_batch=weight_batch, pack_groups=not no_pack_groups)
     opt = with_sparse_mode(sparse_mode, opt, workload, cfg, sparsity, train=train, batch=batch,
                            seq=seq, seed=seed)
     t0 = time.perf_counter()
