@@ -261,7 +261,7 @@ def _estimate(cfg: AccelConfig, op: GemmOp, t: Tiling) -> int:
     return _blocked_cost(cfg, op, t.tmap, t.pc, t.kc or nk_used, t.qb, nk_used)
 
 
-def choose_mode(g: CGraph, op: GemmOp, cache: dict) -> None:
+def choose_mode(g: CGraph, op: GemmOp, cache: dict, spare_steps: int | None = None) -> int:
     """Under ``sparse_mode="auto"``, replace the widest-window sparse mode lowering chose
     by sparse mode at a narrower window or by dense mode when that is faster: a sparse
     K tile is ``rows * w / n`` entries wide, so a GEMM whose ``K`` is far from a multiple
@@ -269,12 +269,13 @@ def choose_mode(g: CGraph, op: GemmOp, cache: dict) -> None:
     limit (e.g. a depthwise pack of ``K = 144`` on ``n1m16``: one tile of 256). Modes
     whose rough estimates (:func:`_blocked_cost`) beat the current one are timed like
     the loop orders (:func:`marginal_cycles`) and taken when ``AUTO_MARGIN`` faster.
-    Only GEMMs that own their input (not chained, not shared) change mode."""
+    Only GEMMs that own their input (not chained, not shared) change mode, and only within
+    ``spare_steps`` more array steps (the scheduler's limit); returns the steps added."""
     cfg = g.config
     node = g.nodes[op.node] if op.node < len(g.nodes) else None
     if op.mode != "sparse" or op.passes != 1 or op.x_chained or op.x != f"{op.name}.x" \
             or node is None or g.options.mode_for(node.source, node.name) != "auto":
-        return
+        return 0
     win = op.win or cfg.m
     order = g.options.dataflow if g.options.dataflow != "auto" else "weight-reuse"
     cur = op.tiling
@@ -284,20 +285,28 @@ def choose_mode(g: CGraph, op: GemmOp, cache: dict) -> None:
         o = dataclasses.replace(op, mode=mode, win=w, tiling=None)
         t = choose_tiling(cfg, o, mode=mode, dataflow=order)
         e = _estimate(cfg, o, t)
-        if e < e_cur:
+        extra = _steps(o, t) - _steps(op, cur)
+        if e < e_cur and (spare_steps is None or extra <= spare_steps):
             alts.append((e, mode, w, o, t))
     if not alts:
-        return
+        return 0
     rows = min(op.P, AUTO_SAMPLE_CHUNKS * max([cur.pc] + [a[4].pc for a in alts]))
     c_cur = marginal_cycles(g, op, cur, rows, cache)
     c, _, mode, w, o, t = min((marginal_cycles(g, a[3], a[4], rows, cache), *a) for a in alts)
     if c >= c_cur * (1 - AUTO_MARGIN):
-        return
+        return 0
     name = f"sparse mode at window {w}" if mode == "sparse" else "dense mode"
     note = (f"{name}: {c / c_cur:.2f}x the cycles of sparse mode at window {win} (timed; "
             f"K={op.K} pads {-op.K % cur.kp} entries of its {cur.kp}-entry tiles)")
+    added = _steps(o, t) - _steps(op, cur)
     op.mode, op.win, op.tiling = mode, w, t
     op.mode_notes.append(note)
+    return added
+
+
+def _steps(op: GemmOp, t: Tiling) -> int:
+    """Array steps (COMPUTEs) of ``op`` with tiling ``t`` (as :func:`check_steps` counts)."""
+    return -(-op.P // t.pc) * t.tiles
 
 
 def choose_order(g: CGraph, op: GemmOp, cache: dict | None = None) -> Tiling:
@@ -341,15 +350,16 @@ class TilePass:
     name = "tile"
 
     def run(self, g: CGraph) -> tuple[CGraph, bool]:
-        from .schedule import check_steps
+        from .schedule import MAX_STEPS, check_steps
         cfg = g.config
         for op in g.ops:           # untimed first: refuse an oversized program cheaply
             op.tiling = choose_tiling(cfg, op, mode=op.mode, dataflow=g.options.dataflow
                                       if g.options.dataflow != "auto" else "weight-reuse")
         check_steps(g.name, g.ops)
         timed: dict = {}
+        spare = MAX_STEPS - sum(_steps(op, op.tiling) for op in g.ops)
         for op in g.ops:
-            choose_mode(g, op, timed)
+            spare -= choose_mode(g, op, timed, spare)
             if g.options.dataflow == "auto":
                 op.tiling = choose_order(g, op, timed)
             else:
