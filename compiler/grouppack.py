@@ -27,7 +27,9 @@ one channel per group of one tap, so each column has at most one non-zero per wi
 a ``1:m`` pattern that the sparse array runs at ``m/n`` rows per PE row. A 3x3 depthwise
 pack of 16 channels (``K = 144``) needs 9 dense tiles, 5 sparse tiles on an ``n2m4``
 array, 3 on ``n2m8`` and 1 on ``n1m16``, where the groups one by one needed 16 tiles.
-Packing never adds tiles (``ceil(gp*Kg/kp) <= gp*ceil(Kg/kp)``) and moves fewer bytes
+Without padding, packing never adds tiles (``ceil(gp*Kg/kp) <= gp*ceil(Kg/kp)``); a
+padded pack is only made when it has no more tiles than its groups (else the unpadded one,
+else none). Packing moves fewer bytes
 (one output column block instead of ``gp``, no per-group padding of ``K``); the mode
 chooser then sees the packed weights like any other.
 
@@ -161,7 +163,9 @@ class GroupPackPass:
                 along = "side by side in one K tile"
             if gp == 1:
                 continue
-            run = pack_run(cg, g.config.m, sparse)
+            run = _cheapest_run(g.config, K, Q, cg, gp, sparse)
+            if run == 0:
+                continue
             n.pack, n.pack_k = gp, K // cg * gp * run
             n.attrs["_pack"] = (cg, run)
             if n.w is not None:
@@ -176,6 +180,25 @@ class GroupPackPass:
                            f"instead of {groups} of K={K} Q={Q}")
             changed = True
         return g, changed
+
+
+def _cheapest_run(cfg: Any, K: int, Q: int, cg: int, gp: int, sparse: bool) -> int:
+    """Rows per group and tap of a pack that has no more weight tiles than its ``gp``
+    groups one by one (``0``: none, do not pack). A sparse pattern's groups run in sparse
+    mode, so the padded run (:func:`pack_run`, which keeps the pattern in its windows) is
+    counted in sparse tiles; without padding the pattern may straddle windows, so it is
+    counted in dense tiles (its worst case)."""
+    from .wformat import tile_k
+    kp_group = tile_k(cfg, "sparse") if sparse else cfg.rows
+
+    def tiles(k: int, q: int, kp: int) -> int:
+        return -(-k // kp) * -(-q // cfg.cols)
+
+    alone = gp * tiles(K, Q, kp_group)
+    for run, kp in ((pack_run(cg, cfg.m, sparse), kp_group), (cg, cfg.rows)):
+        if tiles(K // cg * gp * run, gp * Q, kp) <= alone:
+            return run
+    return 0
 
 
 def _group_structure(n: Node, K: int, Q: int, j: int) -> Any:

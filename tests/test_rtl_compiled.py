@@ -67,21 +67,29 @@ def test_depthwise_conv():
 @pytest.mark.xdist_group("8x8-n2m8")
 def test_packed_grouped_convs():
     """Group packing on the core: a depthwise conv of 16 channels (two GEMMs of 8 groups,
-    block-diagonal, 1 non-zero per 8-window: sparse mode although the spec is dense) and a
-    grouped conv of 4 channels per group (two GEMMs of 2 groups, each group's 4 rows per
-    tap padded to the 8-window at 2:8); every group's output bit-exact."""
+    block-diagonal, 1 non-zero per 8-window: sparse mode although the spec is dense), a
+    1x1 grouped conv of 4 channels per group (two GEMMs of 2 groups; at 2:8 each group's
+    4 rows padded to the 8-window) and a 3x3 grouped conv (packed dense; at 2:8 a pack
+    would need more tiles than its groups' 2 sparse tiles each, so it runs group by
+    group); every group's output bit-exact."""
     for spec in ("dense", "2:8"):
         g = RefGraph("grouped", _x((1, 5, 5, 16), seed=5), seed=5)
         g.conv("dw", "x", 16, 16, 3, groups=16)
         g.relu("r", "dw")
-        g.conv("gc", "r", 16, 16, 3, groups=4)
+        g.conv("gc", "r", 16, 16, 1, groups=4)
+        g.relu("r2", "gc")
+        g.conv("g3", "r2", 16, 16, 3, groups=4)
         g.evaluate(spec)
         prog = compile_workload(g, PRESETS["8x8-n2m8"], sparsity=spec, seed=5)
-        dw, gc = [ly for ly in prog.layers if ly.kind != "host"]
+        dw, gc, g3 = [ly for ly in prog.layers if ly.kind != "host"]
         assert dw.meta["ops"] == ["dw/g0-7", "dw/g8-15"] and dw.meta["pack_k"] == 72
         assert dw.meta["mode"] == ["sparse"]
         assert gc.meta["ops"] == ["gc/g0-1", "gc/g2-3"]
-        assert gc.meta["pack_k"] == (72 if spec == "dense" else 9 * 2 * 8)
+        assert gc.meta["pack_k"] == (8 if spec == "dense" else 16)
+        if spec == "dense":
+            assert g3.meta["ops"] == ["g3/g0-1", "g3/g2-3"] and g3.meta["pack_k"] == 72
+        else:
+            assert g3.meta["ops"] == [f"g3/g{i}" for i in range(4)]
         _run(prog, g)
 
 
