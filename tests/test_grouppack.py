@@ -174,3 +174,24 @@ def test_os_and_is_models_run_the_packed_gemms():
     ly.meta["pack"] = 3
     with pytest.raises(CompileError, match="meta.pack=3; allowed an integer >= 1 dividing"):
         Program.from_bytes(prog.to_bytes())
+
+
+def test_compile_cli_packs_unless_told_not_to(tmp_path):
+    """`sparsa compile` packs by default (the layer meta has ``pack``) and runs group by
+    group with --no-pack-groups (one GEMM per group, more instructions)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from sparsa.cli import cli
+    counts = {}
+    for flag in ((), ("--no-pack-groups",)):
+        out = tmp_path / ("off" if flag else "on")
+        run = CliRunner().invoke(cli, ["compile", "mobilenetv2", "--no-data", "-o", str(out),
+                                       "--json", *flag])
+        assert run.exit_code == 0, run.output
+        prog = json.loads((out / "program.json").read_text())
+        dw = [ly for ly in prog["layers"] if ly["name"] == "block0.dw"][0]
+        assert ("pack" in dw["meta"]) == (not flag)
+        counts[bool(flag)] = json.loads(run.output)["instructions"]
+    assert counts[False] < counts[True]
