@@ -9,40 +9,41 @@ and every output element is stored as a whole column block. :class:`GroupPackPas
     Y[P, gp*Qg] = X[P, gp*Kg] @ W[gp*Kg, gp*Qg],   W[rows_j, j*Qg:(j+1)*Qg] = W_j
 
 with ``gp`` the largest divisor of ``groups`` such that ``gp * Qg <= cols`` (one column
-block). Where a group alone has more columns than that (a depthwise backward-data GEMM:
-``Kg = 1``, ``Qg = 9``), the groups go side by side along ``K`` instead: the largest ``gp``
-with ``gp * Kg <= rows``, so the pack's ``K`` is one tile and every column tile meets only
-its own groups' rows (9 tiles for 16 depthwise groups instead of 16). The packed ``K`` axis is ordered ``(tap, group, channel)``: group ``j``'s row
+block). The packed ``K`` axis is ordered ``(tap, group, channel)``: group ``j``'s row
 ``t * cg + c`` (tap ``t``, input channel ``c`` of ``cg`` per group, the im2col order
 ``(dy, dx, c)``) sits at ``t * gp * cg + j * cg + c`` (:func:`group_rows`). The host lays
-out ``X`` in that order — it is simply the im2col of the ``gp * cg`` input channels of the
-pack, the order a convolution's im2col has anyway.
+out ``X`` in that order: it is simply the im2col of the pack's ``gp * cg`` input channels.
+
+Why the order matters: in a depthwise pack every aligned window of the packed ``K`` holds
+one channel per group of one tap, so each column has at most one non-zero per window, a
+``1:m`` pattern that the sparse array runs at ``m/n`` rows per PE row. A 3x3 depthwise
+pack of 16 channels (``K = 144``) needs 9 dense tiles, 5 sparse tiles on an ``n2m4``
+array, 3 on ``n2m8`` and 1 on ``n1m16``, where the groups one by one needed 16 tiles.
 
 When a sparse pattern's windows of ``m`` rows would straddle two groups (``cg > 1`` and
 not a multiple of ``m``), each group's run of ``cg`` rows is padded with zero rows to a
 multiple of ``m`` (:func:`pack_run`), so a group's pattern stays in its own windows.
+Without padding, packing never adds weight tiles (``ceil(gp*Kg/kp) <= gp*ceil(Kg/kp)``);
+a padded pack is only made when it has no more tiles than its groups (else the unpadded
+one, else none). Packing moves fewer bytes (one output column block instead of ``gp``,
+no per-group padding of ``K``); the mode chooser then sees the packed weights like any
+other.
 
-Why the order matters: in a depthwise pack every aligned window of the packed ``K`` holds
-one channel per group of one tap, so each column has at most one non-zero per window —
-a ``1:m`` pattern that the sparse array runs at ``m/n`` rows per PE row. A 3x3 depthwise
-pack of 16 channels (``K = 144``) needs 9 dense tiles, 5 sparse tiles on an ``n2m4``
-array, 3 on ``n2m8`` and 1 on ``n1m16``, where the groups one by one needed 16 tiles.
-Without padding, packing never adds tiles (``ceil(gp*Kg/kp) <= gp*ceil(Kg/kp)``); a
-padded pack is only made when it has no more tiles than its groups (else the unpadded one,
-else none). Packing moves fewer bytes
-(one output column block instead of ``gp``, no per-group padding of ``K``); the mode
-chooser then sees the packed weights like any other.
+Where a group alone has more columns than a pack allows (a depthwise backward-data GEMM:
+``Kg = 1``, ``Qg = 9``), the groups go side by side along ``K`` instead: the largest
+``gp`` with ``gp * Kg <= rows``, so the pack's ``K`` is one tile and every column tile
+meets only its own groups' rows (9 tiles for 16 depthwise groups instead of 16).
+
+The weight-gradient GEMM of a grouped convolution (``dW_g = X_g^T dY_g``, stationary
+``dY_g[P, Qg]``) packs like a forward GEMM with ``K`` ordered (position, group): a
+depthwise pack's ``dY`` has one non-zero per window of ``gp`` positions and runs in sparse
+mode, ``m/n`` times fewer passes than group by group (it still computes every MAC of the
+dense weight gradient; the zeros skipped are the block-diagonal's).
 
 Packing is semantic-free: requantisation of a grouped convolution uses one shift per layer
 (:mod:`sparsa.compiler.reference` does the same), so the outputs do not depend on ``gp``;
 :func:`sparsa.compiler.gemms.read_output` reads one group's columns by the group's own
 name (``<layer>/g<i>.y``) from the packed output ``<layer>/g<lo>-<hi>.y``.
-The weight-gradient GEMM of a grouped convolution (``dW_g = X_g^T dY_g``, stationary
-``dY_g[P, Qg]``) packs the same way with ``K`` ordered (position, group): a depthwise
-pack's ``dY`` has one non-zero per window of ``gp`` positions and runs in sparse mode,
-``m/n`` times fewer passes than group by group (it still computes every MAC of the
-dense weight gradient; the zeros skipped are the block-diagonal's).
-
 ``CompileOptions(pack_groups=False)`` turns packing off.
 """
 
@@ -176,8 +177,9 @@ class GroupPackPass:
                                                      for j in range(gp)]), cg, run)
                 n.attrs["_kvec"] = None
             pad = f", {run - cg} zero rows after every {cg}" if run > cg else ""
-            n.notes.append(f"{gp} groups per GEMM (block-diagonal, {along}{pad}): {groups // gp} GEMMs of K={n.pack_k} Q={gp * Q} "
-                           f"instead of {groups} of K={K} Q={Q}")
+            n.notes.append(f"{gp} groups per GEMM (block-diagonal, {along}{pad}): "
+                           f"{groups // gp} GEMMs of K={n.pack_k} Q={gp * Q} instead of "
+                           f"{groups} of K={K} Q={Q}")
             changed = True
         return g, changed
 
