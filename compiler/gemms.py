@@ -137,9 +137,9 @@ def read_output(program: Program, dram: np.ndarray, name: str) -> np.ndarray:
     cfg = program.config
     if name not in program.tensors:
         mo = re.fullmatch(r"(.*)/g(\d+)\.y", name)
+        i = int(mo.group(2)) if mo else -1
         for t in program.tensors.values() if mo else ():
             lo, gp = t.meta.get("groups", (0, 0))
-            i = int(mo.group(2))
             if t.name.startswith(f"{mo.group(1)}/g") and lo <= i < lo + gp:
                 q = t.shape[1] // gp
                 return read_output(program, dram, t.name)[:, (i - lo) * q:(i - lo + 1) * q]

@@ -153,6 +153,13 @@ def _split_cost(cfg, n: Node, win: int, passes: int, tiles: float | None = None)
     return max(P * tiles, (P * nk * kp + wbytes) / cfg.dram_bytes_per_cycle)
 
 
+def _host_x(n: Node, group: int) -> np.ndarray:
+    """What the host writes as group ``group``'s GEMM input (the layer's ``host_input``);
+    Bi-Mask: ``dY`` permuted by the group's own permutation."""
+    x = np.asarray(n.layer.host_input(group), np.int8)
+    return x if n.perm is None else x[:, n.perm[group]]
+
+
 def _nonzeros(k: int) -> str:
     return f"{k} non-zero{'s' if k != 1 else ''}"
 
@@ -268,19 +275,13 @@ class LowerPass:
                     elif op.x in g.data:
                         x = g.data[op.x]
                     else:
-                        host = getattr(n.layer, "host_input", None)
-
-                        def group_x(j: int, host=host, n=n) -> np.ndarray:
-                            x = np.asarray(host(j), np.int8)
-                            # Bi-Mask: the host writes dY permuted (each group its own)
-                            return x if n.perm is None else x[:, n.perm[j]]
-                        if host is None:
+                        if getattr(n.layer, "host_input", None) is None:
                             x = rng.integers(-128, 128, size=(P, K)).astype(np.int8)
                         elif gp > 1:
-                            x = pack_inputs([group_x(j) for j in range(gi * gp, gi * gp + gp)],
+                            x = pack_inputs([_host_x(n, j) for j in range(gi * gp, gi * gp + gp)],
                                             *n.attrs["_pack"])
                         else:
-                            x = group_x(gi)
+                            x = _host_x(n, gi)
                         g.data[op.x] = x
                     y32 = matmul_exact(x, w_ref).astype(np.uint32) \
                         .view(np.int32)

@@ -166,9 +166,7 @@ def choose_tiling(cfg: AccelConfig, op: GemmOp, *, mode: str, dataflow: str,
     acc_half = cfg.acc_entries // 2
     act_half = cfg.act_entries // 2
     notes: list[str] = []
-    # activation tiles read by the kept K tiles (a GEMM in passes reads activation tile
-    # kt // passes with K tile kt): what activation blocks hold, in units of entries per row
-    nk_used = len({kt // op.passes for kt in np.nonzero(tmap.keep.any(axis=1))[0]})
+    nk_used = _act_tiles_used(op, tmap)
 
     def tiling(order: str, pc: int, kc: int, qb: int, notes: list[str]) -> Tiling:
         resident = order == "weight-reuse" and kc >= nk_used
@@ -255,9 +253,15 @@ def marginal_cycles(g: CGraph, op: GemmOp, tiling: Tiling, rows: int, cache: dic
     return cache[key] * op.P / rows
 
 
+def _act_tiles_used(op: GemmOp, tmap: wformat.TileMap) -> int:
+    """Activation tiles read by the kept K tiles (a GEMM in passes reads activation tile
+    ``kt // passes`` with K tile ``kt``): what activation blocks hold, in entries per row."""
+    return len({kt // op.passes for kt in np.nonzero(tmap.keep.any(axis=1))[0]})
+
+
 def _estimate(cfg: AccelConfig, op: GemmOp, t: Tiling) -> int:
     """:func:`_blocked_cost` of ``op`` with tiling ``t``."""
-    nk_used = len({kt // op.passes for kt in np.nonzero(t.tmap.keep.any(axis=1))[0]})
+    nk_used = _act_tiles_used(op, t.tmap)
     return _blocked_cost(cfg, op, t.tmap, t.pc, t.kc or nk_used, t.qb, nk_used)
 
 
@@ -287,18 +291,18 @@ def choose_mode(g: CGraph, op: GemmOp, cache: dict, spare_steps: int | None = No
         e = _estimate(cfg, o, t)
         extra = _steps(o, t) - _steps(op, cur)
         if e < e_cur and (spare_steps is None or extra <= spare_steps):
-            alts.append((e, mode, w, o, t))
+            alts.append((e, mode, w, extra, o, t))
     if not alts:
         return 0
-    rows = min(op.P, AUTO_SAMPLE_CHUNKS * max([cur.pc] + [a[4].pc for a in alts]))
+    rows = min(op.P, AUTO_SAMPLE_CHUNKS * max([cur.pc] + [a[-1].pc for a in alts]))
     c_cur = marginal_cycles(g, op, cur, rows, cache)
-    c, _, mode, w, o, t = min((marginal_cycles(g, a[3], a[4], rows, cache), *a) for a in alts)
+    c, _, mode, w, added, o, t = min((marginal_cycles(g, a[-2], a[-1], rows, cache), *a)
+                                     for a in alts)
     if c >= c_cur * (1 - AUTO_MARGIN):
         return 0
     name = f"sparse mode at window {w}" if mode == "sparse" else "dense mode"
     note = (f"{name}: {c / c_cur:.2f}x the cycles of sparse mode at window {win} (timed; "
             f"K={op.K} pads {-op.K % cur.kp} entries of its {cur.kp}-entry tiles)")
-    added = _steps(o, t) - _steps(op, cur)
     op.mode, op.win, op.tiling = mode, w, t
     op.mode_notes.append(note)
     return added
