@@ -333,9 +333,7 @@ def choose_order(g: CGraph, op: GemmOp, cache: dict | None = None) -> Tiling:
         # only in another order (act-reuse stores every column block at the end)
         wr.notes.append("auto: one chunk of rows in both orders; weight-reuse")
         return wr
-    nk_used = int(wr.tmap.keep.any(axis=1).sum())
-    est_wr = _blocked_cost(cfg, op, wr.tmap, wr.pc, wr.kc or nk_used, wr.qb, nk_used)
-    est_ar = _blocked_cost(cfg, op, ar.tmap, ar.pc, ar.kc, ar.qb, nk_used)
+    est_wr, est_ar = _estimate(cfg, op, wr), _estimate(cfg, op, ar)
     if est_ar >= AUTO_PREFILTER * est_wr:     # clearly slower: not worth timing
         wr.notes.append(f"auto: act-reuse estimated {est_ar / est_wr:.2f}x weight-reuse")
         return wr
