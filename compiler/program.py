@@ -409,11 +409,17 @@ class Program:
                 err = _gemm_meta_error(cfg, ly)
                 if err:
                     raise CompileError(f"{source}: layers[{j}] ({ly.name!r}) {err}")
-        for i, note in enumerate(self.notes):
-            if not -1 <= note.layer < len(self.layers) or note.useful_macs < 0:
+        array = cfg.rows * cfg.cols
+        for i, (note, ins) in enumerate(zip(self.notes, self.instructions, strict=True)):
+            # a COMPUTE does at most rows*cols MACs per streamed row (each PE holds one
+            # weight), any other instruction none
+            most = ins.count * array if isinstance(ins, Compute) else 0
+            if not -1 <= note.layer < len(self.layers) or not 0 <= note.useful_macs <= most:
                 raise CompileError(f"{source}: notes entry {i} (layer {note.layer}, "
                                    f"useful_macs {note.useful_macs}) is out of range "
-                                   f"(layer -1..{len(self.layers) - 1}, useful_macs >= 0)")
+                                   f"(layer -1..{len(self.layers) - 1}, useful_macs "
+                                   f"0..{most}: at most the MACs instructions[{i}] "
+                                   f"({type(ins).__name__.upper()}) issues)")
         for k, t in self.tensors.items():
             if t.addr < 0 or t.beats < 0 or any(v < 0 for v in t.shape):
                 raise CompileError(f"{source}: tensors.{k}: negative addr, beats or shape")

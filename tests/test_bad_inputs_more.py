@@ -1,0 +1,94 @@
+"""More bad input found by fuzzing: one ``error:`` line naming the file, the field and what
+is allowed, exit code 2, no traceback, nothing half-written (see test_cli_bad_input.py)."""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+from cli_helpers import run
+from sparsa.compiler.errors import CompileError
+from sparsa.compiler.program import _PRE, Program
+
+
+def one_line_error(code: int, err: str, needle: str) -> None:
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert needle in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def prog(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A compiled program folder (one host im2col layer, one GEMM) of a tiny workload."""
+    from sparsa.cli import main
+
+    d = tmp_path_factory.mktemp("prog")
+    (d / "tiny.csv").write_text("Layer, M, N, K\ng1,8,8,8\n")
+    try:   # capsys is per test: the CLI in this process, output left to pytest
+        main(["compile", str(d / "tiny.csv"), "--config", "4x4-n2m4", "-o", str(d / "p")])
+    except SystemExit as e:
+        assert not e.code
+    return d / "p"
+
+
+def edited_json(prog: Path, tmp_path: Path, name: str, edit) -> Path:
+    doc = json.loads((prog / "program.json").read_text())
+    edit(doc)
+    path = tmp_path / name
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def edited_binary(prog: Path, tmp_path: Path, name: str, edit) -> Path:
+    """The program binary with its JSON header edited and the CRC recomputed."""
+    data = (prog / "program.sprg").read_bytes()
+    magic, fver, iver, hlen = _PRE.unpack_from(data)
+    head = json.loads(data[_PRE.size:_PRE.size + hlen])
+    edit(head)
+    h = json.dumps(head).encode()
+    body = _PRE.pack(magic, fver, iver, len(h)) + h + data[_PRE.size + hlen:-4]
+    path = tmp_path / name
+    path.write_bytes(body + struct.pack("<I", zlib.crc32(body)))
+    return path
+
+
+def first_compute(doc: dict) -> int:
+    return next(i for i, x in enumerate(doc["instructions"]) if x["op"] == "Compute")
+
+
+@pytest.mark.parametrize("macs", [2**63, 2**62, 129])
+def test_useful_macs_beyond_what_the_instruction_issues(prog, tmp_path, capsys, macs):
+    """A COMPUTE of 8 rows on a 4x4 array issues 128 MACs: more useful MACs than that (2**63
+    was an OverflowError in the simulator's int64 arrays) is rejected by both loaders."""
+    doc = json.loads((prog / "program.json").read_text())
+    i = first_compute(doc)
+    assert doc["instructions"][i]["count"] == 8
+
+    def edit(d: dict) -> None:
+        d["notes"]["useful_macs"][i] = macs
+
+    needle = (f"notes entry {i} (layer 1, useful_macs {macs}) is out of range (layer -1..1, "
+              f"useful_macs 0..128")
+    for path in (edited_json(prog, tmp_path, "p.json", edit),
+                 edited_binary(prog, tmp_path, "p.sprg", edit)):
+        with pytest.raises(CompileError, match="^" + str(path)):
+            Program.load_json(path) if path.suffix == ".json" else Program.load(path)
+        code, _, err = run(capsys, "simulate", str(path))
+        one_line_error(code, err, f"{path}: {needle}")
+
+
+def test_useful_macs_on_an_instruction_without_macs(prog, tmp_path, capsys):
+    doc = json.loads((prog / "program.json").read_text())
+    assert doc["instructions"][0]["op"] == "Load"
+    path = edited_json(prog, tmp_path, "p.json",
+                       lambda d: d["notes"]["useful_macs"].__setitem__(0, 1))
+    code, _, err = run(capsys, "simulate", str(path))
+    one_line_error(code, err, "useful_macs 0..0: at most the MACs instructions[0] (LOAD)")
+    # the compiled program itself: exactly the issued MACs where the weights are dense
+    code, out, err = run(capsys, "simulate", str(prog / "program.json"), "--json")
+    assert code == 0, err
