@@ -397,6 +397,10 @@ class Program:
                 raise CompileError(f"{source}: layers[{j}] ({ly.name!r}) is a host layer with "
                                    f"instructions {ly.first_instr}..{ly.end_instr}; a host "
                                    f"layer runs none (first_instr = end_instr)")
+            if ly.kind == "host" and not _count_ok(ly.meta.get("elements", 0)):
+                raise CompileError(f"{source}: layers[{j}] ({ly.name!r}) meta.elements="
+                                   f"{ly.meta['elements']!r}; allowed an integer in "
+                                   f"0..2**62-1 (the elements the host layer handles)")
             mode = ly.meta.get("mode", [])
             if not isinstance(mode, list) or not all(isinstance(x, str) for x in mode):
                 raise CompileError(f"{source}: layers[{j}].meta.mode={mode!r} is not a list of "
@@ -538,6 +542,16 @@ class Program:
 
 _FIELD_TYPES: dict[str, type | tuple[type, ...]] = {"str": str, "int": int, "dict[str, Any]": dict,
                                                      "tuple[int, ...]": tuple}
+
+
+#: Largest element count a host layer's ``meta.elements`` may hold: the simulator and the
+#: sweep results keep counts in 64-bit integers, with room for sums.
+_MAX_COUNT = 2**62 - 1
+
+
+def _count_ok(v: Any) -> bool:
+    """``v`` is an integer (not a bool) in ``0.._MAX_COUNT``."""
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= _MAX_COUNT
 
 
 def _int(v: Any, what: str) -> int:

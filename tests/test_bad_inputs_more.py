@@ -92,3 +92,28 @@ def test_useful_macs_on_an_instruction_without_macs(prog, tmp_path, capsys):
     # the compiled program itself: exactly the issued MACs where the weights are dense
     code, out, err = run(capsys, "simulate", str(prog / "program.json"), "--json")
     assert code == 0, err
+
+
+@pytest.mark.parametrize("elements", ["x", None, float("nan"), float("inf"), -1, 2.5, "5",
+                                      True, 2**62])
+def test_host_layer_elements_not_a_count(prog, tmp_path, capsys, elements):
+    """A host layer's meta.elements was int()-ed by the simulator: a ValueError/TypeError
+    traceback, or '5', 2.5, -1 and true silently taken as counts."""
+    doc = json.loads((prog / "program.json").read_text())
+    assert doc["layers"][0]["kind"] == "host"
+
+    def edit(d: dict) -> None:
+        d["layers"][0]["meta"]["elements"] = elements
+
+    for path in (edited_json(prog, tmp_path, "p.json", edit),
+                 edited_binary(prog, tmp_path, "p.sprg", edit)):
+        code, _, err = run(capsys, "simulate", str(path))
+        one_line_error(code, err, f"{path}: layers[0] ('g1.im2col') meta.elements=")
+        assert "allowed an integer in 0..2**62-1" in err
+
+
+def test_host_layer_without_elements_still_loads(prog, tmp_path, capsys):
+    path = edited_json(prog, tmp_path, "p.json",
+                       lambda d: d["layers"][0]["meta"].pop("elements"))
+    code, out, err = run(capsys, "simulate", str(path), "--json")
+    assert code == 0 and json.loads(out)["host_elements"] == 0, err
