@@ -41,7 +41,13 @@ import numpy as np
 from sparsa.hw.config import AccelConfig, resolve_config
 from sparsa.hw.isa import Unit
 
-from .energy import COMPONENTS, EnergyTable, energy_breakdown, resolve_energy_table
+from .energy import (
+    COMPONENTS,
+    ENERGY_PRESETS,
+    EnergyTable,
+    energy_breakdown,
+    resolve_energy_table,
+)
 from .errors import SimError
 from .model import (
     ACTIONS,
@@ -475,7 +481,12 @@ def check_point_options(options: dict[str, Any] | None, source: str = "run_point
         check_variant_options(options.get("variant") or {})
     except SimError as e:
         raise SimError(f"{source}.variant: {e}") from None
-    if options.get("energy_table") is not None:
+    table = options.get("energy_table")
+    if table is not None and (not isinstance(table, str | EnergyTable) or table == ""):
+        # as a config's energy_table: a number or a list was an AttributeError/TypeError
+        raise SimError(f"{source}: energy_table={table!r} is invalid; allowed a built-in "
+                       f"table name ({', '.join(ENERGY_PRESETS)}) or a YAML path")
+    if table is not None:
         try:
             resolve_energy_table(options["energy_table"])
         except SimError as e:

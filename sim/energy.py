@@ -224,6 +224,9 @@ def resolve_energy_table(spec: str | EnergyTable | None) -> EnergyTable:
         return ENERGY_PRESETS["horowitz45"]
     if isinstance(spec, EnergyTable):
         return spec
+    if not isinstance(spec, str) or not spec:
+        raise SimError(f"energy_table={spec!r} is invalid; allowed a built-in table name "
+                       f"({', '.join(ENERGY_PRESETS)}) or a YAML path")
     if spec in ENERGY_PRESETS:
         return ENERGY_PRESETS[spec]
     if spec.endswith((".yaml", ".yml")) or os.path.exists(spec):

@@ -117,3 +117,28 @@ def test_host_layer_without_elements_still_loads(prog, tmp_path, capsys):
                        lambda d: d["layers"][0]["meta"].pop("elements"))
     code, out, err = run(capsys, "simulate", str(path), "--json")
     assert code == 0 and json.loads(out)["host_elements"] == 0, err
+
+
+@pytest.mark.parametrize("table", ["5", "[horowitz45]", "{a: 1}", "true", "''"])
+def test_sweep_energy_table_not_a_name(tmp_path, capsys, table):
+    """options.energy_table of a sweep spec that is no string: an AttributeError/TypeError
+    traceback from the energy-table lookup; now one line naming the key, before any work."""
+    (tmp_path / "tiny.csv").write_text("Layer, M, N, K\ng1,8,8,8\n")
+    spec = tmp_path / "et.yaml"
+    spec.write_text(f"name: x\nworkloads: [{tmp_path / 'tiny.csv'}]\nconfigs: [4x4-n2m4]\n"
+                    f"options: {{energy_table: {table}}}\n")
+    code, _, err = run(capsys, "sweep", str(spec), "-o", str(tmp_path / "res"), "--no-progress")
+    one_line_error(code, err, f"{spec}: options: energy_table=")
+    assert "is invalid; allowed a built-in table name (horowitz45" in err
+    assert not (tmp_path / "res").exists()
+
+
+@pytest.mark.parametrize("table", [5, ["horowitz45"], {"a": 1}, True, ""])
+def test_point_options_and_resolver_reject_a_non_name_energy_table(table):
+    from sparsa.sim.api import check_point_options
+    from sparsa.sim.energy import resolve_energy_table
+    from sparsa.sim.errors import SimError
+    with pytest.raises(SimError, match=r"^spec: energy_table=.* is invalid; allowed a built-in"):
+        check_point_options({"energy_table": table}, "spec")
+    with pytest.raises(SimError, match=r"^energy_table=.* is invalid; allowed a built-in"):
+        resolve_energy_table(table)
