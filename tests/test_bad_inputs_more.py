@@ -142,3 +142,15 @@ def test_point_options_and_resolver_reject_a_non_name_energy_table(table):
         check_point_options({"energy_table": table}, "spec")
     with pytest.raises(SimError, match=r"^energy_table=.* is invalid; allowed a built-in"):
         resolve_energy_table(table)
+
+
+def test_onnx_export_names_the_weights_file_in_the_way(tmp_path, capsys):
+    """A directory named like the weights file: the error named the .onnx file."""
+    src = tmp_path / "small.csv"
+    src.write_text("Layer, M, N, K\ng1,8,64,64\n")
+    (tmp_path / "x9.weights.bin").mkdir()
+    out = tmp_path / "x9.onnx"
+    code, _, err = run(capsys, "workloads", "export", str(src), "-o", str(out), "--weights")
+    one_line_error(code, err, f"cannot write '{tmp_path / 'x9.weights.bin'}' (the weights of "
+                              f"'{out}'): Is a directory")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["small.csv", "x9.weights.bin"]

@@ -226,6 +226,7 @@ def export_onnx(workload: Workload, path: str | Path, with_weights: bool = False
     # refuses to write external data over an existing file (a re-export).
     tmpdir = temp_dir(out)
     remove_stale_temps(out.parent, lambda name: name == out.name)   # a killed export's
+    what = repr(str(out))     # the file being written, for the error message
     try:
         tmpdir.mkdir()
         tmp = tmpdir / out.name
@@ -241,12 +242,14 @@ def export_onnx(workload: Workload, path: str | Path, with_weights: bool = False
                 umask = os.umask(0)
                 os.umask(umask)
                 os.chmod(tmpdir / ext, 0o666 & ~umask)     # onnx creates it 0600
+                what = f"{str(out.with_name(ext))!r} (the weights of {str(out)!r})"
                 os.replace(tmpdir / ext, out.with_name(ext))
+                what = repr(str(out))
         else:
             onnx.save(model, str(tmp))
         os.replace(tmp, out)
     except OSError as e:
-        raise WorkloadError(f"cannot write {str(out)!r}: {e.strerror or e}") from None
+        raise WorkloadError(f"cannot write {what}: {e.strerror or e}") from None
     finally:
         with contextlib.suppress(OSError):
             shutil.rmtree(tmpdir)
