@@ -47,7 +47,7 @@ import yaml
 from sparsa.fileio import write_atomic
 
 from .errors import ReportError
-from .spec import DesignPoint, SweepSpec
+from .spec import DesignPoint, SweepSpec, SweepSpecModel
 from .store import ResultStore
 
 __all__ = ["KEY_COLUMNS", "VOLATILE_COLUMNS", "PROVENANCE_COLUMNS", "SweepResult",
@@ -459,6 +459,48 @@ def _check_results_folder(root: Path) -> None:
     if other:
         raise ReportError(f"-o {root}: not a sweep results folder (holds {other[0]!r}); give "
                           f"an empty or new folder")
+
+
+def _spec_identity(raw: Any) -> dict[str, Any] | None:
+    """A spec mapping normalised (defaults filled in, a single value made a list) without
+    ``area`` and ``per_layer``, which a re-run may turn on to add columns to the same
+    points; ``None`` when ``raw`` is no valid spec."""
+    try:
+        m = SweepSpecModel.model_validate(raw)
+    except ValueError:     # pydantic's ValidationError
+        return None
+    d = m.model_dump(exclude={"area", "per_layer"})
+    for pt in d.get("points") or ():
+        pt.pop("per_layer", None)
+    return d
+
+
+def check_same_spec(spec: SweepSpec, root: str | os.PathLike[str]) -> None:
+    """Refuse to run ``spec`` into results folder ``root`` when it holds the results of
+    another spec (its ``spec.yaml``, copied by the sweep that made it, normalises to
+    something else): the sweep would overwrite that copy and mix both specs' points.
+    Re-running the same spec (to resume, or with ``area``/``per_layer`` turned on) passes,
+    and so does a folder without ``spec.yaml``. ``sparsa sweep`` calls this; :func:`run_sweep`
+    itself merges any sweeps' results (the demo puts its sections in one folder)."""
+    root = Path(root)
+    stored = root / "spec.yaml"
+    if not stored.is_file():
+        return
+    try:
+        old = _spec_identity(yaml.safe_load(stored.read_bytes()))
+    except (OSError, ValueError, yaml.YAMLError, RecursionError):
+        old = None
+    new = _spec_identity(spec.raw)
+    if old == new:
+        return
+    if old is None:
+        why = f"{stored} is not a readable sweep spec"
+    else:
+        keys = ", ".join(k for k in new if old.get(k) != new.get(k))
+        why = f"{stored} differs from {spec.source} in {keys}"
+    raise ReportError(f"results folder {root} holds the results of another sweep spec "
+                      f"({why}); give a new or empty folder (re-running the same spec "
+                      f"resumes)")
 
 
 def local_worker_limit() -> int:

@@ -58,10 +58,11 @@ def register(group: click.Group) -> None:
         """
         from sparsa.outputs import check_out_dir
         from sparsa.reports.spec import load_spec
-        from sparsa.reports.sweep import run_sweep
+        from sparsa.reports.sweep import check_same_spec, run_sweep
 
         s = load_spec(spec)
         results = check_out_dir(out) if out is not None else Path("sweeps") / s.name
+        check_same_spec(s, results)
         old = signal.signal(signal.SIGTERM, _sigterm)
         try:
             res = run_sweep(s, results, workers=workers, scheduler=scheduler, dask=use_dask,

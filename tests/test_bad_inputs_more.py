@@ -154,3 +154,33 @@ def test_onnx_export_names_the_weights_file_in_the_way(tmp_path, capsys):
     one_line_error(code, err, f"cannot write '{tmp_path / 'x9.weights.bin'}' (the weights of "
                               f"'{out}'): Is a directory")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["small.csv", "x9.weights.bin"]
+
+
+def test_sweep_into_the_results_of_another_spec(tmp_path, capsys):
+    """A second spec run into a results folder overwrote the first's spec.yaml and mixed
+    both specs' points; re-running the same spec (also with per_layer or area turned on,
+    or a single value for a list) still resumes."""
+    (tmp_path / "tiny.csv").write_text("Layer, M, N, K\ng1,8,8,8\n")
+    common = f"workloads: [{tmp_path / 'tiny.csv'}]\nconfigs: [4x4-n2m4]\narea: false\n"
+    one, two, same = (tmp_path / n for n in ("one.yaml", "two.yaml", "same.yaml"))
+    one.write_text("name: one\n" + common + "sparsity: [dense]\n")
+    two.write_text("name: one\n" + common + "sparsity: ['2:4']\n")
+    same.write_text("name: one\n" + common + "sparsity: dense\nper_layer: true\n")
+    res = tmp_path / "res"
+    args = ("-o", str(res), "--workers", "1", "--no-progress", "--json")
+    code, _, err = run(capsys, "sweep", str(one), *args)
+    assert code == 0, err
+    spec_copy, points = (res / "spec.yaml").read_bytes(), (res / "points.parquet").read_bytes()
+    code, _, err = run(capsys, "sweep", str(two), *args)
+    one_line_error(code, err, f"results folder {res} holds the results of another sweep spec "
+                              f"({res / 'spec.yaml'} differs from {two} in sparsity)")
+    assert (res / "spec.yaml").read_bytes() == spec_copy
+    assert (res / "points.parquet").read_bytes() == points
+    code, out, err = run(capsys, "sweep", str(one), *args)
+    assert code == 0 and json.loads(out)["skipped"] == 1, err
+    code, out, err = run(capsys, "sweep", str(same), *args)
+    assert code == 0 and json.loads(out)["total"] == 1, err
+    # a damaged copy cannot tell which spec the results are of
+    (res / "spec.yaml").write_text("name: [1\n")
+    code, _, err = run(capsys, "sweep", str(one), *args)
+    one_line_error(code, err, f"({res / 'spec.yaml'} is not a readable sweep spec)")
