@@ -17,6 +17,7 @@ from sparsa.compiler.options import DATAFLOWS, SPARSE_MODES, CompileOptions
 from sparsa.hw.config import resolve_config
 
 from .cmd_compile import SPARSE_MODE_HELP, mode_note_lines, with_sparse_mode
+from .sparsity_arg import check_sparsity, check_sparsity_list
 
 _SPARSITY_HELP = ("Sparsity plan, e.g. 2:4, 'conv1=dense;*=2:4', fwd=2:8,bwd=2:8,method=bimask.")
 
@@ -144,7 +145,7 @@ def print_report(res: Any, title: str, mode_notes: list[str] | None = None) -> N
 @click.command("simulate")
 @click.argument("target", metavar="WORKLOAD|PROGRAM")
 @click.option("--config", "config", default=None, help="Preset name or YAML file.")
-@click.option("--sparsity", default=None,
+@click.option("--sparsity", default=None, callback=check_sparsity,
               help=_SPARSITY_HELP + " Default: the workload's own (a SCALE-Sim topology's "
                    "Sparsity column), else dense.")
 @click.option("--train", is_flag=True, help="Simulate a training step.")
@@ -359,6 +360,7 @@ def _split(value: str, allowed: tuple[str, ...] | None, what: str) -> list[str]:
 @click.option("--dataflows", default="ws", show_default=True,
               help="Comma-separated subset of ws,os,is.")
 @click.option("--sparsity", "sparsities", default="dense,2:4", show_default=True,
+              callback=check_sparsity_list,
               help="Comma-separated sparsity specs (each one plan, e.g. 2:4 or 1:16).")
 @click.option("--config", "config", default=None, help="Preset name or YAML file.")
 @click.option("--train", is_flag=True, help="Compare training steps.")

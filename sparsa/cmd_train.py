@@ -12,6 +12,7 @@ from sparsa.hw.config import resolve_config
 
 from .cmd_compile import mode_note_lines
 from .cmd_sim import check_energy_table, energy_table_text
+from .sparsity_arg import check_sparsity, check_sparsity_list
 
 
 def _fmt(x: float) -> str:
@@ -189,7 +190,8 @@ def _split(value: str) -> list[str]:
 @click.option("--config", "config", default="16x16-n1m32", show_default=True,
               help="Preset name or YAML file.")
 @click.option("--sparsity", "sparsities", default="dense,2:4,1:8,1:16,1:32",
-              show_default=True, help="Comma-separated sparsity plans.")
+              show_default=True, callback=check_sparsity_list,
+              help="Comma-separated sparsity plans.")
 @click.option("--train", is_flag=True, help="Training steps instead of inference.")
 @click.option("--batch", default=1, show_default=True, type=click.IntRange(1))
 @click.option("--seq", default=None, type=click.IntRange(1))
@@ -230,7 +232,8 @@ def limits_cmd(workload: str, config: str, sparsities: str, train: bool, batch: 
 @click.argument("workload")
 @click.option("--config", "config", default="16x16-n2m4-bw4", show_default=True,
               help="Preset name or YAML file.")
-@click.option("--sparsity", default="2:4", show_default=True, help="Sparsity plan.")
+@click.option("--sparsity", default="2:4", show_default=True, callback=check_sparsity,
+              help="Sparsity plan.")
 @click.option("--batch", default=1, show_default=True, type=click.IntRange(1))
 @click.option("--seq", default=None, type=click.IntRange(1))
 @click.option("--layers", "top", default=8, show_default=True, type=click.IntRange(0),

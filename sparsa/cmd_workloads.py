@@ -11,6 +11,8 @@ import click
 
 from sparsa.workloads import ZOO_NAMES, Workload, WorkloadError, load_workload
 
+from .sparsity_arg import check_sparsity
+
 
 def _width() -> int:
     """Table width: $COLUMNS (at least 100), 140 when unset or not a number."""
@@ -105,7 +107,7 @@ def _densities(wl: Workload, sparsity: str | None) -> dict[str, float] | None:
 @click.option("--batch", default=1, show_default=True, type=click.IntRange(1))
 @click.option("--seq", default=None, type=click.IntRange(1),
               help="Sequence length (transformers; gpt2-decode: KV length).")
-@click.option("--sparsity", default=None,
+@click.option("--sparsity", default=None, callback=check_sparsity,
               help="Sparsity plan for the density column, e.g. 2:4 or 'conv1=dense;*=2:4' "
                    "(default: the workload's own, e.g. a SCALE-Sim Sparsity column).")
 @click.option("--train", is_flag=True, help="Show the training step (fwd, bwd_data, wgrad).")
@@ -169,7 +171,7 @@ def show_cmd(spec: str, batch: int, seq: int | None, sparsity: str | None, train
               show_default=True, help="SCALE-Sim topology format (.csv).")
 @click.option("--batch", default=1, show_default=True, type=click.IntRange(1))
 @click.option("--seq", default=None, type=click.IntRange(1))
-@click.option("--sparsity", default=None,
+@click.option("--sparsity", default=None, callback=check_sparsity,
               help="GEMM format: sparsity plan written to the Sparsity column (N:M only).")
 @click.option("--weights", is_flag=True,
               help=".onnx: write the int8 weights (to <stem>.weights.bin); default shapes "

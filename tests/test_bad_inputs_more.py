@@ -184,3 +184,35 @@ def test_sweep_into_the_results_of_another_spec(tmp_path, capsys):
     (res / "spec.yaml").write_text("name: [1\n")
     code, _, err = run(capsys, "sweep", str(one), *args)
     one_line_error(code, err, f"({res / 'spec.yaml'} is not a readable sweep spec)")
+
+
+SPARSITY_CASES = [
+    # (verb arguments before --sparsity, value, the one line after 'error: ')
+    (("simulate", "{d}/tiny.csv", "--config", "4x4-n2m4"), "3:2",
+     "--sparsity 3:2: n must be in 1..m=2, not 3"),
+    (("compare", "{d}/tiny.csv", "--config", "4x4-n2m4"), "dense,3:2",
+     "--sparsity 3:2: n must be in 1..m=2, not 3"),
+    (("compare", "{d}/tiny.csv", "--config", "4x4-n2m4"), "dense,fwd=2:4,bwd=2:4,method=x",
+     "--sparsity fwd=2:4,bwd=2:4,method=x: method must be one of"),
+    (("limits", "{d}/tiny.csv", "--config", "4x4-n2m4"), "2:4,2:0",
+     "--sparsity 2:0: m must be a power of two in 2..1024, not 0"),
+    (("weight-modes", "{d}/tiny.csv", "--config", "4x4-n2m4"), "g1=3:2",
+     "--sparsity g1=3:2: n must be in 1..m=2, not 3"),
+    (("weight-modes", "{d}/tiny.csv", "--config", "4x4-n2m4"), "2:4,1:8",
+     "--sparsity 2:4,1:8: '2:4,1:8' lists several patterns"),
+    (("workloads", "show", "{d}/tiny.csv"), "abc", "--sparsity abc: unknown sparsity spec"),
+    (("workloads", "export", "{d}/tiny.csv", "--format", "gemm", "-o", "{d}/x.csv"), "3:2",
+     "--sparsity 3:2: n must be in 1..m=2, not 3"),
+]
+
+
+@pytest.mark.parametrize("args,value,line", SPARSITY_CASES,
+                         ids=[f"{a[0]}-{v}" for a, v, _ in SPARSITY_CASES])
+def test_sparsity_errors_name_the_option(tmp_path, capsys, args, value, line):
+    """A malformed --sparsity was reported by the spec alone ('error: 3:2: n must be ...'),
+    as if it came from a file; now the option is named, before any work."""
+    (tmp_path / "tiny.csv").write_text("Layer, M, N, K\ng1,8,8,8\n")
+    code, _, err = run(capsys, *(a.format(d=tmp_path) for a in args), "--sparsity", value)
+    one_line_error(code, err, line)
+    assert err.startswith("error: " + line)
+    assert not (tmp_path / "x.csv").exists()
