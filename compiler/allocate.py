@@ -5,7 +5,9 @@ Tensors are placed in first-use order: activation inputs the host writes (``fmt`
 ``act_dense``), compressed weight tiles (``wgt_tiles``), then outputs (``out_i8`` /
 ``out_i32``). Layouts (beats):
 
-* activations: row ``p``'s K tile ``kt`` at ``p * row_beats + kt * entry_beats``;
+* activations: row ``p``'s K tile ``kt`` at ``p * row_beats + kt * entry_beats``; a
+  convolution input read by implicit im2col (``meta["image"] = [B, Hp, Wp, C]``,
+  :mod:`sparsa.compiler.imgload`) holds the padded image, one row per pixel;
 * outputs: row ``p``'s column block ``qt`` at ``p * row_beats + qt * store_beats`` (a
   packed grouped GEMM's output, ``meta["groups"] = [first, count]``, holds its groups'
   columns side by side); an output
@@ -19,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .imgload import image_of
 from .ir import CGraph
 
 __all__ = ["Allocation", "AllocatePass", "DramTensor"]
@@ -60,11 +63,16 @@ def allocate(g: CGraph) -> Allocation:
         if op.x not in produced and op.x not in seen:
             seen.add(op.x)
             fmt = "act_dense" if lay["act_win"] else "act"
-            entries.append(DramTensor(op.x, 0, op.P * lay["x_row"], (op.P, op.kx), "int8", fmt,
+            geo = image_of(op)
+            rows, cols = (geo.pixels, geo.C) if geo else (op.P, op.kx)
+            entries.append(DramTensor(op.x, 0, rows * lay["x_row"], (rows, cols), "int8", fmt,
                                       "input", {"row_beats": lay["x_row"],
                                                 "entry_beats": lay["eb_a"],
                                                 "kp": op.tiling.kp,
-                                                "nk": op.act_tiles}))
+                                                "nk": -(-cols // op.tiling.kp) if geo
+                                                else op.act_tiles,
+                                                **({"image": [geo.B, geo.Hp, geo.Wp, geo.C]}
+                                                   if geo else {})}))
     for op in g.ops:
         lay = lays[op.name]
         tm = op.tiling.tmap

@@ -14,6 +14,7 @@ from sparsa.hw.isa import Instr, _field_offsets
 
 from . import loadsparse, wformat
 from .errors import CompileError
+from .imgload import image_tensor
 from .ir import CGraph
 from .program import InstrNote, LayerInfo, Program, TensorInfo
 
@@ -86,7 +87,8 @@ def encode_program(g: CGraph) -> Program:
             lo = t.addr * bb
             if t.role == "input":
                 op = ops_by_x[name]
-                rows = pack_activations(cfg, g.data[name], op.tiling.mode, op.act_tiles,
+                data = g.data[image_tensor(name)] if "image" in t.meta else g.data[name]
+                rows = pack_activations(cfg, data, op.tiling.mode, t.meta["nk"],
                                         op.tiling.kp)
                 img[lo:lo + rows.size] = rows.reshape(-1)
             elif t.role == "weight":

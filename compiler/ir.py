@@ -114,6 +114,7 @@ class GemmOp:
     tiling: Tiling | None = None
     phase: str = "inf"
     pack: int = 1                  # groups side by side (block-diagonal W), see grouppack
+    image: Any = None              # imgload.ConvGeom: X read from the padded input image
 
     @property
     def kx(self) -> int:

@@ -33,6 +33,7 @@ from . import loadsparse, wformat
 from .errors import CompileError
 from .gemms import chainable
 from .grouppack import pack_inputs, packable
+from .imgload import geometry_of, image_tensor
 from .ir import CGraph, GemmOp, Node
 from .quant import choose_shift, matmul_exact, nominal_shift, requant
 
@@ -185,12 +186,26 @@ class LowerPass:
         for i, n in enumerate(g.nodes):
             for inp in n.inputs:
                 consumers.setdefault(inp, []).append(i)
-        # ReLU fusion
         alias: dict[str, str] = {}
+        # batch-norm folding (inference): the norm's output is its GEMM's
+        if g.options.fold_bn:
+            for n in g.nodes:
+                if n.kind.lower() == "batchnorm" and n.phase == "inf" and len(n.inputs) == 1:
+                    src = n.inputs[0]
+                    pi = by_name.get(src)
+                    if pi is not None and g.nodes[pi].is_gemm and \
+                            g.nodes[pi].stationary == "weight" and \
+                            len(consumers.get(src, [])) == 1:
+                        n.attrs["host_meta"] = {"folded_into": src}
+                        n.out_elements = 0
+                        n.notes.append(f"folded into {src}'s weights")
+                        alias[n.name] = src
+                        consumers[src] = consumers.get(n.name, [])
+        # ReLU fusion
         if g.options.fuse_relu:
             for n in g.nodes:
                 if n.kind.lower() == "relu" and len(n.inputs) == 1:
-                    src = n.inputs[0]
+                    src = alias.get(n.inputs[0], n.inputs[0])
                     pi = by_name.get(src)
                     if pi is not None and g.nodes[pi].is_gemm and \
                             len(consumers.get(src, [])) == 1 and g.nodes[pi].phase != "wgrad":
@@ -237,6 +252,15 @@ class LowerPass:
             # linear layers reading the same tensor share one host-written input
             shared_x = groups == 1 and n.kind.lower() in ("linear", "gemm", "fc") and \
                 len(n.inputs) == 1 and n.perm is None and n.phase in ("inf", "fwd")
+            # implicit im2col: the core reads X from the padded image (imgload); final
+            # once the tiling's kp is known (TilePass)
+            geom = None
+            if g.options.implicit_im2col and src is None and groups == 1 and gp == 1 and \
+                    passes == 1 and n.stationary == "weight" and n.perm is None and \
+                    n.phase in ("inf", "fwd"):
+                geom = geometry_of(n.layer)
+                if geom is not None and ((geom.P, geom.K) != (P, K) or not geom.worth_it()):
+                    geom = None
             if src is None:
                 new_nodes.append(Node(f"{n.name}.im2col", "im2col", n.phase, n.inputs,
                                       out_elements=P * K * groups, source=n.source,
@@ -268,12 +292,19 @@ class LowerPass:
                             relu=int(n.relu), requant=int(not wgrad), x_chained=src is not None,
                             mode=mode, win=win, mode_notes=list(notes), phase=n.phase,
                             cmp=n.attrs.get("_cmp") if mode == "load-sparse" else None,
-                            pack=gp)
+                            pack=gp, image=geom)
                 if g.with_data:
                     if src is not None:
                         x = results[src.y]
                     elif op.x in g.data:
                         x = g.data[op.x]
+                    elif geom is not None:   # an image, and the im2col the core reads
+                        img = n.layer.host_image() if hasattr(n.layer, "host_image") else \
+                            rng.integers(-128, 128, size=(geom.B, geom.H, geom.W, geom.C),
+                                         dtype=np.int8)
+                        x = geom.im2col(img)
+                        g.data[op.x] = x
+                        g.data[image_tensor(op.x)] = geom.padded(img)
                     else:
                         if getattr(n.layer, "host_input", None) is None:
                             x = rng.integers(-128, 128, size=(P, K)).astype(np.int8)

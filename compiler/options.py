@@ -65,6 +65,15 @@ class CompileOptions:
         elements); the GEMM itself is unchanged.
     fuse_relu : bool
         Apply a following ReLU in the STORE of the GEMM before it.
+    fold_bn : bool
+        Inference: fold a batch norm that follows a GEMM (its only consumer) into that
+        GEMM's weights and requantisation, as deployment flows do; the norm costs no host
+        work and a ReLU after it fuses into the GEMM's STORE. Training keeps its norms
+        (batch statistics).
+    implicit_im2col : bool
+        Convolutions read their GEMM rows from the zero-padded input image with strided
+        LOADs (:mod:`sparsa.compiler.imgload`) where the tiling allows, so the host writes
+        the image instead of its im2col. Off: the host writes every convolution's im2col.
     pack_groups : bool
         Put several groups of a grouped (depthwise) convolution side by side in one GEMM
         with a block-diagonal weight (:mod:`sparsa.compiler.grouppack`). Off: one GEMM per
@@ -83,6 +92,8 @@ class CompileOptions:
     reuse_schedule: bool = True
     pregenerate_bwd: bool = True
     fuse_relu: bool = True
+    fold_bn: bool = True
+    implicit_im2col: bool = True
     pack_groups: bool = True
     weight_batch: int = 8
     layer_modes: tuple[tuple[str, str], ...] = ()
@@ -109,7 +120,8 @@ class CompileOptions:
             raise CompileError(f"weight_batch={self.weight_batch!r} is invalid; allowed: an "
                                f"integer in 1..256")
         for f in ("double_buffer", "interleave", "reuse_schedule", "pregenerate_bwd",
-                  "fuse_relu", "pack_groups"):
+                  "fuse_relu", "fold_bn", "implicit_im2col",
+                  "pack_groups"):
             if not isinstance(getattr(self, f), bool):
                 raise CompileError(f"{f}={getattr(self, f)!r} must be true or false")
 

@@ -112,6 +112,20 @@ class RefLayer:
     def host_input(self, group: int) -> np.ndarray:
         return self.graph.host_x[self.name][group]
 
+    def host_image(self) -> np.ndarray:
+        """A convolution's NHWC input (what the host pads for implicit im2col)."""
+        return self.graph.values[self.inputs[0]]
+
+    def conv_geometry(self) -> Any:
+        """:class:`sparsa.compiler.imgload.ConvGeom` of a convolution (``None`` for the
+        explicit GEMMs of a training-step graph, whose host inputs are given)."""
+        from .imgload import ConvGeom
+        if "k" not in self.attrs or self.inputs[0] not in self.graph.values:
+            return None
+        n, h, w, c = self.graph.shape_of(self.inputs[0])
+        k, s, p = self.attrs["k"], self.attrs["stride"], self.attrs["pad"]
+        return ConvGeom(n, h, w, c, k, k, s, s, 1, 1, p, p, p, p)
+
 
 class RefGraph:
     """A small graph with a direct numpy evaluation (see the module docstring).

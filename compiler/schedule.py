@@ -79,6 +79,7 @@ from sparsa.hw.timing import act_entry_beats, compute_issue_cycles, load_cycles
 
 from . import wformat
 from .errors import CompileError
+from .imgload import image_of
 from .ir import CGraph, GemmOp
 
 __all__ = ["ActBlock", "AccBlock", "Step", "Emitter", "Schedule", "SchedulePass",
@@ -244,7 +245,9 @@ def op_layout(cfg: AccelConfig, op: GemmOp) -> dict[str, int]:
     sb = cfg.beats(cfg.cols if op.requant else cfg.acc_entry_bytes)
     cmp_n, cmp_m = op.cmp if t.mode == "load-sparse" and op.cmp else (0, 0)
     ents = cfg.rows // cmp_m * cmp_n if cmp_m else cfg.rows
-    return {"eb_a": eb_a, "act_win": aw, "x_row": op.act_tiles * eb_a, "sb": sb,
+    geo = image_of(op)     # X read from the padded image: its rows are pixels
+    x_row = (geo.C // t.kp if geo else op.act_tiles) * eb_a
+    return {"eb_a": eb_a, "act_win": aw, "x_row": x_row, "sb": sb,
             "y_row": t.nq * sb, "tile_beats": ents * cfg.beats(cfg.wgt_entry_bytes),
             "tile_entries": ents, "cmp_n": cmp_n, "cmp_m": cmp_m}
 
@@ -354,7 +357,14 @@ def _op_steps(cfg: AccelConfig, op: GemmOp, oi: int, layer: int, lay: dict[str, 
     st_args = (op.relu, op.requant, op.shift)
     steps: list[Step] = []
 
+    geo = image_of(op)
+
     def block(p0: int, c: int, kas: list[int]) -> ActBlock:
+        if geo is not None:   # implicit im2col: a LOAD per output-image row (imgload)
+            return ActBlock(key=(op.x, p0, c, tuple(kas), ex, eb, xr),
+                            loads=[(j * c + r, n, op.x, off, stride, ex)
+                                   for j, ka in enumerate(kas)
+                                   for r, n, off, stride in geo.loads(p0, c, ka, t.kp, eb)])
         return ActBlock(key=(op.x, p0, c, tuple(kas), ex, eb, xr),
                         loads=[(j * c, c, op.x, p0 * xr + ka * eb, xr, ex)
                                for j, ka in enumerate(kas)])
@@ -474,7 +484,8 @@ def schedule(g: CGraph) -> Schedule:
             # two per K tile, as in decoding) go one per step from the first, so the next
             # block is ready early
             beats = sum(ld[1] * act_entry_beats(cfg, ld[5]) for ld in b.loads)
-            spread = beats >= len(parts) * max(1, cfg.dram_latency_cycles)
+            spread = beats >= len(parts) * max(1, cfg.dram_latency_cycles) or \
+                len(parts) > len(own)
             for j, ch in enumerate(parts):
                 at = j * len(own) // len(parts) if spread else min(j, len(own) - 1)
                 chunks_after.setdefault(own[at], []).append((ch, b))

@@ -44,7 +44,7 @@ from sparsa.hw.timing import (
     preload_cycles,
 )
 
-from . import wformat
+from . import imgload, wformat
 from .errors import CompileError
 from .ir import CGraph, GemmOp, Tiling
 
@@ -369,4 +369,5 @@ class TilePass:
                     cfg, op, mode=op.mode, dataflow=g.options.dataflow, tmap=op.tiling.tmap,
                     timer=lambda t, rows, op=op: marginal_cycles(g, op, t, rows, timed))
             op.tiling.notes[:0] = op.mode_notes
+        imgload.finalise(g)
         return g, True

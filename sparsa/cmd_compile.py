@@ -15,6 +15,7 @@ from sparsa.compiler.options import DATAFLOWS, SPARSE_MODES, CompileOptions
 from sparsa.fileio import write_files
 from sparsa.hw.config import resolve_config
 from sparsa.outputs import check_out_dir
+from sparsa.sparsity_arg import check_sparsity
 
 SPARSE_MODE_HELP = ("auto: sparse where the weights fit the array's n:m and K > rows; sparse: "
                     "wherever they fit (else an error); dense; load-sparse: compressed in "
@@ -47,7 +48,7 @@ def with_sparse_mode(sparse_mode: str, opt: CompileOptions, workload: str, cfg: 
 @click.command("compile")
 @click.argument("workload")
 @click.option("--config", "config", default=None, help="Preset name or YAML file.")
-@click.option("--sparsity", default=None,
+@click.option("--sparsity", default=None, callback=check_sparsity,
               help="Sparsity plan, e.g. 2:4, block16x16:0.5+1:16, unstructured:0.25, "
                    "'conv1=dense;*=2:4', fwd=2:8,bwd=2:8,method=bimask. Default: the "
                    "workload's own (a SCALE-Sim topology's Sparsity column), else dense.")
@@ -68,6 +69,12 @@ def with_sparse_mode(sparse_mode: str, opt: CompileOptions, workload: str, cfg: 
 @click.option("--no-pack-groups", is_flag=True,
               help="One GEMM per group of a grouped/depthwise convolution instead of packs of "
                    "groups with block-diagonal weights.")
+@click.option("--no-implicit-im2col", is_flag=True,
+              help="The host writes every convolution's im2col instead of the padded image "
+                   "the core reads with strided LOADs.")
+@click.option("--no-fold-bn", is_flag=True,
+              help="Inference: keep batch norms as host layers instead of folding them into "
+                   "the GEMM before them.")
 @click.option("--no-data", is_flag=True,
               help="No weights/activations: instruction stream and manifest only (fast).")
 @click.option("--batch", default=1, show_default=True, type=click.IntRange(1))
@@ -84,7 +91,8 @@ def with_sparse_mode(sparse_mode: str, opt: CompileOptions, workload: str, cfg: 
                    "time).")
 def compile_cmd(workload: str, config: str | None, sparsity: str | None, train: bool,
                 dataflow: str, sparse_mode: str, no_interleave: bool, no_double_buffer: bool,
-                no_reuse: bool, no_pregenerate: bool, weight_batch: int, no_pack_groups: bool, no_data: bool, batch: int, seq: int | None, seed: int,
+                no_reuse: bool, no_pregenerate: bool, weight_batch: int, no_pack_groups: bool,
+                no_implicit_im2col: bool, no_fold_bn: bool, no_data: bool, batch: int, seq: int | None, seed: int,
                 dump_after: str | None, dump_format: str | None, out: str, as_json: bool) -> None:
     """Compile WORKLOAD and write the program to OUT."""
     if dump_format is not None and dump_after is None:
@@ -96,7 +104,8 @@ def compile_cmd(workload: str, config: str | None, sparsity: str | None, train: 
     opt = CompileOptions(dataflow=dataflow,
                          interleave=not no_interleave, double_buffer=not no_double_buffer,
                          reuse_schedule=not no_reuse, pregenerate_bwd=not no_pregenerate,
-                         weight_batch=weight_batch, pack_groups=not no_pack_groups)
+                         weight_batch=weight_batch, pack_groups=not no_pack_groups,
+                         implicit_im2col=not no_implicit_im2col, fold_bn=not no_fold_bn)
     opt = with_sparse_mode(sparse_mode, opt, workload, cfg, sparsity, train=train, batch=batch,
                            seq=seq, seed=seed)
     t0 = time.perf_counter()

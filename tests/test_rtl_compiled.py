@@ -37,12 +37,15 @@ def _x(shape, seed=0):
 
 @pytest.mark.xdist_group("16x16-n2m4")
 def test_resnet18_conv_reduced():
-    """ResNet-18 layer1 3x3 conv (64 -> 64) on a 4x4 feature map, 2:4."""
+    """ResNet-18 layer1 3x3 conv (64 -> 64) on a 4x4 feature map, 2:4: the core reads its
+    im2col rows from the padded 6x6 image with strided LOADs (implicit im2col)."""
     g = RefGraph("resnet18-l1-conv", _x((1, 4, 4, 64)), seed=1)
     g.conv("l1.conv1", "x", 64, 64, 3)
     g.relu("l1.relu", "l1.conv1")
     g.evaluate("2:4")
-    _run(compile_workload(g, PRESETS["16x16-n2m4"], sparsity="2:4", seed=1), g)
+    prog = compile_workload(g, PRESETS["16x16-n2m4"], sparsity="2:4", seed=1)
+    assert prog.tensors["l1.conv1.x"].meta["image"] == [1, 6, 6, 64]
+    _run(prog, g)
 
 
 @pytest.mark.xdist_group("16x16-n2m4")
