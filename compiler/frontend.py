@@ -160,6 +160,23 @@ def _synthetic(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     return w.astype(np.int8)
 
 
+def _refuse_oversized(g: CGraph) -> None:
+    """Refuse a program the scheduler would refuse (``MAX_STEPS``) before masks of its
+    size are built (a weight gradient's ``K`` is the batch's pixels): a weight-gradient
+    GEMM, dense by construction, takes at least one step per chunk of rows (half the
+    activation scratchpad) per K tile at the widest window per column block."""
+    from .schedule import MAX_STEPS
+    cfg = g.config
+    half, kp = max(1, cfg.act_entries // 2), cfg.rows * max(cfg.windows) // cfg.n
+    steps = sum(n.gemm[3] * -(-n.gemm[0] // half) * -(-n.gemm[1] // kp) * -(-n.gemm[2] //
+                cfg.cols) for n in g.nodes
+                if n.is_gemm and n.phase == "wgrad")
+    if steps > MAX_STEPS:
+        raise CompileError(f"{g.name}: at least {steps:,} array steps exceed the scheduler's "
+                           f"limit of {MAX_STEPS:,}; use a smaller --batch/--seq or a larger "
+                           f"array")
+
+
 class SparsifyPass:
     """Masked stationary operands (with data) or their analytic structure (without)."""
 
@@ -170,6 +187,7 @@ class SparsifyPass:
 
     def run(self, g: CGraph) -> tuple[CGraph, bool]:
         from sparsa.workloads.sparsity import BlockFit, SparsityError, make_masks
+        _refuse_oversized(g)
         rng = np.random.default_rng(g.seed)
         mask_cache: dict[str, Any] = {}
         explicit = {p for p, _ in self.plan.rules if p != "*"}

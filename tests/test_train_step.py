@@ -185,3 +185,14 @@ def test_resnet18_bimask_2_8_training_step_reaches_1_9x():
     ph, dph = r["phases"], r["dense_phases"]
     for phase in ("fwd", "bwd_data"):      # ideal 4x at 2:8
         assert dph[phase]["cycles"] / ph[phase]["cycles"] >= 3.5, phase
+
+
+def test_oversized_training_step_is_refused_before_masks_are_built(capsys):
+    """A batch whose weight gradients alone exceed the scheduler's limit fails with one line
+    and exit 2 before the sparsify pass (its ``K = batch * pixels`` masks would need
+    gigabytes: the message says "at least")."""
+    with pytest.raises(SystemExit) as e:
+        main(["train-step", "resnet18", "--batch", "1000000"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "at least" in err and "exceed the scheduler's limit" in err
