@@ -9,17 +9,9 @@ import zlib
 from pathlib import Path
 
 import pytest
-from cli_helpers import run
+from cli_helpers import one_line_error, run
 from sparsa.compiler.errors import CompileError
 from sparsa.compiler.program import _PRE, Program
-
-
-def one_line_error(code: int, err: str, needle: str) -> None:
-    assert code == 2, err
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert needle in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -201,6 +193,8 @@ SPARSITY_CASES = [
     (("weight-modes", "{d}/tiny.csv", "--config", "4x4-n2m4"), "2:4,1:8",
      "--sparsity 2:4,1:8: '2:4,1:8' lists several patterns"),
     (("workloads", "show", "{d}/tiny.csv"), "abc", "--sparsity abc: unknown sparsity spec"),
+    (("compile", "{d}/tiny.csv", "-o", "{d}/never"), "3:2",
+     "--sparsity 3:2: n must be in 1..m=2, not 3"),
     (("workloads", "export", "{d}/tiny.csv", "--format", "gemm", "-o", "{d}/x.csv"), "3:2",
      "--sparsity 3:2: n must be in 1..m=2, not 3"),
 ]

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from cli_helpers import run
+from cli_helpers import one_line_error, run
 from sparsa.compiler.errors import CompileError
 from sparsa.compiler.program import Program
 from sparsa.sim.api import check_point_options
@@ -94,14 +94,6 @@ def d(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (d / "spdir.yaml").write_text(f"name: x\nworkloads: [{d / 'emptydir'}]\n")
     (d / "seed.yaml").write_text("name: x\n" + sweep + "options: {seed: -1}\n")
     return d
-
-
-def one_line_error(code: int, err: str, needle: str) -> None:
-    assert code == 2, err
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert needle in lines[0], lines[0]
 
 
 TINY = "{d}/tiny.csv"
