@@ -436,10 +436,17 @@ def parse_spec(data: Any, source: str = "spec", *,
             cfgs = _axis_configs(source, m.configs)
         cfgs = _unique_names(cfgs)
         combos = itertools.product(wls, cfgs, sps, dfs, m.train, m.batch, m.seq)
-        for i, (w, c, s, d, t, b, q) in enumerate(combos):
-            points.append(DesignPoint(index=i, workload=w, config=c, sparsity=s, dataflow=d,
-                                      train=t, batch=b, seq=q, workload_obj=custom.get(w),
-                                      **common))
+        no_seq: set[tuple] = set()
+        for w, c, s, d, t, b, q in combos:
+            if (q is not None or len(m.seq) > 1) and w not in custom and not _takes_seq(w):
+                # the seq axis is for the sequence models: a CNN runs once, without one
+                if (w, id(c), s, d, t, b) in no_seq:
+                    continue
+                no_seq.add((w, id(c), s, d, t, b))
+                q = None
+            points.append(DesignPoint(index=len(points), workload=w, config=c, sparsity=s,
+                                      dataflow=d, train=t, batch=b, seq=q,
+                                      workload_obj=custom.get(w), **common))
     if m.points is not None:
         named = _unique_names([p.config for p in points])
         points = [dataclasses.replace(p, config=c) for p, c in zip(points, named, strict=True)]
@@ -451,6 +458,16 @@ def parse_spec(data: Any, source: str = "spec", *,
                        f"(same hardware, workload and settings)")
         seen[p.key] = p.index
     return SweepSpec(name=m.name, source=source, points=tuple(points), raw=data)
+
+
+def _takes_seq(workload: str) -> bool:
+    """Whether a workload has a sequence length (zoo transformers, ONNX files with a
+    symbolic one); zoo CNNs and SCALE-Sim topologies do not."""
+    from sparsa.workloads.zoo import DEFAULT_SEQ, ZOO, canonical
+    if workload.strip().lower().endswith(".csv"):
+        return False
+    key = canonical(workload)
+    return key in DEFAULT_SEQ or key not in ZOO
 
 
 def load_spec(path: str | os.PathLike[str]) -> SweepSpec:

@@ -135,3 +135,14 @@ def test_cli_rejects_bad_spec_before_any_work(tmp_path: Path,
     err = capsys.readouterr().err
     assert err.strip().startswith(f"error: {spec}: configs.mm: unknown key; allowed: base, ")
     assert not out.exists()
+
+
+def test_seq_axis_applies_to_sequence_models_only() -> None:
+    """``seq`` is ignored by CNNs and SCALE-Sim topologies (as the schema says): a CNN runs
+    once with no seq instead of once per value as a failing point."""
+    s = parse_spec({"workloads": ["resnet18", "bert-base", "gpt2-block"], "seq": [16, 32],
+                    "configs": ["8x8-n2m4"]})
+    got = [(p.workload, p.seq) for p in s.points]
+    assert got == [("resnet18", None), ("bert-base", 16), ("bert-base", 32), ("gpt2-block", 16),
+                   ("gpt2-block", 32)]
+    assert [p.index for p in s.points] == list(range(5))

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from .errors import WorkloadError
 from .graph import GraphBuilder, Workload
 
-__all__ = ["ZOO", "ZOO_NAMES", "build", "DEFAULT_SEQ"]
+__all__ = ["ZOO", "ZOO_NAMES", "build", "canonical", "DEFAULT_SEQ"]
 
 DEFAULT_SEQ = {"bert-base": 128, "gpt2": 128, "gpt2-block": 128, "gpt2-decode": 1024}
 
@@ -291,11 +291,16 @@ ZOO: dict[str, Callable[..., Workload]] = {
 ZOO_NAMES: tuple[str, ...] = tuple(ZOO)
 
 
+def canonical(name: str) -> str:
+    """The zoo key of ``name`` (case-insensitive, with the short aliases ``bert``, ``vit``)."""
+    key = name.strip().lower()
+    return {"bert": "bert-base", "vit": "vit-b16", "vit_b16": "vit-b16",
+            "bert_base": "bert-base"}.get(key, key)
+
+
 def build(name: str, batch: int = 1, seq: int | None = None) -> Workload:
     """Build zoo network ``name`` (case-insensitive) at ``batch`` (and ``seq``)."""
-    key = name.strip().lower()
-    key = {"bert": "bert-base", "vit": "vit-b16", "vit_b16": "vit-b16",
-           "bert_base": "bert-base"}.get(key, key)
+    key = canonical(name)
     fn = ZOO.get(key)
     if fn is None:
         raise WorkloadError(f"unknown workload {name!r}: known names are "
