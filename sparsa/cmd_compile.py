@@ -99,6 +99,9 @@ def compile_cmd(workload: str, config: str | None, sparsity: str | None, train: 
         raise click.UsageError("--dump-format applies to the --dump-after dump; add "
                                "--dump-after PASS")
     dump_format = dump_format or "text"
+    if no_pregenerate and not train:
+        raise click.UsageError("--no-pregenerate applies to training steps (the backward-data "
+                               "weights); add --train")
     check_out_dir(out)
     cfg = resolve_config(config)
     opt = CompileOptions(dataflow=dataflow,

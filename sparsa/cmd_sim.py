@@ -193,6 +193,9 @@ def simulate_cmd(target: str, config: str | None, sparsity: str | None, train: b
                            f"drop {', '.join(given)}")
         _scalesim_parity(target, resolve_config(config), dataflow, as_json)
         return
+    if dataflow != "ws" and loop_order != "weight-reuse":
+        raise click.UsageError(f"--loop-order is the core's (ws) loop order; the {dataflow} "
+                               f"array variant has its own: drop one of them")
     mopts = _model_options(dram_sharing, dram_beat_cycles)
     t0 = time.perf_counter()
     is_prog = os.path.isdir(target) or target.endswith((".sprg", ".json"))

@@ -185,6 +185,14 @@ def test_cli_simulate_loop_order(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["simulate", str(tmp_path / "p.sprg"), "--loop-order", "auto"])
     assert e.value.code == 2 and "--loop-order applies to a workload" in capsys.readouterr().err
+    # the os/is variants have their own order: a --loop-order with them would be ignored
+    with pytest.raises(SystemExit) as e:
+        main(["simulate", "resnet18", "--dataflow", "os", "--loop-order", "act-reuse"])
+    assert e.value.code == 2 and "the os array variant has its own" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["compile", "resnet18", "--no-pregenerate", "-o", str(tmp_path / "never")])
+    assert e.value.code == 2 and "add --train" in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()
 
 
 def test_resnet50_compute_bound_layers_reach_the_ideal_2x():
