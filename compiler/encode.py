@@ -28,8 +28,9 @@ class InstrFactory:
     dataclass constructor's per-field validation dominates compile time for whole
     networks)."""
 
-    def __init__(self) -> None:
+    def __init__(self, check: bool = True) -> None:
         self._proto: dict[type, tuple[dict, dict[str, int]]] = {}
+        self._check = check      # False: for timing only (the program is never encoded)
 
     def __call__(self, pc: int, cls: type, wait: int, kw: dict) -> Instr:
         ent = self._proto.get(cls)
@@ -39,7 +40,7 @@ class InstrFactory:
                 if cls.LAYOUT is not None else {}
             ent = self._proto[cls] = (dict(proto.__dict__), limits)
         base, limits = ent
-        for k, v in kw.items():
+        for k, v in kw.items() if self._check else ():
             if k != "target" and not 0 <= v < limits[k]:   # target: an Enum
                 raise CompileError(f"instruction {pc} ({cls.__name__}): {k}={v} does not fit "
                                    f"in {limits[k].bit_length() - 1} bits (program too large "

@@ -24,6 +24,7 @@ the host-written im2col (e.g. a 7x7 stem on 3 channels, 1x1 convolutions).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,6 +104,21 @@ class ConvGeom:
         """Whether the padded image is smaller than the im2col the host would write."""
         return self.pixels * self.C < self.P * self.K
 
+    @functools.lru_cache(maxsize=4096)  # noqa: B019 - frozen geometries, few chunks each
+    def row_segments(self, p0: int, count: int) -> tuple[tuple[int, int, int], ...]:
+        """``(first row offset, rows, first pixel at tap (0, 0))`` per output-image row
+        that output rows ``p0 .. p0+count-1`` cover."""
+        out = []
+        p, end = p0, p0 + count
+        per_img = self.OH * self.OW
+        while p < end:
+            b, rem = divmod(p, per_img)
+            oh, ow = divmod(rem, self.OW)
+            n = min(self.OW - ow, end - p)
+            out.append((p - p0, n, (b * self.Hp + oh * self.sh) * self.Wp + ow * self.sw))
+            p += n
+        return tuple(out)
+
     def loads(self, p0: int, count: int, ka: int, kp: int, entry_beats: int
               ) -> list[tuple[int, int, int, int]]:
         """``(first row offset, rows, dram beat offset, dram stride)`` per LOAD of K tile
@@ -111,17 +127,10 @@ class ConvGeom:
         pix_beats = per_pix * entry_beats
         tap, e = divmod(ka, per_pix)
         dy, dx = divmod(tap, self.kw)
-        out = []
-        p, end = p0, p0 + count
-        while p < end:
-            b, rem = divmod(p, self.OH * self.OW)
-            oh, ow = divmod(rem, self.OW)
-            n = min(self.OW - ow, end - p)
-            pix = (b * self.Hp + oh * self.sh + dy * self.dh) * self.Wp + ow * self.sw + \
-                dx * self.dw
-            out.append((p - p0, n, pix * pix_beats + e * entry_beats, self.sw * pix_beats))
-            p += n
-        return out
+        shift = (dy * self.dh * self.Wp + dx * self.dw) * pix_beats + e * entry_beats
+        stride = self.sw * pix_beats
+        return [(r, n, pix * pix_beats + shift, stride)
+                for r, n, pix in self.row_segments(p0, count)]
 
 
 def geometry_of(layer: Any) -> ConvGeom | None:

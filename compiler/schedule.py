@@ -298,8 +298,13 @@ def _op_batches(cfg: AccelConfig, ops: list[GemmOp], steps: list[Step],
     e_sum = [0] * len(ops)
     act = [0] * len(ops)
     with_act = [0] * len(ops)
+    eb_of: dict[int, int] = {}       # activation entry beats per window field
+
     def ld_cycles(ch: tuple) -> int:
-        return load_cycles(cfg, ch[1], act_entry_beats(cfg, ch[5]))
+        eb = eb_of.get(ch[5])
+        if eb is None:
+            eb = eb_of[ch[5]] = act_entry_beats(cfg, ch[5])
+        return load_cycles(cfg, ch[1], eb)
 
     own_cost: dict[int, int] = {}   # per block not prefetched: its LOADs' cycles
     for i, st in enumerate(steps):
@@ -483,7 +488,8 @@ def schedule(g: CGraph) -> Schedule:
             # together they would hold up the in-order issue); latency-bound ones (a row or
             # two per K tile, as in decoding) go one per step from the first, so the next
             # block is ready early
-            beats = sum(ld[1] * act_entry_beats(cfg, ld[5]) for ld in b.loads)
+            eb = {aw: act_entry_beats(cfg, aw) for aw in {ld[5] for ld in b.loads}}
+            beats = sum(ld[1] * eb[ld[5]] for ld in b.loads)
             spread = beats >= len(parts) * max(1, cfg.dram_latency_cycles) or \
                 len(parts) > len(own)
             for j, ch in enumerate(parts):
@@ -517,11 +523,15 @@ def schedule(g: CGraph) -> Schedule:
     prefetch: list[int] = []
     rows = cfg.rows
 
+    act_fields: dict[int, dict[str, int]] = {}
+
     def emit_load(ch: tuple, blk: ActBlock, layer: int) -> None:
         sp, cnt, ten, off, stride, aw = ch
+        fields = act_fields.get(aw)
+        if fields is None:
+            fields = act_fields[aw] = act_load_fields(cfg, aw)
         em.emit(Load, {"target": Target.ACT, "sp_addr": blk.half * act_half + sp,
-                       "count": cnt, "dram_addr": off, "dram_stride": stride,
-                       **act_load_fields(cfg, aw)},
+                       "count": cnt, "dram_addr": off, "dram_stride": stride, **fields},
                 reads=(("d", ten),), writes=(("a", blk.half),), tensor=ten, layer=layer)
 
     def emit_wload(gi: int) -> None:

@@ -38,6 +38,30 @@ class Schedule:
     total: int           # first cycle in which every unit is idle again
 
 
+def _timing(cfg: AccelConfig, ins: Instr, cache: dict) -> tuple[int, int, int, bool]:
+    """``(busy cycles, issue cycles, DRAM beats per entry, solo)`` of ``ins``, memoised by
+    the fields they depend on (a program repeats a few instruction shapes many times)."""
+    cls = type(ins)
+    if cls is Load:
+        key: object = (cls, ins.count, ins.target, ins.expand, ins.cmp_n, ins.cmp_m)
+    elif cls is Compute:
+        key = (cls, ins.count)
+    elif cls is Store:
+        key = (cls, ins.count, ins.requant)
+    else:
+        key = cls
+    t = cache.get(key)
+    if t is None:
+        if cls is Fence:
+            t = (FENCE_CYCLES, FENCE_CYCLES, 0, False)
+        else:
+            load = cls is Load
+            t = (instr_cycles(cfg, ins), issue_cycles(cfg, ins),
+                 instr_entry_beats(cfg, ins) if load else 0, load and load_solo(ins))
+        cache[key] = t
+    return t
+
+
 def schedule(cfg: AccelConfig, instructions: Sequence[Instr]) -> Schedule:
     """Issue and completion cycles of every instruction, relative to the first issue.
 
@@ -45,60 +69,66 @@ def schedule(cfg: AccelConfig, instructions: Sequence[Instr]) -> Schedule:
     unit accepts the next COMPUTE earlier (:func:`~sparsa.hw.timing.issue_cycles`)."""
     units = tuple(int(u) for u in (Unit.LOAD, Unit.PRE, Unit.EXEC, Unit.STORE))
     EXEC, LOAD = int(Unit.EXEC), int(Unit.LOAD)
+    ALL = int(Unit.ALL)
     free = dict.fromkeys(units, 0)     # LOAD/EXEC: the cycle it accepts the next LOAD/COMPUTE
     ends: deque[int] = deque(maxlen=1 << SLACK_BITS)   # COMPUTE ends, in issue order
     lends: deque[int] = deque(maxlen=LOAD_QUEUE)        # LOAD ends, in issue order
     swap_clear = 0
+    swap_wave = swap_wave_cycles(cfg)
+    cache: dict = {}
     t = 0
     issue: list[int] = []
     end: list[int] = []
     for ins in instructions:
+        cls = type(ins)
         mask = int(ins.wait)
-        fence = isinstance(ins, Fence)
+        fence = cls is Fence
         if fence and mask == 0:
-            mask = int(Unit.ALL)
-        unit = ins.UNIT
+            mask = ALL
+        busy, issue_busy, eb, solo = _timing(cfg, ins, cache)
         ready = t
-        for u in units:                    # the wait mask: units as waiters see them
-            if not mask & u:
-                continue
-            if u == EXEC:                  # reads done; a STORE/FENCE: writes done
-                f = free[u]
-                if ends and (fence or isinstance(ins, Store)):
-                    k = 0 if fence else ins.exec_slack
-                    f = ends[-1 - k] if k < len(ends) else 0
-            elif u == LOAD:                # all but the load_slack most recent LOADs ended
-                k = getattr(ins, "load_slack", 0)
-                f = lends[-1 - k] if k < len(lends) else 0
-            else:
-                f = free[u]
-            if f > ready:
-                ready = f
-        if unit is not None:               # the own unit accepts the instruction
-            f = free[int(unit)]
-            if isinstance(ins, Preload):
-                f = max(f, swap_clear)
-            elif isinstance(ins, Load) and lends:
+        if mask:
+            for u in units:                # the wait mask: units as waiters see them
+                if not mask & u:
+                    continue
+                if u == EXEC:              # reads done; a STORE/FENCE: writes done
+                    f = free[u]
+                    if ends and (fence or cls is Store):
+                        k = 0 if fence else ins.exec_slack
+                        f = ends[-1 - k] if k < len(ends) else 0
+                elif u == LOAD:            # all but the load_slack most recent LOADs ended
+                    k = getattr(ins, "load_slack", 0)
+                    f = lends[-1 - k] if k < len(lends) else 0
+                else:
+                    f = free[u]
+                if f > ready:
+                    ready = f
+        if fence:
+            end.append(ready + FENCE_CYCLES)
+        else:                              # the own unit accepts the instruction
+            u = int(ins.UNIT)
+            f = free[u]
+            if cls is Preload:
+                if swap_clear > f:
+                    f = swap_clear
+            elif cls is Load and lends:
                 # fewer than LOAD_QUEUE LOADs outstanding (load-as-sparse or empty: none)
-                f = max(f, lends[-1] if load_solo(ins) else (
-                    lends[0] if len(lends) == LOAD_QUEUE else 0))
+                g = lends[-1] if solo else (lends[0] if len(lends) == LOAD_QUEUE else 0)
+                if g > f:
+                    f = g
             if f > ready:
                 ready = f
-        if unit is not None:
-            u = int(unit)
-            done = ready + instr_cycles(cfg, ins)
-            free[u] = ready + issue_cycles(cfg, ins)
-            if isinstance(ins, Load):
-                if lends and not load_solo(ins):     # data in order, after the previous
-                    done = max(done, lends[-1] + ins.count * instr_entry_beats(cfg, ins))
+            done = ready + busy
+            free[u] = ready + issue_busy
+            if cls is Load:
+                if lends and not solo:     # data in order, after the previous
+                    done = max(done, lends[-1] + ins.count * eb)
                 lends.append(done)
-            if isinstance(ins, Compute):
+            elif cls is Compute:
                 ends.append(done)
                 if ins.swap:
-                    swap_clear = ready + swap_wave_cycles(cfg)
+                    swap_clear = ready + swap_wave
             end.append(done)
-        else:
-            end.append(ready + FENCE_CYCLES)
         issue.append(ready)
         t = ready + (FENCE_CYCLES if fence else ISSUE_CYCLES)
     total = max([t if instructions else 0] + list(free.values()) + end)
