@@ -49,6 +49,21 @@ def test_resnet18_conv_reduced():
 
 
 @pytest.mark.xdist_group("16x16-n2m4")
+def test_implicit_im2col_strided_and_wide_kernels():
+    """Strided LOADs at two pixels per step (a 3x3 stride-2 convolution) and a 5x5 kernel
+    with padding 2, both reading their padded images in place, bit-exact on Verilator."""
+    g = RefGraph("img-strided", _x((1, 7, 7, 32), seed=8), seed=8)
+    g.conv("s2", "x", 32, 32, 3, stride=2)
+    g.relu("r", "s2")
+    g.conv("k5", "r", 32, 16, 5)
+    g.evaluate("2:4")
+    prog = compile_workload(g, PRESETS["16x16-n2m4"], sparsity="2:4", seed=8)
+    assert prog.tensors["s2.x"].meta["image"] == [1, 9, 9, 32]
+    assert prog.tensors["k5.x"].meta["image"] == [1, 8, 8, 32]
+    _run(prog, g)
+
+
+@pytest.mark.xdist_group("16x16-n2m4")
 def test_bert_linear_slice():
     """A BERT-base attention projection slice: 8 tokens x 768 -> 64 outputs, 2:4."""
     g = RefGraph("bert-q-slice", _x((8, 768)), seed=2)
