@@ -27,7 +27,7 @@ __all__ = ["calibration_programs", "calibrate", "QUICK"]
 
 #: names of the programs the quick suite (``make test``) runs
 QUICK = ("tile-dense-p4", "tile-sparse-p8", "dram-bound-sparse", "layer-conv-2:4",
-         "layer-linear-load-sparse", "mlp-train-dense")
+         "layer-linear-load-sparse", "resnet18-conv3x3", "mlp-train-dense")
 
 
 def _shape_workload(name: str, layers: list[tuple]) -> Any:
@@ -127,14 +127,15 @@ def calibration_programs(cfg: AccelConfig, quick: bool = False) -> list[tuple[st
     g.evaluate(nm)
     out.append(("layer-linear-load-sparse", compile_workload(
         g, cfg, sparsity=nm, seed=6, options=CompileOptions(sparse_mode="load-sparse"))))
+    # from the compiler's RTL list: a ResNet-18 3x3 conv (reading its padded image with a
+    # LOAD per output row, implicit im2col) and a BERT projection slice
+    xr = np.random.default_rng(1).integers(-128, 128, (1, 4, 4, 64)).astype(np.int8)
+    g = RefGraph("resnet18-l1-conv", xr, seed=1)
+    g.conv("l1.conv1", "x", 64, 64, 3)
+    g.relu("l1.relu", "l1.conv1")
+    g.evaluate(nm)
+    out.append(("resnet18-conv3x3", compile_workload(g, cfg, sparsity=nm, seed=1)))
     if not quick:
-        # from the compiler's RTL list: a ResNet-18 3x3 conv and a BERT projection slice
-        xr = np.random.default_rng(1).integers(-128, 128, (1, 4, 4, 64)).astype(np.int8)
-        g = RefGraph("resnet18-l1-conv", xr, seed=1)
-        g.conv("l1.conv1", "x", 64, 64, 3)
-        g.relu("l1.relu", "l1.conv1")
-        g.evaluate(nm)
-        out.append(("resnet18-conv3x3", compile_workload(g, cfg, sparsity=nm, seed=1)))
         xb = np.random.default_rng(2).integers(-128, 128, (8, 768)).astype(np.int8)
         g = RefGraph("bert-q-slice", xb, seed=2)
         g.linear("q", "x", 768, 64)

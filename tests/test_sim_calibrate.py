@@ -2,8 +2,9 @@
 
 The quick subset (:data:`sparsa.sim.calibrate.QUICK`: a dense and a sparse single tile, a
 DRAM-bandwidth-bound tile sequence, a compiled 2:4 layer stack, a compiled load-as-sparse
-linear layer and an MLP training step) runs here; ``sparsa calibrate`` runs the full suite of
-21 programs.
+linear layer, a compiled 3x3 convolution that reads its padded image in place (implicit
+im2col) and an MLP training step) runs here; ``sparsa calibrate`` runs the full suite (24
+programs on this core).
 """
 
 import pytest
@@ -27,6 +28,8 @@ def test_suite_has_the_required_programs():
     assert any(n.startswith("mlp-train") for n in names)
     ls = dict(progs)["layer-linear-load-sparse"]
     assert any(getattr(i, "cmp_n", 0) for i in ls.instructions)   # load-as-sparse LOADs
+    conv = dict(progs)["resnet18-conv3x3"]
+    assert "image" in conv.tensors["l1.conv1.x"].meta       # strided LOADs from the image
 
 
 @pytest.mark.xdist_group("4x4-n2m4")
