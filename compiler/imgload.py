@@ -18,7 +18,8 @@ The array, the accumulators and the numerics are unchanged (the entries loaded a
 im2col rows, bit for bit); the host writes ``B*Hp*Wp*C`` elements instead of ``P*K`` and the
 DRAM image holds the image, not its im2col. Used (option ``implicit_im2col``) for
 ungrouped convolutions whose padded image is smaller than their im2col, whose ``C`` is a
-multiple of the chosen tiling's ``kp`` and that run in one pass per K tile; the others keep
+multiple of the chosen tiling's ``kp`` (GEMMs in passes too: their passes share each
+activation tile, so they read the image alike); the others keep
 the host-written im2col (e.g. a 7x7 stem on 3 channels, 1x1 convolutions).
 """
 
@@ -156,16 +157,16 @@ def geometry_of(layer: Any) -> ConvGeom | None:
 
 def image_of(op: Any) -> ConvGeom | None:
     """``op``'s image geometry when its tiling reads X from the image: ``C`` a multiple of
-    the tiling's ``kp`` and one pass per K tile (else ``None``: X is the im2col)."""
+    the tiling's ``kp`` (else ``None``: X is the im2col)."""
     geo, t = op.image, op.tiling
-    if geo is None or t is None or op.passes != 1 or geo.C % t.kp:
+    if geo is None or t is None or geo.C % t.kp:
         return None
     return geo
 
 
 def finalise(g: Any) -> None:
     """After tiling: keep implicit im2col for the GEMMs whose tiling allows it (``C`` a
-    multiple of ``kp``, one pass per K tile); their host layer writes the padded image."""
+    multiple of ``kp``); their host layer writes the padded image."""
     by_name = {n.name: n for n in g.nodes}
     for op in g.ops:
         if op.image is None:

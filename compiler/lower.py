@@ -256,7 +256,7 @@ class LowerPass:
             # once the tiling's kp is known (TilePass)
             geom = None
             if g.options.implicit_im2col and src is None and groups == 1 and gp == 1 and \
-                    passes == 1 and n.stationary == "weight" and n.perm is None and \
+                    n.stationary == "weight" and n.perm is None and \
                     n.phase in ("inf", "fwd"):
                 geom = geometry_of(n.layer)
                 if geom is not None and ((geom.P, geom.K) != (P, K) or not geom.worth_it()):
