@@ -43,9 +43,9 @@ from sparsa.hw.isa import Unit
 
 from .energy import (
     COMPONENTS,
-    ENERGY_PRESETS,
     EnergyTable,
     energy_breakdown,
+    energy_table_kind_error,
     resolve_energy_table,
 )
 from .errors import SimError
@@ -482,10 +482,9 @@ def check_point_options(options: dict[str, Any] | None, source: str = "run_point
     except SimError as e:
         raise SimError(f"{source}.variant: {e}") from None
     table = options.get("energy_table")
-    if table is not None and (not isinstance(table, str | EnergyTable) or table == ""):
-        # as a config's energy_table: a number or a list was an AttributeError/TypeError
-        raise SimError(f"{source}: energy_table={table!r} is invalid; allowed a built-in "
-                       f"table name ({', '.join(ENERGY_PRESETS)}) or a YAML path")
+    why = energy_table_kind_error(table)
+    if why:     # as a config's energy_table: a number or a list was a traceback
+        raise SimError(f"{source}: {why}")
     if table is not None:
         try:
             resolve_energy_table(options["energy_table"])

@@ -61,7 +61,7 @@ from sparsa.hw.config import AccelConfig, read_yaml
 from .errors import SimError
 
 __all__ = ["EnergyTable", "ENERGY_PRESETS", "COMPONENTS", "load_energy_table",
-           "resolve_energy_table", "energy_breakdown", "format_table"]
+           "energy_table_kind_error", "resolve_energy_table", "energy_breakdown", "format_table"]
 
 #: Largest per-action energy a table may give (pJ).
 _MAX_PJ = 1e7
@@ -218,15 +218,24 @@ def load_energy_table(path: str | os.PathLike[str]) -> EnergyTable:
     return _from_mapping(read_yaml(path, SimError, "energy table"), str(Path(path)))
 
 
+def energy_table_kind_error(spec: Any) -> str | None:
+    """Why ``spec`` cannot name an energy table at all (not ``None``, a table or a
+    non-empty string: a number, a list...), or ``None``."""
+    if spec is None or isinstance(spec, EnergyTable) or (isinstance(spec, str) and spec):
+        return None
+    return (f"energy_table={spec!r} is invalid; allowed a built-in table name "
+            f"({', '.join(ENERGY_PRESETS)}) or a YAML path")
+
+
 def resolve_energy_table(spec: str | EnergyTable | None) -> EnergyTable:
     """A preset name, a YAML path, or a table -> :class:`EnergyTable`."""
+    why = energy_table_kind_error(spec)
+    if why:
+        raise SimError(why)
     if spec is None:
         return ENERGY_PRESETS["horowitz45"]
     if isinstance(spec, EnergyTable):
         return spec
-    if not isinstance(spec, str) or not spec:
-        raise SimError(f"energy_table={spec!r} is invalid; allowed a built-in table name "
-                       f"({', '.join(ENERGY_PRESETS)}) or a YAML path")
     if spec in ENERGY_PRESETS:
         return ENERGY_PRESETS[spec]
     if spec.endswith((".yaml", ".yml")) or os.path.exists(spec):
