@@ -187,33 +187,36 @@ class LowerPass:
             for inp in n.inputs:
                 consumers.setdefault(inp, []).append(i)
         alias: dict[str, str] = {}
-        # batch-norm folding (inference): the norm's output is its GEMM's
-        if g.options.fold_bn:
-            for n in g.nodes:
-                if n.kind.lower() == "batchnorm" and n.phase == "inf" and len(n.inputs) == 1:
-                    src = n.inputs[0]
-                    pi = by_name.get(src)
-                    if pi is not None and g.nodes[pi].is_gemm and \
-                            g.nodes[pi].stationary == "weight" and \
-                            len(consumers.get(src, [])) == 1:
-                        n.attrs["host_meta"] = {"folded_into": src}
-                        n.out_elements = 0
-                        n.notes.append(f"folded into {src}'s weights")
-                        alias[n.name] = src
-                        consumers[src] = consumers.get(n.name, [])
-        # ReLU fusion
-        if g.options.fuse_relu:
-            for n in g.nodes:
-                if n.kind.lower() == "relu" and len(n.inputs) == 1:
-                    src = alias.get(n.inputs[0], n.inputs[0])
-                    pi = by_name.get(src)
-                    if pi is not None and g.nodes[pi].is_gemm and \
-                            len(consumers.get(src, [])) == 1 and g.nodes[pi].phase != "wgrad":
-                        g.nodes[pi].relu = True
-                        n.attrs["host_meta"] = {"fused_into": src}
-                        n.out_elements = 0
-                        n.notes.append(f"fused into {src}'s STORE")
-                        alias[n.name] = src
+
+        def sole_gemm(src: str) -> Node | None:
+            """The GEMM node writing ``src`` when nothing else reads it."""
+            pi = by_name.get(src)
+            return g.nodes[pi] if pi is not None and g.nodes[pi].is_gemm and \
+                len(consumers.get(src, [])) == 1 else None
+
+        def absorb(n: Node, gemm: Node, key: str, note: str) -> None:
+            """Host node ``n`` costs nothing: its output is ``gemm``'s."""
+            n.attrs["host_meta"] = {key: gemm.name}
+            n.out_elements = 0
+            n.notes.append(note)
+            alias[n.name] = gemm.name
+
+        # batch-norm folding (inference) and ReLU fusion, in graph order: a ReLU after a
+        # folded norm fuses into the GEMM before the norm
+        for n in g.nodes:
+            kind = n.kind.lower()
+            if len(n.inputs) != 1:
+                continue
+            if kind == "batchnorm" and g.options.fold_bn and n.phase == "inf":
+                p = sole_gemm(n.inputs[0])       # its own input: never across a ReLU
+                if p is not None and p.stationary == "weight":
+                    absorb(n, p, "folded_into", f"folded into {p.name}'s weights")
+                    consumers[p.name] = consumers.get(n.name, [])
+            elif kind == "relu" and g.options.fuse_relu:
+                p = sole_gemm(alias.get(n.inputs[0], n.inputs[0]))
+                if p is not None and p.phase != "wgrad":
+                    p.relu = True
+                    absorb(n, p, "fused_into", f"fused into {p.name}'s STORE")
         new_nodes: list[Node] = []
         ops: list[GemmOp] = []
         outputs: dict[str, GemmOp] = {}      # node name -> op writing it (one group only)
