@@ -165,16 +165,14 @@ def _refuse_oversized(g: CGraph) -> None:
     size are built (a weight gradient's ``K`` is the batch's pixels): a weight-gradient
     GEMM, dense by construction, takes at least one step per chunk of rows (half the
     activation scratchpad) per K tile at the widest window per column block."""
-    from .schedule import MAX_STEPS
+    from .schedule import MAX_STEPS, steps_error
     cfg = g.config
     half, kp = max(1, cfg.act_entries // 2), cfg.rows * max(cfg.windows) // cfg.n
     steps = sum(n.gemm[3] * -(-n.gemm[0] // half) * -(-n.gemm[1] // kp) * -(-n.gemm[2] //
                 cfg.cols) for n in g.nodes
                 if n.is_gemm and n.phase == "wgrad")
     if steps > MAX_STEPS:
-        raise CompileError(f"{g.name}: at least {steps:,} array steps exceed the scheduler's "
-                           f"limit of {MAX_STEPS:,}; use a smaller --batch/--seq or a larger "
-                           f"array")
+        raise steps_error(g.name, steps, at_least=True)
 
 
 class SparsifyPass:

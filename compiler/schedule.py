@@ -420,9 +420,16 @@ def check_steps(name: str, ops: list[GemmOp]) -> None:
     tilings of ``ops``, before any work is spent on it."""
     n_steps = sum(-(-op.P // op.tiling.pc) * op.tiling.tiles for op in ops)
     if n_steps > MAX_STEPS:
-        raise CompileError(f"{name}: {n_steps:,} array steps exceed the scheduler's limit "
-                           f"of {MAX_STEPS:,} (about {MAX_STEPS * 5 // 2:,} instructions); "
-                           f"use a smaller --batch/--seq or a larger array")
+        raise steps_error(name, n_steps)
+
+
+def steps_error(name: str, n_steps: int, at_least: bool = False) -> CompileError:
+    """The error of a program of ``n_steps`` (``at_least``: a lower bound) array steps,
+    more than ``MAX_STEPS``."""
+    return CompileError(f"{name}: {'at least ' if at_least else ''}{n_steps:,} array steps "
+                        f"exceed the scheduler's limit of {MAX_STEPS:,} (about "
+                        f"{MAX_STEPS * 5 // 2:,} instructions); use a smaller --batch/--seq "
+                        f"or a larger array")
 
 
 def schedule(g: CGraph) -> Schedule:
