@@ -17,16 +17,7 @@ from dataclasses import dataclass
 
 from .config import AccelConfig
 from .isa import SLACK_BITS, Compute, Fence, Instr, Load, Preload, Store, Unit
-from .timing import (
-    FENCE_CYCLES,
-    ISSUE_CYCLES,
-    LOAD_QUEUE,
-    instr_cycles,
-    instr_entry_beats,
-    issue_cycles,
-    load_solo,
-    swap_wave_cycles,
-)
+from .timing import FENCE_CYCLES, ISSUE_CYCLES, LOAD_QUEUE, instr_timing, swap_wave_cycles
 
 __all__ = ["Schedule", "schedule"]
 
@@ -36,30 +27,6 @@ class Schedule:
     issue: list[int]     # issue cycle of each instruction (first issue = 0)
     end: list[int]       # first cycle after the instruction's unit is busy
     total: int           # first cycle in which every unit is idle again
-
-
-def _timing(cfg: AccelConfig, ins: Instr, cache: dict) -> tuple[int, int, int, bool]:
-    """``(busy cycles, issue cycles, DRAM beats per entry, solo)`` of ``ins``, memoised by
-    the fields they depend on (a program repeats a few instruction shapes many times)."""
-    cls = type(ins)
-    if cls is Load:
-        key: object = (cls, ins.count, ins.target, ins.expand, ins.cmp_n, ins.cmp_m)
-    elif cls is Compute:
-        key = (cls, ins.count)
-    elif cls is Store:
-        key = (cls, ins.count, ins.requant)
-    else:
-        key = cls
-    t = cache.get(key)
-    if t is None:
-        if cls is Fence:
-            t = (FENCE_CYCLES, FENCE_CYCLES, 0, False)
-        else:
-            load = cls is Load
-            t = (instr_cycles(cfg, ins), issue_cycles(cfg, ins),
-                 instr_entry_beats(cfg, ins) if load else 0, load and load_solo(ins))
-        cache[key] = t
-    return t
 
 
 def schedule(cfg: AccelConfig, instructions: Sequence[Instr]) -> Schedule:
@@ -85,7 +52,7 @@ def schedule(cfg: AccelConfig, instructions: Sequence[Instr]) -> Schedule:
         fence = cls is Fence
         if fence and mask == 0:
             mask = ALL
-        busy, issue_busy, eb, solo = _timing(cfg, ins, cache)
+        busy, issue_busy, eb, solo = instr_timing(cfg, ins, cache)
         ready = t
         if mask:
             for u in units:                # the wait mask: units as waiters see them

@@ -181,3 +181,26 @@ def instr_cycles(cfg: AccelConfig, instr: Instr) -> int:
     if isinstance(instr, Fence):
         return FENCE_CYCLES
     raise TypeError(f"no timing for {type(instr).__name__}")
+
+
+def instr_timing(cfg: AccelConfig, instr: Instr, cache: dict) -> tuple[int, int, int, bool]:
+    """``(instr_cycles, issue_cycles, instr_entry_beats (LOADs; else 0), load_solo)`` of
+    ``instr``, memoised in ``cache`` by the fields the formulas above read (a program
+    repeats a few instruction shapes many times); keep the key in step with them."""
+    cls = type(instr)
+    if cls is Load:
+        key: object = (cls, instr.count, instr.target, instr.expand, instr.cmp_n,
+                       instr.cmp_m)
+    elif cls is Compute:
+        key = (cls, instr.count)
+    elif cls is Store:
+        key = (cls, instr.count, instr.requant)
+    else:                   # PRELOAD, FENCE: fixed
+        key = cls
+    t = cache.get(key)
+    if t is None:
+        load = cls is Load
+        t = cache[key] = (instr_cycles(cfg, instr), issue_cycles(cfg, instr),
+                          instr_entry_beats(cfg, instr) if load else 0,
+                          load and load_solo(instr))
+    return t
