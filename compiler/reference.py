@@ -44,13 +44,13 @@ class GemmDims:
 
 
 def im2col(x: np.ndarray, kh: int, kw: int, stride: int, pad: int) -> np.ndarray:
-    """NHWC ``x`` -> ``[N*OH*OW, kh*kw*C]`` (columns ordered ``(dy, dx, c)``)."""
+    """NHWC ``x`` -> ``[N*OH*OW, kh*kw*C]`` (columns ordered ``(dy, dx, c)``; the general
+    form, with dilation and asymmetric pads, is :meth:`~sparsa.compiler.imgload.ConvGeom.
+    im2col`). The convolutions here are evaluated directly (:func:`conv_direct`), not by
+    this."""
+    from .imgload import ConvGeom
     n, h, w, c = x.shape
-    xp = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-    oh, ow = (h + 2 * pad - kh) // stride + 1, (w + 2 * pad - kw) // stride + 1
-    cols = [xp[:, dy:dy + stride * oh:stride, dx:dx + stride * ow:stride, :]
-            for dy in range(kh) for dx in range(kw)]
-    return np.concatenate(cols, axis=3).reshape(n * oh * ow, kh * kw * c)
+    return ConvGeom(n, h, w, c, kh, kw, stride, stride, 1, 1, pad, pad, pad, pad).im2col(x)
 
 
 def conv_direct(x: np.ndarray, w: np.ndarray, stride: int, pad: int, groups: int) -> np.ndarray:
