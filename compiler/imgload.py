@@ -180,5 +180,6 @@ def finalise(g: Any) -> None:
         if host is not None and host.kind == "im2col":
             host.name, host.kind = f"{g.nodes[op.node].name}.pad", "pad"
             host.out_elements = geo.pixels * geo.C
+            host.attrs["image"] = (geo.B, geo.H, geo.W, geo.C, geo.pt, geo.pl, geo.pb, geo.pr)
             host.notes = [f"host writes the zero-padded input image ({geo.pixels} pixels); "
                           f"the core reads its im2col rows with strided LOADs"]

@@ -15,6 +15,8 @@
   convolutions, MLP chains) and the rows are beat aligned. Otherwise the core has no im2col
   or relayout unit: the host writes the GEMM's input (``<layer>.im2col`` host node, element
   count ``P * K`` per group) — with data the compiler fills it with seeded int8 values.
+  GEMMs reading one tensor as stored (linear layers, 1x1 stride-1 convolutions) share that
+  input; what the host layers cost is :mod:`sparsa.compiler.hostwork`'s accounting.
 * **Backward weights**: the backward-data GEMM's ``W^T`` (own mask, Bi-Mask permutation
   applied to its rows) is stored compressed in the DRAM image; with ``pregenerate_bwd``
   it is generated ahead of time (with the weight update), without it a
@@ -29,7 +31,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import loadsparse, wformat
+from . import hostwork, loadsparse, wformat
 from .errors import CompileError
 from .gemms import chainable
 from .grouppack import pack_inputs, packable
@@ -194,12 +196,21 @@ class LowerPass:
             return g.nodes[pi] if pi is not None and g.nodes[pi].is_gemm and \
                 len(consumers.get(src, [])) == 1 else None
 
-        def absorb(n: Node, gemm: Node, key: str, note: str) -> None:
-            """Host node ``n`` costs nothing: its output is ``gemm``'s."""
-            n.attrs["host_meta"] = {key: gemm.name}
+        def sole_host(src: str, n: Node) -> Node | None:
+            """The host node writing ``src`` (as many elements as ``n``, in ``n``'s phase)
+            when only ``n`` reads it."""
+            pi = by_name.get(src)
+            p = g.nodes[pi] if pi is not None else None
+            return p if p is not None and not p.is_gemm and p.out_elements > 0 and \
+                p.out_elements == n.out_elements and p.phase == n.phase and \
+                len(consumers.get(src, [])) == 1 else None
+
+        def absorb(n: Node, into: Node, key: str, note: str) -> None:
+            """Host node ``n`` costs nothing: its output is ``into``'s."""
+            n.attrs["host_meta"] = {key: into.name}
             n.out_elements = 0
             n.notes.append(note)
-            alias[n.name] = gemm.name
+            alias[n.name] = into.name
 
         # batch-norm folding (inference) and ReLU fusion, in graph order: a ReLU after a
         # folded norm fuses into the GEMM before the norm
@@ -217,6 +228,14 @@ class LowerPass:
                 if p is not None and p.phase != "wgrad":
                     p.relu = True
                     absorb(n, p, "fused_into", f"fused into {p.name}'s STORE")
+            if kind in ("relu", "gelu", "clip") and n.phase == "inf" and n.out_elements and \
+                    g.options.fuse_relu:
+                # inference: an activation alone after a host op (a residual add) is applied
+                # as that op writes its output (training keeps both: the backward pass reads
+                # the activation's input and output)
+                h = sole_host(n.inputs[0], n)
+                if h is not None:
+                    absorb(n, h, "fused_into", f"applied by {h.name} as it writes")
         new_nodes: list[Node] = []
         ops: list[GemmOp] = []
         outputs: dict[str, GemmOp] = {}      # node name -> op writing it (one group only)
@@ -252,9 +271,9 @@ class LowerPass:
                 if s is not None and s.P == P and s.Q == K and s.requant and \
                         chainable(cfg, mode, win) and n.perm is None:
                     src = s
-            # linear layers reading the same tensor share one host-written input
-            shared_x = groups == 1 and n.kind.lower() in ("linear", "gemm", "fc") and \
-                len(n.inputs) == 1 and n.perm is None and n.phase in ("inf", "fwd")
+            # GEMMs reading the same tensor as stored (linear layers, 1x1 convolutions)
+            # share one host-written input
+            identity = src is None and hostwork.identity_input(n, P, K)
             # implicit im2col: the core reads X from the padded image (imgload); final
             # once the tiling's kp is known (TilePass)
             geom = None
@@ -264,10 +283,15 @@ class LowerPass:
                 geom = geometry_of(n.layer)
                 if geom is not None and ((geom.P, geom.K) != (P, K) or not geom.worth_it()):
                     geom = None
+            narrow = f"w{win}" if win and win != cfg.m else ""
+            x_shared = f"{n.inputs[0]}.x.{mode}{narrow}.k{K}" \
+                if identity and g.options.reuse_schedule else None
             if src is None:
                 new_nodes.append(Node(f"{n.name}.im2col", "im2col", n.phase, n.inputs,
                                       out_elements=P * K * groups, source=n.source,
-                                      notes=["host lays out the GEMM input"]))
+                                      notes=["host lays out the GEMM input"],
+                                      attrs={"identity": identity,
+                                             "x_shared": x_shared}))
             ni = len(new_nodes)
             new_nodes.append(n)
             # grouped convolution: one shift per layer (the weight gradient stays int32)
@@ -284,10 +308,7 @@ class LowerPass:
                         np.asarray(kvec, bool)[:, None], win, passes, cfg.n, kp)[:, 0]
                     structure = None if structure is None else wformat.split_passes(
                         np.asarray(structure, bool), win, passes, cfg.n, kp)
-                xname = f"{name}.x"
-                if src is None and shared_x and g.options.reuse_schedule:
-                    narrow = f"w{win}" if win and win != cfg.m else ""
-                    xname = f"{n.inputs[0]}.x.{mode}{narrow}.k{K}"
+                xname = x_shared or f"{name}.x"
                 op = GemmOp(name, ni, gi * gp, P, k_op, Q, x=src.y if src else xname,
                             y=f"{name}.y", w=w, kvec=kvec, structure=structure,
                             passes=passes, k_act=K if passes > 1 else 0,

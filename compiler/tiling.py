@@ -44,7 +44,7 @@ from sparsa.hw.timing import (
     preload_cycles,
 )
 
-from . import imgload, wformat
+from . import hostwork, imgload, wformat
 from .errors import CompileError
 from .ir import CGraph, GemmOp, Tiling
 
@@ -370,4 +370,5 @@ class TilePass:
                     timer=lambda t, rows, op=op: marginal_cycles(g, op, t, rows, timed))
             op.tiling.notes[:0] = op.mode_notes
         imgload.finalise(g)
+        hostwork.written_in_place(g)
         return g, True
