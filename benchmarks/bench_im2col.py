@@ -1,6 +1,8 @@
 """Implicit im2col (compiler/imgload.py) and batch-norm folding on batch-1 CNNs: model
 cycles, host (non-GEMM) elements, the DRAM image and the speed-up over dense with the host
-work added, with neither, with folded batch norms, and with both (the default).
+work added, with neither, with folded batch norms, with both (the default), and with the
+GEMM outputs that a convolution reads in place stored into its padded image as well
+(``store_image``).
 
 Run: ``.venv/bin/python benchmarks/bench_im2col.py`` (about two minutes). The figures are
 the model's (deterministic); the README's implicit-im2col table quotes them.
@@ -14,7 +16,8 @@ from sparsa.sim.api import simulate
 
 VARIANTS = (("host im2col, host norms", dict(implicit_im2col=False, fold_bn=False)),
             ("host im2col, folded norms", dict(implicit_im2col=False)),
-            ("implicit im2col, folded (default)", {}))
+            ("implicit im2col, folded (default)", {}),
+            ("+ outputs stored into images", dict(store_image=True)))
 
 
 def main() -> None:

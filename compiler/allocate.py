@@ -11,7 +11,10 @@ Tensors are placed in first-use order: activation inputs the host writes (``fmt`
 * outputs: row ``p``'s column block ``qt`` at ``p * row_beats + qt * store_beats`` (a
   packed grouped GEMM's output, ``meta["groups"] = [first, count]``, holds its groups'
   columns side by side); an output
-  read directly by a later GEMM (chained) shares its row stride with that GEMM's input;
+  read directly by a later GEMM (chained) shares its row stride with that GEMM's input; an
+  output stored into the next convolution's zero-padded image (option ``store_image``)
+  holds that image (``meta["image"] = [B, Hp, Wp, C]``, ``meta["interior"] = [top, left,
+  H, W]``: row ``p`` of the output is the pixel at ``(b, top + h, left + w)``);
 * weights: tile ``j`` (``qt``-major, see :mod:`sparsa.compiler.wformat`) at
   ``j * rows * entry_beats``.
 """
@@ -88,12 +91,16 @@ def allocate(g: CGraph) -> Allocation:
         if op.y in seen:
             continue
         seen.add(op.y)
+        geo = op.out_image
         entries.append(DramTensor(
-            op.y, 0, op.P * lay["y_row"], (op.P, op.Q), "int8" if op.requant else "int32",
+            op.y, 0, (geo.pixels if geo else op.P) * lay["y_row"], (op.P, op.Q),
+            "int8" if op.requant else "int32",
             "out_i8" if op.requant else "out_i32", "output",
             {"row_beats": lay["y_row"], "store_beats": lay["sb"], "nq": op.tiling.nq,
              "shift": op.shift, "relu": op.relu,
-             **({"groups": [op.group, op.pack]} if op.pack > 1 else {})}))
+             **({"groups": [op.group, op.pack]} if op.pack > 1 else {}),
+             **({"image": [geo.B, geo.Hp, geo.Wp, geo.C],
+                 "interior": [geo.pt, geo.pl, geo.H, geo.W]} if geo else {})}))
     addr = 0
     out: dict[str, DramTensor] = {}
     for t in entries:

@@ -2,7 +2,7 @@
 
 With data, the image holds the host-written activation inputs (packed entries), the
 compressed weight tiles, and seeded random bytes in output regions (so a missing STORE
-shows in the final image). Without data the image is empty and its size is
+shows in the final image; an output stored into a padded image has zero borders). Without data the image is empty and its size is
 ``meta["dram_beats"]``.
 """
 
@@ -98,6 +98,13 @@ def encode_program(g: CGraph) -> Program:
                     if op.tiling.mode == "load-sparse" else \
                     wformat.pack_tiles(cfg, op.w, op.tiling.tmap)
                 img[lo:lo + tiles.size] = tiles.reshape(-1)
+            elif "image" in t.meta:   # stored into a padded image: zero borders
+                b, hp, wp, _ = t.meta["image"]
+                top, left, h, w = t.meta["interior"]
+                rows = img[lo:lo + t.beats * bb].reshape(b, hp, wp, -1)
+                border = np.ones((b, hp, wp), bool)
+                border[:, top:top + h, left:left + w] = False
+                rows[border] = 0
         dram = img
     else:
         dram = np.zeros(0, np.uint8)

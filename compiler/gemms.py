@@ -148,7 +148,13 @@ def read_output(program: Program, dram: np.ndarray, name: str) -> np.ndarray:
     bb = cfg.beat_bytes
     P, Q = t.shape
     rb, sb, nq = t.meta["row_beats"], t.meta["store_beats"], t.meta["nq"]
-    raw = np.asarray(dram)[t.addr * bb:(t.addr + P * rb) * bb].reshape(P, rb * bb)
+    img = t.meta.get("image")     # stored into a padded image: its interior pixels
+    rows = int(np.prod(img[:3])) if img else P
+    raw = np.asarray(dram)[t.addr * bb:(t.addr + rows * rb) * bb].reshape(rows, rb * bb)
     blocks = [layout.decode_store_rows(cfg, raw[:, qt * sb * bb:(qt + 1) * sb * bb],
                                        requant=int(t.fmt == "out_i8")) for qt in range(nq)]
-    return np.concatenate(blocks, axis=1)[:, :Q]
+    y = np.concatenate(blocks, axis=1)[:, :Q]
+    if img:
+        top, left, h, w = t.meta["interior"]
+        y = y.reshape(img[0], img[1], img[2], Q)[:, top:top + h, left:left + w].reshape(P, Q)
+    return y

@@ -120,6 +120,29 @@ class ConvGeom:
             p += n
         return tuple(out)
 
+    @functools.lru_cache(maxsize=4096)  # noqa: B019 - frozen geometries, few chunks each
+    def stored_rows(self, p0: int, count: int) -> tuple[tuple[int, int, int], ...]:
+        """``(first row offset, rows, padded-image pixel)`` per image row that pixels
+        ``p0 .. p0+count-1`` of the unpadded image (raster order) cover: where a GEMM
+        whose output is this image stores those rows."""
+        out = []
+        p, end = p0, p0 + count
+        per_img = self.H * self.W
+        while p < end:
+            b, rem = divmod(p, per_img)
+            h, w = divmod(rem, self.W)
+            n = min(self.W - w, end - p)
+            out.append((p - p0, n, (b * self.Hp + h + self.pt) * self.Wp + w + self.pl))
+            p += n
+        return tuple(out)
+
+    def last_input_row(self, p: int) -> int:
+        """The last row of the unpadded image (pixels in raster order) that output rows
+        ``0 .. p`` read."""
+        b, rem = divmod(p, self.OH * self.OW)
+        h = min(self.H - 1, rem // self.OW * self.sh + (self.kh - 1) * self.dh - self.pt)
+        return b * self.H * self.W + max(h, 0) * self.W + self.W - 1
+
     def loads(self, p0: int, count: int, ka: int, kp: int, entry_beats: int
               ) -> list[tuple[int, int, int, int]]:
         """``(first row offset, rows, dram beat offset, dram stride)`` per LOAD of K tile

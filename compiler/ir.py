@@ -115,6 +115,7 @@ class GemmOp:
     phase: str = "inf"
     pack: int = 1                  # groups side by side (block-diagonal W), see grouppack
     image: Any = None              # imgload.ConvGeom: X read from the padded input image
+    out_image: Any = None          # imgload.ConvGeom: Y stored into the next GEMM's image
 
     @property
     def kx(self) -> int:

@@ -283,10 +283,20 @@ class LowerPass:
                 geom = geometry_of(n.layer)
                 if geom is not None and ((geom.P, geom.K) != (P, K) or not geom.worth_it()):
                     geom = None
+            # ... and the GEMM before it stores its output straight into that image
+            stored = None
+            if geom is not None and g.options.store_image and n.phase == "inf" and \
+                    passes == 1 and len(consumers.get(n.inputs[0], [])) == 1:
+                s = outputs.get(alias.get(n.inputs[0], n.inputs[0]))
+                if s is not None and s.out_image is None and s.requant and \
+                        (s.P, s.Q) == (geom.B * geom.H * geom.W, geom.C) and \
+                        geom.C % kp == 0 and chainable(cfg, mode, win):
+                    stored = s
+                    s.out_image = geom
             narrow = f"w{win}" if win and win != cfg.m else ""
             x_shared = f"{n.inputs[0]}.x.{mode}{narrow}.k{K}" \
                 if identity and g.options.reuse_schedule else None
-            if src is None:
+            if src is None and stored is None:
                 new_nodes.append(Node(f"{n.name}.im2col", "im2col", n.phase, n.inputs,
                                       out_elements=P * K * groups, source=n.source,
                                       notes=["host lays out the GEMM input"],
@@ -309,17 +319,21 @@ class LowerPass:
                     structure = None if structure is None else wformat.split_passes(
                         np.asarray(structure, bool), win, passes, cfg.n, kp)
                 xname = x_shared or f"{name}.x"
-                op = GemmOp(name, ni, gi * gp, P, k_op, Q, x=src.y if src else xname,
+                op = GemmOp(name, ni, gi * gp, P, k_op, Q,
+                            x=src.y if src else stored.y if stored else xname,
                             y=f"{name}.y", w=w, kvec=kvec, structure=structure,
                             passes=passes, k_act=K if passes > 1 else 0,
                             nnz=int(np.count_nonzero(w)) if w is not None else n.nnz // groups,
-                            relu=int(n.relu), requant=int(not wgrad), x_chained=src is not None,
+                            relu=int(n.relu), requant=int(not wgrad),
+                            x_chained=src is not None or stored is not None,
                             mode=mode, win=win, mode_notes=list(notes), phase=n.phase,
                             cmp=n.attrs.get("_cmp") if mode == "load-sparse" else None,
                             pack=gp, image=geom)
                 if g.with_data:
                     if src is not None:
                         x = results[src.y]
+                    elif stored is not None:   # the producer's output, as the image
+                        x = geom.im2col(results[stored.y])
                     elif op.x in g.data:
                         x = g.data[op.x]
                     elif geom is not None:   # an image, and the im2col the core reads

@@ -74,6 +74,14 @@ class CompileOptions:
         Convolutions read their GEMM rows from the zero-padded input image with strided
         LOADs (:mod:`sparsa.compiler.imgload`) where the tiling allows, so the host writes
         the image instead of its im2col. Off: the host writes every convolution's im2col.
+    store_image : bool
+        Inference, with ``implicit_im2col``: a convolution read in place whose input is the
+        output of the GEMM before it (its only reader) gets that output stored straight
+        into its zero-padded image by the GEMM's STOREs (one per output-image row of a
+        chunk), so the host does not pad it. Off (the default): the host writes the padded
+        image. On, the host writes a fifth less on ResNet-50 and three quarters less on
+        VGG-16, for 0.02-0.5% more core cycles (a STORE per image row, and a consumer
+        that starts when the rows it reads are stored).
     pack_groups : bool
         Put several groups of a grouped (depthwise) convolution side by side in one GEMM
         with a block-diagonal weight (:mod:`sparsa.compiler.grouppack`). Off: one GEMM per
@@ -94,6 +102,7 @@ class CompileOptions:
     fuse_relu: bool = True
     fold_bn: bool = True
     implicit_im2col: bool = True
+    store_image: bool = False
     pack_groups: bool = True
     weight_batch: int = 8
     layer_modes: tuple[tuple[str, str], ...] = ()
@@ -120,7 +129,7 @@ class CompileOptions:
             raise CompileError(f"weight_batch={self.weight_batch!r} is invalid; allowed: an "
                                f"integer in 1..256")
         for f in ("double_buffer", "interleave", "reuse_schedule", "pregenerate_bwd",
-                  "fuse_relu", "fold_bn", "implicit_im2col",
+                  "fuse_relu", "fold_bn", "implicit_im2col", "store_image",
                   "pack_groups"):
             if not isinstance(getattr(self, f), bool):
                 raise CompileError(f"{f}={getattr(self, f)!r} must be true or false")

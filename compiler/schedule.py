@@ -57,6 +57,7 @@ until that swap has passed every PE, so a later PRELOAD needs no wait on EXEC.
 
 from __future__ import annotations
 
+import itertools
 from bisect import bisect_right
 from collections import Counter
 from dataclasses import dataclass, field
@@ -107,6 +108,7 @@ class ActBlock:
     loads: list[tuple[int, int, str, int, int, int]]
     half: int = -1
     loaded: bool = False
+    need: int = -1     # last row of an input this program writes that the block reads
 
 
 @dataclass(eq=False)
@@ -129,6 +131,7 @@ class Step:
     useful: int
     stores: list[tuple[int, int, str, int, int, int, int, int]] = field(default_factory=list)
     w_emitted: bool = False
+    stored_rows: int = -1   # first output row of this step's STOREs
 
 
 class Emitter:
@@ -157,14 +160,17 @@ class Emitter:
         return len(seq) - bisect_right(seq, idx)
 
     def emit(self, cls: type, kw: dict[str, Any], *, reads: tuple = (), writes: tuple = (),
-             issue_reads: tuple = (), tensor: str | None = None, layer: int = -1,
-             useful: int = 0, wait: int = 0) -> None:
+             issue_reads: tuple = (), final_reads: tuple = (), tensor: str | None = None,
+             layer: int = -1, useful: int = 0, wait: int = 0) -> None:
+        """Append one instruction with the waits its accesses need. ``final_reads``: read
+        after their last write (waited for like ``reads``), never rewritten after this
+        instruction, so later writers need not wait for it."""
         unit = _UNIT.get(cls, 0)
         idx = len(self.instrs)
         done, rdone, writer, readers = self._done, self._rdone, self._writer, self._readers
         # the newest conflicting LOAD / COMPUTE that must have completed (for the slacks)
         need_load = need_exec = -1
-        for group in (reads, issue_reads, writes):
+        for group in (reads, issue_reads, writes, final_reads):
             for r in group:
                 d = writer.get(r)
                 if d is not None:
@@ -312,11 +318,9 @@ def _op_batches(cfg: AccelConfig, ops: list[GemmOp], steps: list[Step],
         e_sum[st.op] += compute_issue_cycles(st.count)   # the pipelined array's time
         lds = chunks_after.get(i)
         cyc = sum(ld_cycles(ch) for ch, _ in lds) if lds else 0
-        if not st.block.loaded:    # loaded at the step itself, not prefetched
-            blk = st.block
-            c = own_cost.get(id(blk))
-            if c is None:
-                c = own_cost[id(blk)] = sum(ld_cycles(ld) for ld in blk.loads)
+        blk = st.block
+        if not blk.loaded and id(blk) not in own_cost:   # loaded at its first step
+            c = own_cost[id(blk)] = sum(ld_cycles(ld) for ld in blk.loads)
             cyc += c
             lds = lds or blk.loads
         if lds:
@@ -363,16 +367,19 @@ def _op_steps(cfg: AccelConfig, op: GemmOp, oi: int, layer: int, lay: dict[str, 
     steps: list[Step] = []
 
     geo = image_of(op)
+    oimg = op.out_image
 
     def block(p0: int, c: int, kas: list[int]) -> ActBlock:
         if geo is not None:   # implicit im2col: a LOAD per output-image row (imgload)
             return ActBlock(key=(op.x, p0, c, tuple(kas), ex, eb, xr),
                             loads=[(j * c + r, n, op.x, off, stride, ex)
                                    for j, ka in enumerate(kas)
-                                   for r, n, off, stride in geo.loads(p0, c, ka, t.kp, eb)])
+                                   for r, n, off, stride in geo.loads(p0, c, ka, t.kp, eb)],
+                            need=geo.last_input_row(p0 + c - 1) if op.x_chained else -1)
         return ActBlock(key=(op.x, p0, c, tuple(kas), ex, eb, xr),
                         loads=[(j * c, c, op.x, p0 * xr + ka * eb, xr, ex)
-                               for j, ka in enumerate(kas)])
+                               for j, ka in enumerate(kas)],
+                        need=p0 + c - 1 if op.x_chained else -1)
 
     kts_of = [tm.kts(qt) for qt in range(tm.nq)]
     kc = t.kc or len(kas_used)
@@ -398,8 +405,14 @@ def _op_steps(cfg: AccelConfig, op: GemmOp, oi: int, layer: int, lay: dict[str, 
                                           tile_idx[kt, qt] * tb, acc, (qt - q0) * c,
                                           int(qt in started), c * int(tm.nnz[kt, qt])))
                         started.add(qt)
-            steps[-1].stores.extend(((qt - q0) * c, c, op.y, p0 * yr + qt * sb, yr, *st_args)
-                                    for qt in qts)
+            steps[-1].stored_rows = p0
+            if oimg is None:
+                steps[-1].stores.extend(((qt - q0) * c, c, op.y, p0 * yr + qt * sb, yr,
+                                         *st_args) for qt in qts)
+            else:   # into the next convolution's padded image: a STORE per image row
+                steps[-1].stores.extend(((qt - q0) * c + r, n, op.y, pix * yr + qt * sb, yr,
+                                         *st_args)
+                                        for qt in qts for r, n, pix in oimg.stored_rows(p0, c))
     return steps
 
 
@@ -473,10 +486,28 @@ def schedule(g: CGraph) -> Schedule:
     chunks_after: dict[int, list] = {}
     if dbl:
         first_step: dict[int, int] = {}
-        last_store: dict[str, int] = {}
+        # per tensor written by STOREs: (first row, step) in step order, and the running
+        # maximum of the rows' first steps: an input block is ready after the last step
+        # storing a row it reads (whole tensor: after the last STORE to it)
+        stored: dict[str, list[tuple[int, int]]] = {}
         for i, st in enumerate(steps):
-            for sto in st.stores:
-                last_store[sto[2]] = i
+            if st.stores:
+                stored.setdefault(st.stores[0][2], []).append((st.stored_rows, i))
+        by_row: dict[str, tuple[list[int], list[int], int]] = {}
+        for ten, lst in stored.items():
+            lst.sort()
+            upto = list(itertools.accumulate((s for _, s in lst), max))
+            by_row[ten] = ([r for r, _ in lst], upto, upto[-1])
+
+        def ready_at(b: ActBlock) -> int:
+            rec = by_row.get(b.loads[0][2]) if b.loads else None
+            if rec is None:
+                return -1
+            rows, upto, last = rec
+            if b.need < 0:
+                return last
+            j = bisect_right(rows, b.need)
+            return upto[j - 1] if j else -1
         runs: dict[int, list[int]] = {}
         for i, st in enumerate(steps):
             runs.setdefault(id(st.block), []).append(i)
@@ -486,7 +517,7 @@ def schedule(g: CGraph) -> Schedule:
             if not opt.interleave and steps[ia[-1]].op != steps[ib].op:
                 continue
             # an input written by this program's STOREs is fetched only after the last one
-            ready = last_store.get(b.loads[0][2], -1) if b.loads else -1
+            ready = ready_at(b)
             own = [i for i in ia if ready < i < ib]
             if not own:
                 continue
@@ -537,9 +568,12 @@ def schedule(g: CGraph) -> Schedule:
         fields = act_fields.get(aw)
         if fields is None:
             fields = act_fields[aw] = act_load_fields(cfg, aw)
+        # the rows an activation LOAD reads are final (an input, or output rows whose
+        # STOREs came before; later STOREs to the tensor write other rows): no WAR waits
         em.emit(Load, {"target": Target.ACT, "sp_addr": blk.half * act_half + sp,
                        "count": cnt, "dram_addr": off, "dram_stride": stride, **fields},
-                reads=(("d", ten),), writes=(("a", blk.half),), tensor=ten, layer=layer)
+                final_reads=(("d", ten),), writes=(("a", blk.half),), tensor=ten,
+                layer=layer)
 
     def emit_wload(gi: int) -> None:
         members = gsteps[gi]
@@ -572,6 +606,17 @@ def schedule(g: CGraph) -> Schedule:
             prefetch.append(gi + 1)
 
     pending: list[tuple[Step, tuple]] = []    # STOREs not yet emitted, in order
+    due = 0                                    # step before which pending[0] must issue
+
+    def deadline(i: int) -> int:
+        """The step before which step ``i``'s STOREs must issue: the next one of another op
+        or the next one rewriting its accumulator half."""
+        st = steps[i]
+        for j in range(i + 1, len(steps)):
+            s2 = steps[j]
+            if s2.op != st.op or (s2.acc.half == st.acc.half and s2.acc is not st.acc):
+                return j
+        return len(steps)
 
     def emit_store(st: Step, sto: tuple) -> None:
         acc_off, cnt, ten, off, stride, relu, rq, sh = sto
@@ -598,18 +643,25 @@ def schedule(g: CGraph) -> Schedule:
         if nxt is not None and dbl and (opt.interleave or same):
             emit_w(i + 1)
         for ch, blk in chunks_after.get(i, []):
+            if pending and any(sto[2] == ch[2] for _, sto in pending):
+                while pending:    # rows it reads may still be in STOREs not yet issued
+                    emit_store(*pending.pop(0))
             emit_load(ch, blk, st.layer)
         for gi in prefetch:
             if not g_loaded[gi]:
                 emit_wload(gi)
         prefetch.clear()
-        # STOREs: the first of an accumulator block right away, the rest one per later
-        # step (a run of STOREs would hold up the in-order issue while the store unit
-        # works through them); all before the half is rewritten and before the op ends
+        # STOREs: the first of an accumulator block right away, the rest spread over the
+        # later steps, one per step or as many as reach the deadline (a run of STOREs
+        # would hold up the in-order issue while the store unit works through them); all
+        # before the half is rewritten and before the op ends
         if pending:
-            emit_store(*pending.pop(0))
+            for _ in range(min(len(pending), -(-len(pending) // max(1, due - i)))):
+                emit_store(*pending.pop(0))
         if st.stores:
             emit_store(st, st.stores[0])
+            if not pending and len(st.stores) > 1:
+                due = deadline(i)
             pending.extend((st, sto) for sto in st.stores[1:])
         if nxt is None or not same or any(p.acc.half == nxt.acc.half and p.acc is not nxt.acc
                                           for p, _ in pending):

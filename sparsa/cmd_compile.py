@@ -72,6 +72,10 @@ def with_sparse_mode(sparse_mode: str, opt: CompileOptions, workload: str, cfg: 
 @click.option("--no-implicit-im2col", is_flag=True,
               help="The host writes every convolution's im2col instead of the padded image "
                    "the core reads with strided LOADs.")
+@click.option("--store-image", is_flag=True,
+              help="Inference: a GEMM whose output only a convolution read in place reads "
+                   "stores it straight into that convolution's zero-padded image (a STORE "
+                   "per image row) instead of the host padding it.")
 @click.option("--no-fold-bn", is_flag=True,
               help="Inference: keep batch norms as host layers instead of folding them into "
                    "the GEMM before them.")
@@ -92,7 +96,8 @@ def with_sparse_mode(sparse_mode: str, opt: CompileOptions, workload: str, cfg: 
 def compile_cmd(workload: str, config: str | None, sparsity: str | None, train: bool,
                 dataflow: str, sparse_mode: str, no_interleave: bool, no_double_buffer: bool,
                 no_reuse: bool, no_pregenerate: bool, weight_batch: int, no_pack_groups: bool,
-                no_implicit_im2col: bool, no_fold_bn: bool, no_data: bool, batch: int, seq: int | None, seed: int,
+                no_implicit_im2col: bool, store_image: bool, no_fold_bn: bool, no_data: bool,
+                batch: int, seq: int | None, seed: int,
                 dump_after: str | None, dump_format: str | None, out: str, as_json: bool) -> None:
     """Compile WORKLOAD and write the program to OUT."""
     if dump_format is not None and dump_after is None:
@@ -102,13 +107,17 @@ def compile_cmd(workload: str, config: str | None, sparsity: str | None, train: 
     if no_pregenerate and not train:
         raise click.UsageError("--no-pregenerate applies to training steps (the backward-data "
                                "weights); add --train")
+    if store_image and no_implicit_im2col:
+        raise click.UsageError("--store-image stores outputs into the padded images that "
+                               "implicit im2col reads; drop --no-implicit-im2col")
     check_out_dir(out)
     cfg = resolve_config(config)
     opt = CompileOptions(dataflow=dataflow,
                          interleave=not no_interleave, double_buffer=not no_double_buffer,
                          reuse_schedule=not no_reuse, pregenerate_bwd=not no_pregenerate,
                          weight_batch=weight_batch, pack_groups=not no_pack_groups,
-                         implicit_im2col=not no_implicit_im2col, fold_bn=not no_fold_bn)
+                         implicit_im2col=not no_implicit_im2col, store_image=store_image,
+                         fold_bn=not no_fold_bn)
     opt = with_sparse_mode(sparse_mode, opt, workload, cfg, sparsity, train=train, batch=batch,
                            seq=seq, seed=seed)
     t0 = time.perf_counter()
