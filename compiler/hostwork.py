@@ -18,7 +18,8 @@ at ``HOST_ELEMS_PER_CYCLE``). The rules, so that no element is counted twice:
   implicit im2col) costs nothing: the op writes its output in that layout
   (:func:`written_in_place`; one layout per tensor: a second one is a copy);
 * GEMMs reading one tensor as stored (a transformer's Q, K and V; a 1x1 convolution and
-  its stride-1 downsample) share one input tensor, counted once.
+  its stride-1 downsample) share one input tensor, counted once (a GEMM whose timed mode
+  choice moves it to another window gets, and pays for, its own copy).
 """
 
 from __future__ import annotations
@@ -61,12 +62,13 @@ def written_in_place(g: Any) -> None:
     """After tiling (the final layouts): zero the layout layers the rules above make free,
     each noted and marked in its program metadata (``shared_with`` / ``written_by``)."""
     by_name = {n.name: n for n in g.nodes}
-    first_of: dict[str, str] = {}        # shared input -> the layer counting it
+    x_of = {g.nodes[op.node].name: op.x for op in g.ops if op.x_shared}
+    first_of: dict[str, str] = {}        # shared input tensor -> the layer counting it
     layout_of: dict[str, str] = {}       # host writer -> the layout layer it writes
     for n in g.nodes:
         if n.is_gemm or n.kind not in ("im2col", "pad") or not n.out_elements:
             continue
-        shared = n.attrs.get("x_shared")
+        shared = x_of.get(n.attrs.get("gemm"))
         if shared and shared in first_of:
             n.out_elements = 0
             n.attrs["host_meta"] = {"shared_with": first_of[shared]}

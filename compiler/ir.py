@@ -111,6 +111,7 @@ class GemmOp:
     requant: int = 1
     shift: int = 0
     x_chained: bool = False        # X is written by an earlier STORE of this program
+    x_shared: bool = False         # X is one host-written tensor read by several GEMMs
     tiling: Tiling | None = None
     phase: str = "inf"
     pack: int = 1                  # groups side by side (block-diagonal W), see grouppack

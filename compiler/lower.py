@@ -300,8 +300,7 @@ class LowerPass:
                 new_nodes.append(Node(f"{n.name}.im2col", "im2col", n.phase, n.inputs,
                                       out_elements=P * K * groups, source=n.source,
                                       notes=["host lays out the GEMM input"],
-                                      attrs={"identity": identity,
-                                             "x_shared": x_shared}))
+                                      attrs={"identity": identity, "gemm": n.name}))
             ni = len(new_nodes)
             new_nodes.append(n)
             # grouped convolution: one shift per layer (the weight gradient stays int32)
@@ -326,6 +325,7 @@ class LowerPass:
                             nnz=int(np.count_nonzero(w)) if w is not None else n.nnz // groups,
                             relu=int(n.relu), requant=int(not wgrad),
                             x_chained=src is not None or stored is not None,
+                            x_shared=x_shared is not None,
                             mode=mode, win=win, mode_notes=list(notes), phase=n.phase,
                             cmp=n.attrs.get("_cmp") if mode == "load-sparse" else None,
                             pack=gp, image=geom)

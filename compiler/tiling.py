@@ -273,11 +273,13 @@ def choose_mode(g: CGraph, op: GemmOp, cache: dict, spare_steps: int | None = No
     limit (e.g. a depthwise pack of ``K = 144`` on ``n1m16``: one tile of 256). Modes
     whose rough estimates (:func:`_blocked_cost`) beat the current one are timed like
     the loop orders (:func:`marginal_cycles`) and taken when ``AUTO_MARGIN`` faster.
-    Only GEMMs that own their input (not chained, not shared) change mode, and only within
+    Only GEMMs whose host writes their input change mode (not chained; a GEMM sharing its
+    input with others gets its own copy in the new layout), and only within
     ``spare_steps`` more array steps (the scheduler's limit); returns the steps added."""
     cfg = g.config
     node = g.nodes[op.node] if op.node < len(g.nodes) else None
-    if op.mode != "sparse" or op.passes != 1 or op.x_chained or op.x != f"{op.name}.x" \
+    if op.mode != "sparse" or op.passes != 1 or op.x_chained or \
+            (op.x != f"{op.name}.x" and not op.x_shared) \
             or node is None or g.options.mode_for(node.source, node.name) != "auto":
         return 0
     win = op.win or cfg.m
@@ -305,6 +307,10 @@ def choose_mode(g: CGraph, op: GemmOp, cache: dict, spare_steps: int | None = No
             f"K={op.K} pads {-op.K % cur.kp} entries of its {cur.kp}-entry tiles)")
     op.mode, op.win, op.tiling = mode, w, t
     op.mode_notes.append(note)
+    if op.x_shared:   # its own input tensor, in the new mode's layout
+        if op.x in g.data:
+            g.data[f"{op.name}.x"] = g.data[op.x]
+        op.x, op.x_shared = f"{op.name}.x", False
     return added
 
 
