@@ -109,32 +109,16 @@ class ConvGeom:
     def row_segments(self, p0: int, count: int) -> tuple[tuple[int, int, int], ...]:
         """``(first row offset, rows, first pixel at tap (0, 0))`` per output-image row
         that output rows ``p0 .. p0+count-1`` cover."""
-        out = []
-        p, end = p0, p0 + count
-        per_img = self.OH * self.OW
-        while p < end:
-            b, rem = divmod(p, per_img)
-            oh, ow = divmod(rem, self.OW)
-            n = min(self.OW - ow, end - p)
-            out.append((p - p0, n, (b * self.Hp + oh * self.sh) * self.Wp + ow * self.sw))
-            p += n
-        return tuple(out)
+        return tuple((r, n, (b * self.Hp + y * self.sh) * self.Wp + x * self.sw)
+                     for r, n, b, y, x in _runs(p0, count, self.OH, self.OW))
 
     @functools.lru_cache(maxsize=4096)  # noqa: B019 - frozen geometries, few chunks each
     def stored_rows(self, p0: int, count: int) -> tuple[tuple[int, int, int], ...]:
         """``(first row offset, rows, padded-image pixel)`` per image row that pixels
         ``p0 .. p0+count-1`` of the unpadded image (raster order) cover: where a GEMM
         whose output is this image stores those rows."""
-        out = []
-        p, end = p0, p0 + count
-        per_img = self.H * self.W
-        while p < end:
-            b, rem = divmod(p, per_img)
-            h, w = divmod(rem, self.W)
-            n = min(self.W - w, end - p)
-            out.append((p - p0, n, (b * self.Hp + h + self.pt) * self.Wp + w + self.pl))
-            p += n
-        return tuple(out)
+        return tuple((r, n, (b * self.Hp + y + self.pt) * self.Wp + x + self.pl)
+                     for r, n, b, y, x in _runs(p0, count, self.H, self.W))
 
     def last_input_row(self, p: int) -> int:
         """The last row of the unpadded image (pixels in raster order) that output rows
@@ -155,6 +139,20 @@ class ConvGeom:
         stride = self.sw * pix_beats
         return [(r, n, pix * pix_beats + shift, stride)
                 for r, n, pix in self.row_segments(p0, count)]
+
+
+def _runs(p0: int, count: int, h: int, w: int) -> list[tuple[int, int, int, int, int]]:
+    """Rows ``p0 .. p0+count-1`` of ``[images, h, w]`` in raster order split at image-row
+    ends: ``(offset from p0, rows, image, y, first x)`` per run."""
+    out = []
+    p, end = p0, p0 + count
+    while p < end:
+        b, rem = divmod(p, h * w)
+        y, x = divmod(rem, w)
+        n = min(w - x, end - p)
+        out.append((p - p0, n, b, y, x))
+        p += n
+    return out
 
 
 def geometry_of(layer: Any) -> ConvGeom | None:
