@@ -107,6 +107,9 @@ def compile_cmd(workload: str, config: str | None, sparsity: str | None, train: 
     if no_pregenerate and not train:
         raise click.UsageError("--no-pregenerate applies to training steps (the backward-data "
                                "weights); add --train")
+    if store_image and train:
+        raise click.UsageError("--store-image applies to inference (a training step keeps "
+                               "its activations for the backward pass); drop --train")
     if store_image and no_implicit_im2col:
         raise click.UsageError("--store-image stores outputs into the padded images that "
                                "implicit im2col reads; drop --no-implicit-im2col")

@@ -192,6 +192,11 @@ def test_cli_simulate_loop_order(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["compile", "resnet18", "--no-pregenerate", "-o", str(tmp_path / "never")])
     assert e.value.code == 2 and "add --train" in capsys.readouterr().err
+    for extra, says in ((["--train"], "drop --train"),
+                        (["--no-implicit-im2col"], "drop --no-implicit-im2col")):
+        with pytest.raises(SystemExit) as e:
+            main(["compile", "resnet18", "--store-image", *extra, "-o", str(tmp_path / "never")])
+        assert e.value.code == 2 and says in capsys.readouterr().err
     assert not (tmp_path / "never").exists()
 
 
