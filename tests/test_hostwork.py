@@ -96,3 +96,19 @@ def test_resnet_accounting_rules():
     assert th["layer1.0.conv1.relu.fwd"]["elements"] == 56 * 56 * 64
     assert th["layer1.0.conv2.fwd.pad"]["written_by"] == "layer1.0.conv1.relu.fwd"
     assert th["layer1.1.conv1.fwd.pad"]["written_by"] == "layer1.0.relu.fwd"
+
+
+def test_transformer_projections_share_their_input():
+    """BERT-base: Q, K and V read the layer norm's output as one tensor written by the norm
+    itself (0 elements each), the second FFN layer reads the GELU's output in place, and the
+    attention matmuls' relayouts (head transposes) are still paid for."""
+    prog = compile_workload("bert-base", PRESETS["16x16-n2m4"], sparsity="2:4",
+                            with_data=False)
+    host = _host(prog)
+    q, k, v = (f"encoder.0.attn.{p}.im2col" for p in ("query", "key", "value"))
+    assert host[q]["elements"] == 0 and host[q]["written_by"] == "embeddings.ln"
+    assert host[k]["shared_with"] == q and host[v]["shared_with"] == q
+    assert host["encoder.0.ffn.fc2.im2col"]["written_by"] == "encoder.0.ffn.gelu"
+    assert host["encoder.0.attn.scores.im2col"]["elements"] > 0
+    shared = [t for t in prog.tensors if t.startswith("embeddings.ln.x.")]
+    assert len(shared) == 1
