@@ -2,8 +2,8 @@
 
 With data, the image holds the host-written activation inputs (packed entries), the
 compressed weight tiles, and seeded random bytes in output regions (so a missing STORE
-shows in the final image; an output stored into a padded image has zero borders). Without data the image is empty and its size is
-``meta["dram_beats"]``.
+shows in the final image; an output stored into a padded image has zero borders). Without
+data the image is empty and its size is ``meta["dram_beats"]``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from sparsa.hw.isa import Instr, _field_offsets
 
 from . import loadsparse, wformat
 from .errors import CompileError
-from .imgload import image_tensor
+from .imgload import image_tensor, stored_interior
 from .ir import CGraph
 from .program import InstrNote, LayerInfo, Program, TensorInfo
 
@@ -99,12 +99,10 @@ def encode_program(g: CGraph) -> Program:
                     wformat.pack_tiles(cfg, op.w, op.tiling.tmap)
                 img[lo:lo + tiles.size] = tiles.reshape(-1)
             elif "image" in t.meta:   # stored into a padded image: zero borders
-                b, hp, wp, _ = t.meta["image"]
-                top, left, h, w = t.meta["interior"]
-                rows = img[lo:lo + t.beats * bb].reshape(b, hp, wp, -1)
-                border = np.ones((b, hp, wp), bool)
-                border[:, top:top + h, left:left + w] = False
-                rows[border] = 0
+                shape, inside = stored_interior(t.meta)
+                border = np.ones(shape, bool)
+                border[inside] = False
+                img[lo:lo + t.beats * bb].reshape(*shape, -1)[border] = 0
         dram = img
     else:
         dram = np.zeros(0, np.uint8)

@@ -17,6 +17,7 @@ from . import loadsparse, wformat
 from .allocate import AllocatePass
 from .encode import EncodePass
 from .errors import CompileError
+from .imgload import stored_interior
 from .ir import CGraph, GemmOp, Node
 from .options import CompileOptions
 from .pipeline import Pipeline
@@ -148,13 +149,12 @@ def read_output(program: Program, dram: np.ndarray, name: str) -> np.ndarray:
     bb = cfg.beat_bytes
     P, Q = t.shape
     rb, sb, nq = t.meta["row_beats"], t.meta["store_beats"], t.meta["nq"]
-    img = t.meta.get("image")     # stored into a padded image: its interior pixels
-    rows = int(np.prod(img[:3])) if img else P
+    img = stored_interior(t.meta) if "image" in t.meta else None   # its interior pixels
+    rows = int(np.prod(img[0])) if img else P
     raw = np.asarray(dram)[t.addr * bb:(t.addr + rows * rb) * bb].reshape(rows, rb * bb)
     blocks = [layout.decode_store_rows(cfg, raw[:, qt * sb * bb:(qt + 1) * sb * bb],
                                        requant=int(t.fmt == "out_i8")) for qt in range(nq)]
     y = np.concatenate(blocks, axis=1)[:, :Q]
     if img:
-        top, left, h, w = t.meta["interior"]
-        y = y.reshape(img[0], img[1], img[2], Q)[:, top:top + h, left:left + w].reshape(P, Q)
+        y = y.reshape(*img[0], Q)[img[1]].reshape(P, Q)
     return y

@@ -76,9 +76,8 @@ def written_in_place(g: Any) -> None:
             continue
         if shared:
             first_of[shared] = n.name
-        key = n.attrs.get("image") if n.kind == "pad" else \
-            "identity" if n.attrs.get("identity") else None
-        w = _writer(by_name, n.inputs[0]) if key is not None and n.inputs else None
+        in_place = n.kind == "pad" or n.attrs.get("identity")   # one-to-one layouts
+        w = _writer(by_name, n.inputs[0]) if in_place and n.inputs else None
         if w is None or w.name in layout_of:
             continue
         layout_of[w.name] = n.name

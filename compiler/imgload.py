@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ConvGeom", "geometry_of", "image_tensor", "finalise", "image_of"]
+__all__ = ["ConvGeom", "geometry_of", "image_tensor", "finalise", "image_of", "stored_interior"]
 
 
 def image_tensor(x: str) -> str:
@@ -155,6 +155,14 @@ def _runs(p0: int, count: int, h: int, w: int) -> list[tuple[int, int, int, int,
     return out
 
 
+def stored_interior(meta: dict[str, Any]) -> tuple[tuple[int, int, int], tuple[slice, ...]]:
+    """``(images, Hp, Wp)`` and the index of the interior pixels of an output stored into a
+    padded image (the allocation's ``meta["image"]`` and ``meta["interior"]``)."""
+    b, hp, wp, _ = meta["image"]
+    top, left, h, w = meta["interior"]
+    return (b, hp, wp), (slice(None), slice(top, top + h), slice(left, left + w))
+
+
 def geometry_of(layer: Any) -> ConvGeom | None:
     """The :class:`ConvGeom` of a convolution layer (a workload ``Layer`` or a reference
     graph layer), ``None`` for anything else."""
@@ -201,6 +209,5 @@ def finalise(g: Any) -> None:
         if host is not None and host.kind == "im2col":
             host.name, host.kind = f"{g.nodes[op.node].name}.pad", "pad"
             host.out_elements = geo.pixels * geo.C
-            host.attrs["image"] = (geo.B, geo.H, geo.W, geo.C, geo.pt, geo.pl, geo.pb, geo.pr)
             host.notes = [f"host writes the zero-padded input image ({geo.pixels} pixels); "
                           f"the core reads its im2col rows with strided LOADs"]

@@ -190,20 +190,11 @@ class LowerPass:
                 consumers.setdefault(inp, []).append(i)
         alias: dict[str, str] = {}
 
-        def sole_gemm(src: str) -> Node | None:
-            """The GEMM node writing ``src`` when nothing else reads it."""
+        def sole_writer(src: str) -> Node | None:
+            """The node writing ``src`` when nothing else reads it."""
             pi = by_name.get(src)
-            return g.nodes[pi] if pi is not None and g.nodes[pi].is_gemm and \
-                len(consumers.get(src, [])) == 1 else None
-
-        def sole_host(src: str, n: Node) -> Node | None:
-            """The host node writing ``src`` (as many elements as ``n``, in ``n``'s phase)
-            when only ``n`` reads it."""
-            pi = by_name.get(src)
-            p = g.nodes[pi] if pi is not None else None
-            return p if p is not None and not p.is_gemm and p.out_elements > 0 and \
-                p.out_elements == n.out_elements and p.phase == n.phase and \
-                len(consumers.get(src, [])) == 1 else None
+            return g.nodes[pi] if pi is not None and len(consumers.get(src, [])) == 1 \
+                else None
 
         def absorb(n: Node, into: Node, key: str, note: str) -> None:
             """Host node ``n`` costs nothing: its output is ``into``'s."""
@@ -219,13 +210,13 @@ class LowerPass:
             if len(n.inputs) != 1:
                 continue
             if kind == "batchnorm" and g.options.fold_bn and n.phase == "inf":
-                p = sole_gemm(n.inputs[0])       # its own input: never across a ReLU
-                if p is not None and p.stationary == "weight":
+                p = sole_writer(n.inputs[0])     # its own input: never across a ReLU
+                if p is not None and p.is_gemm and p.stationary == "weight":
                     absorb(n, p, "folded_into", f"folded into {p.name}'s weights")
                     consumers[p.name] = consumers.get(n.name, [])
             elif kind == "relu" and g.options.fuse_relu:
-                p = sole_gemm(alias.get(n.inputs[0], n.inputs[0]))
-                if p is not None and p.phase != "wgrad":
+                p = sole_writer(alias.get(n.inputs[0], n.inputs[0]))
+                if p is not None and p.is_gemm and p.phase != "wgrad":
                     p.relu = True
                     absorb(n, p, "fused_into", f"fused into {p.name}'s STORE")
             if kind in ("relu", "gelu", "clip") and n.phase == "inf" and n.out_elements and \
@@ -233,8 +224,9 @@ class LowerPass:
                 # inference: an activation alone after a host op (a residual add) is applied
                 # as that op writes its output (training keeps both: the backward pass reads
                 # the activation's input and output)
-                h = sole_host(n.inputs[0], n)
-                if h is not None:
+                h = sole_writer(n.inputs[0])
+                if h is not None and not h.is_gemm and h.phase == n.phase and \
+                        h.out_elements == n.out_elements:
                     absorb(n, h, "fused_into", f"applied by {h.name} as it writes")
         new_nodes: list[Node] = []
         ops: list[GemmOp] = []
@@ -264,13 +256,14 @@ class LowerPass:
             if gp > 1:   # shown with the mode: why a dense layer's packs run in sparse mode
                 notes = [f"{gp} groups per GEMM (block-diagonal)"] + notes
             wgrad = n.phase == "wgrad"
-            # chaining
+            # chaining: the GEMM op writing this node's input reads as X directly
+            prod = outputs.get(alias.get(n.inputs[0], n.inputs[0])) \
+                if len(n.inputs) == 1 else None
             src = None
-            if len(n.inputs) == 1 and groups == 1 and n.stationary == "weight":
-                s = outputs.get(alias.get(n.inputs[0], n.inputs[0]))
-                if s is not None and s.P == P and s.Q == K and s.requant and \
-                        chainable(cfg, mode, win) and n.perm is None:
-                    src = s
+            if prod is not None and groups == 1 and n.stationary == "weight" and \
+                    prod.P == P and prod.Q == K and prod.requant and \
+                    chainable(cfg, mode, win) and n.perm is None:
+                src = prod
             # GEMMs reading the same tensor as stored (linear layers, 1x1 convolutions)
             # share one host-written input
             identity = src is None and hostwork.identity_input(n, P, K)
@@ -285,14 +278,13 @@ class LowerPass:
                     geom = None
             # ... and the GEMM before it stores its output straight into that image
             stored = None
-            if geom is not None and g.options.store_image and n.phase == "inf" and \
-                    passes == 1 and len(consumers.get(n.inputs[0], [])) == 1:
-                s = outputs.get(alias.get(n.inputs[0], n.inputs[0]))
-                if s is not None and s.out_image is None and s.requant and \
-                        (s.P, s.Q) == (geom.B * geom.H * geom.W, geom.C) and \
-                        geom.C % kp == 0 and chainable(cfg, mode, win):
-                    stored = s
-                    s.out_image = geom
+            if geom is not None and prod is not None and g.options.store_image and \
+                    n.phase == "inf" and passes == 1 and \
+                    len(consumers.get(n.inputs[0], [])) == 1 and prod.out_image is None and \
+                    prod.requant and (prod.P, prod.Q) == (geom.B * geom.H * geom.W, geom.C) \
+                    and geom.C % kp == 0 and chainable(cfg, mode, win):
+                stored = prod
+                prod.out_image = geom
             narrow = f"w{win}" if win and win != cfg.m else ""
             x_shared = f"{n.inputs[0]}.x.{mode}{narrow}.k{K}" \
                 if identity and g.options.reuse_schedule else None

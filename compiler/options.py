@@ -80,7 +80,7 @@ class CompileOptions:
         into its zero-padded image by the GEMM's STOREs (one per output-image row of a
         chunk), so the host does not pad it. Off (the default): the host writes the padded
         image. On, the host writes a fifth less on ResNet-50 and three quarters less on
-        VGG-16, for 0.02-0.5% more core cycles (a STORE per image row, and a consumer
+        VGG-16, for 0.01-0.5% more core cycles (a STORE per image row, and a consumer
         that starts when the rows it reads are stored).
     pack_groups : bool
         Put several groups of a grouped (depthwise) convolution side by side in one GEMM

@@ -493,19 +493,19 @@ def schedule(g: CGraph) -> Schedule:
         for i, st in enumerate(steps):
             if st.stores:
                 stored.setdefault(st.stores[0][2], []).append((st.stored_rows, i))
-        by_row: dict[str, tuple[list[int], list[int], int]] = {}
+        by_row: dict[str, tuple[list[int], list[int]]] = {}
         for ten, lst in stored.items():
             lst.sort()
-            upto = list(itertools.accumulate((s for _, s in lst), max))
-            by_row[ten] = ([r for r, _ in lst], upto, upto[-1])
+            by_row[ten] = ([r for r, _ in lst],
+                           list(itertools.accumulate((s for _, s in lst), max)))
 
         def ready_at(b: ActBlock) -> int:
             rec = by_row.get(b.loads[0][2]) if b.loads else None
             if rec is None:
                 return -1
-            rows, upto, last = rec
+            rows, upto = rec
             if b.need < 0:
-                return last
+                return upto[-1]
             j = bisect_right(rows, b.need)
             return upto[j - 1] if j else -1
         runs: dict[int, list[int]] = {}
