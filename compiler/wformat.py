@@ -274,21 +274,40 @@ def tile_matrix(cfg: AccelConfig, w: np.ndarray, tmap: TileMap, kt: int, qt: int
     return out
 
 
+#: tiles :func:`pack_tiles` packs per numpy batch (bounds its working memory)
+PACK_BATCH = 4096
+
+
 def pack_tiles(cfg: AccelConfig, w: np.ndarray, tmap: TileMap) -> np.ndarray:
     """Stored tiles of ``w[K, Q]`` (int8) as DRAM bytes ``uint8[tiles, rows, entry_beats*bb]``,
-    in ``qt``-major order (see the module docstring)."""
+    in ``qt``-major order (see the module docstring). Each tile is
+    :func:`tile_matrix` mapped by :func:`sparsa.hw.layout.compress_nm` (sparse mode) or
+    :func:`~sparsa.hw.layout.dense_weights` and packed by
+    :func:`~sparsa.hw.layout.pack_wgt_entries`; batches of tiles go through numpy at once."""
     eb = cfg.beats(cfg.wgt_entry_bytes) * cfg.beat_bytes
     out = np.zeros((tmap.tiles, cfg.rows, eb), np.uint8)
-    j = 0
-    for qt in range(tmap.nq):
-        for kt in tmap.kts(qt):
-            t = tile_matrix(cfg, w, tmap, kt, qt)
-            if tmap.mode == "sparse":
-                v, i = layout.compress_nm(cfg, t, tile_window(cfg, tmap.kp))
-            else:
-                v, i = layout.dense_weights(cfg, t)
-            out[j] = layout.to_beats(cfg, layout.pack_wgt_entries(cfg, v, i))
-            j += 1
+    kp, c = tmap.kp, cfg.cols
+    qts, kts = np.nonzero(tmap.keep.T)          # qt-major, K tiles ascending
+    if not len(qts):
+        return out
+    w = np.asarray(w)
+    if w.dtype != np.int8:
+        w = np.asarray(layout._int8_bytes("w", w, w.shape[1])[:, :w.shape[1]]).view(np.int8)
+    k, q = w.shape
+    full = np.zeros((tmap.nk * kp, tmap.nq * c), np.int8)
+    full[:k, :q] = w
+    blocks = full.reshape(tmap.nk, kp, tmap.nq, c)
+    for j in range(0, len(qts), PACK_BATCH):
+        kt, qt = kts[j:j + PACK_BATCH], qts[j:j + PACK_BATCH]
+        tiles = blocks[kt, :, qt, :]                              # [T, kp, cols]
+        if tmap.mode == "sparse":
+            v, i = layout.compress_nm_tiles(cfg, tiles, tile_window(cfg, kp))
+        else:                    # dense: row r holds w[r], index r % n
+            v = tiles
+            i = np.broadcast_to((np.arange(cfg.rows) % cfg.n).astype(np.uint8)[:, None],
+                                tiles.shape)
+        ent = layout.pack_wgt_entries(cfg, v.reshape(-1, c), i.reshape(-1, c))
+        out[j:j + len(kt)] = layout.to_beats(cfg, ent).reshape(len(kt), cfg.rows, eb)
     return out
 
 

@@ -32,7 +32,8 @@ __all__ = [
     "pack_act_entries", "unpack_act_entries", "pack_act_dense", "unpack_act_dense",
     "expand_dense", "window_rows", "pack_wgt_entries", "unpack_wgt_entries", "to_beats",
     "from_beats",
-    "encode_store_rows", "decode_store_rows", "compress_nm", "dense_weights",
+    "encode_store_rows", "decode_store_rows", "compress_nm", "compress_nm_tiles",
+    "dense_weights",
     "effective_weights",
 ]
 
@@ -185,24 +186,41 @@ def compress_nm(cfg: AccelConfig, w: np.ndarray, win: int | None = None
     w = _as_2d("w", w)
     if w.shape[0] > kp or w.shape[1] != cfg.cols:
         raise ValueError(f"w must have shape [k<={kp}, cols={cfg.cols}], got {w.shape}")
-    full = np.zeros((kp, cfg.cols), dtype=np.int8)
-    full[:w.shape[0]] = _int8_bytes("w", w, w.shape[1]).view(np.int8)
-    win_ = full.reshape(cfg.groups, wd, cfg.cols)
+    full = np.zeros((1, kp, cfg.cols), dtype=np.int8)
+    full[0, :w.shape[0]] = _int8_bytes("w", w, w.shape[1]).view(np.int8)
+    values, idx = compress_nm_tiles(cfg, full, wd)
+    return values[0], idx[0]
+
+
+def compress_nm_tiles(cfg: AccelConfig, tiles: np.ndarray, win: int | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`compress_nm` of a stack of whole K-tiles ``int8[T, groups*win, cols]`` at once
+    (the compiler packs a layer's tiles in one call); returns ``(values, idx)``, each
+    ``[T, rows, cols]``. An over-full window is reported with its tile."""
+    wd = cfg.m if win is None else _win(cfg, win)
+    kp = cfg.act_row_bytes(wd)
+    tiles = np.asarray(tiles)
+    if tiles.ndim != 3 or tiles.shape[1:] != (kp, cfg.cols) or tiles.dtype != np.int8:
+        raise ValueError(f"tiles must be int8[T, {kp}, {cfg.cols}], got {tiles.dtype}"
+                         f"{list(tiles.shape)}")
+    t = tiles.shape[0]
+    win_ = tiles.reshape(t, cfg.groups, wd, cfg.cols)
     nz = win_ != 0
-    counts = nz.sum(axis=1)
+    counts = nz.sum(axis=2)
     if counts.max(initial=0) > cfg.n:
-        g, c = np.argwhere(counts > cfg.n)[0]
-        raise ValueError(f"w column {c} has {counts[g, c]} non-zeros in window {g} "
+        ti, g, c = np.argwhere(counts > cfg.n)[0]
+        where = f"tile {ti}: " if t > 1 else ""
+        raise ValueError(f"{where}w column {c} has {counts[ti, g, c]} non-zeros in window {g} "
                          f"(rows {g * wd}..{g * wd + wd - 1}); at most n={cfg.n} allowed")
     # slot of each non-zero = number of earlier non-zeros in its window
-    slot = np.cumsum(nz, axis=1) - 1
-    values = np.zeros((cfg.groups, cfg.n, cfg.cols), dtype=np.int8)
-    idx = np.zeros((cfg.groups, cfg.n, cfg.cols), dtype=np.uint8)
-    g, pos, c = np.nonzero(nz)
-    s = slot[g, pos, c]
-    values[g, s, c] = win_[g, pos, c]
-    idx[g, s, c] = pos
-    return values.reshape(cfg.rows, cfg.cols), idx.reshape(cfg.rows, cfg.cols)
+    slot = np.cumsum(nz, axis=2) - 1
+    values = np.zeros((t, cfg.groups, cfg.n, cfg.cols), dtype=np.int8)
+    idx = np.zeros((t, cfg.groups, cfg.n, cfg.cols), dtype=np.uint8)
+    ti, g, pos, c = np.nonzero(nz)
+    s = slot[ti, g, pos, c]
+    values[ti, g, s, c] = win_[ti, g, pos, c]
+    idx[ti, g, s, c] = pos
+    return values.reshape(t, cfg.rows, cfg.cols), idx.reshape(t, cfg.rows, cfg.cols)
 
 
 def effective_weights(cfg: AccelConfig, values: np.ndarray, idx: np.ndarray) -> np.ndarray:

@@ -88,3 +88,21 @@ def test_compress_nm_rejects_too_dense():
     w[0:3, 1] = 1
     with pytest.raises(ValueError, match="column 1 has 3 non-zeros in window 0"):
         layout.compress_nm(cfg, w)
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.name)
+def test_compress_nm_tiles_is_compress_nm_per_tile(cfg):
+    """The batched mapping the compiler packs layers with equals the per-tile one."""
+    rng = np.random.default_rng(4)
+    from sparsa.compiler.tilegen import random_nm_weights
+    tiles = np.stack([random_nm_weights(rng, cfg.k_per_pass, cfg.cols, cfg.n, cfg.m)
+                      for _ in range(5)]).astype(np.int8)
+    v, i = layout.compress_nm_tiles(cfg, tiles)
+    assert v.shape == i.shape == (5, cfg.rows, cfg.cols)
+    for t in range(5):
+        v1, i1 = layout.compress_nm(cfg, tiles[t])
+        np.testing.assert_array_equal(v[t], v1)
+        np.testing.assert_array_equal(i[t], i1)
+    tiles[3, 0:cfg.n + 1, 2] = 1
+    with pytest.raises(ValueError, match="tile 3: w column 2 has"):
+        layout.compress_nm_tiles(cfg, tiles)
