@@ -87,10 +87,11 @@ class CompileOptions:
         with a block-diagonal weight (:mod:`sparsa.compiler.grouppack`). Off: one GEMM per
         group.
     weight_batch : int
-        Weight tiles fetched by one LOAD: consecutive steps of a GEMM whose tiles are
-        adjacent in DRAM (weight-reuse order) share one LOAD into a group slot, and the next
-        group is prefetched while the current one is preloaded tile by tile. Capped by the
-        weight scratchpad (two group slots). 1: one LOAD per tile.
+        Most weight tiles per group: consecutive steps of a GEMM whose tiles are adjacent
+        in DRAM (weight-reuse order) are cut into near-equal groups of at most this many
+        tiles; a group is fetched into a group slot (one LOAD, or pieces of about a step's
+        COMPUTE where DRAM keeps up) while the group before is preloaded tile by tile.
+        Capped by the weight scratchpad (two group slots). 1: one LOAD per tile.
     """
 
     dataflow: str = "weight-reuse"

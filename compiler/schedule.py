@@ -29,11 +29,13 @@ emitted before their accumulator half is rewritten and before the GEMM ends).
 Weight groups
 -------------
 Consecutive steps of one GEMM whose weight tiles are adjacent in DRAM (weight-reuse order)
-form groups of up to ``options.weight_batch`` tiles; one LOAD brings a whole group into one
-of two group slots of the weight scratchpad, the group's PRELOADs pick its tiles, and the
-next group's LOAD is issued right after the group's first PRELOAD. The group size per GEMM
-comes from a per-step cycle estimate (:func:`_op_batches`): groups pay DRAM latency once
-per group, but a long LOAD can hold up activation LOADs behind it in the in-order issue.
+form groups of up to ``options.weight_batch`` tiles, each such run cut into near-equal
+groups (a short group would leave the next one too little time to arrive); one LOAD brings
+a whole group into one of two group slots of the weight scratchpad, the group's PRELOADs
+pick its tiles, and the next group's LOAD is issued from the group's first PRELOAD on, in
+pieces of about one step's COMPUTE cycles, one per step, where DRAM keeps up with the array
+(the load unit sends one read request per entry, and the in-order issue waits behind a LOAD
+until its unit accepts it; where DRAM is the limit, pieces would only fill the LOAD queue).
 ``interleave`` carries this pipeline across GEMMs; without it a FENCE drains the core
 between GEMMs.
 
@@ -76,7 +78,7 @@ from sparsa.hw.isa import (
     Unit,
     act_load_fields,
 )
-from sparsa.hw.timing import act_entry_beats, compute_issue_cycles, load_cycles
+from sparsa.hw.timing import act_entry_beats, compute_issue_cycles
 
 from . import wformat
 from .errors import CompileError
@@ -285,68 +287,6 @@ def weight_batch(cfg: AccelConfig, opt: Any) -> int:
     return max(1, min(opt.weight_batch, cfg.wgt_entries // (slots * cfg.rows)))
 
 
-def _op_batches(cfg: AccelConfig, ops: list[GemmOp], steps: list[Step],
-                layouts: dict[str, dict[str, int]], gmax: int,
-                chunks_after: dict[int, list]) -> list[int]:
-    """Weight tiles per LOAD for each op: the group size ``G <= gmax`` with the lowest
-    estimated cycles per step (ties: the larger, fewer instructions).
-
-    With ``e`` the COMPUTE cycles and ``a`` the activation LOAD cycles of a step (a
-    fraction ``f`` of steps has activation LOADs, ``a_c`` cycles each), and ``T`` the LOAD
-    of a group of tiles (:func:`~sparsa.hw.timing.load_cycles`: ``G*tb + L + 1`` for tiles
-    of ``tb`` beats, plus the window drain for load-as-sparse tiles), ``G`` steps take about
-    ``max(G*e + f*max(0, T + a_c - e), G*a + T)``: the LOAD unit's work, or the array's plus
-    a stall when a group's LOAD outlasts a step and the next step has activation LOADs (the
-    core issues in order and a COMPUTE waits for whole units, so activation LOADs queued
-    behind a long weight LOAD hold up the array). Groups win where the LOAD unit is the bottleneck (small ``P``,
-    many tiles), which is also where they cut the instruction count the most."""
-    n_steps = [0] * len(ops)
-    e_sum = [0] * len(ops)
-    act = [0] * len(ops)
-    with_act = [0] * len(ops)
-    eb_of: dict[int, int] = {}       # activation entry beats per window field
-
-    def ld_cycles(ch: tuple) -> int:
-        eb = eb_of.get(ch[5])
-        if eb is None:
-            eb = eb_of[ch[5]] = act_entry_beats(cfg, ch[5])
-        return load_cycles(cfg, ch[1], eb)
-
-    own_cost: dict[int, int] = {}   # per block not prefetched: its LOADs' cycles
-    for i, st in enumerate(steps):
-        n_steps[st.op] += 1
-        e_sum[st.op] += compute_issue_cycles(st.count)   # the pipelined array's time
-        lds = chunks_after.get(i)
-        cyc = sum(ld_cycles(ch) for ch, _ in lds) if lds else 0
-        blk = st.block
-        if not blk.loaded and id(blk) not in own_cost:   # loaded at its first step
-            c = own_cost[id(blk)] = sum(ld_cycles(ld) for ld in blk.loads)
-            cyc += c
-            lds = lds or blk.loads
-        if lds:
-            with_act[st.op] += 1
-            act[st.op] += cyc
-    out = []
-    for oi, op in enumerate(ops):
-        if not n_steps[oi] or gmax == 1:
-            out.append(1)
-            continue
-        lay = layouts[op.name]
-        e, a = e_sum[oi] / n_steps[oi], act[oi] / n_steps[oi]
-        f = with_act[oi] / n_steps[oi]
-        a_c = act[oi] / max(1, with_act[oi])
-        ne = lay["tile_entries"]
-        eb = lay["tile_beats"] // ne
-        best, best_g = None, 1
-        for gs in range(1, gmax + 1):   # load-as-sparse: the LOAD's window drain counts
-            t = load_cycles(cfg, gs * ne, eb, lay["cmp_n"], lay["cmp_m"])
-            cost = max(gs * e + f * max(0.0, t + a_c - e), gs * a + t) / gs
-            if best is None or cost <= best:
-                best, best_g = cost, gs
-        out.append(best_g)
-    return out
-
-
 def _op_steps(cfg: AccelConfig, op: GemmOp, oi: int, layer: int, lay: dict[str, int]
               ) -> list[Step]:
     t = op.tiling
@@ -535,27 +475,53 @@ def schedule(g: CGraph) -> Schedule:
                 chunks_after.setdefault(own[at], []).append((ch, b))
             b.loaded = True
 
-    # weight groups: runs of up to ``weight_batch`` steps of one op whose tiles are
-    # consecutive in DRAM share one LOAD into a group slot (two slots alternate)
+    # weight groups: each run of steps of one op whose tiles are consecutive in DRAM is cut
+    # into near-equal groups of at most ``weight_batch`` tiles (a short group would leave
+    # the next one little time to arrive); a group shares one LOAD into a group slot (two
+    # slots alternate)
     gmax = weight_batch(cfg, opt)
-    op_batch = _op_batches(cfg, g.ops, steps, layouts, gmax, chunks_after)
     op_tb = [layouts[op.name]["tile_beats"] for op in g.ops]
     grp = [0] * len(steps)
     gpos = [0] * len(steps)
     gsteps: list[list[int]] = []
-    cur: list[int] = []
-    pv = None
+    run: list[int] = []
     for i, st in enumerate(steps):
-        if pv is not None and pv.op == st.op and len(cur) < op_batch[st.op] and \
-                st.w_off == pv.w_off + op_tb[st.op]:
-            grp[i], gpos[i] = len(gsteps) - 1, len(cur)
-            cur.append(i)
+        pv = steps[i - 1] if i else None
+        if pv is not None and pv.op == st.op and st.w_off == pv.w_off + op_tb[st.op]:
+            run.append(i)
         else:
-            grp[i] = len(gsteps)
-            cur = [i]
-            gsteps.append(cur)
-        pv = st
+            run = [i]
+        if i + 1 < len(steps) and steps[i + 1].op == st.op and \
+                steps[i + 1].w_off == st.w_off + op_tb[st.op]:
+            continue
+        parts = -(-len(run) // gmax)
+        bounds = [len(run) * j // parts for j in range(parts + 1)]
+        for a, b in zip(bounds, bounds[1:], strict=False):
+            for j, k in enumerate(run[a:b]):
+                grp[k], gpos[k] = len(gsteps), j
+            gsteps.append(run[a:b])
     g_loaded = [False] * len(gsteps)
+    # a prefetched group's LOAD is split into pieces of about one step's COMPUTE cycles,
+    # issued one per step of the group before: one long LOAD holds up the in-order issue of
+    # everything behind it while the load unit sends its read requests. Only where DRAM
+    # keeps up with the array: where it is the limit, pieces only fill the LOAD queue, and
+    # a full queue holds up the issue as well. Load-as-sparse LOADs stay whole.
+    g_split = [1] * len(gsteps)
+    g_next = [0] * len(gsteps)      # entries of the group already loaded
+    for gi in range(1, len(gsteps) if dbl else 0):
+        members, before = gsteps[gi], gsteps[gi - 1]
+        lay = layouts[g.ops[steps[members[0]].op].name]
+        ne = lay["tile_entries"]
+        if lay["cmp_m"] or len(before) < 2:
+            continue
+        total = ne * len(members)
+        beats = total * (lay["tile_beats"] // ne) + sum(
+            ch[1] * act_entry_beats(cfg, ch[5]) for j in before
+            for ch, _ in chunks_after.get(j, ()))
+        if beats > sum(compute_issue_cycles(steps[j].count) for j in before):
+            continue
+        step_cycles = compute_issue_cycles(steps[before[0]].count)
+        g_split[gi] = min(len(before) - 1, -(-total // max(ne, step_cycles)))
 
     em = Emitter()
     prefetch: list[int] = []
@@ -575,19 +541,26 @@ def schedule(g: CGraph) -> Schedule:
                 final_reads=(("d", ten),), writes=(("a", blk.half),), tensor=ten,
                 layer=layer)
 
-    def emit_wload(gi: int) -> None:
+    def emit_wload(gi: int, piece: bool = False) -> None:
+        """The rest of group ``gi``'s LOAD; ``piece``: only its next piece."""
         members = gsteps[gi]
         st = steps[members[0]]
         slot = gi % 2 if dbl else 0
         lay = layouts[g.ops[st.op].name]
         ne = lay["tile_entries"]
-        kw = {"target": Target.WGT, "sp_addr": slot * gmax * rows, "count": ne * len(members),
-              "dram_addr": st.w_off, "dram_stride": lay["tile_beats"] // ne}
+        total = ne * len(members)
+        start = g_next[gi]
+        k = g_split[gi]
+        stop = total if not piece else min(total, start + -(-total // k))
+        eb = lay["tile_beats"] // ne
+        kw = {"target": Target.WGT, "sp_addr": slot * gmax * rows + start,
+              "count": stop - start, "dram_addr": st.w_off + start * eb, "dram_stride": eb}
         if lay["cmp_m"]:   # load-as-sparse: the LOAD expands compressed entries
             kw.update(expand=1, cmp_n=lay["cmp_n"], cmp_m=lay["cmp_m"])
         em.emit(Load, kw, reads=(("d", st.w_tensor),), writes=(("w", slot),),
                 tensor=st.w_tensor, layer=st.layer)
-        g_loaded[gi] = True
+        g_next[gi] = stop
+        g_loaded[gi] = stop == total
 
     def emit_w(i: int) -> None:
         st = steps[i]
@@ -598,12 +571,13 @@ def schedule(g: CGraph) -> Schedule:
         em.emit(Preload, {"wsp_addr": (slot * gmax + gpos[i]) * rows},
                 reads=(("w", slot),), writes=("s",), layer=st.layer)
         st.w_emitted = True
-        # prefetch the next group into the other slot, free now that this group's
-        # first PRELOAD follows every PRELOAD of the group before; issued after the
-        # activation LOADs of the current step, which are needed sooner
-        if dbl and gpos[i] == 0 and gi + 1 < len(gsteps) and not g_loaded[gi + 1] \
-                and (opt.interleave or steps[gsteps[gi + 1][0]].op == st.op):
-            prefetch.append(gi + 1)
+        # prefetch the next group (its next piece) into the other slot, free now that
+        # this group's first PRELOAD follows every PRELOAD of the group before; issued
+        # after the activation LOADs of the current step, which are needed sooner
+        nx = gi + 1
+        if dbl and nx < len(gsteps) and not g_loaded[nx] and (gpos[i] == 0 or g_next[nx]) \
+                and (opt.interleave or steps[gsteps[nx][0]].op == st.op):
+            prefetch.append(nx)
 
     pending: list[tuple[Step, tuple]] = []    # STOREs not yet emitted, in order
     due = 0                                    # step before which pending[0] must issue
@@ -649,7 +623,7 @@ def schedule(g: CGraph) -> Schedule:
             emit_load(ch, blk, st.layer)
         for gi in prefetch:
             if not g_loaded[gi]:
-                emit_wload(gi)
+                emit_wload(gi, piece=True)
         prefetch.clear()
         # STOREs: the first of an accumulator block right away, the rest spread over the
         # later steps, one per step or as many as reach the deadline (a run of STOREs

@@ -65,7 +65,7 @@ def with_sparse_mode(sparse_mode: str, opt: CompileOptions, workload: str, cfg: 
               help="Training: W^T is pruned on the fly every step (a host layer) instead of "
                    "pre-generated.")
 @click.option("--weight-batch", default=8, show_default=True, type=click.IntRange(1, 256),
-              help="Most weight tiles fetched by one LOAD (1: one LOAD per tile).")
+              help="Most weight tiles per prefetched group (1: one LOAD per tile).")
 @click.option("--no-pack-groups", is_flag=True,
               help="One GEMM per group of a grouped/depthwise convolution instead of packs of "
                    "groups with block-diagonal weights.")
