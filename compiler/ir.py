@@ -83,6 +83,7 @@ class Tiling:
     notes: list[str] = field(default_factory=list)
     kc: int = 0          # weight-reuse: activation K tiles per block (0: every used one)
     qb: int = 1          # weight-reuse: column blocks per accumulator block
+    fallback: Any = None  # dataflow="auto" chose act-reuse: the weight-reuse tiling it beat
 
 
 @dataclass

@@ -33,7 +33,9 @@ class CompileOptions:
         all column blocks.
         ``auto``: per GEMM, the order whose schedule of that GEMM alone takes fewer cycles
         (timed with the core's static issue schedule, :func:`sparsa.hw.schedule.schedule`;
-        both are noted in the dump).
+        both are noted in the dump); where that picks act-reuse anywhere, the whole
+        program is timed with those choices and with weight-reuse and the faster kept, so
+        ``auto`` is never slower than ``weight-reuse``.
     sparse_mode : {"auto", "sparse", "dense", "load-sparse"}
         ``auto``: sparse mode when the pattern fits the array's ``n:m`` and ``K > rows``
         (with ``K <= rows`` one tile holds ``K`` in either mode and sparse mode would only

@@ -85,7 +85,7 @@ from .errors import CompileError
 from .imgload import image_of
 from .ir import CGraph, GemmOp
 
-__all__ = ["ActBlock", "AccBlock", "Step", "Emitter", "Schedule", "SchedulePass",
+__all__ = ["ActBlock", "AccBlock", "Step", "Emitter", "Schedule", "SchedulePass", "static_end",
            "op_layout", "check_steps", "MIN_CHUNK"]
 
 MIN_CHUNK = 64   # smallest activation LOAD chunk (entries) when splitting a block
@@ -653,4 +653,47 @@ class SchedulePass:
 
     def run(self, g: CGraph) -> tuple[CGraph, bool]:
         g.sched = schedule(g)
+        switched = [op for op in g.ops if op.tiling.fallback is not None]
+        if switched:
+            _keep_faster_program(g, switched)
         return g, True
+
+
+def static_end(cfg: AccelConfig, sched: Schedule) -> list[int]:
+    """The cycle each instruction of ``sched`` ends on ``cfg``'s core by the static issue
+    schedule (:func:`sparsa.hw.schedule.schedule`; the model with its default memory
+    system and the RTL give the same)."""
+    from sparsa.hw.schedule import schedule as static_schedule
+
+    from .encode import InstrFactory
+    make = InstrFactory(check=False)      # timing only: the final encode checks fields
+    instrs = [make(pc, cls, wait, kw) for pc, (cls, kw, wait, *_) in enumerate(sched.instrs)]
+    return static_schedule(cfg, instrs).end
+
+
+def _keep_faster_program(g: CGraph, switched: list) -> None:
+    """``dataflow="auto"`` chose act-reuse for the GEMMs ``switched``, each timed alone;
+    the whole program is timed with those choices and with weight-reuse for them instead,
+    and the faster is kept, so ``auto`` is never slower than weight-reuse on a program
+    (a GEMM timed alone misses its overlap with its neighbours)."""
+    mixed, c_mix = g.sched, max(static_end(g.config, g.sched), default=0)
+    chosen = [op.tiling for op in switched]
+    for op in switched:
+        op.tiling = op.tiling.fallback
+    plain = schedule(g)
+    c_wr = max(static_end(g.config, plain), default=0)
+    keep = c_mix < c_wr
+    n = len(switched)
+    note = (f"auto: whole program {c_mix} cycles with act-reuse for the {n} GEMM"
+            f"{'s' if n > 1 else ''} it won alone, {c_wr} with weight-reuse: "
+            f"{'act-reuse' if keep else 'weight-reuse'} kept")
+    for op, ar in zip(switched, chosen, strict=True):
+        wr = ar.fallback
+        if keep:
+            op.tiling = ar
+        else:
+            wr.notes[:0] = op.mode_notes
+            wr.notes += [n for n in ar.notes if n.startswith("auto:")]
+        op.tiling.notes.append(note)
+        ar.fallback = None
+    g.sched = mixed if keep else plain

@@ -20,7 +20,14 @@ one chunk of ``pc`` rows of ``P``.
 * ``auto``: both, per GEMM; each is scheduled alone (:mod:`sparsa.compiler.schedule`) and
   timed with the core's static issue schedule (:func:`sparsa.hw.schedule.schedule`, which
   the model and the RTL match), and act-reuse is kept when it is at least
-  ``AUTO_MARGIN`` (2%) faster.
+  ``AUTO_MARGIN`` (2%) faster; the schedule pass then times the whole program with
+  those choices and with weight-reuse for them and keeps the faster (a GEMM timed alone
+  misses its overlap with its neighbours).
+
+Timings are independent of each other: on a machine with two cores they run in forked
+worker processes before the choices are made (:func:`prefetch_timings`,
+:func:`timing_jobs`), which halves the tile pass of a whole network; the program is the
+same.
 
 Mode: lowering picks it (sparse at the widest window the weights fit, passes, or dense);
 :func:`choose_mode` then times a narrower window or dense mode where their estimates are
@@ -213,10 +220,7 @@ def pair_cycles(g: CGraph, op: GemmOp, tiling: Tiling) -> tuple[int, int]:
     with its default memory system): ``(cycle the first copy's last instruction ends,
     cycle the second copy's last instruction ends)``. The copies read and write tensors
     of their own."""
-    from sparsa.hw.schedule import schedule as static_schedule
-
-    from .encode import InstrFactory
-    from .schedule import schedule
+    from .schedule import schedule, static_end
     ops = []
     for i in range(2):
         one = copy.copy(op)
@@ -224,9 +228,7 @@ def pair_cycles(g: CGraph, op: GemmOp, tiling: Tiling) -> tuple[int, int]:
         one.name, one.x, one.y = f"{op.name}#{i}", f"{op.x}#{i}", f"{op.y}#{i}"
         ops.append(one)
     sched = schedule(SimpleNamespace(config=g.config, options=g.options, ops=ops))
-    make = InstrFactory(check=False)      # timing only: the final encode checks fields
-    instrs = [make(pc, cls, wait, kw) for pc, (cls, kw, wait, *_) in enumerate(sched.instrs)]
-    end = static_schedule(g.config, instrs).end
+    end = static_end(g.config, sched)
     first = max((e for e, ins in zip(end, sched.instrs, strict=True) if ins[4] == 0),
                 default=0)
     return first, max(end, default=0)
@@ -319,7 +321,8 @@ def _steps(op: GemmOp, t: Tiling) -> int:
     return -(-op.P // t.pc) * t.tiles
 
 
-def choose_order(g: CGraph, op: GemmOp, cache: dict | None = None) -> Tiling:
+def choose_order(g: CGraph, op: GemmOp, cache: dict | None = None,
+                 timer: Callable[[Tiling, int], float] | None = None) -> Tiling:
     """``dataflow="auto"``: the faster of the two loop orders for ``op``, each timed with
     :func:`marginal_cycles`. GEMMs of more than ``AUTO_SAMPLE_CHUNKS`` chunks are timed on
     a prefix of their rows of that many chunks (both orders on the same rows) and scaled;
@@ -327,13 +330,14 @@ def choose_order(g: CGraph, op: GemmOp, cache: dict | None = None) -> Tiling:
     whose rows fit one chunk in both orders (the same loads and passes), are not timed."""
     cfg = g.config
     cache = {} if cache is None else cache
-    def timer(t: Tiling, rows: int) -> float:
-        return marginal_cycles(g, op, t, rows, cache)
+    if timer is None:
+        def timer(t: Tiling, rows: int) -> float:
+            return marginal_cycles(g, op, t, rows, cache)
     wr = choose_tiling(cfg, op, mode=op.mode, dataflow="weight-reuse", timer=timer,
                        tmap=op.tiling.tmap if op.tiling else None)
     ar = choose_tiling(cfg, op, mode=op.mode, dataflow="act-reuse", tmap=wr.tmap)
     if ar.order != "act-reuse":          # act-reuse does not fit: nothing to choose
-        return ar
+        return wr
     if min(wr.pc, ar.pc) >= op.P and wr.resident:
         # one chunk in both orders, activations loaded once: the same loads and passes,
         # only in another order (act-reuse stores every column block at the end)
@@ -346,14 +350,90 @@ def choose_order(g: CGraph, op: GemmOp, cache: dict | None = None) -> Tiling:
     rows = min(op.P, AUTO_SAMPLE_CHUNKS * max(wr.pc, ar.pc))
     c_wr, c_ar = (timer(t, rows) for t in (wr, ar))
     best = ar if c_ar < c_wr * (1 - AUTO_MARGIN) else wr
+    if best is ar:     # the whole program is timed once more with it (SchedulePass)
+        ar.fallback = wr
     best.notes.append(f"auto: weight-reuse {c_wr:.0f} cycles, act-reuse {c_ar:.0f} cycles "
                       f"(marginal{'' if rows == op.P else f', {rows} of {op.P} rows'})")
     return best
 
 
+#: ``timing_jobs`` runs the timings of a compile in worker processes only when they
+#: schedule at least this many array steps in all (a fork and a pool cost ~20 ms)
+PARALLEL_MIN_STEPS = 20000
+
+
+def timing_jobs() -> int:
+    """Worker processes for the timings of one compile: ``SPARSA_COMPILE_JOBS`` when set,
+    else 2 where the machine has two cores, ``fork`` exists and this is a top-level process
+    with no child process and no other thread running (a sweep's or ``--vs-dense``'s
+    worker, or a process whose sibling compiles beside it, times alone instead of crowding
+    the cores)."""
+    import multiprocessing
+    import os
+    import threading
+    env = os.environ.get("SPARSA_COMPILE_JOBS", "")
+    if env.isdigit() and int(env) >= 1:
+        jobs = int(env)
+    elif multiprocessing.parent_process() is not None or multiprocessing.active_children() \
+            or threading.active_count() > 1:     # forking beside other threads is unsafe
+        return 1
+    else:
+        jobs = min(2, os.cpu_count() or 1)
+    if jobs > 1 and "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    return jobs
+
+
+_PENDING: list[tuple[CGraph, GemmOp, Tiling]] = []   # read by forked timing workers
+
+
+def _pending_pair(i: int) -> int:
+    g, op, t = _PENDING[i]
+    first, both = pair_cycles(g, op, t)
+    return both - first
+
+
+def prefetch_timings(g: CGraph, cache: dict, jobs: int) -> int:
+    """Time, in ``jobs`` forked worker processes, the weight-reuse blockings (and under
+    ``auto`` the loop orders) that :class:`TilePass` will time for every GEMM in its
+    present mode, into ``cache`` (what :func:`marginal_cycles` reads): the choices and
+    the program are the same as timed one after the other, only sooner. Returns how many
+    were timed (0 when their steps are too few to pay for the workers)."""
+    import multiprocessing
+    work: dict[tuple, tuple[int, GemmOp, Tiling]] = {}
+
+    def record(op: GemmOp) -> Callable[[Tiling, int], float]:
+        def timer(t: Tiling, rows: int) -> float:
+            key = _timing_key(op, rows, t)
+            if key not in cache and key not in work:
+                sample = op if rows == op.P else dataclasses.replace(op, P=rows)
+                work[key] = (2 * _steps(sample, t), sample, t)
+            return 0.0
+        return timer
+
+    for op in g.ops:
+        if g.options.dataflow == "auto":
+            choose_order(g, op, {}, timer=record(op))
+        else:
+            choose_tiling(g.config, op, mode=op.mode, dataflow=g.options.dataflow,
+                          tmap=op.tiling.tmap, timer=record(op))
+    if len(work) < 2 or sum(w[0] for w in work.values()) < PARALLEL_MIN_STEPS:
+        return 0
+    keys = sorted(work, key=lambda k: -work[k][0])     # longest first: balanced workers
+    _PENDING[:] = [(g, work[k][1], work[k][2]) for k in keys]
+    try:
+        with multiprocessing.get_context("fork").Pool(jobs) as pool:
+            for k, v in zip(keys, pool.imap(_pending_pair, range(len(keys))), strict=True):
+                cache[k] = v
+    finally:
+        _PENDING.clear()
+    return len(keys)
+
+
 class TilePass:
     """Choose mode, tile sizes and loop order for every GEMM op (weight-reuse blockings
-    with close estimates are timed, :func:`choose_tiling`)."""
+    with close estimates are timed, :func:`choose_tiling`; in worker processes where
+    :func:`timing_jobs` allows, :func:`prefetch_timings`)."""
 
     name = "tile"
 
@@ -365,6 +445,9 @@ class TilePass:
                                       if g.options.dataflow != "auto" else "weight-reuse")
         check_steps(g.name, g.ops)
         timed: dict = {}
+        jobs = timing_jobs()
+        if jobs > 1:
+            prefetch_timings(g, timed, jobs)
         spare = MAX_STEPS - sum(_steps(op, op.tiling) for op in g.ops)
         for op in g.ops:
             spare -= choose_mode(g, op, timed, spare)

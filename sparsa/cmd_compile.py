@@ -55,7 +55,7 @@ def with_sparse_mode(sparse_mode: str, opt: CompileOptions, workload: str, cfg: 
 @click.option("--train", is_flag=True, help="Compile a training step (fwd, bwd-data, wgrad).")
 @click.option("--dataflow", "--loop-order", "dataflow", type=click.Choice(DATAFLOWS),
               default="weight-reuse", show_default=True,
-              help="Loop order (auto: the faster of the two per GEMM, timed with the static schedule).")
+              help="Loop order (auto: the faster of the two per GEMM, timed with the static schedule; never slower than weight-reuse on the whole program).")
 @click.option("--sparse-mode", type=click.Choice((*SPARSE_MODES, "best")), default="auto",
               show_default=True, help=SPARSE_MODE_HELP)
 @click.option("--no-interleave", is_flag=True, help="FENCE between GEMMs.")
