@@ -357,9 +357,12 @@ def choose_order(g: CGraph, op: GemmOp, cache: dict | None = None,
     return best
 
 
-#: ``timing_jobs`` runs the timings of a compile in worker processes only when they
-#: schedule at least this many array steps in all (a fork and a pool cost ~20 ms)
-PARALLEL_MIN_STEPS = 20000
+#: :func:`prefetch_timings` runs the timings of a compile in worker processes only when
+#: there are at least ``PARALLEL_MIN_TIMINGS`` of them scheduling at least this many array
+#: steps in all (a fork and a pool cost ~20 ms; a step of a convolution reading its image
+#: in place carries a LOAD per output-image row, so steps undercount the work)
+PARALLEL_MIN_STEPS = 1000
+PARALLEL_MIN_TIMINGS = 4
 
 
 def timing_jobs() -> int:
@@ -417,7 +420,8 @@ def prefetch_timings(g: CGraph, cache: dict, jobs: int) -> int:
         else:
             choose_tiling(g.config, op, mode=op.mode, dataflow=g.options.dataflow,
                           tmap=op.tiling.tmap, timer=record(op))
-    if len(work) < 2 or sum(w[0] for w in work.values()) < PARALLEL_MIN_STEPS:
+    if len(work) < PARALLEL_MIN_TIMINGS or \
+            sum(w[0] for w in work.values()) < PARALLEL_MIN_STEPS:
         return 0
     keys = sorted(work, key=lambda k: -work[k][0])     # longest first: balanced workers
     _PENDING[:] = [(g, work[k][1], work[k][2]) for k in keys]

@@ -292,6 +292,7 @@ def test_timings_in_worker_processes_give_the_same_program(monkeypatch, dataflow
     g.linear("b", "r", 64, 96)
     g.evaluate("2:8")
     monkeypatch.setattr(tiling, "PARALLEL_MIN_STEPS", 0)
+    monkeypatch.setattr(tiling, "PARALLEL_MIN_TIMINGS", 2)
     timed: list[int] = []
     real = tiling.prefetch_timings
     monkeypatch.setattr(tiling, "prefetch_timings",
