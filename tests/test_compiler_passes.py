@@ -219,6 +219,17 @@ def test_weight_groups_balanced_and_prefetched_in_pieces(p_rows):
     assert cyc[1] < cyc[0]
 
 
+def _two_linears(name: str, seed: int, P: int, K: int, Q1: int, Q2: int) -> RefGraph:
+    """``x[P, K] -> linear a (Q1) -> relu -> linear b (Q2)``, evaluated at 2:8."""
+    g = RefGraph(name, np.random.default_rng(seed).integers(-128, 128, (P, K))
+                 .astype(np.int8), seed=seed)
+    g.linear("a", "x", K, Q1)
+    g.relu("r", "a")
+    g.linear("b", "r", Q1, Q2)
+    g.evaluate("2:8")
+    return g
+
+
 def test_auto_dataflow_times_both_orders_per_gemm():
     """dataflow="auto" times both loop orders per GEMM and keeps act-reuse only when it is
     at least ``AUTO_MARGIN`` faster: the program is never slower than the better order by
@@ -227,12 +238,7 @@ def test_auto_dataflow_times_both_orders_per_gemm():
     within a few percent wherever act-reuse fits.)"""
     from sparsa.compiler.tiling import AUTO_MARGIN
     from sparsa.sim.api import simulate
-    g = RefGraph("auto-mixed", np.random.default_rng(6).integers(-128, 128, (256, 256))
-                 .astype(np.int8), seed=6)
-    g.linear("a", "x", 256, 16)
-    g.relu("r", "a")
-    g.linear("b", "r", 16, 64)
-    g.evaluate("2:8")
+    g = _two_linears("auto-mixed", 6, 256, 256, 16, 64)
     cfg = PRESETS["8x8-n2m8"]
     cyc = {}
     dumps: list[str] = []
@@ -253,12 +259,7 @@ def test_auto_is_never_slower_than_weight_reuse_on_the_whole_program(monkeypatch
     for bit."""
     from sparsa.compiler import tiling
     from sparsa.hw.schedule import schedule as static_schedule
-    g = RefGraph("auto-guard", np.random.default_rng(8).integers(-128, 128, (300, 256))
-                 .astype(np.int8), seed=8)
-    g.linear("a", "x", 256, 64)
-    g.relu("r", "a")
-    g.linear("b", "r", 64, 96)
-    g.evaluate("2:8")
+    g = _two_linears("auto-guard", 8, 300, 256, 64, 96)
     cfg = PRESETS["8x8-n2m8"]
     opts = CompileOptions(weight_batch=2)
     def compile_(df: str, dumps: list | None = None):
@@ -285,12 +286,7 @@ def test_timings_in_worker_processes_give_the_same_program(monkeypatch, dataflow
     by default 2 on a 2-core machine for a large enough compile): the same choices, notes
     and instructions as timed one after the other."""
     from sparsa.compiler import tiling
-    g = RefGraph("par", np.random.default_rng(4).integers(-128, 128, (200, 1024))
-                 .astype(np.int8), seed=4)
-    g.linear("a", "x", 1024, 64)
-    g.relu("r", "a")
-    g.linear("b", "r", 64, 96)
-    g.evaluate("2:8")
+    g = _two_linears("par", 4, 200, 1024, 64, 96)
     monkeypatch.setattr(tiling, "PARALLEL_MIN_STEPS", 0)
     monkeypatch.setattr(tiling, "PARALLEL_MIN_TIMINGS", 2)
     timed: list[int] = []
