@@ -671,17 +671,44 @@ def static_end(cfg: AccelConfig, sched: Schedule) -> list[int]:
     return static_schedule(cfg, instrs).end
 
 
+_MIXED: list = []    # (graph, schedule) timed by a forked worker of _keep_faster_program
+
+
+def _cycles(g: CGraph, sched: Schedule) -> int:
+    return max(static_end(g.config, sched), default=0)
+
+
+def _mixed_cycles(_: int) -> int:
+    return _cycles(*_MIXED[0])
+
+
 def _keep_faster_program(g: CGraph, switched: list) -> None:
     """``dataflow="auto"`` chose act-reuse for the GEMMs ``switched``, each timed alone;
     the whole program is timed with those choices and with weight-reuse for them instead,
     and the faster is kept, so ``auto`` is never slower than weight-reuse on a program
-    (a GEMM timed alone misses its overlap with its neighbours)."""
-    mixed, c_mix = g.sched, max(static_end(g.config, g.sched), default=0)
-    chosen = [op.tiling for op in switched]
-    for op in switched:
-        op.tiling = op.tiling.fallback
-    plain = schedule(g)
-    c_wr = max(static_end(g.config, plain), default=0)
+    (a GEMM timed alone misses its overlap with its neighbours). Where the tile pass's
+    timings run in worker processes (:func:`sparsa.compiler.tiling.timing_jobs`), a forked
+    worker times the first program while this process schedules the second."""
+    from .tiling import timing_jobs
+    mixed = g.sched
+    pool = pending = None
+    if timing_jobs() > 1:
+        import multiprocessing
+        _MIXED[:] = [(g, mixed)]
+        pool = multiprocessing.get_context("fork").Pool(1)
+        pending = pool.apply_async(_mixed_cycles, (0,))
+    try:
+        chosen = [op.tiling for op in switched]
+        for op in switched:
+            op.tiling = op.tiling.fallback
+        plain = schedule(g)
+        c_wr = _cycles(g, plain)
+        c_mix = pending.get() if pending is not None else _cycles(g, mixed)
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+        _MIXED.clear()
     keep = c_mix < c_wr
     n = len(switched)
     note = (f"auto: whole program {c_mix} cycles with act-reuse for the {n} GEMM"

@@ -251,12 +251,14 @@ def test_auto_dataflow_times_both_orders_per_gemm():
     assert "auto: weight-reuse" in dumps[0] and "act-reuse" in dumps[0]
 
 
-def test_auto_is_never_slower_than_weight_reuse_on_the_whole_program(monkeypatch):
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_auto_is_never_slower_than_weight_reuse_on_the_whole_program(monkeypatch, jobs):
     """GEMMs timed alone can favour act-reuse where the whole program does not (a GEMM
     alone misses its overlap with its neighbours): ``auto`` then times the whole program
     both ways and keeps the faster, with a note. Forced here by letting act-reuse win
     every per-GEMM comparison, even when slower; the kept program is weight-reuse's, bit
-    for bit."""
+    for bit. With ``jobs = 2`` a forked worker times one of the two programs."""
+    monkeypatch.setenv("SPARSA_COMPILE_JOBS", jobs)
     from sparsa.compiler import tiling
     from sparsa.hw.schedule import schedule as static_schedule
     g = _two_linears("auto-guard", 8, 300, 256, 64, 96)
