@@ -400,38 +400,45 @@ def prefetch_timings(g: CGraph, cache: dict, jobs: int) -> int:
     """Time, in ``jobs`` forked worker processes, the weight-reuse blockings (and under
     ``auto`` the loop orders) that :class:`TilePass` will time for every GEMM in its
     present mode, into ``cache`` (what :func:`marginal_cycles` reads): the choices and
-    the program are the same as timed one after the other, only sooner. Returns how many
-    were timed (0 when their steps are too few to pay for the workers)."""
+    the program are the same as timed one after the other, only sooner. Under ``auto`` a
+    second round times the loop orders with the blockings the first round's timings
+    chose. Returns how many were timed (0 when too few to pay for the workers)."""
     import multiprocessing
-    work: dict[tuple, tuple[int, GemmOp, Tiling]] = {}
+    done = 0
+    for _ in range(2 if g.options.dataflow == "auto" else 1):
+        work: dict[tuple, tuple[int, GemmOp, Tiling]] = {}
 
-    def record(op: GemmOp) -> Callable[[Tiling, int], float]:
-        def timer(t: Tiling, rows: int) -> float:
-            key = _timing_key(op, rows, t)
-            if key not in cache and key not in work:
-                sample = op if rows == op.P else dataclasses.replace(op, P=rows)
-                work[key] = (2 * _steps(sample, t), sample, t)
-            return 0.0
-        return timer
+        def record(op: GemmOp, work: dict = work) -> Callable[[Tiling, int], float]:
+            def timer(t: Tiling, rows: int) -> float:
+                key = _timing_key(op, rows, t)
+                if key in cache:
+                    return cache[key] * op.P / rows     # as marginal_cycles gives it
+                if key not in work:
+                    sample = op if rows == op.P else dataclasses.replace(op, P=rows)
+                    work[key] = (2 * _steps(sample, t), sample, t)
+                return 0.0
+            return timer
 
-    for op in g.ops:
-        if g.options.dataflow == "auto":
-            choose_order(g, op, {}, timer=record(op))
-        else:
-            choose_tiling(g.config, op, mode=op.mode, dataflow=g.options.dataflow,
-                          tmap=op.tiling.tmap, timer=record(op))
-    if len(work) < PARALLEL_MIN_TIMINGS or \
-            sum(w[0] for w in work.values()) < PARALLEL_MIN_STEPS:
-        return 0
-    keys = sorted(work, key=lambda k: -work[k][0])     # longest first: balanced workers
-    _PENDING[:] = [(g, work[k][1], work[k][2]) for k in keys]
-    try:
-        with multiprocessing.get_context("fork").Pool(jobs) as pool:
-            for k, v in zip(keys, pool.imap(_pending_pair, range(len(keys))), strict=True):
-                cache[k] = v
-    finally:
-        _PENDING.clear()
-    return len(keys)
+        for op in g.ops:
+            if g.options.dataflow == "auto":
+                choose_order(g, op, {}, timer=record(op))
+            else:
+                choose_tiling(g.config, op, mode=op.mode, dataflow=g.options.dataflow,
+                              tmap=op.tiling.tmap, timer=record(op))
+        if len(work) < PARALLEL_MIN_TIMINGS or \
+                sum(w[0] for w in work.values()) < PARALLEL_MIN_STEPS:
+            break
+        keys = sorted(work, key=lambda k: -work[k][0])   # longest first: balanced workers
+        _PENDING[:] = [(g, work[k][1], work[k][2]) for k in keys]
+        try:
+            with multiprocessing.get_context("fork").Pool(jobs) as pool:
+                for k, v in zip(keys, pool.imap(_pending_pair, range(len(keys))),
+                                strict=True):
+                    cache[k] = v
+        finally:
+            _PENDING.clear()
+        done += len(keys)
+    return done
 
 
 class TilePass:
