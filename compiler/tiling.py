@@ -241,17 +241,27 @@ def _timing_key(op: GemmOp, rows: int, t: Tiling) -> tuple:
             t.nk, t.nq, t.order, t.pc, t.resident, t.kc, t.qb, t.tmap.keep.tobytes())
 
 
-def marginal_cycles(g: CGraph, op: GemmOp, tiling: Tiling, rows: int, cache: dict) -> float:
+def _marginal(g: CGraph, sample: GemmOp, tiling: Tiling) -> int:
+    """Cycles the second of :func:`pair_cycles`' two copies adds (what the cache holds)."""
+    first, both = pair_cycles(g, sample, tiling)
+    return both - first
+
+
+def marginal_cycles(g: CGraph, op: GemmOp, tiling: Tiling, rows: int, cache: dict,
+                    on_miss: Callable[[tuple, GemmOp], None] | None = None) -> float:
     """Cycles a second copy of ``op`` with ``tiling`` adds after a first one (the GEMM
     inside a pipeline that is already running, as in a whole network; timed alone, the
     pipeline's ramp would count), timed on the first ``rows`` rows with
     :func:`pair_cycles` and scaled to all of ``op.P``. ``cache`` (kept across the GEMMs
-    of one compile) times a repeated GEMM once."""
+    of one compile) times a repeated GEMM once. ``on_miss(key, sample)``: instead of
+    timing a GEMM not in ``cache``, hand its key and row sample over and return 0."""
     key = _timing_key(op, rows, tiling)
     if key not in cache:
         sample = op if rows == op.P else dataclasses.replace(op, P=rows)
-        first, both = pair_cycles(g, sample, tiling)
-        cache[key] = both - first
+        if on_miss is not None:
+            on_miss(key, sample)
+            return 0.0
+        cache[key] = _marginal(g, sample, tiling)
     return cache[key] * op.P / rows
 
 
@@ -391,9 +401,7 @@ _PENDING: list[tuple[CGraph, GemmOp, Tiling]] = []   # read by forked timing wor
 
 
 def _pending_pair(i: int) -> int:
-    g, op, t = _PENDING[i]
-    first, both = pair_cycles(g, op, t)
-    return both - first
+    return _marginal(*_PENDING[i])
 
 
 def prefetch_timings(g: CGraph, cache: dict, jobs: int) -> int:
@@ -410,13 +418,9 @@ def prefetch_timings(g: CGraph, cache: dict, jobs: int) -> int:
 
         def record(op: GemmOp, work: dict = work) -> Callable[[Tiling, int], float]:
             def timer(t: Tiling, rows: int) -> float:
-                key = _timing_key(op, rows, t)
-                if key in cache:
-                    return cache[key] * op.P / rows     # as marginal_cycles gives it
-                if key not in work:
-                    sample = op if rows == op.P else dataclasses.replace(op, P=rows)
-                    work[key] = (2 * _steps(sample, t), sample, t)
-                return 0.0
+                return marginal_cycles(g, op, t, rows, cache, on_miss=lambda key, sample:
+                                       work.setdefault(key, (2 * _steps(sample, t),
+                                                             sample, t)))
             return timer
 
         for op in g.ops:
