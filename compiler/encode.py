@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 from sparsa.hw import layout
-from sparsa.hw.isa import Instr, _field_offsets
+from sparsa.hw.isa import Compute, Instr, Load, Store, _field_offsets
 
 from . import loadsparse, wformat
 from .errors import CompileError
@@ -18,7 +18,8 @@ from .imgload import image_tensor, stored_interior
 from .ir import CGraph
 from .program import InstrNote, LayerInfo, Program, TensorInfo
 
-__all__ = ["EncodePass", "InstrFactory", "encode_program", "pack_activations"]
+__all__ = ["EncodePass", "InstrFactory", "ScheduledInstrs", "encode_program",
+           "pack_activations"]
 
 
 class InstrFactory:
@@ -53,6 +54,70 @@ class InstrFactory:
         return obj
 
 
+#: the instruction fields :meth:`ScheduledInstrs.check` range-checks, per format
+CHECKED_FIELDS: dict[type, tuple[str, ...]] = {
+    Load: ("count", "dram_addr", "dram_stride", "cmp_n", "cmp_m"),
+    Compute: ("count",),
+    Store: ("count", "dram_addr", "dram_stride", "shift"),
+}
+
+
+class ScheduledInstrs:
+    """A program's instructions as the scheduler left them: ``raw`` holds one
+    ``(cls, fields, wait, tensor, layer, useful_macs)`` tuple per instruction
+    (:attr:`sparsa.compiler.schedule.Schedule.instrs`), whose ``dram_addr`` is relative to
+    ``tensor``'s base address in ``base``. :meth:`check` range-checks every field the way
+    the encoder does; :meth:`build` gives the :class:`~sparsa.hw.isa.Instr` and
+    :class:`~sparsa.compiler.program.InstrNote` lists. A program compiled without data
+    keeps this (:meth:`Program.defer`) and the model reads ``raw`` directly."""
+
+    __slots__ = ("raw", "base")
+
+    def __init__(self, raw: list, base: dict[str, int]) -> None:
+        self.raw, self.base = raw, base
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def check(self) -> None:
+        """One-line :class:`CompileError` for the first field that does not fit its
+        instruction format (a program too large for the ISA). Checked are the fields that
+        grow with the workload (:data:`CHECKED_FIELDS`); the others are scratchpad
+        addresses (bounded by the config's sizes, at most 65535 entries), slacks (clipped
+        to their widths by the scheduler) and one-bit flags."""
+        base = self.base
+        limits = {cls: tuple((k, 1 << _field_offsets(cls.LAYOUT)[k][1]) for k in keys)
+                  for cls, keys in CHECKED_FIELDS.items()}
+        for pc, (cls, kw, _, tensor, *_) in enumerate(self.raw):
+            for k, lim in limits.get(cls, ()):
+                v = kw.get(k, 0)
+                if tensor is not None and k == "dram_addr":
+                    v += base[tensor]
+                if not 0 <= v < lim:
+                    raise CompileError(f"instruction {pc} ({cls.__name__}): {k}={v} does not "
+                                       f"fit in {lim.bit_length() - 1} bits (program too "
+                                       f"large for the ISA)")
+
+    def build(self) -> tuple[list[Instr], list[InstrNote]]:
+        """The instruction objects (DRAM addresses resolved) and the notes; the fields
+        are assumed checked (:meth:`check`)."""
+        base = self.base
+        instrs: list[Instr] = []
+        notes: list[InstrNote] = []
+        make = InstrFactory(check=False)
+        add_instr, add_note = instrs.append, notes.append
+        for pc, (cls, kw, wait, tensor, layer, useful) in enumerate(self.raw):
+            if tensor is not None:
+                kw = dict(kw, dram_addr=kw["dram_addr"] + base[tensor])
+            add_instr(make(pc, cls, wait, kw))
+            add_note(InstrNote(layer, useful))
+        return instrs, notes
+
+    def layers(self) -> np.ndarray:
+        """The layer index of every instruction."""
+        return np.fromiter((t[4] for t in self.raw), np.int64, len(self.raw))
+
+
 def pack_activations(cfg, x: np.ndarray, mode: str, nk: int, kp: int) -> np.ndarray:
     """Host layout of activations ``x[P, K]``: ``uint8[P, nk * entry_beats * beat_bytes]``."""
     P, K = x.shape
@@ -67,16 +132,8 @@ def pack_activations(cfg, x: np.ndarray, mode: str, nk: int, kp: int) -> np.ndar
 def encode_program(g: CGraph) -> Program:
     cfg = g.config
     al = g.alloc
-    base = {n: t.addr for n, t in al.tensors.items()}
-    instrs = []
-    notes = []
-    make = InstrFactory()
-    add_instr, add_note = instrs.append, notes.append
-    for pc, (cls, kw, wait, tensor, layer, useful) in enumerate(g.sched.instrs):
-        if tensor is not None:
-            kw = dict(kw, dram_addr=kw["dram_addr"] + base[tensor])
-        add_instr(make(pc, cls, wait, kw))
-        add_note(InstrNote(layer, useful))
+    scheduled = ScheduledInstrs(g.sched.instrs, {n: t.addr for n, t in al.tensors.items()})
+    scheduled.check()
     bb = cfg.beat_bytes
     if g.with_data:
         img = np.random.default_rng(g.seed + 1).integers(0, 256, al.total_beats * bb,
@@ -108,12 +165,12 @@ def encode_program(g: CGraph) -> Program:
         dram = np.zeros(0, np.uint8)
     tensors = {n: TensorInfo(t.name, t.addr, t.beats, tuple(t.shape), t.dtype, t.fmt, t.role,
                              dict(t.meta)) for n, t in al.tensors.items()}
-    # layers: instruction ranges from the notes
-    first: dict[int, int] = {}
-    last: dict[int, int] = {}
-    for i, n in enumerate(notes):
-        first.setdefault(n.layer, i)
-        last[n.layer] = i
+    # layers: instruction ranges
+    lay = scheduled.layers()
+    ids, at = np.unique(lay, return_index=True)
+    first = dict(zip(ids.tolist(), at.tolist(), strict=True))
+    ids, at = np.unique(lay[::-1], return_index=True)
+    last = dict(zip(ids.tolist(), (lay.size - 1 - at).tolist(), strict=True))
     layers = []
     for ni, node in enumerate(g.nodes):
         if node.is_gemm:
@@ -149,7 +206,12 @@ def encode_program(g: CGraph) -> Program:
     meta = {"generator": "sparsa.compiler", "workload": g.name, "seed": g.seed,
             "options": g.options.to_dict(), "with_data": g.with_data,
             "dram_beats": al.total_beats, **g.meta}
-    return Program(cfg, instrs, dram, tensors, layers, notes, meta)
+    if g.with_data:      # run by the executor and the RTL: built now
+        instrs, notes = scheduled.build()
+        return Program(cfg, instrs, dram, tensors, layers, notes, meta)
+    prog = Program(cfg, [], dram, tensors, layers, [], meta)
+    prog.defer(scheduled)   # timed by the model: built if asked for
+    return prog
 
 
 class EncodePass:

@@ -197,6 +197,31 @@ class Program:
     #: the same bytes every time it is compiled)
     pass_seconds: dict[str, float] = field(default_factory=dict, repr=False)
 
+    # ---- deferred instructions -------------------------------------------------------
+    # ``instructions`` and ``notes`` are properties (defined below the class) over
+    # ``__dict__["_instructions"]`` / ``["_notes"]``: a program compiled without data
+    # keeps the scheduler's tuples instead (:meth:`defer`) and builds the objects on first
+    # access; the model reads the tuples as they are (a whole network's 10^5-10^6
+    # instruction objects cost more than simulating them).
+    def defer(self, scheduled: Any) -> None:
+        """Replace ``instructions`` and ``notes`` by ``scheduled``
+        (:class:`sparsa.compiler.encode.ScheduledInstrs`, its fields range-checked): its
+        ``build()`` gives both on first access; until then :attr:`scheduled` returns it."""
+        d = self.__dict__
+        d.pop("_instructions", None)
+        d.pop("_notes", None)
+        d["_scheduled"] = scheduled
+
+    @property
+    def scheduled(self) -> Any:
+        """The scheduler's instruction tuples while the instruction objects are not built
+        (see :meth:`defer`), else ``None``."""
+        return self.__dict__.get("_scheduled")
+
+    def _build(self) -> None:
+        d = self.__dict__
+        d["_instructions"], d["_notes"] = d.pop("_scheduled").build()
+
     # ---- derived figures -------------------------------------------------------------
     @property
     def dram_beats(self) -> int:
@@ -538,6 +563,28 @@ class Program:
             raise CompileError(f"{path}: expected a program JSON object (written by "
                                f"'sparsa compile'), got {type(d).__name__}")
         return cls.from_json(d, str(path))
+
+
+def _deferred(name: str, doc: str) -> property:
+    key = "_" + name
+
+    def get(self: Program) -> Any:
+        d = self.__dict__
+        if key not in d:
+            self._build()
+        return d[key]
+
+    def put(self: Program, value: Any) -> None:
+        if "_scheduled" in self.__dict__:   # the other list is built first
+            self._build()
+        self.__dict__[key] = value
+    return property(get, put, doc=doc)
+
+
+Program.instructions = _deferred(    # type: ignore[assignment]
+    "instructions", "The :class:`~sparsa.hw.isa.Instr` objects in issue order.")
+Program.notes = _deferred(           # type: ignore[assignment]
+    "notes", "One :class:`InstrNote` per instruction.")
 
 
 _FIELD_TYPES: dict[str, type | tuple[type, ...]] = {"str": str, "int": int, "dict[str, Any]": dict,

@@ -542,8 +542,16 @@ def ops_from_program(program: Any, cfg: AccelConfig | None = None) -> OpStream:
     named after its generator.
     """
     cfg = cfg or program.config
-    instrs: Sequence[Any] = program.instructions
-    n = len(instrs)
+    # (class, fields, wait) of every instruction: a program compiled without data keeps
+    # the scheduler's tuples (fields it leaves out take the formats' defaults), which are
+    # read directly rather than built into instruction objects first
+    scheduled = getattr(program, "scheduled", None)
+    items: Sequence[tuple]      # (class, fields, wait, ...)
+    if scheduled is not None:
+        items = scheduled.raw
+    else:
+        items = [(type(i), i.__dict__, i.wait, 0, 0, 0) for i in program.instructions]
+    n = len(items)
     memo: dict[tuple, tuple[int, int, int]] = {}
     unit = [0] * n
     wait = [0] * n
@@ -560,32 +568,34 @@ def ops_from_program(program: Any, cfg: AccelConfig | None = None) -> OpStream:
     WGT = Target.WGT
     pre_key = (3, 0)
     fence_key = (0, 0)
-    for i, ins in enumerate(instrs):
-        t = type(ins)
+    ACT = Target.ACT
+    for i, (t, d, w, _, _, _) in enumerate(items):
+        get = d.get
         if t is Compute:
-            c = ins.count
+            c = get("count", 1)
             key = (4, c)
-            accum[i] = ins.accumulate
+            accum[i] = get("accumulate", 0)
             stream[i] = c
-            swap[i] = ins.swap
-            slack[i] = ins.load_slack
+            swap[i] = get("swap", 1)
+            slack[i] = get("load_slack", 0)
         elif t is Load:
             # cmp_n/cmp_m: a load-as-sparse weight LOAD has its own busy time, an expanding
             # activation LOAD's cmp_m (window width) its own entry size
-            key = (2 if ins.target is WGT else 1, ins.count, ins.expand, ins.cmp_n,
-                   ins.cmp_m)
+            key = (2 if get("target", ACT) is WGT else 1, get("count", 1), get("expand", 0),
+                   get("cmp_n", 0), get("cmp_m", 0))
         elif t is Preload:
             key = pre_key
-            slack[i] = ins.load_slack
+            slack[i] = get("load_slack", 0)
         elif t is Store:
-            key = (5, ins.count, ins.requant)
-            slack[i] = ins.exec_slack
+            key = (5, get("count", 1), get("requant", 0))
+            slack[i] = get("exec_slack", 0)
         elif t is Fence:
             key = fence_key
         else:
             raise SimError(f"instruction {i}: {t.__name__} has no timing")
         r = memo.get(key)
         if r is None:
+            ins = t(**{**d, "wait": w})     # the timing formulas read instruction objects
             if t is Fence:
                 r = (0, 0, 0, 0, False)
             elif t is Load:
@@ -602,7 +612,6 @@ def ops_from_program(program: Any, cfg: AccelConfig | None = None) -> OpStream:
                 r = (_EXEC, instr_cycles(cfg, ins), 0, issue_cycles(cfg, ins), False)
             memo[key] = r
         unit[i], cycles[i], beats[i], accept[i], solo[i] = r
-        w = ins.wait
         wait[i] = 15 if (w == 0 and t is Fence) else w
         code[i] = key[0]
         count[i] = key[1]
@@ -610,9 +619,12 @@ def ops_from_program(program: Any, cfg: AccelConfig | None = None) -> OpStream:
     count = np.asarray(count, np.int64)
     accum = np.asarray(accum, np.int8)
     # layers
-    notes = getattr(program, "notes", None) or []
+    notes = (getattr(program, "notes", None) or []) if scheduled is None else []
     players = list(getattr(program, "layers", None) or [])
-    if notes and len(notes) == n and players:
+    if scheduled is not None and players:
+        raw_layer = scheduled.layers()
+        useful = np.fromiter((t[5] for t in scheduled.raw), np.int64, n)
+    elif notes and len(notes) == n and players:
         raw_layer = np.fromiter((nt.layer for nt in notes), np.int64, n)
         useful = np.fromiter((nt.useful_macs for nt in notes), np.int64, n)
     else:

@@ -409,3 +409,44 @@ def test_small_k_runs_dense_under_auto_mode():
         dram = execute(prog.config, prog.instructions, prog.dram).dram
         for gi, want in enumerate(g.gemm_out["dw"]):
             np.testing.assert_array_equal(read_output(prog, dram, f"dw/g{gi}.y"), want)
+
+
+def test_dataless_program_defers_its_instructions_and_times_the_same():
+    """A program compiled without data keeps the scheduler's tuples (the model reads them
+    directly); its instruction objects, built on first access, equal those of the same
+    program compiled with data, and the model's operations are the same either way."""
+    import dataclasses
+
+    from sparsa.sim.model import ops_from_program
+    g = _two_linears("deferred", 3, 96, 128, 64, 32)
+    cfg = PRESETS["8x8-n2m8"]
+    full = compile_workload(g, cfg, sparsity="2:8", seed=3)
+    lean = compile_workload(g, cfg, sparsity="2:8", seed=3, with_data=False)
+    assert full.scheduled is None and lean.scheduled is not None
+    ops_lean = dataclasses.asdict(ops_from_program(lean))
+    assert lean.scheduled is not None          # the model did not build the objects
+    assert lean.instructions == full.instructions and lean.notes == full.notes
+    assert lean.scheduled is None
+    assert dataclasses.asdict(ops_from_program(lean)) == ops_lean
+    assert dataclasses.asdict(ops_from_program(full)) == ops_lean
+    # assigning one list builds the other first
+    again = compile_workload(g, cfg, sparsity="2:8", seed=3, with_data=False)
+    again.instructions = again.instructions[:1]
+    assert len(again.notes) == len(full.notes) and again.scheduled is None
+
+
+@pytest.mark.parametrize("kw, tensor, base, msg", [
+    ({"count": 1 << 16}, None, 0, "count=65536 does not fit in 16 bits"),
+    ({"count": 4, "dram_addr": 8}, "t", (1 << 32) - 4, "dram_addr=4294967300 does not fit"),
+    ({"count": 4, "dram_stride": 1 << 16}, None, 0, "dram_stride=65536 does not fit"),
+])
+def test_scheduled_instructions_too_large_for_the_isa_are_refused(kw, tensor, base, msg):
+    """Fields that grow with the workload are range-checked before a program is made,
+    deferred or not (one-line CompileError naming the instruction and field)."""
+    from sparsa.compiler.encode import ScheduledInstrs
+    ok = (Load, {"target": Target.ACT, "count": 1}, 0, None, 0, 0)
+    bad = ScheduledInstrs([ok, (Load, {"target": Target.ACT, **kw}, 0, tensor, 0, 0)],
+                          {"t": base})
+    with pytest.raises(CompileError, match=f"instruction 1 \\(Load\\): {msg}"):
+        bad.check()
+    ScheduledInstrs([ok], {}).check()
