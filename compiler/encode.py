@@ -23,29 +23,19 @@ __all__ = ["EncodePass", "InstrFactory", "ScheduledInstrs", "encode_program",
 
 
 class InstrFactory:
-    """``make = InstrFactory(); make(pc, cls, wait, kw) -> Instr``: builds
-    :class:`~sparsa.hw.isa.Instr` objects quickly. Field ranges are checked here (one-line
-    :class:`CompileError`), then the instance is filled from a default prototype (the
-    dataclass constructor's per-field validation dominates compile time for whole
-    networks)."""
+    """``make = InstrFactory(); make(cls, wait, kw) -> Instr``: builds
+    :class:`~sparsa.hw.isa.Instr` objects quickly, filled from a default prototype without
+    the dataclass constructor's per-field validation (it dominates compile time for whole
+    networks): the fields come from the scheduler, range-checked by
+    :meth:`ScheduledInstrs.check` where they can grow with the workload."""
 
-    def __init__(self, check: bool = True) -> None:
-        self._proto: dict[type, tuple[dict, dict[str, int]]] = {}
-        self._check = check      # False: for timing only (the program is never encoded)
+    def __init__(self) -> None:
+        self._proto: dict[type, dict] = {}
 
-    def __call__(self, pc: int, cls: type, wait: int, kw: dict) -> Instr:
-        ent = self._proto.get(cls)
-        if ent is None:
-            proto = cls()
-            limits = {k: 1 << w for k, (_, w) in _field_offsets(cls.LAYOUT).items()} \
-                if cls.LAYOUT is not None else {}
-            ent = self._proto[cls] = (dict(proto.__dict__), limits)
-        base, limits = ent
-        for k, v in kw.items() if self._check else ():
-            if k != "target" and not 0 <= v < limits[k]:   # target: an Enum
-                raise CompileError(f"instruction {pc} ({cls.__name__}): {k}={v} does not fit "
-                                   f"in {limits[k].bit_length() - 1} bits (program too large "
-                                   f"for the ISA)")
+    def __call__(self, cls: type, wait: int, kw: dict) -> Instr:
+        base = self._proto.get(cls)
+        if base is None:
+            base = self._proto[cls] = dict(cls().__dict__)
         obj = object.__new__(cls)
         d = obj.__dict__
         d.update(base)
@@ -104,12 +94,12 @@ class ScheduledInstrs:
         base = self.base
         instrs: list[Instr] = []
         notes: list[InstrNote] = []
-        make = InstrFactory(check=False)
+        make = InstrFactory()
         add_instr, add_note = instrs.append, notes.append
-        for pc, (cls, kw, wait, tensor, layer, useful) in enumerate(self.raw):
+        for cls, kw, wait, tensor, layer, useful in self.raw:
             if tensor is not None:
                 kw = dict(kw, dram_addr=kw["dram_addr"] + base[tensor])
-            add_instr(make(pc, cls, wait, kw))
+            add_instr(make(cls, wait, kw))
             add_note(InstrNote(layer, useful))
         return instrs, notes
 

@@ -666,8 +666,8 @@ def static_end(cfg: AccelConfig, sched: Schedule) -> list[int]:
     from sparsa.hw.schedule import schedule as static_schedule
 
     from .encode import InstrFactory
-    make = InstrFactory(check=False)      # timing only: the final encode checks fields
-    instrs = [make(pc, cls, wait, kw) for pc, (cls, kw, wait, *_) in enumerate(sched.instrs)]
+    make = InstrFactory()
+    instrs = [make(cls, wait, kw) for cls, kw, wait, *_ in sched.instrs]
     return static_schedule(cfg, instrs).end
 
 
