@@ -663,12 +663,8 @@ def static_end(cfg: AccelConfig, sched: Schedule) -> list[int]:
     """The cycle each instruction of ``sched`` ends on ``cfg``'s core by the static issue
     schedule (:func:`sparsa.hw.schedule.schedule`; the model with its default memory
     system and the RTL give the same)."""
-    from sparsa.hw.schedule import schedule as static_schedule
-
-    from .encode import InstrFactory
-    make = InstrFactory()
-    instrs = [make(cls, wait, kw) for cls, kw, wait, *_ in sched.instrs]
-    return static_schedule(cfg, instrs).end
+    from sparsa.hw.schedule import schedule_fields
+    return schedule_fields(cfg, [t[:3] for t in sched.instrs]).end
 
 
 _MIXED: list = []    # (graph, schedule) timed by a forked worker of _keep_faster_program

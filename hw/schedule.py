@@ -14,12 +14,13 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from .config import AccelConfig
 from .isa import SLACK_BITS, Compute, Fence, Instr, Load, Preload, Store, Unit
-from .timing import FENCE_CYCLES, ISSUE_CYCLES, LOAD_QUEUE, instr_timing, swap_wave_cycles
+from .timing import FENCE_CYCLES, ISSUE_CYCLES, LOAD_QUEUE, fields_timing, swap_wave_cycles
 
-__all__ = ["Schedule", "schedule"]
+__all__ = ["Schedule", "schedule", "schedule_fields"]
 
 
 @dataclass
@@ -34,6 +35,14 @@ def schedule(cfg: AccelConfig, instructions: Sequence[Instr]) -> Schedule:
 
     ``end`` of a COMPUTE is the cycle after its last accumulator write; the pipelined EXEC
     unit accepts the next COMPUTE earlier (:func:`~sparsa.hw.timing.issue_cycles`)."""
+    return schedule_fields(cfg, [(type(i), i.__dict__, i.wait) for i in instructions])
+
+
+def schedule_fields(cfg: AccelConfig,
+                    instructions: Sequence[tuple[type, dict[str, Any], int]]) -> Schedule:
+    """:func:`schedule` of instructions given as ``(class, fields, wait)``; fields left out
+    take the format's defaults (the compiler times its schedule's tuples this way without
+    building instruction objects)."""
     units = tuple(int(u) for u in (Unit.LOAD, Unit.PRE, Unit.EXEC, Unit.STORE))
     EXEC, LOAD = int(Unit.EXEC), int(Unit.LOAD)
     ALL = int(Unit.ALL)
@@ -46,13 +55,12 @@ def schedule(cfg: AccelConfig, instructions: Sequence[Instr]) -> Schedule:
     t = 0
     issue: list[int] = []
     end: list[int] = []
-    for ins in instructions:
-        cls = type(ins)
-        mask = int(ins.wait)
+    for cls, fields, mask in instructions:
+        get = fields.get
         fence = cls is Fence
         if fence and mask == 0:
             mask = ALL
-        busy, issue_busy, eb, solo = instr_timing(cfg, ins, cache)
+        busy, issue_busy, eb, solo = fields_timing(cfg, cls, fields, cache)
         ready = t
         if mask:
             for u in units:                # the wait mask: units as waiters see them
@@ -61,10 +69,10 @@ def schedule(cfg: AccelConfig, instructions: Sequence[Instr]) -> Schedule:
                 if u == EXEC:              # reads done; a STORE/FENCE: writes done
                     f = free[u]
                     if ends and (fence or cls is Store):
-                        k = 0 if fence else ins.exec_slack
+                        k = 0 if fence else get("exec_slack", 0)
                         f = ends[-1 - k] if k < len(ends) else 0
                 elif u == LOAD:            # all but the load_slack most recent LOADs ended
-                    k = getattr(ins, "load_slack", 0)
+                    k = get("load_slack", 0)
                     f = lends[-1 - k] if k < len(lends) else 0
                 else:
                     f = free[u]
@@ -73,7 +81,7 @@ def schedule(cfg: AccelConfig, instructions: Sequence[Instr]) -> Schedule:
         if fence:
             end.append(ready + FENCE_CYCLES)
         else:                              # the own unit accepts the instruction
-            u = int(ins.UNIT)
+            u = int(cls.UNIT)
             f = free[u]
             if cls is Preload:
                 if swap_clear > f:
@@ -89,11 +97,11 @@ def schedule(cfg: AccelConfig, instructions: Sequence[Instr]) -> Schedule:
             free[u] = ready + issue_busy
             if cls is Load:
                 if lends and not solo:     # data in order, after the previous
-                    done = max(done, lends[-1] + ins.count * eb)
+                    done = max(done, lends[-1] + get("count", 1) * eb)
                 lends.append(done)
             elif cls is Compute:
                 ends.append(done)
-                if ins.swap:
+                if get("swap", 1):
                     swap_clear = ready + swap_wave
             end.append(done)
         issue.append(ready)

@@ -55,6 +55,8 @@ change them only together with the hardware.
 
 from __future__ import annotations
 
+from typing import Any
+
 from .config import AccelConfig
 from .isa import Compute, Fence, Instr, ISAError, Load, Preload, Store, Target, load_as_sparse
 
@@ -185,20 +187,29 @@ def instr_cycles(cfg: AccelConfig, instr: Instr) -> int:
 
 def instr_timing(cfg: AccelConfig, instr: Instr, cache: dict) -> tuple[int, int, int, bool]:
     """``(instr_cycles, issue_cycles, instr_entry_beats (LOADs; else 0), load_solo)`` of
-    ``instr``, memoised in ``cache`` by the fields the formulas above read (a program
-    repeats a few instruction shapes many times); keep the key in step with them."""
-    cls = type(instr)
+    ``instr``, memoised in ``cache`` (see :func:`fields_timing`)."""
+    return fields_timing(cfg, type(instr), instr.__dict__, cache)
+
+
+def fields_timing(cfg: AccelConfig, cls: type, fields: dict[str, Any],
+                  cache: dict) -> tuple[int, int, int, bool]:
+    """:func:`instr_timing` of the instruction of class ``cls`` with ``fields`` (those left
+    out take the format's defaults, as in the compiler's schedule), memoised in ``cache``
+    by the fields the formulas above read (a program repeats a few instruction shapes
+    many times); keep the key in step with them."""
+    get = fields.get
     if cls is Load:
-        key: object = (cls, instr.count, instr.target, instr.expand, instr.cmp_n,
-                       instr.cmp_m)
+        key: object = (cls, get("count", 1), get("target", Target.ACT), get("expand", 0),
+                       get("cmp_n", 0), get("cmp_m", 0))
     elif cls is Compute:
-        key = (cls, instr.count)
+        key = (cls, get("count", 1))
     elif cls is Store:
-        key = (cls, instr.count, instr.requant)
+        key = (cls, get("count", 1), get("requant", 0))
     else:                   # PRELOAD, FENCE: fixed
         key = cls
     t = cache.get(key)
     if t is None:
+        instr = cls(**fields)
         load = cls is Load
         t = cache[key] = (instr_cycles(cfg, instr), issue_cycles(cfg, instr),
                           instr_entry_beats(cfg, instr) if load else 0,
