@@ -508,6 +508,17 @@ def schedule(g: CGraph) -> Schedule:
     # a full queue holds up the issue as well. Load-as-sparse LOADs stay whole.
     g_split = [1] * len(gsteps)
     g_next = [0] * len(gsteps)      # entries of the group already loaded
+    if dbl and len(gsteps) > 1:
+        # running sums over the steps (a group's steps are consecutive) of the activation
+        # beats loaded after each step and of the steps' COMPUTE issue cycles
+        eb = {aw: act_entry_beats(cfg, aw) for aw in {ch[5] for lst in chunks_after.values()
+                                                      for ch, _ in lst}}
+        after = [0] * len(steps)
+        for j, lst in chunks_after.items():
+            after[j] = sum(ch[1] * eb[ch[5]] for ch, _ in lst)
+        beats_upto = [0, *itertools.accumulate(after)]
+        cycles_upto = [0, *itertools.accumulate(compute_issue_cycles(st.count)
+                                                for st in steps)]
     for gi in range(1, len(gsteps) if dbl else 0):
         members, before = gsteps[gi], gsteps[gi - 1]
         lay = layouts[g.ops[steps[members[0]].op].name]
@@ -515,10 +526,10 @@ def schedule(g: CGraph) -> Schedule:
         if lay["cmp_m"] or len(before) < 2:
             continue
         total = ne * len(members)
-        beats = total * (lay["tile_beats"] // ne) + sum(
-            ch[1] * act_entry_beats(cfg, ch[5]) for j in before
-            for ch, _ in chunks_after.get(j, ()))
-        if beats > sum(compute_issue_cycles(steps[j].count) for j in before):
+        lo, hi = before[0], before[-1] + 1
+        assert hi - lo == len(before), "a weight group's steps are consecutive"
+        beats = total * (lay["tile_beats"] // ne) + beats_upto[hi] - beats_upto[lo]
+        if beats > cycles_upto[hi] - cycles_upto[lo]:
             continue
         step_cycles = compute_issue_cycles(steps[before[0]].count)
         g_split[gi] = min(len(before) - 1, -(-total // max(ne, step_cycles)))
