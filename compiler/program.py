@@ -21,6 +21,11 @@ RTL bench (which run it) and the SimPy model (which times it).
 * ``notes`` — per-instruction annotations (same length as ``instructions``): the layer index
   and, for COMPUTE, the useful (non-padding, non-zero-weight) MACs it performs.
 
+A program compiled without data holds the scheduler's tuples instead of instruction and
+note objects until ``instructions`` or ``notes`` is first read (:meth:`Program.defer`,
+:attr:`Program.scheduled`): the model times a whole network from the tuples without
+building its 10^5-10^6 objects.
+
 Serialisation
 -------------
 :meth:`Program.save` writes a binary (``.sprg``)::
