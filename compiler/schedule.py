@@ -172,18 +172,22 @@ class Emitter:
         done, rdone, writer, readers = self._done, self._rdone, self._writer, self._readers
         # the newest conflicting LOAD / COMPUTE that must have completed (for the slacks)
         need_load = need_exec = -1
-        for group in (reads, issue_reads, writes, final_reads):
-            for r in group:
-                d = writer.get(r)
-                if d is not None:
-                    u = d[1]
-                    if u != unit and done[u] < d[0]:
-                        wait |= u
-                        if u == _LOAD_U:
-                            if d[0] > need_load:
-                                need_load = d[0]
-                        elif u == _EXEC_U and d[0] > need_exec:
-                            need_exec = d[0]
+        accessed = reads + writes
+        if issue_reads:
+            accessed += issue_reads
+        if final_reads:
+            accessed += final_reads
+        for r in accessed:
+            d = writer.get(r)
+            if d is not None:
+                u = d[1]
+                if u != unit and done[u] < d[0]:
+                    wait |= u
+                    if u == _LOAD_U:
+                        if d[0] > need_load:
+                            need_load = d[0]
+                    elif u == _EXEC_U and d[0] > need_exec:
+                        need_exec = d[0]
         for r in writes:
             rd = readers.get(r)
             if rd:
