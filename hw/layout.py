@@ -205,21 +205,24 @@ def compress_nm_tiles(cfg: AccelConfig, tiles: np.ndarray, win: int | None = Non
                          f"{list(tiles.shape)}")
     t = tiles.shape[0]
     win_ = tiles.reshape(t, cfg.groups, wd, cfg.cols)
-    nz = win_ != 0
-    counts = nz.sum(axis=2)
+    # one window position at a time: a non-zero goes to the slot numbered by the non-zeros
+    # before it in its window (whole-array steps, ``m * n`` of them, no index arrays)
+    values = np.zeros((t, cfg.groups, cfg.n, cfg.cols), dtype=np.int8)
+    idx = np.zeros((t, cfg.groups, cfg.n, cfg.cols), dtype=np.uint8)
+    counts = np.zeros((t, cfg.groups, cfg.cols), dtype=np.int16)
+    for pos in range(wd):
+        x = win_[:, :, pos, :]
+        nz = x != 0
+        for slot in range(cfg.n):
+            sel = nz & (counts == slot)
+            np.copyto(values[:, :, slot, :], x, where=sel)
+            np.copyto(idx[:, :, slot, :], pos, where=sel)
+        counts += nz
     if counts.max(initial=0) > cfg.n:
         ti, g, c = np.argwhere(counts > cfg.n)[0]
         where = f"tile {ti}: " if t > 1 else ""
         raise ValueError(f"{where}w column {c} has {counts[ti, g, c]} non-zeros in window {g} "
                          f"(rows {g * wd}..{g * wd + wd - 1}); at most n={cfg.n} allowed")
-    # slot of each non-zero = number of earlier non-zeros in its window
-    slot = np.cumsum(nz, axis=2) - 1
-    values = np.zeros((t, cfg.groups, cfg.n, cfg.cols), dtype=np.int8)
-    idx = np.zeros((t, cfg.groups, cfg.n, cfg.cols), dtype=np.uint8)
-    ti, g, pos, c = np.nonzero(nz)
-    s = slot[ti, g, pos, c]
-    values[ti, g, s, c] = win_[ti, g, pos, c]
-    idx[ti, g, s, c] = pos
     return values.reshape(t, cfg.rows, cfg.cols), idx.reshape(t, cfg.rows, cfg.cols)
 
 
