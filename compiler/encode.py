@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 from sparsa.hw import layout
-from sparsa.hw.isa import Compute, Instr, Load, Store, _field_offsets
+from sparsa.hw.isa import FIELD_DEFAULTS, Compute, Instr, Load, Store, _field_offsets
 
 from . import loadsparse, wformat
 from .errors import CompileError
@@ -18,30 +18,7 @@ from .imgload import image_tensor, stored_interior
 from .ir import CGraph
 from .program import InstrNote, LayerInfo, Program, TensorInfo
 
-__all__ = ["EncodePass", "InstrFactory", "ScheduledInstrs", "encode_program",
-           "pack_activations"]
-
-
-class InstrFactory:
-    """``make = InstrFactory(); make(cls, wait, kw) -> Instr``: builds
-    :class:`~sparsa.hw.isa.Instr` objects quickly, filled from a default prototype without
-    the dataclass constructor's per-field validation (it dominates compile time for whole
-    networks): the fields come from the scheduler, range-checked by
-    :meth:`ScheduledInstrs.check` where they can grow with the workload."""
-
-    def __init__(self) -> None:
-        self._proto: dict[type, dict] = {}
-
-    def __call__(self, cls: type, wait: int, kw: dict) -> Instr:
-        base = self._proto.get(cls)
-        if base is None:
-            base = self._proto[cls] = dict(cls().__dict__)
-        obj = object.__new__(cls)
-        d = obj.__dict__
-        d.update(base)
-        d.update(kw)
-        d["wait"] = int(wait)
-        return obj
+__all__ = ["EncodePass", "ScheduledInstrs", "encode_program", "pack_activations"]
 
 
 #: the instruction fields :meth:`ScheduledInstrs.check` range-checks, per format
@@ -56,8 +33,9 @@ class ScheduledInstrs:
     """A program's instructions as the scheduler left them: ``raw`` holds one
     ``(cls, fields, wait, tensor, layer, useful_macs)`` tuple per instruction
     (:attr:`sparsa.compiler.schedule.Schedule.instrs`), whose ``dram_addr`` is relative to
-    ``tensor``'s base address in ``base``. :meth:`check` range-checks every field the way
-    the encoder does; :meth:`build` gives the :class:`~sparsa.hw.isa.Instr` and
+    ``tensor``'s base address in ``base``; fields left out take their defaults
+    (:data:`~sparsa.hw.isa.FIELD_DEFAULTS`). :meth:`check` range-checks the fields that
+    grow with the workload; :meth:`build` gives the :class:`~sparsa.hw.isa.Instr` and
     :class:`~sparsa.compiler.program.InstrNote` lists. A program compiled without data
     keeps this (:meth:`Program.defer`) and the model reads ``raw`` directly."""
 
@@ -76,11 +54,11 @@ class ScheduledInstrs:
         addresses (bounded by the config's sizes, at most 65535 entries), slacks (clipped
         to their widths by the scheduler) and one-bit flags."""
         base = self.base
-        limits = {cls: tuple((k, 1 << _field_offsets(cls.LAYOUT)[k][1]) for k in keys)
-                  for cls, keys in CHECKED_FIELDS.items()}
+        limits = {cls: tuple((k, 1 << _field_offsets(cls.LAYOUT)[k][1], FIELD_DEFAULTS[cls][k])
+                             for k in keys) for cls, keys in CHECKED_FIELDS.items()}
         for pc, (cls, kw, _, tensor, *_) in enumerate(self.raw):
-            for k, lim in limits.get(cls, ()):
-                v = kw.get(k, 0)
+            for k, lim, dflt in limits.get(cls, ()):
+                v = kw.get(k, dflt)
                 if tensor is not None and k == "dram_addr":
                     v += base[tensor]
                 if not 0 <= v < lim:
@@ -89,17 +67,24 @@ class ScheduledInstrs:
                                        f"large for the ISA)")
 
     def build(self) -> tuple[list[Instr], list[InstrNote]]:
-        """The instruction objects (DRAM addresses resolved) and the notes; the fields
-        are assumed checked (:meth:`check`)."""
+        """The instruction objects (DRAM addresses resolved) and the notes. The objects are
+        filled from the formats' defaults without the dataclass constructor's per-field
+        validation (it dominates compile time for whole networks): the fields are the
+        scheduler's, checked by :meth:`check` where they can grow with the workload."""
         base = self.base
         instrs: list[Instr] = []
         notes: list[InstrNote] = []
-        make = InstrFactory()
         add_instr, add_note = instrs.append, notes.append
+        new = object.__new__
         for cls, kw, wait, tensor, layer, useful in self.raw:
+            obj = new(cls)
+            d = obj.__dict__
+            d.update(FIELD_DEFAULTS[cls])
+            d.update(kw)
+            d["wait"] = int(wait)
             if tensor is not None:
-                kw = dict(kw, dram_addr=kw["dram_addr"] + base[tensor])
-            add_instr(make(cls, wait, kw))
+                d["dram_addr"] += base[tensor]
+            add_instr(obj)
             add_note(InstrNote(layer, useful))
         return instrs, notes
 

@@ -78,7 +78,7 @@ from __future__ import annotations
 
 import enum as py_enum
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from amaranth.lib import data, enum
 
@@ -90,7 +90,7 @@ __all__ = [
     "Instr", "Load", "Preload", "Compute", "Store", "Fence",
     "encode", "decode", "ISAError", "RD_REQ_LAYOUT", "wr_layout", "load_fields_error",
     "load_as_sparse", "load_sp_entries",
-    "act_load_fields",
+    "act_load_fields", "FIELD_DEFAULTS",
 ]
 
 #: 2: ``LOAD WGT expand=1`` is load-as-sparse in the hardware too (v1 cores ignored it)
@@ -305,6 +305,10 @@ class Fence(Instr):
 
 
 _BY_OP: dict[Op, type[Instr]] = {c.OP: c for c in (Load, Preload, Compute, Store, Fence)}
+#: every format's fields (``wait`` included) with their defaults: what a field left out of
+#: an instruction's fields means (the compiler's schedule leaves defaults out)
+FIELD_DEFAULTS: dict[type[Instr], dict[str, Any]] = {c: dict(c().__dict__)
+                                                     for c in _BY_OP.values()}
 _PAYLOAD_KEY = {Op.LOAD: "load", Op.PRELOAD: "preload", Op.COMPUTE: "compute",
                 Op.STORE: "store"}
 
@@ -387,7 +391,7 @@ def _decoder(opv: int) -> tuple[type[Instr], tuple[tuple[str, int, int], ...], d
         used = (((1 << _OP_W) - 1) << _OP_OFF) | (((1 << _WAIT_W) - 1) << _WAIT_OFF)
         for _, off, width in flds:
             used |= ((1 << width) - 1) << off
-        ent = _DECODERS[opv] = (cls, flds, dict(cls().__dict__), used)
+        ent = _DECODERS[opv] = (cls, flds, FIELD_DEFAULTS[cls], used)
     return ent
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import AccelConfig
-from .isa import SLACK_BITS, Compute, Fence, Instr, Load, Preload, Store, Unit
+from .isa import FIELD_DEFAULTS, SLACK_BITS, Compute, Fence, Instr, Load, Preload, Store, Unit
 from .timing import FENCE_CYCLES, ISSUE_CYCLES, LOAD_QUEUE, fields_timing, swap_wave_cycles
 
 __all__ = ["Schedule", "schedule", "schedule_fields"]
@@ -52,6 +52,7 @@ def schedule_fields(cfg: AccelConfig,
     swap_clear = 0
     swap_wave = swap_wave_cycles(cfg)
     cache: dict = {}
+    load_count, swap_default = FIELD_DEFAULTS[Load]["count"], FIELD_DEFAULTS[Compute]["swap"]
     t = 0
     issue: list[int] = []
     end: list[int] = []
@@ -97,11 +98,11 @@ def schedule_fields(cfg: AccelConfig,
             free[u] = ready + issue_busy
             if cls is Load:
                 if lends and not solo:     # data in order, after the previous
-                    done = max(done, lends[-1] + get("count", 1) * eb)
+                    done = max(done, lends[-1] + get("count", load_count) * eb)
                 lends.append(done)
             elif cls is Compute:
                 ends.append(done)
-                if get("swap", 1):
+                if get("swap", swap_default):
                     swap_clear = ready + swap_wave
             end.append(done)
         issue.append(ready)

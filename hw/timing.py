@@ -58,7 +58,18 @@ from __future__ import annotations
 from typing import Any
 
 from .config import AccelConfig
-from .isa import Compute, Fence, Instr, ISAError, Load, Preload, Store, Target, load_as_sparse
+from .isa import (
+    FIELD_DEFAULTS,
+    Compute,
+    Fence,
+    Instr,
+    ISAError,
+    Load,
+    Preload,
+    Store,
+    Target,
+    load_as_sparse,
+)
 
 ISSUE_CYCLES = 1
 LOAD_OVERHEAD = 1
@@ -197,14 +208,15 @@ def fields_timing(cfg: AccelConfig, cls: type, fields: dict[str, Any],
     out take the format's defaults, as in the compiler's schedule), memoised in ``cache``
     by the fields the formulas above read (a program repeats a few instruction shapes
     many times); keep the key in step with them."""
-    get = fields.get
+    get, d = fields.get, FIELD_DEFAULTS[cls]
     if cls is Load:
-        key: object = (cls, get("count", 1), get("target", Target.ACT), get("expand", 0),
-                       get("cmp_n", 0), get("cmp_m", 0))
+        key: object = (cls, get("count", d["count"]), get("target", d["target"]),
+                       get("expand", d["expand"]), get("cmp_n", d["cmp_n"]),
+                       get("cmp_m", d["cmp_m"]))
     elif cls is Compute:
-        key = (cls, get("count", 1))
+        key = (cls, get("count", d["count"]))
     elif cls is Store:
-        key = (cls, get("count", 1), get("requant", 0))
+        key = (cls, get("count", d["count"]), get("requant", d["requant"]))
     else:                   # PRELOAD, FENCE: fixed
         key = cls
     t = cache.get(key)

@@ -50,7 +50,17 @@ from typing import Any
 import numpy as np
 import simpy
 from sparsa.hw.config import AccelConfig
-from sparsa.hw.isa import SLACK_BITS, Compute, Fence, Load, Preload, Store, Target, Unit
+from sparsa.hw.isa import (
+    FIELD_DEFAULTS,
+    SLACK_BITS,
+    Compute,
+    Fence,
+    Load,
+    Preload,
+    Store,
+    Target,
+    Unit,
+)
 from sparsa.hw.timing import (
     FENCE_CYCLES,
     ISSUE_CYCLES,
@@ -568,27 +578,28 @@ def ops_from_program(program: Any, cfg: AccelConfig | None = None) -> OpStream:
     WGT = Target.WGT
     pre_key = (3, 0)
     fence_key = (0, 0)
-    ACT = Target.ACT
+    cd, ld, pd, sd = (FIELD_DEFAULTS[c] for c in (Compute, Load, Preload, Store))
     for i, (t, d, w, _, _, _) in enumerate(items):
         get = d.get
         if t is Compute:
-            c = get("count", 1)
+            c = get("count", cd["count"])
             key = (4, c)
-            accum[i] = get("accumulate", 0)
+            accum[i] = get("accumulate", cd["accumulate"])
             stream[i] = c
-            swap[i] = get("swap", 1)
-            slack[i] = get("load_slack", 0)
+            swap[i] = get("swap", cd["swap"])
+            slack[i] = get("load_slack", cd["load_slack"])
         elif t is Load:
             # cmp_n/cmp_m: a load-as-sparse weight LOAD has its own busy time, an expanding
             # activation LOAD's cmp_m (window width) its own entry size
-            key = (2 if get("target", ACT) is WGT else 1, get("count", 1), get("expand", 0),
-                   get("cmp_n", 0), get("cmp_m", 0))
+            key = (2 if get("target", ld["target"]) is WGT else 1, get("count", ld["count"]),
+                   get("expand", ld["expand"]), get("cmp_n", ld["cmp_n"]),
+                   get("cmp_m", ld["cmp_m"]))
         elif t is Preload:
             key = pre_key
-            slack[i] = get("load_slack", 0)
+            slack[i] = get("load_slack", pd["load_slack"])
         elif t is Store:
-            key = (5, get("count", 1), get("requant", 0))
-            slack[i] = get("exec_slack", 0)
+            key = (5, get("count", sd["count"]), get("requant", sd["requant"]))
+            slack[i] = get("exec_slack", sd["exec_slack"])
         elif t is Fence:
             key = fence_key
         else:
