@@ -204,6 +204,8 @@ class SimResult:
         d["edp"] = self.edp
         d["seconds"] = self.seconds
         d["limiting"] = self.limiting
+        for k, v in self.limits.items():
+            d[f"limit_{k}_cycles"] = v
         d["energy_table"] = self.energy_table.name
         for u, row in self.units.items():
             d[f"{u}_busy"] = row["busy"]
@@ -552,7 +554,9 @@ def run_point(workload: str, config: AccelConfig | str, sparsity: str = "dense",
         pe_utilisation, macs, dense_macs, macs_issued, dram_read_bytes, dram_write_bytes,
         sram_bytes`` (+ per scratchpad), ``energy_pj, energy_<component>_pj`` (mac, mux,
         sram_act, sram_wgt, sram_meta, sram_acc, dram), ``dense_energy_pj,
-        energy_reduction, tops_w, edp, seconds, limiting, energy_table``, per-unit
+        energy_reduction, tops_w, edp, seconds, limiting, energy_table``, the limit cycles
+        ``limit_<limit>_cycles`` (``compute``, ``fill_drain``, ``dram_bw``, ``window_bw``:
+        :attr:`SimResult.limits`), per-unit
         ``<unit>_busy``/``<unit>_stall``, ``runtime_s`` (wall time of this call) and, when
         ``train``, ``cycles_fwd, cycles_bwd_data, cycles_wgrad``; ``mode_notes``: the
         program's :meth:`~sparsa.compiler.program.Program.mode_notes` joined by ``"; "``

@@ -31,7 +31,7 @@ from typing import Any
 
 from sparsa.hw.config import AccelConfig, resolve_config
 
-__all__ = ["LIMIT_NAMES", "pattern_ratio", "limit_rows"]
+__all__ = ["LIMIT_NAMES", "pattern_ratio", "limit_row", "limit_rows"]
 
 LIMIT_NAMES = {"compute": "compute", "fill_drain": "fill-drain", "dram_bw": "DRAM",
                "window_bw": "window"}
@@ -66,6 +66,23 @@ def pattern_ratio(sparsity: str, config: AccelConfig | None = None) -> float:
     return r
 
 
+def limit_row(sparsity: str, config: AccelConfig, *, cycles: int, dense_cycles: int,
+              limits: dict[str, int]) -> dict[str, Any]:
+    """The limiting-factor figures of one run of ``sparsity`` on ``config`` (see the module
+    docstring): ``ideal``, ``speedup``, ``of_ideal``, ``share_<limit>`` (of the array's
+    time) and ``stops_m_over_n``, from its cycles, its dense baseline's and its limit cycles
+    (:attr:`sparsa.sim.api.SimResult.limits`)."""
+    tot = max(1, sum(limits.values()))
+    ideal = pattern_ratio(sparsity, config)
+    sp_up = dense_cycles / max(1, cycles)
+    non_compute = {k: v for k, v in limits.items() if k != "compute"}
+    stop = max(non_compute, key=lambda k: non_compute[k])
+    return {"speedup": round(sp_up, 4), "ideal": round(ideal, 4),
+            "of_ideal": round(sp_up / ideal, 4),
+            **{f"share_{LIMIT_NAMES[k]}": round(v / tot, 4) for k, v in limits.items()},
+            "stops_m_over_n": LIMIT_NAMES[stop] if non_compute[stop] > 0 else "-"}
+
+
 def limit_rows(workload: Any, config: AccelConfig | str | None, sparsities: list[str], *,
                train: bool = False, batch: int = 1, seq: int | None = None,
                seed: int = 0) -> list[dict[str, Any]]:
@@ -84,20 +101,15 @@ def limit_rows(workload: Any, config: AccelConfig | str | None, sparsities: list
     rows = []
     for sp in sparsities:
         prog, res = (None, dense) if sp == "dense" else run(sp)
-        lim = res.limits
-        tot = max(1, sum(lim.values()))
-        ideal = pattern_ratio(sp, cfg)
-        sp_up = dense.cycles / max(1, res.cycles)
-        non_compute = {k: v for k, v in lim.items() if k != "compute"}
-        stop = max(non_compute, key=lambda k: non_compute[k])
+        lim = limit_row(sp, cfg, cycles=res.cycles, dense_cycles=dense.cycles,
+                        limits=res.limits)
         rows.append({
             "sparsity": sp, "cycles": res.cycles, "dense_cycles": dense.cycles,
-            "speedup": round(sp_up, 4), "ideal": round(ideal, 4),
-            "of_ideal": round(sp_up / ideal, 4),
-            **{f"share_{LIMIT_NAMES[k]}": round(v / tot, 4) for k, v in lim.items()},
+            "speedup": lim.pop("speedup"), "ideal": lim.pop("ideal"),
+            "of_ideal": lim.pop("of_ideal"), **lim,
             "dram_bytes": res.totals["dram_read"] + res.totals["dram_write"],
             "limiting": res.limiting,
-            "stops_m_over_n": LIMIT_NAMES[stop] if non_compute[stop] > 0 else "-",
             "mode_notes": [] if prog is None else prog.mode_notes(),
         })
     return rows
+

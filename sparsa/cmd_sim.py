@@ -39,7 +39,8 @@ def _model_options(dram_sharing: str, dram_beat_cycles: int) -> dict[str, Any]:
     return {"dram_sharing": dram_sharing, "dram_beat_cycles": dram_beat_cycles}
 
 
-def _fmt(x: float) -> str:
+def fmt_count(x: float) -> str:
+    """``x`` with a G/M/k suffix (two decimals), as the tables print counts and bytes."""
     for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if abs(x) >= div:
             return f"{x / div:.2f}{unit}"
@@ -88,8 +89,8 @@ def print_report(res: Any, title: str, mode_notes: list[str] | None = None) -> N
     for r in res.per_layer:
         share = compute_share(r)
         row = [r["layer"], r["kind"], r["mode"], str(r["cycles"]), str(r["exec_busy"]),
-               str(r["exec_stall"]), f"{r['utilisation']:.1%}", _fmt(r["macs"]),
-               _fmt(r["dram_read_bytes"] + r["dram_write_bytes"]), _fmt(r["energy_pj"]),
+               str(r["exec_stall"]), f"{r['utilisation']:.1%}", fmt_count(r["macs"]),
+               fmt_count(r["dram_read_bytes"] + r["dram_write_bytes"]), fmt_count(r["energy_pj"]),
                "-" if share is None else f"{share:.0%}", short[r["limiting"]]]
         if has_speed:
             sp = r.get("speedup")
@@ -107,7 +108,7 @@ def print_report(res: Any, title: str, mode_notes: list[str] | None = None) -> N
     et = Table(title="energy (pJ)", title_justify="left")
     for c in (*COMPONENTS, "total"):
         et.add_column(c, justify="right")
-    et.add_row(*[_fmt(res.energy[k]) for k in COMPONENTS], _fmt(res.energy_pj))
+    et.add_row(*[fmt_count(res.energy[k]) for k in COMPONENTS], fmt_count(res.energy_pj))
     con.print(et)
     sram = res.sram_bytes
     lines = [
@@ -311,8 +312,11 @@ def compare_rows(workload: str, config: str | None, dataflows: list[str],
                  sparsities: list[str], *, train: bool = False, batch: int = 1,
                  seq: int | None = None, options: dict[str, Any] | None = None,
                  progress: bool = False) -> list[dict[str, Any]]:
-    """One :func:`~sparsa.sim.api.run_point` per (sparsity, dataflow), as table rows."""
+    """One :func:`~sparsa.sim.api.run_point` per (sparsity, dataflow), as table rows, with
+    ``dram_bytes``, ``energy_uj`` and :func:`~sparsa.sim.limits.limit_row`'s figures (ideal
+    speed-up, share of the array's time per limit, what stops the speed-up following m/n)."""
     from sparsa.sim.api import run_point
+    from sparsa.sim.limits import LIMIT_NAMES, limit_row
     cfg = resolve_config(config)
     points = [(sp, df) for sp in sparsities for df in dataflows]
     rows = []
@@ -328,6 +332,10 @@ def compare_rows(workload: str, config: str | None, dataflows: list[str],
                           options=options)
             r["dram_bytes"] = r["dram_read_bytes"] + r["dram_write_bytes"]
             r["energy_uj"] = round(r["energy_pj"] / 1e6, 3)
+            lim = limit_row(sp, cfg, cycles=r["cycles"], dense_cycles=r["dense_cycles"],
+                            limits={k: r[f"limit_{k}_cycles"] for k in LIMIT_NAMES})
+            del lim["speedup"]      # run_point's, unrounded
+            r.update(lim)
             rows.append(r)
             if bar is not None:
                 bar.advance(task)
@@ -335,6 +343,30 @@ def compare_rows(workload: str, config: str | None, dataflows: list[str],
         if bar is not None:
             bar.stop()
     return rows
+
+
+def limits_table(rows: list[dict[str, Any]], title: str, *, dataflow: bool = False) -> Any:
+    """Where the speed-up stops following ``m/n``: a rich table of
+    :func:`~sparsa.sim.limits.limit_rows` rows; ``dataflow``: of :func:`compare_rows` rows
+    (which carry :func:`~sparsa.sim.limits.limit_row`'s figures), with a dataflow column
+    and without the cycles and DRAM bytes its main table shows."""
+    from rich.table import Table
+    t = Table(title=title, title_justify="left")
+    heads = (("dataflow", "sparsity", "speed-up") if dataflow else
+             ("sparsity", "cycles", "speed-up")) + (
+        "ideal m/n", "of ideal", "compute", "fill-drain", "DRAM", "window") + (
+        () if dataflow else ("DRAM B",)) + ("stops m/n",)
+    for h in heads:
+        t.add_column(h, justify="left" if h in ("dataflow", "sparsity", "stops m/n")
+                     else "right", no_wrap=True)
+    for r in rows:
+        t.add_row(*((r["dataflow"], r["sparsity"]) if dataflow else
+                    (r["sparsity"], f"{r['cycles']:,}")),
+                  f"{r['speedup']:.2f}x", f"{r['ideal']:.0f}x", f"{r['of_ideal']:.0%}",
+                  *(f"{r['share_' + k]:.0%}" for k in ("compute", "fill-drain", "DRAM",
+                                                       "window")),
+                  *(() if dataflow else (fmt_count(r["dram_bytes"]),)), r["stops_m_over_n"])
+    return t
 
 
 def _console_err() -> Any:
@@ -415,10 +447,12 @@ def compare_cmd(workload: str, dataflows: str, sparsities: str, config: str | No
     for r in rows:
         red = r["energy_reduction"]
         t.add_row(r["dataflow"], r["sparsity"], str(r["cycles"]), f"{r['speedup']:.3f}x",
-                  f"{r['utilisation']:.1%}", _fmt(r["dram_bytes"]), f"{r['energy_uj']:.1f}",
+                  f"{r['utilisation']:.1%}", fmt_count(r["dram_bytes"]), f"{r['energy_uj']:.1f}",
                   "-" if red is None else f"{1 / red:.3f}", f"{r['tops_w']:.3f}",
                   r["limiting"])
     con.print(t)
+    con.print(limits_table(rows, "limiting factors (share of the array's time; what stops "
+                           "the speed-up following m/n)", dataflow=True))
     seen = set()
     for r in rows:       # one line per sparsity whose layers do not all run as it suggests
         if r.get("mode_notes") and r["sparsity"] not in seen:

@@ -11,15 +11,8 @@ from sparsa.compiler.options import DATAFLOWS
 from sparsa.hw.config import resolve_config
 
 from .cmd_compile import mode_note_lines
-from .cmd_sim import check_energy_table, energy_table_text
+from .cmd_sim import check_energy_table, energy_table_text, fmt_count, limits_table
 from .sparsity_arg import check_sparsity, check_sparsity_list
-
-
-def _fmt(x: float) -> str:
-    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(x) >= div:
-            return f"{x / div:.2f}{unit}"
-    return f"{x:.0f}"
 
 
 def _print_report(r: dict[str, Any], top: int, cfg: Any, energy_table: str | None) -> None:
@@ -44,7 +37,7 @@ def _print_report(r: dict[str, Any], top: int, cfg: Any, energy_table: str | Non
         name = "host (non-GEMM)" if ph == "host" else ph
         t.add_row(name, f"{s['cycles']:,}", f"{d['cycles']:,}", f"{sp:.2f}x",
                   "-" if ph == "host" else f"{s['utilisation']:.1%}",
-                  _fmt(s["dram_bytes"]), _fmt(d["dram_bytes"]),
+                  fmt_count(s["dram_bytes"]), fmt_count(d["dram_bytes"]),
                   f"{s['energy_pj'] / 1e6:.1f}", f"{d['energy_pj'] / 1e6:.1f}")
     con.print(t)
     con.print(f"core cycles {r['cycles']:,} vs dense {r['dense_cycles']:,}: "
@@ -53,8 +46,8 @@ def _print_report(r: dict[str, Any], top: int, cfg: Any, energy_table: str | Non
                  if r["ideal_speedup"] else ""))
     con.print(f"with host work ({r['host_cycles']:,} cycles at the model's host rate): "
               f"speed-up {r['speedup_with_host']:.3f}x; utilisation {r['utilisation']:.1%} "
-              f"(dense {r['dense_utilisation']:.1%}); DRAM {_fmt(r['dram_bytes'])}B "
-              f"(dense {_fmt(r['dense_dram_bytes'])}B); energy "
+              f"(dense {r['dense_utilisation']:.1%}); DRAM {fmt_count(r['dram_bytes'])}B "
+              f"(dense {fmt_count(r['dense_dram_bytes'])}B); energy "
               f"{r['energy_pj'] / 1e6:.1f} uJ (dense {r['dense_energy_pj'] / 1e6:.1f} uJ)")
     for line in mode_note_lines(r.get("mode_notes", []), "mode notes:", 11):
         con.print(line, highlight=False)
@@ -79,7 +72,7 @@ def _print_report(r: dict[str, Any], top: int, cfg: Any, energy_table: str | Non
             lt.add_row(x["layer"], x["phase"], x["mode"], f"{x['cycles']:,}",
                        "-" if dc is None else f"{dc:,}",
                        "-" if not dc or not x["cycles"] else f"{dc / x['cycles']:.2f}x",
-                       f"{x['utilisation']:.1%}", _fmt(x["dram_bytes"]),
+                       f"{x['utilisation']:.1%}", fmt_count(x["dram_bytes"]),
                        f"{x['energy_pj'] / 1e6:.2f}", x["limiting"])
         con.print(lt)
 
@@ -208,19 +201,7 @@ def limits_cmd(workload: str, config: str, sparsities: str, train: bool, batch: 
         click.echo(json.dumps(rows, indent=1))
         return
     from rich.console import Console
-    from rich.table import Table
-    t = Table(title=f"{workload} on {cfg.name} ({cfg.key}): limiting factors",
-              title_justify="left")
-    for h in ("sparsity", "cycles", "speed-up", "ideal m/n", "of ideal", "compute",
-              "fill-drain", "DRAM", "window", "DRAM B", "stops m/n"):
-        t.add_column(h, justify="left" if h in ("sparsity", "stops m/n") else "right",
-                     no_wrap=True)
-    for r in rows:
-        t.add_row(r["sparsity"], f"{r['cycles']:,}", f"{r['speedup']:.2f}x",
-                  f"{r['ideal']:.0f}x", f"{r['of_ideal']:.0%}",
-                  *(f"{r['share_' + k]:.0%}" for k in ("compute", "fill-drain", "DRAM",
-                                                       "window")),
-                  _fmt(r["dram_bytes"]), r["stops_m_over_n"])
+    t = limits_table(rows, f"{workload} on {cfg.name} ({cfg.key}): limiting factors")
     con = Console(width=140)
     con.print(t)
     for r in rows:       # layers that do not run the mode the sparsity suggests, and why
@@ -263,7 +244,7 @@ def weight_modes_cmd(workload: str, config: str, sparsity: str, batch: int, seq:
              "load-sparse": "load-as-sparse, compute dense", "auto": "auto (per layer)"}
     for v, x in rep["totals"].items():
         t.add_row(names[v], f"{x['cycles']:,}", f"{d / max(1, x['cycles']):.2f}x",
-                  _fmt(x["dram_read_bytes"]), f"{x['energy_pj'] / 1e6:.1f}", x["limiting"])
+                  fmt_count(x["dram_read_bytes"]), f"{x['energy_pj'] / 1e6:.1f}", x["limiting"])
     con.print(t)
     con.print("auto chose: " + ", ".join(f"{k} for {v} layers" for k, v in
                                          sorted(rep["chosen"].items())))

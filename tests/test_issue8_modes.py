@@ -116,6 +116,26 @@ def test_limits_rows_and_cli(tmp_path, capsys):
     assert [r["sparsity"] for r in out] == ["dense", "1:16"]
 
 
+
+def test_compare_prints_the_limiting_factors(tmp_path, capsys, monkeypatch):
+    """``sparsa compare`` carries the table of ``sparsa limits`` (per point, with the same
+    figures): speed-up against the ideal m/n and the share of the array's time per limit."""
+    from sparsa.cmd_sim import compare_rows
+    sps = ["dense", "2:4", "1:16"]
+    want = {r["sparsity"]: r for r in limit_rows(_topo(tmp_path), "16x16-n1m16", sps)}
+    got = compare_rows(_topo(tmp_path), "16x16-n1m16", ["ws"], sps)
+    keys = ["ideal", "of_ideal", "stops_m_over_n", "share_compute", "share_fill-drain",
+            "share_DRAM", "share_window", "cycles", "dense_cycles", "dram_bytes"]
+    for r in got:
+        assert {k: r[k] for k in keys} == {k: want[r["sparsity"]][k] for k in keys}
+        assert round(r["speedup"], 4) == want[r["sparsity"]]["speedup"]
+    assert got[2]["stops_m_over_n"] == "DRAM" and got[2]["of_ideal"] < 0.5
+    monkeypatch.setenv("COLUMNS", "140")     # header cells unwrapped
+    main(["compare", _topo(tmp_path), "--config", "16x16-n1m16", "--sparsity", "dense,1:16"])
+    out = capsys.readouterr().out
+    assert "limiting factors" in out and "ideal m/n" in out and "stops m/n" in out
+    assert "16x" in out and "DRAM" in out
+
 def test_weight_modes_cli(tmp_path, capsys):
     main(["weight-modes", _topo(tmp_path), "--config", "16x16-n2m4-bw4", "--layers", "2"])
     out = capsys.readouterr().out
