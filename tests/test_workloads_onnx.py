@@ -247,6 +247,17 @@ def test_not_onnx(tmp_path):
         load_workload(str(tmp_path / "missing.onnx"))
 
 
+def _checkable(path) -> onnx.ModelProto:
+    """An exported model for ``onnx.checker``: its weights, declared as external data that
+    a shapes-only export leaves absent, become graph inputs of the same type and shape."""
+    m = onnx.load(str(path), load_external_data=False)
+    ext = [t for t in m.graph.initializer if t.data_location == TensorProto.EXTERNAL]
+    for t in ext:
+        m.graph.initializer.remove(t)
+        m.graph.input.append(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
+    return m
+
+
 # ---- export: every zoo network round-trips through ONNX ------------------------------
 @pytest.mark.parametrize("net", ["resnet18", "resnet50", "vgg16", "mobilenetv2", "bert-base",
                                  "vit-b16", "gpt2", "gpt2-block", "gpt2-decode"])
@@ -256,6 +267,7 @@ def test_zoo_onnx_round_trip(net, tmp_path):
     wl = load_workload(net, seq=seq)
     path = export_onnx(wl, tmp_path / f"{net}.onnx")
     assert path.stat().st_size < 100_000      # shapes only: weights declared external
+    onnx.checker.check_model(_checkable(path), full_check=True)
     back = load_workload(str(path))
     assert back.total_macs == wl.total_macs
     assert sorted((ly.name, astuple(ly.gemm())) for ly in back.gemm_layers()) == \
@@ -346,3 +358,56 @@ def test_qdq_model(tmp_path):
     wf = (wq.astype(np.float64) * scales[:, None, None, None]).astype(np.float32)
     assert np.array_equal(wl.layer("conv").gemm_weight(),
                           quantise_int8(wf).transpose(2, 3, 1, 0).reshape(27, 8))
+
+
+# ---- real networks: the model files the onnx wheel ships (Caffe2 exports, opset 9) -------
+LIGHT = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
+#: total MACs at batch 1, 224x224 (ResNet-50: the zoo's, next test): AlexNet (BVLC: grouped
+#: conv2/4/5, ceil-mode pooling; at 224 the convs see 54, 26, 12, 12, 12 pixels a side and
+#: fc6 6x6x256) by hand, exactly; the others within 1-2% of their published figures
+#: (VGG-19 19.6G, DenseNet-121 2.87G, GoogLeNet 1.43G)
+LIGHT_MACS = {"bvlc_alexnet": (96 * 363 * 54 * 54 + 256 * 1200 * 26 * 26 + 384 * 2304 * 144
+                               + 384 * 1728 * 144 + 256 * 1728 * 144 + 9216 * 4096
+                               + 4096 * 4096 + 4096 * 1000, 0.0),
+              "vgg19": (19.6e9, 0.01), "densenet121": (2.87e9, 0.02),
+              "inception_v1": (1.43e9, 0.02)}
+
+
+@pytest.mark.parametrize("net", ["bvlc_alexnet", "densenet121", "inception_v1",
+                                 "inception_v2", "resnet50", "shufflenet", "squeezenet",
+                                 "vgg19", "zfnet512"])
+def test_real_onnx_models_shipped_with_onnx_import(net):
+    """Every real network in the onnx wheel's test data imports (LRN, the n-ary Sum of
+    residual adds, weights as ConstantOfShape), each output shape checked against ONNX
+    shape inference by the importer."""
+    wl = load_workload(os.path.join(LIGHT, f"light_{net}.onnx"))
+    assert wl.gemm_layers() and wl.total_macs > 0
+    kinds = {ly.kind for ly in wl.layers()}
+    if net in ("bvlc_alexnet", "inception_v1", "zfnet512"):
+        assert "lrn" in kinds
+    if net in ("resnet50", "shufflenet"):
+        assert any(ly.kind == "add" and len(ly.inputs) >= 2 for ly in wl.layers())
+    if net in LIGHT_MACS:
+        want, tol = LIGHT_MACS[net]
+        assert abs(wl.total_macs - want) <= tol * want, (net, wl.total_macs)
+
+
+def test_real_resnet50_onnx_equals_the_zoo_and_round_trips(tmp_path):
+    """The onnx wheel's ResNet-50 has the zoo's MACs, parameters and GEMMs exactly; exported
+    again it passes the ONNX checker and imports the same (so does AlexNet, with LRN)."""
+    from sparsa.workloads.onnx_export import export_onnx
+    wl = load_workload(os.path.join(LIGHT, "light_resnet50.onnx"))
+    zoo = load_workload("resnet50")
+    assert (wl.total_macs, wl.params) == (zoo.total_macs, zoo.params) == (4_089_184_256,
+                                                                        25_503_912)
+    assert [astuple(ly.gemm()) for ly in wl.gemm_layers()] == \
+        [astuple(ly.gemm()) for ly in zoo.gemm_layers()]
+    for net in ("resnet50", "bvlc_alexnet"):
+        src = load_workload(os.path.join(LIGHT, f"light_{net}.onnx"))
+        path = export_onnx(src, tmp_path / f"{net}.onnx")
+        onnx.checker.check_model(_checkable(path), full_check=True)
+        back = load_workload(str(path))
+        assert back.total_macs == src.total_macs
+        inference = {"dropout": "identity"}         # exported as what it is at inference
+        assert sorted(ly.kind for ly in back.layers()) == \
+            sorted(inference.get(ly.kind, ly.kind) for ly in src.layers())

@@ -121,6 +121,9 @@ class _Exporter:
             self.node("MatMul", [ins[0], b], n, n)
         elif k in _SIMPLE:
             self.node(_SIMPLE[k], ins[:1], n, n)
+        elif k == "lrn":
+            self.node("LRN", ins[:1], n, n, size=int(a["size"]),
+                      **{x: float(a[x]) for x in ("alpha", "beta", "bias") if x in a})
         elif k == "clip":
             lo = self.nh.from_array(np.array(a.get("min", 0.0), np.float32), f"{n}.min")
             hi = self.nh.from_array(np.array(a.get("max", 6.0), np.float32), f"{n}.max")
@@ -130,7 +133,8 @@ class _Exporter:
             args = list(ins)
             if a.get("const_shape") is not None:
                 args.append(self.param(f"{n}.const", tuple(int(x) for x in a["const_shape"])))
-            self.node(_BINARY[k], args, n, n)
+            # ONNX Add is binary; an n-ary add (an imported Sum) goes back as Sum
+            self.node("Sum" if k == "add" and len(args) > 2 else _BINARY[k], args, n, n)
         elif k in ("softmax", "logsoftmax"):
             self.node("Softmax" if k == "softmax" else "LogSoftmax", ins, n, n,
                       axis=int(a.get("axis", -1)))
@@ -192,7 +196,8 @@ class _Exporter:
                 name, self.T.INT64 if ints else self.T.FLOAT, list(shape)))
         for ly in self.wl.layers():
             self.layer(ly)
-        outputs = [h.make_tensor_value_info(o, self.T.FLOAT, None) for o in self.wl.outputs()]
+        outputs = [h.make_tensor_value_info(o, self.T.FLOAT, list(self.wl.layer(o).out_shape))
+                   for o in self.wl.outputs()]
         g = h.make_graph(self.nodes, self.wl.name, inputs, outputs, self.inits)
         return h.make_model(g, opset_imports=[h.make_opsetid("", OPSET)],
                             producer_name="sparsa")

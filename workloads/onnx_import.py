@@ -6,8 +6,8 @@
   alone reads a ``MatMul``'s product is its bias); ``MatMul`` of two activations ->
   ``matmul`` (attention).
 * Non-GEMM ops of CNNs and transformers become layers with shapes: Relu, Clip, Gelu, Erf,
-  Sigmoid, Tanh, HardSwish, LeakyRelu, Add/Sub/Mul/Div/Pow (constant operands as a
-  broadcast ``const_shape``), MaxPool, AveragePool, GlobalAveragePool, Flatten, Reshape,
+  Sigmoid, Tanh, HardSwish, LeakyRelu, LRN, Add/Sub/Mul/Div/Pow and the n-ary Sum/Max/Min
+  (constant operands as a broadcast ``const_shape``), MaxPool, AveragePool, GlobalAveragePool, Flatten, Reshape,
   Transpose, Softmax, LayerNormalization, BatchNormalization, Concat, Split (one ``slice``
   layer per output), Slice, Squeeze, Unsqueeze, Pad, ReduceMean, Gather (embedding
   lookup, or indexing an activation), Expand, Where and friends; QuantizeLinear /
@@ -44,11 +44,11 @@ _UNARY = {
     "Log": "log", "Abs": "abs", "Reciprocal": "reciprocal", "Cast": "cast", "Clip": "clip",
     "Softmax": "softmax", "LogSoftmax": "logsoftmax", "LayerNormalization": "layernorm",
     "BatchNormalization": "batchnorm", "InstanceNormalization": "instancenorm",
-    "GroupNormalization": "groupnorm", "Silu": "silu",
+    "GroupNormalization": "groupnorm", "LRN": "lrn", "Silu": "silu",
     "QuantizeLinear": "requant", "DequantizeLinear": "requant",
 }
-_BINARY = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div", "Pow": "pow",
-           "Max": "max", "Min": "min", "Where": "where"}
+_BINARY = {"Add": "add", "Sum": "add", "Sub": "sub", "Mul": "mul", "Div": "div",
+           "Pow": "pow", "Max": "max", "Min": "min", "Where": "where"}
 _STRUCT = {"Conv", "Gemm", "MatMul", "MaxPool", "AveragePool", "GlobalAveragePool",
            "GlobalMaxPool", "Flatten", "Reshape", "Transpose", "Concat", "Split", "Slice",
            "Squeeze", "Unsqueeze", "Pad", "ReduceMean", "ReduceSum", "ReduceMax", "Gather",
@@ -225,10 +225,12 @@ class _Importer:
             elif op == "Gather":
                 v = np.take(vals[0], vals[1].astype(np.int64), axis=int(a.get("axis", 0)))
             elif op in _BINARY and op != "Where":
-                fn = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply,
+                fn = {"Add": np.add, "Sum": np.add, "Sub": np.subtract, "Mul": np.multiply,
                       "Div": np.divide, "Pow": np.power, "Max": np.maximum,
                       "Min": np.minimum}[op]
-                v = fn(vals[0], vals[1])
+                v = vals[0]
+                for x in vals[1:]:       # Sum, Max and Min take any number of operands
+                    v = fn(v, x)
                 if op == "Div" and np.issubdtype(vals[0].dtype, np.integer):
                     v = np.floor_divide(vals[0], vals[1])
             elif op == "Reshape":
@@ -368,6 +370,10 @@ class _Importer:
             extra: dict[str, Any] = {}
             if op in ("Softmax", "LogSoftmax", "LayerNormalization"):
                 extra["axis"] = int(a.get("axis", -1))
+            elif op == "LRN":      # across `size` channels; the rest as ONNX defaults it
+                extra["size"] = int(a["size"])
+                extra.update({k: float(a.get(k, d)) for k, d in
+                              (("alpha", 1e-4), ("beta", 0.75), ("bias", 1.0))})
             self._add(node, idx, _UNARY[op], [self._act(node, ins[0])], **extra)
         elif op in _BINARY:
             acts = [self._act(node, i) for i in ins if i and not self._is_const(i)]
