@@ -411,3 +411,32 @@ def test_real_resnet50_onnx_equals_the_zoo_and_round_trips(tmp_path):
         inference = {"dropout": "identity"}         # exported as what it is at inference
         assert sorted(ly.kind for ly in back.layers()) == \
             sorted(inference.get(ly.kind, ly.kind) for ly in src.layers())
+
+
+@pytest.mark.parametrize("case, kind", [("PReLU_2d_multiparam", "prelu"), ("PReLU_1d", "prelu"),
+                                        ("ELU", "elu"), ("SELU", "selu"),
+                                        ("Softplus", "softplus")])
+def test_activation_files_shipped_with_onnx_import_and_export(case, kind, tmp_path):
+    """PyTorch exports in the onnx wheel (old opsets: a per-channel PRelu slope ``[C]``,
+    read as ``[C, 1, 1]``) import, and export again to a model that passes the checker."""
+    from sparsa.workloads.onnx_export import export_onnx
+    path = os.path.join(os.path.dirname(LIGHT), "pytorch-converted", f"test_{case}",
+                        "model.onnx")
+    wl = load_workload(path)
+    (ly,) = wl.layers()
+    assert ly.kind == kind and ly.out_shape == ly.in_shapes[0]
+    if case == "PReLU_2d_multiparam":
+        assert ly.attrs["slope_shape"] == [3, 1, 1]
+    out = export_onnx(wl, tmp_path / "again.onnx")
+    onnx.checker.check_model(_checkable(out), full_check=True)
+    (back,) = load_workload(str(out)).layers()
+    assert (back.kind, back.out_shape, back.attrs) == (ly.kind, ly.out_shape, ly.attrs)
+
+
+def test_prelu_slope_that_does_not_broadcast_is_one_line(tmp_path):
+    n = Net()
+    n.init("slope", np.ones(7, np.float32))
+    n.node("PRelu", ["x", "slope"], "p")
+    path = n.save(tmp_path / "prelu.onnx", [_vi("x", [1, 3, 4, 4])], [_vi("p_out", None)])
+    with pytest.raises(WorkloadError, match=r"prelu\.onnx: .*(PRelu|slope)"):
+        load_workload(path)

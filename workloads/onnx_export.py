@@ -40,7 +40,9 @@ _SIMPLE = {"relu": "Relu", "gelu": "Gelu", "erf": "Erf", "sigmoid": "Sigmoid",
            "sqrt": "Sqrt", "exp": "Exp", "log": "Log", "abs": "Abs",
            "reciprocal": "Reciprocal", "hardswish": "HardSwish", "hardsigmoid": "HardSigmoid",
            "leakyrelu": "LeakyRelu", "globalavgpool": "GlobalAveragePool",
-           "globalmaxpool": "GlobalMaxPool"}
+           "globalmaxpool": "GlobalMaxPool", "elu": "Elu", "selu": "Selu", "celu": "Celu",
+           "softplus": "Softplus", "softsign": "Softsign", "mish": "Mish", "sign": "Sign",
+           "shrink": "Shrink", "thresholdedrelu": "ThresholdedRelu"}
 _BINARY = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "pow": "Pow",
            "max": "Max", "min": "Min"}
 
@@ -121,6 +123,9 @@ class _Exporter:
             self.node("MatMul", [ins[0], b], n, n)
         elif k in _SIMPLE:
             self.node(_SIMPLE[k], ins[:1], n, n)
+        elif k == "prelu":
+            self.node("PRelu", [ins[0], self.param(f"{n}.slope", tuple(
+                int(x) for x in a.get("slope_shape", [1])))], n, n)
         elif k == "lrn":
             self.node("LRN", ins[:1], n, n, size=int(a["size"]),
                       **{x: float(a[x]) for x in ("alpha", "beta", "bias") if x in a})

@@ -6,8 +6,9 @@
   alone reads a ``MatMul``'s product is its bias); ``MatMul`` of two activations ->
   ``matmul`` (attention).
 * Non-GEMM ops of CNNs and transformers become layers with shapes: Relu, Clip, Gelu, Erf,
-  Sigmoid, Tanh, HardSwish, LeakyRelu, LRN, Add/Sub/Mul/Div/Pow and the n-ary Sum/Max/Min
-  (constant operands as a broadcast ``const_shape``), MaxPool, AveragePool, GlobalAveragePool, Flatten, Reshape,
+  Sigmoid, Tanh, HardSwish, LeakyRelu, PRelu, Elu/Selu/Celu, Softplus, Mish, LRN,
+  Add/Sub/Mul/Div/Pow and the n-ary Sum/Max/Min (constant operands as a broadcast
+  ``const_shape``), MaxPool, AveragePool, GlobalAveragePool, Flatten, Reshape,
   Transpose, Softmax, LayerNormalization, BatchNormalization, Concat, Split (one ``slice``
   layer per output), Slice, Squeeze, Unsqueeze, Pad, ReduceMean, Gather (embedding
   lookup, or indexing an activation), Expand, Where and friends; QuantizeLinear /
@@ -44,7 +45,10 @@ _UNARY = {
     "Log": "log", "Abs": "abs", "Reciprocal": "reciprocal", "Cast": "cast", "Clip": "clip",
     "Softmax": "softmax", "LogSoftmax": "logsoftmax", "LayerNormalization": "layernorm",
     "BatchNormalization": "batchnorm", "InstanceNormalization": "instancenorm",
-    "GroupNormalization": "groupnorm", "LRN": "lrn", "Silu": "silu",
+    "GroupNormalization": "groupnorm", "LRN": "lrn", "Silu": "silu", "Elu": "elu",
+    "Selu": "selu", "Celu": "celu", "Softplus": "softplus", "Softsign": "softsign",
+    "Mish": "mish", "Sign": "sign", "Shrink": "shrink", "ThresholdedRelu": "thresholdedrelu",
+    "PRelu": "prelu",
     "QuantizeLinear": "requant", "DequantizeLinear": "requant",
 }
 _BINARY = {"Add": "add", "Sum": "add", "Sub": "sub", "Mul": "mul", "Div": "div",
@@ -370,6 +374,8 @@ class _Importer:
             extra: dict[str, Any] = {}
             if op in ("Softmax", "LogSoftmax", "LayerNormalization"):
                 extra["axis"] = int(a.get("axis", -1))
+            elif op == "PRelu":    # the slope: a parameter broadcast over the input
+                extra["slope_shape"] = self._slope_shape(node, ins)
             elif op == "LRN":      # across `size` channels; the rest as ONNX defaults it
                 extra["size"] = int(a["size"])
                 extra.update({k: float(a.get(k, d)) for k, d in
@@ -480,6 +486,22 @@ class _Importer:
         else:
             raise WorkloadError(f"{self.path}: unsupported ONNX op {op} "
                                 f"(node {node.name or '?'!r})")
+
+    def _slope_shape(self, node: Any, ins: list[str]) -> list[int]:
+        """PRelu's slope shape, broadcastable to its input the way opset 7+ reads it: a
+        per-channel slope ``[C]`` of an older export becomes ``[C, 1, ..., 1]``."""
+        x = self.b.shape(self._act(node, ins[0]))
+        sl = list(self.const_shapes.get(ins[1], ())) if len(ins) > 1 else []
+        if len(sl) == 1 and len(x) > 2 and sl[0] == x[1] and sl[0] not in (1, x[-1]):
+            sl = sl + [1] * (len(x) - 2)
+        from .ops import broadcast
+        try:
+            if tuple(broadcast(tuple(x), tuple(sl))) != tuple(x):
+                raise ValueError
+        except Exception:
+            raise self._err(node, f"slope of shape {sl} does not broadcast to the input "
+                                  f"{list(x)}") from None
+        return sl
 
     def _fold_bias(self, node: Any, ins: list[str], acts: list[str],
                    consts: list[tuple[int, ...]]) -> bool:

@@ -43,7 +43,8 @@ UNARY_KINDS = frozenset({
     "relu", "clip", "gelu", "erf", "sigmoid", "tanh", "silu", "hardswish", "hardsigmoid",
     "leakyrelu", "identity", "dropout", "neg", "sqrt", "exp", "log", "abs", "reciprocal",
     "cast", "softmax", "logsoftmax", "layernorm", "batchnorm", "instancenorm", "groupnorm",
-    "lrn", "requant",
+    "lrn", "requant", "elu", "selu", "celu", "softplus", "softsign", "mish", "sign", "shrink",
+    "thresholdedrelu", "prelu",
 })
 #: element-wise kinds with numpy broadcasting over all inputs (and an optional constant)
 BINARY_KINDS = frozenset({"add", "sub", "mul", "div", "pow", "max", "min", "where"})
