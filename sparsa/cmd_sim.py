@@ -410,7 +410,9 @@ def compare_cmd(workload: str, dataflows: str, sparsities: str, config: str | No
                 train: bool, batch: int, seq: int | None, energy_table: str | None,
                 csv_path: str | None, as_json: bool) -> None:
     """Compare dataflows and sparsity patterns on WORKLOAD side by side: cycles,
-    utilisation, DRAM bytes, energy, speed-up versus dense and the limiting factor."""
+    utilisation, DRAM bytes, energy, speed-up versus dense and the limiting factor, then
+    the table of limiting factors (speed-up against the ideal m/n, the share of the
+    array's time per limit, what stops the speed-up following m/n)."""
     if csv_path is not None:
         from sparsa.outputs import check_out_file
         check_out_file(csv_path, "--csv")
