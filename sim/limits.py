@@ -9,7 +9,9 @@ dense baseline on the same core and reports
   window 8, 8x; 2:4 on ``n2m8`` at window 4, 2x); a pattern denser than the array's ``n``
   runs in ``s`` passes at window ``w`` at ``w/(n*s)`` (4:8 on ``n2m8``: 2x; 2:4 on
   ``n1m16``: 2x, see :mod:`sparsa.compiler.wformat`), and at 1 when no split beats dense
-  mode;
+  mode; for a training step, the three GEMMs of a layer (equal MACs) at the forward and
+  backward-data rates and a dense weight gradient (2x for Bi-Mask 2:8 both ways, 4/3x for
+  a forward-only 2:8);
 * ``speedup``: the measured one (dense cycles / cycles) and ``of_ideal`` = speedup / ideal;
 * the share of the array's time spent on each limit of :func:`sparsa.sim.api.simulate`:
   ``compute`` (streaming rows), ``fill-drain`` (pipeline fill/drain per pass and waiting for
@@ -37,20 +39,33 @@ LIMIT_NAMES = {"compute": "compute", "fill_drain": "fill-drain", "dram_bw": "DRA
                "window_bw": "window"}
 
 
-def pattern_ratio(sparsity: str, config: AccelConfig | None = None) -> float:
+def pattern_ratio(sparsity: str, config: AccelConfig | None = None, *,
+                  train: bool = False) -> float:
     """``m/n`` of the plan's (forward) N:M pattern (block density folded in); 1 for dense.
     With ``config``: the rate the array can give it — capped at ``w/n`` for the widest of
     the array's windows ``w`` the pattern fits (``m/n`` when it fits ``n:m``; 2 for 2:4 on
     an ``m = 8`` array), at ``w/(n*s)`` when it runs in ``s`` passes, and 1 when it runs in
     dense mode. Unstructured sparsity (``block1x1``) skips no whole tile: its rate is capped
-    at the array's ``m/n``."""
-    from sparsa.compiler.wformat import spec_passes
+    at the array's ``m/n``. ``train``: the ideal of a training step, whose three GEMMs per
+    layer have equal MACs: ``3 / (1/r_fwd + 1/r_bwd + 1)`` with the forward and
+    backward-data rates (the backward one 1 unless the plan is a Bi-Mask or transposable
+    bidirectional spec) and a dense weight gradient (2x for 2:8 both ways, as
+    ``sparsa train-step`` reports)."""
     from sparsa.workloads.sparsity import SparsityPlan
     plan = SparsityPlan.parse(sparsity)
     specs = [s for _, s in plan.rules]
     if not specs:
         return 1.0
-    s = specs[-1].forward
+    if not train:
+        return _spec_ratio(specs[-1].forward, config)
+    rf = _spec_ratio(specs[-1].forward, config)
+    rb = _spec_ratio(specs[-1].backward, config)
+    return 3 / (1 / rf + 1 / rb + 1)
+
+
+def _spec_ratio(s: Any, config: AccelConfig | None) -> float:
+    """:func:`pattern_ratio` of one GEMM's spec."""
+    from sparsa.compiler.wformat import spec_passes
     r = 1.0
     if s.n is not None:
         r = s.m / s.n
@@ -67,13 +82,13 @@ def pattern_ratio(sparsity: str, config: AccelConfig | None = None) -> float:
 
 
 def limit_row(sparsity: str, config: AccelConfig, *, cycles: int, dense_cycles: int,
-              limits: dict[str, int]) -> dict[str, Any]:
+              limits: dict[str, int], train: bool = False) -> dict[str, Any]:
     """The limiting-factor figures of one run of ``sparsity`` on ``config`` (see the module
     docstring): ``ideal``, ``speedup``, ``of_ideal``, ``share_<limit>`` (of the array's
     time) and ``stops_m_over_n``, from its cycles, its dense baseline's and its limit cycles
-    (:attr:`sparsa.sim.api.SimResult.limits`)."""
+    (:attr:`sparsa.sim.api.SimResult.limits`); ``train``: of a training step."""
     tot = max(1, sum(limits.values()))
-    ideal = pattern_ratio(sparsity, config)
+    ideal = pattern_ratio(sparsity, config, train=train)
     sp_up = dense_cycles / max(1, cycles)
     non_compute = {k: v for k, v in limits.items() if k != "compute"}
     stop = max(non_compute, key=lambda k: non_compute[k])
@@ -102,7 +117,7 @@ def limit_rows(workload: Any, config: AccelConfig | str | None, sparsities: list
     for sp in sparsities:
         prog, res = (None, dense) if sp == "dense" else run(sp)
         lim = limit_row(sp, cfg, cycles=res.cycles, dense_cycles=dense.cycles,
-                        limits=res.limits)
+                        limits=res.limits, train=train)
         rows.append({
             "sparsity": sp, "cycles": res.cycles, "dense_cycles": dense.cycles,
             "speedup": lim.pop("speedup"), "ideal": lim.pop("ideal"),

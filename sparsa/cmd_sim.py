@@ -333,7 +333,8 @@ def compare_rows(workload: str, config: str | None, dataflows: list[str],
             r["dram_bytes"] = r["dram_read_bytes"] + r["dram_write_bytes"]
             r["energy_uj"] = round(r["energy_pj"] / 1e6, 3)
             lim = limit_row(sp, cfg, cycles=r["cycles"], dense_cycles=r["dense_cycles"],
-                            limits={k: r[f"limit_{k}_cycles"] for k in LIMIT_NAMES})
+                            limits={k: r[f"limit_{k}_cycles"] for k in LIMIT_NAMES},
+                            train=train)
             del lim["speedup"]      # run_point's, unrounded
             r.update(lim)
             rows.append(r)
@@ -362,7 +363,7 @@ def limits_table(rows: list[dict[str, Any]], title: str, *, dataflow: bool = Fal
     for r in rows:
         t.add_row(*((r["dataflow"], r["sparsity"]) if dataflow else
                     (r["sparsity"], f"{r['cycles']:,}")),
-                  f"{r['speedup']:.2f}x", f"{r['ideal']:.0f}x", f"{r['of_ideal']:.0%}",
+                  f"{r['speedup']:.2f}x", f"{r['ideal']:.3g}x", f"{r['of_ideal']:.0%}",
                   *(f"{r['share_' + k]:.0%}" for k in ("compute", "fill-drain", "DRAM",
                                                        "window")),
                   *(() if dataflow else (fmt_count(r["dram_bytes"]),)), r["stops_m_over_n"])

@@ -117,6 +117,19 @@ def test_limits_rows_and_cli(tmp_path, capsys):
 
 
 
+
+def test_training_ideal_counts_the_dense_weight_gradient(tmp_path):
+    """A training step's ideal is that of its three GEMMs (equal MACs per layer): forward
+    and backward-data at their patterns' rates, the weight gradient dense."""
+    cfg = PRESETS["16x16-n2m8"]
+    bi = "fwd=2:8,bwd=2:8,method=bimask"
+    assert pattern_ratio(bi, cfg) == 4 and pattern_ratio(bi, cfg, train=True) == 2
+    assert pattern_ratio("2:8", cfg, train=True) == pytest.approx(4 / 3)   # forward-only
+    assert pattern_ratio("dense", cfg, train=True) == 1
+    rows = limit_rows(_topo(tmp_path), cfg, ["dense", bi], train=True)
+    assert rows[1]["ideal"] == 2 and 1.2 < rows[1]["speedup"] <= 2.0
+    assert rows[1]["of_ideal"] == round(rows[1]["speedup"] / 2, 4)
+
 def test_compare_prints_the_limiting_factors(tmp_path, capsys, monkeypatch):
     """``sparsa compare`` carries the table of ``sparsa limits`` (per point, with the same
     figures): speed-up against the ideal m/n and the share of the array's time per limit."""
