@@ -34,6 +34,7 @@ import math
 import numbers
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,7 +59,8 @@ from .model import (
     ops_from_program,
 )
 
-__all__ = ["SimResult", "simulate", "apply_baseline", "run_point", "DATAFLOWS", "LIMITS",
+__all__ = ["SimResult", "simulate", "apply_baseline", "run_point", "run_points", "DATAFLOWS",
+           "LIMITS",
            "COMPUTE_BOUND_SHARE", "compute_share", "load_program", "HOST_ELEMS_PER_CYCLE",
            "host_elements"]
 
@@ -563,16 +565,7 @@ def run_point(workload: str, config: AccelConfig | str, sparsity: str = "dense",
         (empty when every GEMM runs the mode its sparsity suggests).
     """
     t0 = time.perf_counter()
-    check_point_options(options)
-    opts = dict(options or {})
-    cfg = resolve_config(config)
-    if dataflow not in DATAFLOWS:
-        raise SimError(f"dataflow={dataflow!r} is invalid; allowed: {', '.join(DATAFLOWS)}")
-    mopts = ModelOptions.from_dict(opts.get("model"), "options.model")
-    copts = dict(opts.get("compile") or {})
-    seed = int(opts.get("seed", 0))
-    table = opts.get("energy_table")
-    variant = dict(opts.get("variant") or {})
+    opts, cfg, mopts, copts, seed, table, variant = _point_setup(options, config, [dataflow])
     prog = _compile_cached(workload, cfg, sparsity, train, batch, seq, copts, seed)
     baseline = None
     same: SimResult | None = None
@@ -604,19 +597,121 @@ def run_point(workload: str, config: AccelConfig | str, sparsity: str = "dense",
     else:
         res = simulate(prog, cfg, dataflow=dataflow, options=mopts, energy_table=table,
                        baseline=baseline, variant_options=variant)
+    return _point_row(workload, sparsity, train, batch, res, prog.mode_notes(),
+                      bool(opts.get("layers")), time.perf_counter() - t0)
+
+
+def _point_setup(options: dict | None, config: AccelConfig | str, dataflows: list[str]
+                 ) -> tuple[dict, AccelConfig, ModelOptions, dict, int, Any, dict]:
+    """Checked options of :func:`run_point` / :func:`run_points`: ``(options, config,
+    model options, compile options, seed, energy table, variant options)``."""
+    check_point_options(options)
+    opts = dict(options or {})
+    cfg = resolve_config(config)
+    for dataflow in dataflows:
+        if dataflow not in DATAFLOWS:
+            raise SimError(f"dataflow={dataflow!r} is invalid; allowed: "
+                           f"{', '.join(DATAFLOWS)}")
+    mopts = ModelOptions.from_dict(opts.get("model"), "options.model")
+    return (opts, cfg, mopts, dict(opts.get("compile") or {}), int(opts.get("seed", 0)),
+            opts.get("energy_table"), dict(opts.get("variant") or {}))
+
+
+def _point_row(workload: Any, sparsity: str, train: bool, batch: int, res: SimResult,
+               mode_notes: list[str], layers: bool, seconds: float) -> dict[str, Any]:
+    """:func:`run_point`'s flat dict of a simulated point."""
     out: dict[str, Any] = {"workload": workload if isinstance(workload, str)
                            else getattr(workload, "name", "workload"),
                            "sparsity": sparsity, "train": bool(train), "batch": batch}
     out.update(res.summary())
     # why layers run another mode than the sparsity suggests (e.g. 3:8 dense on n=2)
-    out["mode_notes"] = "; ".join(prog.mode_notes())
+    out["mode_notes"] = "; ".join(mode_notes)
     if train:
         for k, v in res.phase_cycles().items():
             out[f"cycles_{k}"] = v
-    if opts.get("layers"):
+    if layers:
         out["layers"] = [dict(r) for r in res.per_layer]
-    out["runtime_s"] = round(time.perf_counter() - t0, 4)
+    out["runtime_s"] = round(seconds, 4)
     return out
+
+
+_GROUPS: list[tuple] = []    # the point groups of run_points, read by its forked workers
+
+
+def _simulate_group(i: int) -> list[tuple[str, str, SimResult, list[str], float]]:
+    """Compile one sparsity of :data:`_GROUPS` (once) and simulate it with each of its
+    dataflows, without a baseline: ``(sparsity, dataflow, result, mode notes, seconds)``."""
+    workload, cfg, sparsity, dfs, train, batch, seq, copts, seed, mopts, table, variant = \
+        _GROUPS[i]
+    out = []
+    for df in dfs:
+        t0 = time.perf_counter()
+        prog = _compile_cached(workload, cfg, sparsity, train, batch, seq, copts, seed)
+        res = simulate(prog, cfg, dataflow=df, options=mopts, energy_table=table,
+                       variant_options=variant)
+        res.stats = None        # per-operation arrays: not needed, costly to send back
+        out.append((sparsity, df, res, prog.mode_notes(), time.perf_counter() - t0))
+    return out
+
+
+def run_points(workload: Any, config: AccelConfig | str, points: list[tuple[str, str]], *,
+               train: bool = False, batch: int = 1, seq: int | None = None,
+               options: dict | None = None, jobs: int | None = None,
+               done: Callable[[int], None] | None = None) -> list[dict]:
+    """:func:`run_point` of every ``(sparsity, dataflow)`` of ``points`` (the same dicts,
+    in that order; ``runtime_s`` is the point's own compile and simulation), in ``jobs``
+    forked worker processes: each compiles one sparsity once and simulates it with each of
+    its dataflows; the dense runs (one per dataflow, computed once) are every point's
+    baseline. ``jobs``: default :func:`sparsa.compiler.tiling.timing_jobs` (2 on this
+    2-core machine in a top-level process, else 1: then one after the other in this
+    process). ``done(k)``: called as ``k`` more points are finished (a progress bar)."""
+    import multiprocessing
+
+    from sparsa.compiler.tiling import timing_jobs
+    opts, cfg, mopts, copts, seed, table, variant = _point_setup(
+        options, config, [df for _, df in points])
+    groups: dict[str, list[str]] = {}
+    for sp, df in points:
+        groups.setdefault(sp, [])
+        if df not in groups[sp]:
+            groups[sp].append(df)
+    with_base = opts.get("baseline", True)
+    if with_base:    # the baselines: the dense run of every dataflow
+        dense = groups.setdefault("dense", [])
+        dense.extend(df for _, df in points if df not in dense)
+    order = sorted(groups, key=lambda sp: sp != "dense")    # dense (the longest) first
+    _GROUPS[:] = [(workload, cfg, sp, groups[sp], train, batch, seq, copts, seed, mopts,
+                   table, variant) for sp in order]
+    jobs = timing_jobs() if jobs is None else jobs
+    results: dict[tuple[str, str], tuple] = {}
+    wanted = set(points)
+    try:
+        if jobs > 1 and len(_GROUPS) > 1 and \
+                "fork" in multiprocessing.get_all_start_methods():
+            with multiprocessing.get_context("fork").Pool(min(jobs, len(_GROUPS))) as pool:
+                for got in pool.imap_unordered(_simulate_group, range(len(_GROUPS))):
+                    _collect(got, results, wanted, done)
+        else:
+            for i in range(len(_GROUPS)):
+                _collect(_simulate_group(i), results, wanted, done)
+    finally:
+        _GROUPS.clear()
+    rows = []
+    for sp, df in points:
+        res, notes, secs = results[sp, df]
+        if with_base:
+            apply_baseline(res, results["dense", df][0])
+        rows.append(_point_row(workload, sp, train, batch, res, notes,
+                               bool(opts.get("layers")), secs))
+    return rows
+
+
+def _collect(got: list[tuple], results: dict, wanted: set, done: Callable[[int], None] | None
+             ) -> None:
+    for sp, df, res, notes, secs in got:
+        results[sp, df] = (res, notes, secs)
+    if done is not None:
+        done(sum((sp, df) in wanted for sp, df, *_ in got))
 
 
 def load_program(path: str) -> Any:

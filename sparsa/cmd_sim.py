@@ -312,14 +312,14 @@ def compare_rows(workload: str, config: str | None, dataflows: list[str],
                  sparsities: list[str], *, train: bool = False, batch: int = 1,
                  seq: int | None = None, options: dict[str, Any] | None = None,
                  progress: bool = False) -> list[dict[str, Any]]:
-    """One :func:`~sparsa.sim.api.run_point` per (sparsity, dataflow), as table rows, with
+    """One :func:`~sparsa.sim.api.run_point` per (sparsity, dataflow) (computed by
+    :func:`~sparsa.sim.api.run_points`: two at a time on two cores), as table rows, with
     ``dram_bytes``, ``energy_uj`` and :func:`~sparsa.sim.limits.limit_row`'s figures (ideal
     speed-up, share of the array's time per limit, what stops the speed-up following m/n)."""
-    from sparsa.sim.api import run_point
+    from sparsa.sim.api import run_points
     from sparsa.sim.limits import LIMIT_NAMES, limit_row
     cfg = resolve_config(config)
     points = [(sp, df) for sp in sparsities for df in dataflows]
-    rows = []
     bar = None
     if progress:
         from rich.progress import Progress
@@ -327,22 +327,20 @@ def compare_rows(workload: str, config: str | None, dataflows: list[str],
         bar.start()
         task = bar.add_task("simulating", total=len(points))
     try:
-        for sp, df in points:
-            r = run_point(workload, cfg, sp, df, train=train, batch=batch, seq=seq,
-                          options=options)
-            r["dram_bytes"] = r["dram_read_bytes"] + r["dram_write_bytes"]
-            r["energy_uj"] = round(r["energy_pj"] / 1e6, 3)
-            lim = limit_row(sp, cfg, cycles=r["cycles"], dense_cycles=r["dense_cycles"],
-                            limits={k: r[f"limit_{k}_cycles"] for k in LIMIT_NAMES},
-                            train=train)
-            del lim["speedup"]      # run_point's, unrounded
-            r.update(lim)
-            rows.append(r)
-            if bar is not None:
-                bar.advance(task)
+        rows = run_points(workload, cfg, points, train=train, batch=batch, seq=seq,
+                          options=options, done=None if bar is None else
+                          lambda k: bar.advance(task, k))
     finally:
         if bar is not None:
             bar.stop()
+    for (sp, _), r in zip(points, rows, strict=True):
+        r["dram_bytes"] = r["dram_read_bytes"] + r["dram_write_bytes"]
+        r["energy_uj"] = round(r["energy_pj"] / 1e6, 3)
+        lim = limit_row(sp, cfg, cycles=r["cycles"], dense_cycles=r["dense_cycles"],
+                        limits={k: r[f"limit_{k}_cycles"] for k in LIMIT_NAMES},
+                        train=train)
+        del lim["speedup"]      # run_point's, unrounded
+        r.update(lim)
     return rows
 
 

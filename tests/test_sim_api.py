@@ -230,3 +230,30 @@ def test_run_point_says_which_layers_cannot_run_their_sparsity():
     assert r["mode_notes"].startswith("3 GEMM layers (c1, c2, ...): dense mode: 3:8 has more "
                                       "than 2 non-zeros")
     assert run_point(WL, CFG, "2:4")["mode_notes"] == ""
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_run_points_in_workers_equal_run_point(train, tmp_path):
+    """run_points (forked workers, one sparsity each, the dense runs shared as baselines)
+    gives run_point's dicts, in the points' order, in workers and inline alike."""
+    from sparsa.sim.api import run_points
+    wl = WL
+    if train:       # a training step expands a real workload
+        wl = str(tmp_path / "mlp.csv")
+        (tmp_path / "mlp.csv").write_text("Layer, M, N, K\nfc1, 64, 96, 128\nfc2, 64, 32, 96\n")
+    sps = ["2:4", "dense"] if not train else ["fwd=2:4,bwd=2:4,method=transposable"]
+    points = [(sp, df) for sp in sps for df in ("ws", "os", "is")]
+    opts = {"layers": True}
+    one = [run_point(wl, CFG, sp, df, train=train, options=opts) for sp, df in points]
+    seen: list[int] = []
+    for jobs in (2, 1):
+        many = run_points(wl, CFG, points, train=train, options=opts, jobs=jobs,
+                          done=seen.append)
+        assert [{k: v for k, v in r.items() if k != "runtime_s"} for r in many] == \
+            [{k: v for k, v in r.items() if k != "runtime_s"} for r in one]
+        assert sum(seen) == len(points)
+        seen.clear()
+    bare = run_points(wl, CFG, points[:1], train=train, options={"baseline": False})
+    assert bare[0]["speedup"] is None and bare[0]["cycles"] == one[0]["cycles"]
+    with pytest.raises(SimError, match="dataflow='xs' is invalid"):
+        run_points(WL, CFG, [("2:4", "xs")])
