@@ -59,7 +59,8 @@ from .model import (
     ops_from_program,
 )
 
-__all__ = ["SimResult", "simulate", "apply_baseline", "run_point", "run_points", "DATAFLOWS",
+__all__ = ["SimResult", "simulate", "apply_baseline", "run_point", "run_points",
+           "simulate_points", "DATAFLOWS",
            "LIMITS",
            "COMPUTE_BOUND_SHARE", "compute_share", "load_program", "HOST_ELEMS_PER_CYCLE",
            "host_elements"]
@@ -659,12 +660,28 @@ def run_points(workload: Any, config: AccelConfig | str, points: list[tuple[str,
                options: dict | None = None, jobs: int | None = None,
                done: Callable[[int], None] | None = None) -> list[dict]:
     """:func:`run_point` of every ``(sparsity, dataflow)`` of ``points`` (the same dicts,
-    in that order; ``runtime_s`` is the point's own compile and simulation), in ``jobs``
-    forked worker processes: each compiles one sparsity once and simulates it with each of
-    its dataflows; the dense runs (one per dataflow, computed once) are every point's
-    baseline. ``jobs``: default :func:`sparsa.compiler.tiling.timing_jobs` (2 on this
-    2-core machine in a top-level process, else 1: then one after the other in this
-    process). ``done(k)``: called as ``k`` more points are finished (a progress bar)."""
+    in that order; ``runtime_s`` is the point's own compile and simulation), computed by
+    :func:`simulate_points`."""
+    opts = dict(options or {})
+    got = simulate_points(workload, config, points, train=train, batch=batch, seq=seq,
+                          options=options, jobs=jobs, done=done)
+    return [_point_row(workload, sp, train, batch, *got[sp, df][:2],
+                       bool(opts.get("layers")), got[sp, df][2]) for sp, df in points]
+
+
+def simulate_points(workload: Any, config: AccelConfig | str, points: list[tuple[str, str]],
+                    *, train: bool = False, batch: int = 1, seq: int | None = None,
+                    options: dict | None = None, jobs: int | None = None,
+                    done: Callable[[int], None] | None = None
+                    ) -> dict[tuple[str, str], tuple[SimResult, list[str], float]]:
+    """Compile and simulate every ``(sparsity, dataflow)`` of ``points`` (options as
+    :func:`run_point`'s) in ``jobs`` forked worker processes: each compiles one sparsity
+    once and simulates it with each of its dataflows; the dense runs (one per dataflow,
+    computed once) are every point's baseline. Returns ``{point: (result, the program's
+    mode notes, seconds)}`` (results without their per-operation ``stats``). ``jobs``:
+    default :func:`sparsa.compiler.tiling.timing_jobs` (2 on this 2-core machine in a
+    top-level process, else 1: then one after the other in this process). ``done(k)``:
+    called as ``k`` more points are finished (a progress bar)."""
     import multiprocessing
 
     from sparsa.compiler.tiling import timing_jobs
@@ -696,14 +713,10 @@ def run_points(workload: Any, config: AccelConfig | str, points: list[tuple[str,
                 _collect(_simulate_group(i), results, wanted, done)
     finally:
         _GROUPS.clear()
-    rows = []
-    for sp, df in points:
-        res, notes, secs = results[sp, df]
-        if with_base:
-            apply_baseline(res, results["dense", df][0])
-        rows.append(_point_row(workload, sp, train, batch, res, notes,
-                               bool(opts.get("layers")), secs))
-    return rows
+    if with_base:
+        for sp, df in points:
+            apply_baseline(results[sp, df][0], results["dense", df][0])
+    return {p: results[p] for p in points}
 
 
 def _collect(got: list[tuple], results: dict, wanted: set, done: Callable[[int], None] | None

@@ -101,30 +101,24 @@ def limit_row(sparsity: str, config: AccelConfig, *, cycles: int, dense_cycles: 
 def limit_rows(workload: Any, config: AccelConfig | str | None, sparsities: list[str], *,
                train: bool = False, batch: int = 1, seq: int | None = None,
                seed: int = 0) -> list[dict[str, Any]]:
-    """One row per sparsity (see the module docstring)."""
-    from sparsa.compiler import compile_workload
-
-    from .api import simulate
+    """One row per sparsity (see the module docstring); the sparsities compile and simulate
+    in worker processes (:func:`sparsa.sim.api.simulate_points`)."""
+    from .api import simulate_points
     cfg = resolve_config(config)
-
-    def run(sp: str) -> Any:
-        prog = compile_workload(workload, cfg, sparsity=sp, train=train, with_data=False,
-                                seed=seed, batch=batch, seq=seq)
-        return prog, simulate(prog)
-
-    _, dense = run("dense")
+    got = simulate_points(workload, cfg, [(sp, "ws") for sp in sparsities], train=train,
+                          batch=batch, seq=seq, options={"seed": seed})
     rows = []
     for sp in sparsities:
-        prog, res = (None, dense) if sp == "dense" else run(sp)
-        lim = limit_row(sp, cfg, cycles=res.cycles, dense_cycles=dense.cycles,
+        res, notes, _ = got[sp, "ws"]
+        lim = limit_row(sp, cfg, cycles=res.cycles, dense_cycles=res.dense_cycles,
                         limits=res.limits, train=train)
         rows.append({
-            "sparsity": sp, "cycles": res.cycles, "dense_cycles": dense.cycles,
+            "sparsity": sp, "cycles": res.cycles, "dense_cycles": res.dense_cycles,
             "speedup": lim.pop("speedup"), "ideal": lim.pop("ideal"),
             "of_ideal": lim.pop("of_ideal"), **lim,
             "dram_bytes": res.totals["dram_read"] + res.totals["dram_write"],
             "limiting": res.limiting,
-            "mode_notes": [] if prog is None else prog.mode_notes(),
+            "mode_notes": [] if sp == "dense" else notes,
         })
     return rows
 
