@@ -53,8 +53,9 @@ from typing import Any
 from sparsa.compiler.options import CompileOptions
 from sparsa.hw.config import AccelConfig, resolve_config
 
-from .api import HOST_ELEMS_PER_CYCLE, host_elements
+from .api import HOST_ELEMS_PER_CYCLE, apply_baseline, host_elements
 from .errors import SimError
+from .workers import map_forked, start_forked
 
 __all__ = ["METHODS", "REFRESH_ON", "SAT_OPTIMISATIONS", "RefreshCost", "train_plan",
            "refresh_cost", "measure_host_seconds", "host_elements", "train_step", "ablation"]
@@ -247,6 +248,30 @@ def _compile(workload: Any, cfg: AccelConfig, plan: str, opt: CompileOptions, ba
                             options=opt, with_data=False, seed=seed, batch=batch, seq=seq)
 
 
+def _dense_step(workload: Any, cfg: AccelConfig, opt: CompileOptions, batch: int,
+                seq: int | None, seed: int, energy_table: str | None
+                ) -> tuple[Any, dict[str, int]]:
+    """The dense training step of :func:`train_step`: its simulation (without the
+    per-operation ``stats``) and its host elements."""
+    from .api import simulate
+    dprog = _compile(workload, cfg, "dense", opt, batch, seq, seed)
+    dres = simulate(dprog, energy_table=energy_table)
+    dres.stats = None
+    return dres, host_elements(dprog)
+
+
+def _ablation_row(workload: Any, cfg: AccelConfig, plan: str, opt: CompileOptions,
+                  batch: int, seq: int | None, seed: int, host_epc: float) -> dict[str, Any]:
+    """One setting of :func:`ablation`: core, host and per-phase cycles."""
+    from .api import simulate
+    prog = _compile(workload, cfg, plan, opt, batch, seq, seed)
+    res = simulate(prog)
+    hc = math.ceil(sum(host_elements(prog).values()) / host_epc)
+    ph = res.phase_cycles()
+    return {"cycles": res.cycles, "host_cycles": hc, "total": res.cycles + hc,
+            **{f"cycles_{k}": v for k, v in ph.items()}}
+
+
 def _phase_rows(res: Any, host: dict[str, int], host_epc: float) -> dict[str, dict[str, Any]]:
     peak = res.peak_macs_per_cycle
     ph: dict[str, dict[str, Any]] = {}
@@ -293,12 +318,21 @@ def train_step(workload: Any, config: AccelConfig | str | None = None, *, fwd: s
     plan = train_plan(fwd, bwd, method, candidates)
     if refresh_every is not None and refresh_every < 1:
         raise SimError(f"--refresh-every={refresh_every} is invalid: allowed an integer >= 1")
-    prog = _compile(workload, cfg, plan, opt, batch, seq, seed)
-    dprog = prog if plan == "dense" else _compile(workload, cfg, "dense", opt, batch, seq,
-                                                  seed)
-    dres = simulate(dprog, energy_table=energy_table)
-    res = dres if dprog is prog else simulate(prog, baseline=dres, energy_table=energy_table)
-    host, dhost = host_elements(prog), host_elements(dprog)
+    # the dense baseline compiles and simulates in a forked worker beside the sparse step
+    dense_args = (workload, cfg, opt, batch, seq, seed, energy_table)
+    pending = start_forked(_dense_step, *dense_args) if plan != "dense" else None
+    try:
+        prog = _compile(workload, cfg, plan, opt, batch, seq, seed)
+        res = simulate(prog, energy_table=energy_table)
+        if plan == "dense":
+            dres, dhost = res, host_elements(prog)
+        else:
+            dres, dhost = pending.get() if pending is not None else _dense_step(*dense_args)
+            apply_baseline(res, dres)
+    finally:
+        if pending is not None:
+            pending.close()
+    host = host_elements(prog)
     phases = _phase_rows(res, host, host_elems_per_cycle)
     dphases = _phase_rows(dres, dhost, host_elems_per_cycle)
     hc, dhc = phases["host"]["cycles"], dphases["host"]["cycles"]
@@ -368,20 +402,15 @@ def ablation(workload: Any, config: AccelConfig | str | None = None, *, fwd: str
     ``total`` (core + host), ``cost`` (``total`` over the all-on total) and the per-phase
     core cycles.
     """
-    from .api import simulate
     cfg = resolve_config(config)
     base = options or CompileOptions()
     plan = train_plan(fwd, bwd, method)
     settings = [("all on", base)] + [
         (f"no {o}", dataclasses.replace(base, **{o: False})) for o in SAT_OPTIMISATIONS]
-    rows = []
-    for name, opt in settings:
-        prog = _compile(workload, cfg, plan, opt, batch, seq, seed)
-        res = simulate(prog)
-        hc = math.ceil(sum(host_elements(prog).values()) / host_elems_per_cycle)
-        ph = res.phase_cycles()
-        rows.append({"setting": name, "cycles": res.cycles, "host_cycles": hc,
-                     "total": res.cycles + hc, **{f"cycles_{k}": v for k, v in ph.items()}})
+    # the settings compile and simulate in forked workers, two at a time on two cores
+    rows = [{"setting": name, **r} for (name, _), r in zip(settings, map_forked(
+        _ablation_row, [(workload, cfg, plan, opt, batch, seq, seed, host_elems_per_cycle)
+                        for _, opt in settings]), strict=True)]
     ref = rows[0]["total"]
     for r in rows:
         r["cost"] = round(r["total"] / max(1, ref), 4)

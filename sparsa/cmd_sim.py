@@ -183,6 +183,7 @@ def simulate_cmd(target: str, config: str | None, sparsity: str | None, train: b
     from sparsa.compiler import compile_workload
     from sparsa.sim.api import apply_baseline, load_program, simulate
     from sparsa.sim.errors import SimError
+    from sparsa.sim.workers import start_forked
     if scalesim_parity:
         given = [o for o, v in (("--sparsity", sparsity), ("--train", train),
                                 ("--batch", batch != 1), ("--seq", seq), ("--vs-dense", vs_dense),
@@ -225,7 +226,7 @@ def simulate_cmd(target: str, config: str | None, sparsity: str | None, train: b
                       energy_table)
         # --vs-dense: the dense baseline compiles and simulates in a forked process while
         # this one handles the sparse program (both are single-threaded Python)
-        pending = _start_dense_baseline(*dense_args) \
+        pending = start_forked(_dense_baseline, *dense_args) \
             if vs_dense and sparsity not in (None, "dense") else None
         try:
             opt = with_sparse_mode(sparse_mode, CompileOptions(dataflow=loop_order), target,
@@ -240,14 +241,13 @@ def simulate_cmd(target: str, config: str | None, sparsity: str | None, train: b
             res = simulate(prog, cfg, dataflow=dataflow, options=mopts,
                            energy_table=energy_table)
             if pending is not None:
-                apply_baseline(res, pending[1].get())   # the worker's exception re-raised
+                apply_baseline(res, pending.get())   # the worker's exception re-raised
             elif vs_dense:
                 apply_baseline(res, res if sparsity == "dense" else
                                _dense_baseline(*dense_args))
         finally:
             if pending is not None:
-                pending[0].terminate()
-                pending[0].join()
+                pending.close()
     total_s = time.perf_counter() - t0
     if as_json:
         out = dict(res.summary(), target=target, sparsity=sparsity if not is_prog else
@@ -272,17 +272,6 @@ def _dense_baseline(target: str, cfg: Any, train: bool, batch: int, seq: int | N
     res = simulate(dprog, cfg, dataflow=dataflow, options=mopts, energy_table=energy_table)
     res.stats = None   # per-operation arrays: not needed for the baseline, costly to send
     return res
-
-
-def _start_dense_baseline(*args: Any) -> Any:
-    """Start :func:`_dense_baseline` in a forked worker when there is a second core and
-    return the worker pool and its pending result, else ``None`` (the caller then runs it
-    inline). The caller terminates the pool when done, also after an error."""
-    import multiprocessing
-    if (os.cpu_count() or 1) < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        return None
-    pool = multiprocessing.get_context("fork").Pool(1)
-    return pool, pool.apply_async(_dense_baseline, args)
 
 
 def _scalesim_parity(target: str, cfg: Any, dataflow: str, as_json: bool) -> None:
