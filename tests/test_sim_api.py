@@ -257,3 +257,23 @@ def test_run_points_in_workers_equal_run_point(train, tmp_path):
     assert bare[0]["speedup"] is None and bare[0]["cycles"] == one[0]["cycles"]
     with pytest.raises(SimError, match="dataflow='xs' is invalid"):
         run_points(WL, CFG, [("2:4", "xs")])
+
+
+def test_forked_workers_keep_order_raise_errors_and_pickle_nothing_in():
+    from sparsa.sim.workers import map_forked, start_forked
+    lock = __import__("threading").Lock()     # unpicklable: reaches the workers by fork
+    assert map_forked(lambda x, lk: (x * x, lk is lock), [(i, lock) for i in range(5)],
+                      jobs=2) == [(i * i, True) for i in range(5)]
+
+    def bad(x: int) -> int:
+        raise SimError(f"point {x} is bad")
+    with pytest.raises(SimError, match="point 3 is bad"):
+        map_forked(bad, [(3,), (3,)], jobs=2)
+    job = start_forked(bad, 7, jobs=2)
+    assert job is not None
+    try:
+        with pytest.raises(SimError, match="point 7 is bad"):
+            job.get()
+    finally:
+        job.close()
+    assert start_forked(bad, 7, jobs=1) is None
