@@ -311,14 +311,19 @@ def compare_rows(workload: str, config: str | None, dataflows: list[str],
     points = [(sp, df) for sp in sparsities for df in dataflows]
     bar = None
     if progress:
+        # refreshed as points finish, not by a thread of its own: with another thread
+        # running, run_points would not fork its workers
         from rich.progress import Progress
-        bar = Progress(transient=True, console=_console_err())
+        bar = Progress(transient=True, console=_console_err(), auto_refresh=False)
         bar.start()
         task = bar.add_task("simulating", total=len(points))
+
+    def advance(k: int) -> None:
+        bar.advance(task, k)
+        bar.refresh()
     try:
         rows = run_points(workload, cfg, points, train=train, batch=batch, seq=seq,
-                          options=options, done=None if bar is None else
-                          lambda k: bar.advance(task, k))
+                          options=options, done=None if bar is None else advance)
     finally:
         if bar is not None:
             bar.stop()

@@ -178,3 +178,25 @@ def test_compare_cli_writes_csv(tmp_path, capsys):
         got = list(csv.DictReader(f))
     assert [g["dataflow"] for g in got] == ["ws", "is", "ws", "is"]
     assert int(got[2]["cycles"]) == rows[2]["cycles"]
+
+
+def test_compare_progress_bar_leaves_the_points_in_workers(monkeypatch):
+    """The progress bar runs no thread of its own, so compare still forks its workers."""
+    import os
+
+    import sparsa.sim.api as api
+    from sparsa.compiler.tiling import timing_jobs
+
+    from sparsa.cmd_sim import compare_rows
+    if (os.cpu_count() or 1) < 2 or timing_jobs() < 2:
+        pytest.skip("one core: points run one after the other anyway")
+    seen = []
+    real = api.run_points
+
+    def spy(*a, **k):
+        seen.append(timing_jobs())
+        return real(*a, **k)
+    monkeypatch.setattr(api, "run_points", spy)
+    net = ShapeWorkload("bar", [ShapeLayer("fc", "linear", ("x",), (16, 64, 32))])
+    rows = compare_rows(net, "8x8-n2m4", ["ws"], ["dense", "2:4"], progress=True)
+    assert seen == [2] and [r["sparsity"] for r in rows] == ["dense", "2:4"]
