@@ -636,14 +636,12 @@ def _point_row(workload: Any, sparsity: str, train: bool, batch: int, res: SimRe
     return out
 
 
-_GROUPS: list[tuple] = []    # the point groups of run_points, read by its forked workers
-
-
-def _simulate_group(i: int) -> list[tuple[str, str, SimResult, list[str], float]]:
-    """Compile one sparsity of :data:`_GROUPS` (once) and simulate it with each of its
-    dataflows, without a baseline: ``(sparsity, dataflow, result, mode notes, seconds)``."""
-    workload, cfg, sparsity, dfs, train, batch, seq, copts, seed, mopts, table, variant = \
-        _GROUPS[i]
+def _simulate_group(workload: Any, cfg: AccelConfig, sparsity: str, dfs: list[str],
+                    train: bool, batch: int, seq: int | None, copts: dict, seed: int,
+                    mopts: ModelOptions, table: Any, variant: dict
+                    ) -> list[tuple[str, str, SimResult, list[str], float]]:
+    """Compile one sparsity (once) and simulate it with each of the dataflows ``dfs``,
+    without a baseline: ``(sparsity, dataflow, result, mode notes, seconds)``."""
     out = []
     for df in dfs:
         t0 = time.perf_counter()
@@ -682,9 +680,7 @@ def simulate_points(workload: Any, config: AccelConfig | str, points: list[tuple
     default :func:`sparsa.compiler.tiling.timing_jobs` (2 on this 2-core machine in a
     top-level process, else 1: then one after the other in this process). ``done(k)``:
     called as ``k`` more points are finished (a progress bar)."""
-    import multiprocessing
-
-    from sparsa.compiler.tiling import timing_jobs
+    from .workers import imap_forked
     opts, cfg, mopts, copts, seed, table, variant = _point_setup(
         options, config, [df for _, df in points])
     groups: dict[str, list[str]] = {}
@@ -697,34 +693,19 @@ def simulate_points(workload: Any, config: AccelConfig | str, points: list[tuple
         dense = groups.setdefault("dense", [])
         dense.extend(df for _, df in points if df not in dense)
     order = sorted(groups, key=lambda sp: sp != "dense")    # dense (the longest) first
-    _GROUPS[:] = [(workload, cfg, sp, groups[sp], train, batch, seq, copts, seed, mopts,
-                   table, variant) for sp in order]
-    jobs = timing_jobs() if jobs is None else jobs
     results: dict[tuple[str, str], tuple] = {}
     wanted = set(points)
-    try:
-        if jobs > 1 and len(_GROUPS) > 1 and \
-                "fork" in multiprocessing.get_all_start_methods():
-            with multiprocessing.get_context("fork").Pool(min(jobs, len(_GROUPS))) as pool:
-                for got in pool.imap_unordered(_simulate_group, range(len(_GROUPS))):
-                    _collect(got, results, wanted, done)
-        else:
-            for i in range(len(_GROUPS)):
-                _collect(_simulate_group(i), results, wanted, done)
-    finally:
-        _GROUPS.clear()
+    for got in imap_forked(_simulate_group, [
+            (workload, cfg, sp, groups[sp], train, batch, seq, copts, seed, mopts, table,
+             variant) for sp in order], jobs=jobs):
+        for sp, df, res, notes, secs in got:
+            results[sp, df] = (res, notes, secs)
+        if done is not None:
+            done(sum((sp, df) in wanted for sp, df, *_ in got))
     if with_base:
         for sp, df in points:
             apply_baseline(results[sp, df][0], results["dense", df][0])
     return {p: results[p] for p in points}
-
-
-def _collect(got: list[tuple], results: dict, wanted: set, done: Callable[[int], None] | None
-             ) -> None:
-    for sp, df, res, notes, secs in got:
-        results[sp, df] = (res, notes, secs)
-    if done is not None:
-        done(sum((sp, df) in wanted for sp, df, *_ in got))
 
 
 def load_program(path: str) -> Any:
