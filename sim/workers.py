@@ -2,12 +2,12 @@
 
 Compiling and simulating are single-threaded Python; where
 :func:`sparsa.compiler.tiling.timing_jobs` allows a second process (two cores, ``fork``, a
-top-level process with no other thread or child), independent jobs -- a dense baseline beside
-the sparse run, the sparsities of a comparison, the settings of an ablation -- run side by
-side. Jobs reach the workers by
-``fork`` (nothing is pickled on the way in, so workload objects work too); results come back
-pickled, so they should be small (a :class:`~sparsa.sim.api.SimResult` without its
-per-operation ``stats``). A job's exception is raised in the caller.
+top-level process with no other thread or child), independent jobs -- a dense baseline
+beside the sparse run, the sparsities of a comparison, the settings of an ablation -- run
+side by side. Jobs reach the workers by ``fork`` (nothing is pickled on the way in, so
+workload objects work too); results come back pickled, so they should be small (a
+:class:`~sparsa.sim.api.SimResult` without its per-operation ``stats``). A job's exception
+is raised in the caller.
 """
 
 from __future__ import annotations
