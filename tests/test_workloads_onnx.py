@@ -440,3 +440,31 @@ def test_prelu_slope_that_does_not_broadcast_is_one_line(tmp_path):
     path = n.save(tmp_path / "prelu.onnx", [_vi("x", [1, 3, 4, 4])], [_vi("p_out", None)])
     with pytest.raises(WorkloadError, match=r"prelu\.onnx: .*(PRelu|slope)"):
         load_workload(path)
+
+
+def test_attention_mask_from_an_input_with_comparisons_and_logic(tmp_path):
+    """An attention mask computed from an input (Equal, Not, Less, And, Where, Cast) is host
+    work with shapes; the attention GEMMs around it import as usual."""
+    n = Net()
+    w = np.ones((16, 16), np.float32)
+    q = n.node("MatMul", ["x", n.init("wq", w)], "q")
+    kt = n.node("Transpose", [n.node("MatMul", ["x", n.init("wk", w)], "k")],
+                "kt", perm=[0, 2, 1])
+    s = n.node("MatMul", [q, kt], "scores")
+    pad = n.node("Equal", ["ids", n.init("zero", np.zeros(1, np.int64))], "is_pad")
+    keep = n.node("Not", [pad], "keep")
+    pos = n.node("Less", ["ids", n.init("big", np.full(1, 1000, np.int64))], "in_vocab")
+    both = n.node("And", [keep, pos], "both")
+    m = n.node("Unsqueeze", [both, n.init("ax", np.array([1], np.int64))], "mask")
+    masked = n.node("Where", [m, s, n.init("neg", np.full(1, -1e4, np.float32))], "masked")
+    n.node("Softmax", [masked], "probs", axis=-1)
+    path = n.save(tmp_path / "mask.onnx", [_vi("x", [1, 8, 16]),
+                                           helper.make_tensor_value_info("ids", TensorProto.INT64,
+                                                                         [1, 8])],
+                  [_vi("probs_out", None)])
+    wl = load_workload(path)
+    kinds = [ly.kind for ly in wl.layers()]
+    for k in ("equal", "not", "less", "and", "where", "softmax"):
+        assert k in kinds, k
+    assert [ly.kind for ly in wl.gemm_layers()] == ["linear", "linear", "matmul"]
+    assert wl.layer("masked").out_shape == (1, 8, 8)

@@ -42,7 +42,10 @@ _SIMPLE = {"relu": "Relu", "gelu": "Gelu", "erf": "Erf", "sigmoid": "Sigmoid",
            "leakyrelu": "LeakyRelu", "globalavgpool": "GlobalAveragePool",
            "globalmaxpool": "GlobalMaxPool", "elu": "Elu", "selu": "Selu", "celu": "Celu",
            "softplus": "Softplus", "softsign": "Softsign", "mish": "Mish", "sign": "Sign",
-           "shrink": "Shrink", "thresholdedrelu": "ThresholdedRelu"}
+           "shrink": "Shrink", "thresholdedrelu": "ThresholdedRelu", "floor": "Floor",
+           "ceil": "Ceil", "round": "Round"}
+# (comparisons and logic, whose tensors are bool or int in ONNX, have no export: every
+# exported tensor is float)
 _BINARY = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "pow": "Pow",
            "max": "Max", "min": "Min"}
 

@@ -7,8 +7,9 @@
   ``matmul`` (attention).
 * Non-GEMM ops of CNNs and transformers become layers with shapes: Relu, Clip, Gelu, Erf,
   Sigmoid, Tanh, HardSwish, LeakyRelu, PRelu, Elu/Selu/Celu, Softplus, Mish, LRN,
-  Add/Sub/Mul/Div/Pow and the n-ary Sum/Max/Min (constant operands as a broadcast
-  ``const_shape``), MaxPool, AveragePool, GlobalAveragePool, Flatten, Reshape,
+  Add/Sub/Mul/Div/Pow/Mod and the n-ary Sum/Max/Min, comparisons and logic (Equal, Less,
+  Greater, ..., And/Or/Xor/Not: attention masks built from inputs), Floor/Ceil/Round
+  (constant operands as a broadcast ``const_shape``), MaxPool, AveragePool, GlobalAveragePool, Flatten, Reshape,
   Transpose, Softmax, LayerNormalization, BatchNormalization, Concat, Split (one ``slice``
   layer per output), Slice, Squeeze, Unsqueeze, Pad, ReduceMean, Gather (embedding
   lookup, or indexing an activation), Expand, Where and friends; QuantizeLinear /
@@ -48,11 +49,14 @@ _UNARY = {
     "GroupNormalization": "groupnorm", "LRN": "lrn", "Silu": "silu", "Elu": "elu",
     "Selu": "selu", "Celu": "celu", "Softplus": "softplus", "Softsign": "softsign",
     "Mish": "mish", "Sign": "sign", "Shrink": "shrink", "ThresholdedRelu": "thresholdedrelu",
-    "PRelu": "prelu",
+    "PRelu": "prelu", "Not": "not", "Floor": "floor", "Ceil": "ceil", "Round": "round",
     "QuantizeLinear": "requant", "DequantizeLinear": "requant",
 }
 _BINARY = {"Add": "add", "Sum": "add", "Sub": "sub", "Mul": "mul", "Div": "div",
-           "Pow": "pow", "Max": "max", "Min": "min", "Where": "where"}
+           "Pow": "pow", "Max": "max", "Min": "min", "Where": "where", "Mod": "mod",
+           "Equal": "equal", "Less": "less", "LessOrEqual": "lessequal",
+           "Greater": "greater", "GreaterOrEqual": "greaterequal", "And": "and", "Or": "or",
+           "Xor": "xor"}
 _STRUCT = {"Conv", "Gemm", "MatMul", "MaxPool", "AveragePool", "GlobalAveragePool",
            "GlobalMaxPool", "Flatten", "Reshape", "Transpose", "Concat", "Split", "Slice",
            "Squeeze", "Unsqueeze", "Pad", "ReduceMean", "ReduceSum", "ReduceMax", "Gather",

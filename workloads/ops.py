@@ -44,10 +44,12 @@ UNARY_KINDS = frozenset({
     "leakyrelu", "identity", "dropout", "neg", "sqrt", "exp", "log", "abs", "reciprocal",
     "cast", "softmax", "logsoftmax", "layernorm", "batchnorm", "instancenorm", "groupnorm",
     "lrn", "requant", "elu", "selu", "celu", "softplus", "softsign", "mish", "sign", "shrink",
-    "thresholdedrelu", "prelu",
+    "thresholdedrelu", "prelu", "not", "floor", "ceil", "round",
 })
 #: element-wise kinds with numpy broadcasting over all inputs (and an optional constant)
-BINARY_KINDS = frozenset({"add", "sub", "mul", "div", "pow", "max", "min", "where"})
+BINARY_KINDS = frozenset({"add", "sub", "mul", "div", "pow", "max", "min", "where", "mod",
+                          "equal", "less", "lessequal", "greater", "greaterequal", "and",
+                          "or", "xor"})
 
 
 class _ShapeError(Exception):
