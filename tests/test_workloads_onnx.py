@@ -468,3 +468,21 @@ def test_attention_mask_from_an_input_with_comparisons_and_logic(tmp_path):
         assert k in kinds, k
     assert [ly.kind for ly in wl.gemm_layers()] == ["linear", "linear", "matmul"]
     assert wl.layer("masked").out_shape == (1, 8, 8)
+
+
+def test_upsampling_and_pixel_shuffle_take_their_shapes_from_onnx(tmp_path):
+    """Resize (an FPN/U-Net upsampling), DepthToSpace and ArgMax are host layers whose
+    output shapes come from ONNX shape inference; the convolution after them imports."""
+    n = Net()
+    up = n.node("Resize", ["x", "", n.init("scales", np.array([1, 1, 2, 2], np.float32))],
+                "up", mode="nearest")
+    c = n.conv(up, 8, 16, 3, name="c")
+    d2s = n.node("DepthToSpace", [c], "d2s", blocksize=2)
+    n.node("ArgMax", [d2s], "cls", axis=1, keepdims=0)
+    path = n.save(tmp_path / "up.onnx", [_vi("x", [1, 8, 5, 5])],
+                  [helper.make_tensor_value_info("cls_out", TensorProto.INT64, None)])
+    wl = load_workload(path)
+    assert wl.layer("up").out_shape == (1, 8, 10, 10)
+    assert wl.layer("d2s").out_shape == (1, 4, 20, 20)
+    assert wl.layer("cls").out_shape == (1, 20, 20)
+    assert [ly.name for ly in wl.gemm_layers()] == ["c"]

@@ -7,12 +7,14 @@
   ``matmul`` (attention).
 * Non-GEMM ops of CNNs and transformers become layers with shapes: Relu, Clip, Gelu, Erf,
   Sigmoid, Tanh, HardSwish, LeakyRelu, PRelu, Elu/Selu/Celu, Softplus, Mish, LRN,
-  Add/Sub/Mul/Div/Pow/Mod and the n-ary Sum/Max/Min, comparisons and logic (Equal, Less,
-  Greater, ..., And/Or/Xor/Not: attention masks built from inputs), Floor/Ceil/Round
-  (constant operands as a broadcast ``const_shape``), MaxPool, AveragePool, GlobalAveragePool, Flatten, Reshape,
-  Transpose, Softmax, LayerNormalization, BatchNormalization, Concat, Split (one ``slice``
-  layer per output), Slice, Squeeze, Unsqueeze, Pad, ReduceMean, Gather (embedding
-  lookup, or indexing an activation), Expand, Where and friends; QuantizeLinear /
+  Add/Sub/Mul/Div/Pow/Mod and the n-ary Sum/Max/Min (constant operands as a broadcast
+  ``const_shape``), comparisons and logic (Equal, Less, Greater, ..., And/Or/Xor/Not:
+  attention masks built from inputs), Floor/Ceil/Round, MaxPool, AveragePool,
+  GlobalAveragePool, Flatten, Reshape, Transpose, Softmax, LayerNormalization,
+  BatchNormalization, Concat, Split (one ``slice`` layer per output), Slice, Squeeze,
+  Unsqueeze, Pad, ReduceMean, Gather (embedding lookup, or indexing an activation), Expand,
+  Resize/Upsample, Tile, DepthToSpace, SpaceToDepth, ArgMax and the other reductions,
+  CumSum (shapes from ONNX shape inference), Where and friends; QuantizeLinear /
   DequantizeLinear on activations as ``requant`` layers.
 * Shape arithmetic on constants (``Shape -> Gather -> Concat -> Reshape`` chains of
   exporters) and ``DequantizeLinear`` of quantised initializers (QDQ models) are folded
@@ -57,10 +59,15 @@ _BINARY = {"Add": "add", "Sum": "add", "Sub": "sub", "Mul": "mul", "Div": "div",
            "Equal": "equal", "Less": "less", "LessOrEqual": "lessequal",
            "Greater": "greater", "GreaterOrEqual": "greaterequal", "And": "and", "Or": "or",
            "Xor": "xor"}
+#: host ops whose output shape comes from ONNX shape inference (upsampling, tiling, pixel
+#: shuffles, index reductions, scans)
+_SHAPED = ("Resize", "Upsample", "Tile", "DepthToSpace", "SpaceToDepth", "ArgMax", "ArgMin",
+           "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSumExp",
+           "ReduceSumSquare", "CumSum")
 _STRUCT = {"Conv", "Gemm", "MatMul", "MaxPool", "AveragePool", "GlobalAveragePool",
            "GlobalMaxPool", "Flatten", "Reshape", "Transpose", "Concat", "Split", "Slice",
            "Squeeze", "Unsqueeze", "Pad", "ReduceMean", "ReduceSum", "ReduceMax", "Gather",
-           "Expand", "Constant", "Shape"}
+           "Expand", "Constant", "Shape", *_SHAPED}
 #: ONNX op types the importer understands
 SUPPORTED_OPS = frozenset(_UNARY) | frozenset(_BINARY) | _STRUCT
 
@@ -484,9 +491,9 @@ class _Importer:
                       keepdims=bool(a.get("keepdims", 1)))
         elif op == "Gather":
             self._gather(node, idx, a, ins)
-        elif op == "Expand":
+        elif op == "Expand" or op in _SHAPED:
             x = self._act(node, ins[0])
-            self._add(node, idx, "host", [x], op="Expand", out_shape=list(self._out_shape(node)))
+            self._add(node, idx, "host", [x], op=op, out_shape=list(self._out_shape(node)))
         else:
             raise WorkloadError(f"{self.path}: unsupported ONNX op {op} "
                                 f"(node {node.name or '?'!r})")
