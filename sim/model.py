@@ -65,10 +65,7 @@ from sparsa.hw.timing import (
     FENCE_CYCLES,
     ISSUE_CYCLES,
     LOAD_QUEUE,
-    instr_cycles,
-    instr_entry_beats,
-    issue_cycles,
-    load_solo,
+    fields_timing,
     store_entry_beats,
     swap_wave_cycles,
 )
@@ -562,7 +559,8 @@ def ops_from_program(program: Any, cfg: AccelConfig | None = None) -> OpStream:
     else:
         items = [(type(i), i.__dict__, i.wait, 0, 0, 0) for i in program.instructions]
     n = len(items)
-    memo: dict[tuple, tuple[int, int, int]] = {}
+    memo: dict[tuple, tuple[int, int, int, int, bool]] = {}
+    timing_cache: dict = {}
     unit = [0] * n
     wait = [0] * n
     cycles = [0] * n
@@ -606,21 +604,13 @@ def ops_from_program(program: Any, cfg: AccelConfig | None = None) -> OpStream:
             raise SimError(f"instruction {i}: {t.__name__} has no timing")
         r = memo.get(key)
         if r is None:
-            ins = t(**{**d, "wait": w})     # the timing formulas read instruction objects
-            if t is Fence:
+            if t is Fence:                  # occupies no unit
                 r = (0, 0, 0, 0, False)
-            elif t is Load:
-                r = (_LOAD, instr_cycles(cfg, ins),
-                     ins.count * instr_entry_beats(cfg, ins), issue_cycles(cfg, ins),
-                     load_solo(ins))
-            elif t is Store:
-                r = (_STORE, instr_cycles(cfg, ins),
-                     ins.count * store_entry_beats(cfg, ins.requant),
-                     instr_cycles(cfg, ins), False)
-            elif t is Preload:
-                r = (_PRE, instr_cycles(cfg, ins), 0, instr_cycles(cfg, ins), False)
-            else:
-                r = (_EXEC, instr_cycles(cfg, ins), 0, issue_cycles(cfg, ins), False)
+            else:   # busy and accept cycles, LOAD entry beats: as the static schedule
+                busy, accept_c, eb, solo_c = fields_timing(cfg, t, d, timing_cache)
+                nb = key[1] * (eb if t is Load else
+                               store_entry_beats(cfg, key[2]) if t is Store else 0)
+                r = (int(t.UNIT), busy, nb, accept_c, solo_c)
             memo[key] = r
         unit[i], cycles[i], beats[i], accept[i], solo[i] = r
         wait[i] = 15 if (w == 0 and t is Fence) else w
