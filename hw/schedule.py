@@ -53,6 +53,9 @@ def schedule_fields(cfg: AccelConfig,
     swap_wave = swap_wave_cycles(cfg)
     cache: dict = {}
     load_count, swap_default = FIELD_DEFAULTS[Load]["count"], FIELD_DEFAULTS[Compute]["swap"]
+    exec_slack_default = FIELD_DEFAULTS[Store]["exec_slack"]
+    load_slack_default = {c: d["load_slack"] for c, d in FIELD_DEFAULTS.items()
+                          if "load_slack" in d}
     t = 0
     issue: list[int] = []
     end: list[int] = []
@@ -70,10 +73,10 @@ def schedule_fields(cfg: AccelConfig,
                 if u == EXEC:              # reads done; a STORE/FENCE: writes done
                     f = free[u]
                     if ends and (fence or cls is Store):
-                        k = 0 if fence else get("exec_slack", 0)
+                        k = 0 if fence else get("exec_slack", exec_slack_default)
                         f = ends[-1 - k] if k < len(ends) else 0
                 elif u == LOAD:            # all but the load_slack most recent LOADs ended
-                    k = get("load_slack", 0)
+                    k = get("load_slack", load_slack_default.get(cls, 0))   # 0: no field
                     f = lends[-1 - k] if k < len(lends) else 0
                 else:
                     f = free[u]
