@@ -1,6 +1,11 @@
 """Import an ONNX model (through the ``onnx`` package) as a :class:`Workload`.
 
-* ``Conv`` (2-D, any groups, ``pads``/``auto_pad``, strides, dilations) -> ``conv``;
+* ``Conv`` (1-D and 2-D, any groups, ``pads``/``auto_pad``, strides, dilations) ->
+  ``conv`` (a 1-D one on the ``[N, C, 1, L]`` view, between two free reshapes; so are 1-D
+  MaxPool/AveragePool); ``ConvTranspose`` (1-D and 2-D, ``group=1``) -> a ``linear``
+  layer on the channels-last input and a host ``Col2Im`` scatter (see
+  :meth:`_Importer._conv_transpose`); a 3-D ``Conv`` (``group=1``) -> a host ``Im2Col``
+  and a ``linear`` layer (:meth:`_Importer._conv3d`); 3-D pooling is host work;
   ``Gemm`` and ``MatMul`` with an initializer as the second operand -> ``linear``
   (``W[K, Q]``: ``B``, or ``B^T`` when ``transB=1``; an ``Add`` of a 1-D constant that
   alone reads a ``MatMul``'s product is its bias); ``MatMul`` of two activations ->
@@ -64,7 +69,7 @@ _BINARY = {"Add": "add", "Sum": "add", "Sub": "sub", "Mul": "mul", "Div": "div",
 _SHAPED = ("Resize", "Upsample", "Tile", "DepthToSpace", "SpaceToDepth", "ArgMax", "ArgMin",
            "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSumExp",
            "ReduceSumSquare", "CumSum")
-_STRUCT = {"Conv", "Gemm", "MatMul", "MaxPool", "AveragePool", "GlobalAveragePool",
+_STRUCT = {"Conv", "ConvTranspose", "Gemm", "MatMul", "MaxPool", "AveragePool", "GlobalAveragePool",
            "GlobalMaxPool", "Flatten", "Reshape", "Transpose", "Concat", "Split", "Slice",
            "Squeeze", "Unsqueeze", "Pad", "ReduceMean", "ReduceSum", "ReduceMax", "Gather",
            "Expand", "Constant", "Shape", *_SHAPED}
@@ -317,7 +322,7 @@ class _Importer:
                 continue
             data_inputs = [i for i in node.input if i]
             if data_inputs and all(self._is_const(i) for i in data_inputs) and \
-                    op not in ("Conv", "Gemm", "MatMul"):
+                    op not in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
                 self._fold(node)
                 continue
             if op not in SUPPORTED_OPS:
@@ -352,7 +357,11 @@ class _Importer:
     def _add(self, node: Any, idx: int, kind: str, inputs: list[str],
              data: np.ndarray | None = None, **attrs: Any) -> str:
         name = self._name(node, idx)
-        out = self.b.add(kind, inputs, name, data=data, **attrs)
+        return self._finish(node, self.b.add(kind, inputs, name, data=data, **attrs))
+
+    def _finish(self, node: Any, out: str) -> str:
+        """Layer ``out`` computes the node's first output: checked against ONNX shape
+        inference where it gave a shape."""
         self.acts[node.output[0]] = out
         want = self.inferred.get(node.output[0])
         if want is not None and want != self.b.shape(out):
@@ -365,9 +374,13 @@ class _Importer:
         ap = a.get("auto_pad", b"NOTSET")
         ap = ap.decode() if isinstance(ap, bytes) else str(ap)
         if ap in ("NOTSET", ""):
-            return [int(p) for p in a.get("pads", [0, 0, 0, 0])]
+            pads = [int(p) for p in a.get("pads", [0] * 2 * len(hw))]
+            if len(pads) != 2 * len(hw):
+                raise self._err(node, f"pads {pads} must have {2 * len(hw)} values for "
+                                      f"{len(hw)} spatial dimension(s)")
+            return pads
         if ap == "VALID":
-            return [0, 0, 0, 0]
+            return [0] * 2 * len(hw)
         pads_lo, pads_hi = [], []
         for size, kk, ss, dd in zip(hw, k, s, d, strict=True):
             out = -(-size // ss)
@@ -408,19 +421,18 @@ class _Importer:
             self._add(node, idx, _BINARY[op], acts, const_shape=cshape)
         elif op == "Conv":
             self._conv(node, idx, a, ins)
+        elif op == "ConvTranspose":
+            self._conv_transpose(node, idx, a, ins)
         elif op in ("Gemm", "MatMul"):
             self._gemm(node, idx, a, ins)
         elif op in ("MaxPool", "AveragePool"):
             x = self._act(node, ins[0])
-            k = tuple(int(v) for v in a["kernel_shape"])
-            if len(k) != 2:
-                raise self._err(node, f"only 2-D pooling is supported, kernel {list(k)}")
-            s = tuple(int(v) for v in a.get("strides", [1, 1]))
-            dl = tuple(int(v) for v in a.get("dilations", [1, 1]))
-            hw = self.b.shape(x)[2:]
-            pads = self._auto_pad(node, a, hw, k, s, dl)  # type: ignore[arg-type]
-            self._add(node, idx, "maxpool" if op == "MaxPool" else "avgpool", [x], kernel=k,
-                      stride=s, pads=pads, dilation=dl, ceil_mode=bool(a.get("ceil_mode", 0)))
+            if len(self.b.shape(x)) == 5 and len(a["kernel_shape"]) == 3:
+                self._pool3d(node, idx, a, x)
+                return
+            geo = self._window(node, a, x, tuple(int(v) for v in a["kernel_shape"]))
+            self._windowed(node, idx, "maxpool" if op == "MaxPool" else "avgpool", x, None,
+                           **geo, ceil_mode=bool(a.get("ceil_mode", 0)))
         elif op in ("GlobalAveragePool", "GlobalMaxPool"):
             kind = "globalavgpool" if op == "GlobalAveragePool" else "globalmaxpool"
             self._add(node, idx, kind, [self._act(node, ins[0])])
@@ -529,22 +541,161 @@ class _Importer:
         self.acts[node.output[0]] = ly.name
         return True
 
+    def _window(self, node: Any, a: dict[str, Any], x: str,
+                k: tuple[int, ...]) -> dict[str, Any]:
+        """Kernel, stride, dilation and pads of a sliding window over ``x``'s spatial axes,
+        as the 2-D layers take them; a 1-D window ``k`` is the 2-D window ``(1, k)``."""
+        sp = self.b.shape(x)[2:]
+        r = len(k)
+        if r not in (1, 2) or len(sp) != r:
+            raise self._err(node, f"only 1-D, 2-D and 3-D windows are supported: kernel "
+                                  f"{list(k)} over input {list(self.b.shape(x))}")
+        s = tuple(int(v) for v in a.get("strides", [1] * r))
+        d = tuple(int(v) for v in a.get("dilations", [1] * r))
+        if len(s) != r or len(d) != r:
+            raise self._err(node, f"strides {list(s)} and dilations {list(d)} must each "
+                                  f"have {r} value(s)")
+        pads = self._auto_pad(node, a, sp, k, s, d)  # type: ignore[arg-type]
+        if r == 1:
+            return {"kernel": (1, k[0]), "stride": (1, s[0]), "dilation": (1, d[0]),
+                    "pads": [0, pads[0], 0, pads[1]]}
+        return {"kernel": k, "stride": s, "dilation": d, "pads": pads}
+
+    def _windowed(self, node: Any, idx: int, kind: str, x: str, data: np.ndarray | None,
+                  **attrs: Any) -> str:
+        """A conv/pool layer over ``x``; on a 1-D input ``[N, C, L]`` it runs on the 2-D view
+        ``[N, C, 1, L]`` between two reshapes (free: no data moves), as exporters once
+        wrote 1-D pooling themselves."""
+        shape = self.b.shape(x)
+        if len(shape) == 4:
+            return self._add(node, idx, kind, [x], data=data, **attrs)
+        name = self._name(node, idx)
+        x2 = self.b.add("reshape", [x], f"{name}.to_2d", shape=[*shape[:2], 1, shape[2]])
+        y = self.b.shape(self.b.add(kind, [x2], name, data=data, **attrs))
+        return self._finish(node, self.b.add("reshape", [name], f"{name}.to_1d",
+                                             shape=[y[0], y[1], y[3]]))
+
     def _conv(self, node: Any, idx: int, a: dict[str, Any], ins: list[str]) -> None:
         x = self._act(node, ins[0])
         if not self._is_const(ins[1]):
             raise self._err(node, "weights must be an initializer")
         wshape = self.const_shapes[ins[1]]
-        if len(wshape) != 4:
-            raise self._err(node, f"only 2-D convolutions are supported (weight "
-                                  f"{list(wshape)})")
-        k = tuple(int(v) for v in a.get("kernel_shape", wshape[2:]))
-        s = tuple(int(v) for v in a.get("strides", [1, 1]))
-        dl = tuple(int(v) for v in a.get("dilations", [1, 1]))
-        pads = self._auto_pad(node, a, self.b.shape(x)[2:], k, s, dl)  # type: ignore[arg-type]
+        xs = self.b.shape(x)
+        if len(wshape) not in (3, 4, 5) or len(wshape) != len(xs):
+            raise self._err(node, f"only 1-D, 2-D and 3-D convolutions are supported (input "
+                                  f"{list(xs)}, weight {list(wshape)})")
+        if len(xs) == 5:
+            self._conv3d(node, idx, a, ins, x, wshape)
+            return
+        geo = self._window(node, a, x, tuple(int(v) for v in a.get("kernel_shape",
+                                                                      wshape[2:])))
         data = self.consts.get(ins[1])
-        self._add(node, idx, "conv", [x], data=data, cout=int(wshape[0]), kernel=k, stride=s,
-                  pads=pads, dilation=dl, groups=int(a.get("group", 1)),
-                  bias=len(ins) > 2 and bool(ins[2]))
+        if data is not None and data.ndim == 3:
+            data = data[:, :, None, :]
+        self._windowed(node, idx, "conv", x, data, cout=int(wshape[0]), **geo,
+                       groups=int(a.get("group", 1)), bias=len(ins) > 2 and bool(ins[2]))
+
+    def _conv3d(self, node: Any, idx: int, a: dict[str, Any], ins: list[str], x: str,
+                wshape: tuple[int, ...]) -> None:
+        """A 3-D ``Conv`` (video, volumetric networks) as the array runs it: the host
+        unfolds the input (``Im2Col``: one row of ``Cin*KD*KH*KW`` values per output voxel,
+        in the ONNX weight's order) and a ``linear`` layer ``W[Cin*KD*KH*KW, Cout]`` computes
+        every output voxel, with the convolution's exact MACs; a transpose puts the
+        channels first again. The array has no 3-D image loader, so the unfolded rows are
+        what it reads from DRAM. ``group=1`` only."""
+        xs = self.b.shape(x)
+        if int(a.get("group", 1)) != 1:
+            raise self._err(node, f"group={a['group']} is not supported for a 3-D "
+                                  f"convolution; allowed: group=1")
+        if wshape[1] != xs[1]:
+            raise self._err(node, f"weight {list(wshape)} needs {wshape[1]} input channels, "
+                                  f"the input has {xs[1]}")
+        k = tuple(int(v) for v in a.get("kernel_shape", wshape[2:]))
+        s = tuple(int(v) for v in a.get("strides", [1] * 3))
+        d = tuple(int(v) for v in a.get("dilations", [1] * 3))
+        if any(len(v) != 3 for v in (k, s, d)):
+            raise self._err(node, f"kernel {list(k)}, strides {list(s)} and dilations "
+                                  f"{list(d)} must each have 3 values")
+        pads = self._auto_pad(node, a, xs[2:], k, s, d)  # type: ignore[arg-type]
+        from .ops import conv_out
+        out = [conv_out(xs[2 + i], k[i], s[i], pads[i], pads[i + 3], d[i]) for i in range(3)]
+        if min(out) < 1:
+            raise self._err(node, f"kernel {list(k)} does not fit input {list(xs)}")
+        cout, kk = int(wshape[0]), int(xs[1] * np.prod(k))
+        name = self._name(node, idx)
+        self.b.add("host", [x], f"{name}.im2col", op="Im2Col", out_shape=[xs[0], *out, kk],
+                   kernel=list(k), stride=list(s), dilation=list(d), pads=pads)
+        w = self.consts.get(ins[1])
+        self.b.add("linear", [f"{name}.im2col"], name,
+                   data=None if w is None else w.reshape(cout, -1).T, in_features=kk,
+                   out_features=cout, bias=len(ins) > 2 and bool(ins[2]))
+        self._finish(node, self.b.add("transpose", [name], f"{name}.channels_first",
+                                      perm=[0, 4, 1, 2, 3]))
+
+    def _pool3d(self, node: Any, idx: int, a: dict[str, Any], x: str) -> None:
+        """3-D MaxPool/AveragePool: host work, shaped by ONNX shape inference."""
+        attrs = {k: [int(v) for v in a[k]] for k in ("kernel_shape", "strides", "pads",
+                                                      "dilations") if k in a}
+        self._add(node, idx, "host", [x], op=node.op_type,
+                  out_shape=list(self._out_shape(node)),
+                  ceil_mode=bool(a.get("ceil_mode", 0)), **attrs)
+
+    def _conv_transpose(self, node: Any, idx: int, a: dict[str, Any], ins: list[str]) -> None:
+        """``ConvTranspose`` as a GEMM and a scatter: every input pixel's ``Cin`` channels
+        times ``W[Cin, Cout*KH*KW]`` (a ``linear`` layer on the channels-last view, the
+        ONNX weight ``[Cin, Cout, KH, KW]`` read as that matrix) gives its output
+        contributions, which the host adds into place (``Col2Im``, with the bias). The
+        GEMM's MACs are the transposed convolution's, ``N*H*W*Cin*Cout*KH*KW``; N:M masks
+        the weight along ``Cin``, the reduction axis."""
+        x = self._act(node, ins[0])
+        if not self._is_const(ins[1]):
+            raise self._err(node, "weights must be an initializer")
+        xs, wshape = self.b.shape(x), self.const_shapes[ins[1]]
+        r = len(xs) - 2
+        if r not in (1, 2) or len(wshape) != len(xs):
+            raise self._err(node, f"only 1-D and 2-D transposed convolutions are supported "
+                                  f"(input {list(xs)}, weight {list(wshape)})")
+        if int(a.get("group", 1)) != 1:
+            raise self._err(node, f"group={a['group']} is not supported; allowed: group=1")
+        cin, cout = int(wshape[0]), int(wshape[1])
+        if cin != xs[1]:
+            raise self._err(node, f"weight {list(wshape)} needs {cin} input channels, the "
+                                  f"input has {xs[1]}")
+        k = [int(v) for v in a.get("kernel_shape", wshape[2:])]
+        s = [int(v) for v in a.get("strides", [1] * r)]
+        d = [int(v) for v in a.get("dilations", [1] * r)]
+        opad = [int(v) for v in a.get("output_padding", [0] * r)]
+        if any(len(v) != r for v in (k, s, d, opad)):
+            raise self._err(node, f"kernel {k}, strides {s}, dilations {d} and "
+                                  f"output_padding {opad} must each have {r} value(s)")
+        ap = a.get("auto_pad", b"NOTSET")
+        ap = ap.decode() if isinstance(ap, bytes) else str(ap)
+        full = [s[i] * (xs[2 + i] - 1) + opad[i] + (k[i] - 1) * d[i] + 1 for i in range(r)]
+        if ap in ("NOTSET", "", "VALID") and "output_shape" not in a:
+            pads = [0] * 2 * r if ap == "VALID" else \
+                [int(v) for v in a.get("pads", [0] * 2 * r)]
+            out = [full[i] - pads[i] - pads[i + r] for i in range(r)]
+            begin = pads[:r]
+        else:      # the output shape is given (or SAME_*): ONNX splits the total padding
+            # as the operator's specification (and onnxruntime) do; ONNX's reference
+            # evaluator pads nothing when output_shape is given, and its shape inference
+            # clips a negative total padding to 0
+            out = [int(v) for v in a["output_shape"]][-r:] if "output_shape" in a else \
+                [xs[2 + i] * s[i] for i in range(r)]
+            total = [f - o for f, o in zip(full, out, strict=False)]
+            begin = [t // 2 if ap == "SAME_UPPER" else t - t // 2 for t in total]
+        if len(out) != r or min(out) < 1:
+            raise self._err(node, f"kernel {k}, strides {s} and pads give no output "
+                                  f"{out} for input {list(xs)}")
+        name = self._name(node, idx)
+        t = self.b.add("transpose", [x], f"{name}.channels_last", perm=[0, *range(2, 2 + r), 1])
+        w = self.consts.get(ins[1])
+        self.b.add("linear", [t], name, data=None if w is None else w.reshape(cin, -1),
+                   in_features=cin, out_features=cout * int(np.prod(k)), bias=False)
+        self._finish(node, self.b.add("host", [name], f"{name}.col2im", op="Col2Im",
+                                      out_shape=[xs[0], cout, *out], kernel=k, stride=s,
+                                      dilation=d, pads_begin=begin,
+                                      bias=len(ins) > 2 and bool(ins[2])))
 
     def _gemm(self, node: Any, idx: int, a: dict[str, Any], ins: list[str]) -> None:
         op = node.op_type
