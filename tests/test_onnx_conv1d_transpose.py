@@ -38,41 +38,41 @@ def _one_node(op: str, inputs: dict[str, np.ndarray], **attrs) -> np.ndarray:
 
 
 def col2im(cols: np.ndarray, ly) -> np.ndarray:
-    """The host ``Col2Im`` of an imported ``ConvTranspose``: ``cols[N, *spatial_in,
-    Cout*prod(kernel)]`` scattered and added into ``[N, Cout, *out]`` (then cropped by the
-    begin pads), written independently of ONNX."""
+    """The host ``Col2Im`` of an imported ``ConvTranspose``: ``cols[N, Cout*prod(kernel),
+    *spatial_in]`` (a 1-D input as ``1 x L``) scattered and added into ``[N, Cout, *out]``
+    (then cropped by the begin pads), written independently of ONNX."""
     a = ly.attrs
     n, cout, *out = ly.out_shape
-    sp_in = cols.shape[1:-1]
     k, s, d, begin = a["kernel"], a["stride"], a["dilation"], a["pads_begin"]
-    cols = cols.reshape(n, *sp_in, cout, *k)
+    r = len(k)
+    sp_in = cols.shape[-r:]
+    cols = cols.reshape(n, cout, *k, *sp_in)
     margin = [max(0, -b) for b in begin]       # a negative begin pad: zeros before
-    full = [s[i] * (sp_in[i] - 1) + d[i] * (k[i] - 1) + 1 for i in range(len(k))]
-    canvas = [margin[i] + max(full[i], begin[i] + out[i]) for i in range(len(k))]
+    full = [s[i] * (sp_in[i] - 1) + d[i] * (k[i] - 1) + 1 for i in range(r)]
+    canvas = [margin[i] + max(full[i], begin[i] + out[i]) for i in range(r)]
     y = np.zeros((n, cout, *canvas), np.float64)
     for off in itertools.product(*(range(kk) for kk in k)):
         idx = tuple(slice(margin[i] + o * d[i], margin[i] + o * d[i] + s[i] * (sp_in[i] - 1)
                           + 1, s[i]) for i, o in enumerate(off))
-        part = cols[(slice(None),) * (1 + len(k)) + (slice(None),) + off]  # [N, *sp, Cout]
-        y[(slice(None), slice(None), *idx)] += np.moveaxis(part, -1, 1)
-    crop = tuple(slice(margin[i] + begin[i], margin[i] + begin[i] + out[i])
-                 for i in range(len(k)))
+        y[(slice(None), slice(None), *idx)] += cols[(slice(None), slice(None), *off)]
+    crop = tuple(slice(margin[i] + begin[i], margin[i] + begin[i] + out[i]) for i in range(r))
     return y[(slice(None), slice(None), *crop)]
 
 
 def im2col3d(x: np.ndarray, ly) -> np.ndarray:
-    """The host ``Im2Col`` of an imported 3-D ``Conv``: one row of ``Cin*KD*KH*KW`` values
-    (the ONNX weight's order) per output voxel, written independently of ONNX."""
+    """The host ``Im2Col`` of an imported 3-D ``Conv``: ``Cin*KD*KH*KW`` channels (input
+    channel outer, the ONNX weight's order) per output voxel, the voxels as an ``OD x
+    OH*OW`` image, written independently of ONNX."""
     a = ly.attrs
     k, s, d, p = a["kernel"], a["stride"], a["dilation"], a["pads"]
     n, c = x.shape[:2]
-    out = ly.out_shape[1:4]
     xp = np.pad(x, [(0, 0), (0, 0)] + [(p[i], p[i + 3]) for i in range(3)])
-    cols = np.empty((n, *out, c, *k))
+    out = [(xp.shape[2 + i] - d[i] * (k[i] - 1) - 1) // s[i] + 1 for i in range(3)]
+    cols = np.empty((n, c, *k, *out))
     for off in itertools.product(*(range(kk) for kk in k)):
         sl = tuple(slice(o * d[i], o * d[i] + s[i] * (out[i] - 1) + 1, s[i])
                    for i, o in enumerate(off))
-        cols[(slice(None),) * 5 + off] = np.moveaxis(xp[(slice(None), slice(None), *sl)], 1, -1)
+        cols[(slice(None), slice(None), *off)] = xp[(slice(None), slice(None), *sl)]
     return cols.reshape(*ly.out_shape)
 
 
@@ -89,6 +89,7 @@ def run_float(wl, feeds: dict[str, np.ndarray], biases: dict[str, np.ndarray]) -
         elif ly.kind == "linear":
             y = x @ ly.data.astype(np.float64)
         elif ly.kind in ("conv", "maxpool", "avgpool"):
+            a = {"stride": (1, 1), "pads": [0] * 4, "dilation": (1, 1), **a}
             kh, kw = a["kernel"]
             attrs = dict(kernel_shape=[kh, kw], strides=list(a["stride"]),
                          pads=list(a["pads"]), dilations=list(a["dilation"]))
@@ -136,9 +137,12 @@ def _biases(model: onnx.ModelProto, wl) -> dict[str, np.ndarray]:
     (the conv itself, or a transposed convolution's Col2Im)."""
     inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     out = {}
-    conv_layers = [ly for ly in wl.layers() if ly.kind == "conv" or
+    names = {ly.name for ly in wl.layers()}
+    conv_layers = [ly for ly in wl.layers() if
+                   (ly.kind == "conv" and f"{ly.name}.col2im" not in names and
+                    f"{ly.name}.to_3d" not in names) or
                    (ly.kind == "host" and ly.attrs.get("op") == "Col2Im") or
-                   ly.name.endswith(".channels_first")]
+                   ly.name.endswith(".to_3d")]
     nodes = [nd for nd in model.graph.node if nd.op_type in ("Conv", "ConvTranspose")]
     for nd, ly in zip(nodes, conv_layers, strict=True):
         if len(nd.input) > 2 and nd.input[2]:
@@ -151,6 +155,7 @@ def _biases(model: onnx.ModelProto, wl) -> dict[str, np.ndarray]:
                                   "Conv1d_stride", "ConvTranspose2d",
                                   "ConvTranspose2d_no_bias", "MaxPool1d", "MaxPool1d_stride",
                                   "Conv3d", "Conv3d_dilated", "Conv3d_dilated_strided",
+                                  "Conv3d_groups",
                                   "Conv3d_no_bias", "Conv3d_stride", "Conv3d_stride_padding",
                                   "AvgPool3d", "AvgPool3d_stride",
                                   "AvgPool3d_stride1_pad0_gpu_input", "MaxPool3d",
@@ -205,32 +210,48 @@ def _model(nodes, inits, inputs, outputs, opset=17):
     (2, dict(strides=[2, 2], auto_pad="SAME_UPPER")),
     (2, dict(strides=[2, 2], auto_pad="SAME_LOWER", dilations=[2, 1])),
     (2, dict(strides=[3, 2], output_shape=[15, 8])),
+    (2, dict(strides=[2, 2], pads=[1, 0, 1, 0], group=2)),
+    (2, dict(strides=[2, 1], group=6)),
     (1, dict(strides=[4], pads=[2, 2])),
     (1, dict(strides=[2], dilations=[3], output_padding=[1])),
+    (1, dict(strides=[2], group=3)),
 ])
 def test_conv_transpose_variants_match_onnx(rank, attrs, tmp_path):
-    """Padding, output padding, dilation, SAME_UPPER/SAME_LOWER and an explicit
-    output_shape, 1-D and 2-D: the GEMM + Col2Im decomposition equals ONNX's own
-    ConvTranspose on random data."""
+    """Padding, output padding, dilation, SAME_UPPER/SAME_LOWER, an explicit
+    output_shape and groups (depthwise included), 1-D and 2-D: the 1x1 convolution +
+    Col2Im decomposition equals ONNX's own ConvTranspose on random data."""
     rng = np.random.default_rng(3)
     sp = [5, 4][:rank]
     k = [3, 2][:rank]
+    group = attrs.get("group", 1)
+    per = 5 if group < 6 else 1              # output channels per group
     x = rng.standard_normal((2, 6, *sp)).astype(np.float32)
-    w = rng.standard_normal((6, 5, *k)).astype(np.float32)
-    b = rng.standard_normal(5).astype(np.float32)
+    w = rng.standard_normal((6, per, *k)).astype(np.float32)
+    b = rng.standard_normal(per * group).astype(np.float32)
     m = _model([helper.make_node("ConvTranspose", ["x", "w", "b"], ["y"], name="up",
                                  kernel_shape=k, **attrs)],
                {"w": w, "b": b}, [_vi("x", list(x.shape))], [_vi("y", None)])
-    want = ReferenceEvaluator(m).run(None, {"x": x})[0]
+    # ONNX's reference evaluator slices a grouped ConvTranspose's weight wrongly: group by
+    # group, each one ungrouped, concatenated
+    ungrouped = {key: v for key, v in attrs.items() if key != "group"}
+    cg = 6 // group
+    want = np.concatenate([_one_node("ConvTranspose", {
+        "x": x[:, j * cg:(j + 1) * cg], "w": w[j * cg:(j + 1) * cg],
+        "b": b[j * per:(j + 1) * per]}, kernel_shape=k, **ungrouped) for j in range(group)],
+        axis=1)
     path = tmp_path / "up.onnx"
     onnx.save(m, str(path))
     wl = load_workload(str(path))
-    assert [ly.kind for ly in wl.layers()] == ["transpose", "linear", "host"]
+    assert [ly.kind for ly in wl.layers()] == ["reshape"] * (rank == 1) + ["conv", "host"]
     got = run_float(wl, {"x": x.astype(np.float64)}, {"up.col2im": b.astype(np.float64)})
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
     (g,) = wl.gemm_layers()
-    dims, want_dims = g.gemm(), (2 * math.prod(sp), 6, 5 * math.prod(k))
-    assert want_dims == (dims.P, dims.K, dims.Q)
+    dims = g.gemm()
+    # per group: every input pixel (P) times its Cin/group channels (K) gives per*KH*KW
+    # outputs (Q): the transposed convolution's MACs
+    pixels, outs = 2 * math.prod(sp), per * math.prod(k)
+    assert (dims.groups, dims.P, dims.K * group, dims.Q) == (group, pixels, 6, outs)
+    assert g.macs == 2 * math.prod(sp) * 6 * per * math.prod(k)
 
 
 def audio_and_decoder(tmp_path, samples: int = 16000, side: int = 64):
@@ -246,7 +267,7 @@ def audio_and_decoder(tmp_path, samples: int = 16000, side: int = 64):
     inits = {"c1": w(64, 1, 80), "c2": w(128, 64, 3), "dw": w(128, 1, 3), "fc": w(128, 12),
              "e1": w(32, 3, 3, 3), "e2": w(64, 32, 3, 3), "d1": w(64, 32, 4, 4),
              "d2": w(32, 16, 4, 4), "head": w(2, 16, 1, 1), "v1": w(16, 3, 3, 3, 3),
-             "v2": w(32, 16, 3, 3, 3), "vfc": w(32, 10)}
+             "v2": w(32, 16, 3, 3, 3), "vdw": w(32, 1, 3, 3, 3), "vfc": w(32, 10)}
     for c in ("s", "b", "m", "v"):
         inits[f"bn.{c}"] = np.ones(64, np.float32)
     nodes = [
@@ -279,7 +300,9 @@ def audio_and_decoder(tmp_path, samples: int = 16000, side: int = 64):
                          strides=[1, 2, 2]),
         helper.make_node("Conv", ["t3", "v2"], ["t4"], name="v2", pads=[1] * 6,
                          strides=[2, 1, 1]),
-        helper.make_node("GlobalAveragePool", ["t4"], ["t5"], name="vgap"),
+        helper.make_node("Conv", ["t4", "vdw"], ["t4d"], name="vdw", group=32,
+                         pads=[1] * 6),
+        helper.make_node("GlobalAveragePool", ["t4d"], ["t5"], name="vgap"),
         helper.make_node("Flatten", ["t5"], ["t6"], name="vflat"),
         helper.make_node("MatMul", ["t6", "vfc"], ["action"], name="vfc"),
     ]
@@ -311,7 +334,8 @@ def test_imported_1d_and_transposed_layers_compile_simulate_and_train(tmp_path):
     assert wl.layer("head").out_shape == (1, 2, 64, 64)
     # v1: 8x32x32 output voxels x 3*27 x 16; v2 (depth stride 2): 4x16x16 x 16*27 x 32
     assert macs["v1"] == 8 * 32 * 32 * 81 * 16 and macs["v2"] == 4 * 16 * 16 * 432 * 32
-    assert wl.layer("v2.channels_first").out_shape == (1, 32, 4, 16, 16)
+    assert wl.layer("v2.to_3d").out_shape == (1, 32, 4, 16, 16)
+    assert macs["vdw"] == 4 * 16 * 16 * 27 * 32      # depthwise: 27 taps per channel
     dense = run_point(wl, "16x16-n2m4", "dense")
     sparse = run_point(wl, "16x16-n2m4", "2:4")
     assert dense["dense_macs"] == wl.total_macs
@@ -328,10 +352,12 @@ def test_imported_1d_and_transposed_layers_compile_simulate_and_train(tmp_path):
 
 
 @pytest.mark.parametrize("node, inputs, match", [
-    (helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="up", group=2),
-     {"w": (4, 2, 3, 3)}, r"'up' \(ConvTranspose\): group=2 is not supported"),
+    (helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="up", group=3),
+     {"w": (4, 2, 3, 3)}, r"'up' \(ConvTranspose\): weight \[4, 2, 3, 3\] with group=3 does "
+                          r"not fit input"),
     (helper.make_node("Conv", ["x5", "w"], ["y"], name="c3d", group=2),
-     {"w": (4, 2, 2, 2, 2)}, r"'c3d' \(Conv\): group=2 is not supported for a 3-D"),
+     {"w": (4, 4, 2, 2, 2)}, r"'c3d' \(Conv\): weight \[4, 4, 2, 2, 2\] with group=2 does "
+                             r"not fit"),
     (helper.make_node("ConvTranspose", ["x5", "w"], ["y"], name="up3d"),
      {"w": (4, 4, 2, 2, 2)}, r"'up3d' \(ConvTranspose\): only 1-D and 2-D transposed"),
     (helper.make_node("MaxPool", ["x5"], ["y"], name="p2d", kernel_shape=[2, 2]),

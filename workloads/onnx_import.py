@@ -2,10 +2,10 @@
 
 * ``Conv`` (1-D and 2-D, any groups, ``pads``/``auto_pad``, strides, dilations) ->
   ``conv`` (a 1-D one on the ``[N, C, 1, L]`` view, between two free reshapes; so are 1-D
-  MaxPool/AveragePool); ``ConvTranspose`` (1-D and 2-D, ``group=1``) -> a ``linear``
-  layer on the channels-last input and a host ``Col2Im`` scatter (see
-  :meth:`_Importer._conv_transpose`); a 3-D ``Conv`` (``group=1``) -> a host ``Im2Col``
-  and a ``linear`` layer (:meth:`_Importer._conv3d`); 3-D pooling is host work;
+  MaxPool/AveragePool); ``ConvTranspose`` (1-D and 2-D, any groups) -> a 1x1 ``conv``
+  with ``Cout*KH*KW`` outputs and a host ``Col2Im`` scatter (see
+  :meth:`_Importer._conv_transpose`); a 3-D ``Conv`` (any groups) -> a host ``Im2Col``
+  and a 1x1 ``conv`` (:meth:`_Importer._conv3d`); 3-D pooling is host work;
   ``Gemm`` and ``MatMul`` with an initializer as the second operand -> ``linear``
   (``W[K, Q]``: ``B``, or ``B^T`` when ``transB=1``; an ``Add`` of a 1-D constant that
   alone reads a ``MatMul``'s product is its bias); ``MatMul`` of two activations ->
@@ -598,18 +598,17 @@ class _Importer:
     def _conv3d(self, node: Any, idx: int, a: dict[str, Any], ins: list[str], x: str,
                 wshape: tuple[int, ...]) -> None:
         """A 3-D ``Conv`` (video, volumetric networks) as the array runs it: the host
-        unfolds the input (``Im2Col``: one row of ``Cin*KD*KH*KW`` values per output voxel,
-        in the ONNX weight's order) and a ``linear`` layer ``W[Cin*KD*KH*KW, Cout]`` computes
-        every output voxel, with the convolution's exact MACs; a transpose puts the
-        channels first again. The array has no 3-D image loader, so the unfolded rows are
-        what it reads from DRAM. ``group=1`` only."""
+        unfolds the input (``Im2Col``: ``Cin*KD*KH*KW`` channels per output voxel, input
+        channel outer as in the ONNX weight, the voxels as a ``OD x OH*OW`` image) and a 1x1
+        ``conv`` with the same groups computes every output voxel, with the convolution's
+        exact MACs (a depthwise one is packed like a 2-D depthwise conv); a free reshape
+        gives ``[N, Cout, OD, OH, OW]``. The array has no 3-D image loader, so the unfolded
+        rows are what it reads from DRAM."""
         xs = self.b.shape(x)
-        if int(a.get("group", 1)) != 1:
-            raise self._err(node, f"group={a['group']} is not supported for a 3-D "
-                                  f"convolution; allowed: group=1")
-        if wshape[1] != xs[1]:
-            raise self._err(node, f"weight {list(wshape)} needs {wshape[1]} input channels, "
-                                  f"the input has {xs[1]}")
+        g = int(a.get("group", 1))
+        if g < 1 or xs[1] % g or wshape[0] % g or wshape[1] * g != xs[1]:
+            raise self._err(node, f"weight {list(wshape)} with group={g} does not fit "
+                                  f"input {list(xs)}")
         k = tuple(int(v) for v in a.get("kernel_shape", wshape[2:]))
         s = tuple(int(v) for v in a.get("strides", [1] * 3))
         d = tuple(int(v) for v in a.get("dilations", [1] * 3))
@@ -621,16 +620,16 @@ class _Importer:
         out = [conv_out(xs[2 + i], k[i], s[i], pads[i], pads[i + 3], d[i]) for i in range(3)]
         if min(out) < 1:
             raise self._err(node, f"kernel {list(k)} does not fit input {list(xs)}")
-        cout, kk = int(wshape[0]), int(xs[1] * np.prod(k))
+        cout = int(wshape[0])
         name = self._name(node, idx)
-        self.b.add("host", [x], f"{name}.im2col", op="Im2Col", out_shape=[xs[0], *out, kk],
-                   kernel=list(k), stride=list(s), dilation=list(d), pads=pads)
+        cols = self.b.add("host", [x], f"{name}.im2col", op="Im2Col",
+                          out_shape=[xs[0], xs[1] * int(np.prod(k)), out[0], out[1] * out[2]],
+                          kernel=list(k), stride=list(s), dilation=list(d), pads=pads)
         w = self.consts.get(ins[1])
-        self.b.add("linear", [f"{name}.im2col"], name,
-                   data=None if w is None else w.reshape(cout, -1).T, in_features=kk,
-                   out_features=cout, bias=len(ins) > 2 and bool(ins[2]))
-        self._finish(node, self.b.add("transpose", [name], f"{name}.channels_first",
-                                      perm=[0, 4, 1, 2, 3]))
+        self.b.add("conv", [cols], name, data=None if w is None else w.reshape(cout, -1, 1, 1),
+                   cout=cout, kernel=(1, 1), groups=g, bias=len(ins) > 2 and bool(ins[2]))
+        self._finish(node, self.b.add("reshape", [name], f"{name}.to_3d",
+                                      shape=[xs[0], cout, *out]))
 
     def _pool3d(self, node: Any, idx: int, a: dict[str, Any], x: str) -> None:
         """3-D MaxPool/AveragePool: host work, shaped by ONNX shape inference."""
@@ -641,12 +640,13 @@ class _Importer:
                   ceil_mode=bool(a.get("ceil_mode", 0)), **attrs)
 
     def _conv_transpose(self, node: Any, idx: int, a: dict[str, Any], ins: list[str]) -> None:
-        """``ConvTranspose`` as a GEMM and a scatter: every input pixel's ``Cin`` channels
-        times ``W[Cin, Cout*KH*KW]`` (a ``linear`` layer on the channels-last view, the
-        ONNX weight ``[Cin, Cout, KH, KW]`` read as that matrix) gives its output
-        contributions, which the host adds into place (``Col2Im``, with the bias). The
-        GEMM's MACs are the transposed convolution's, ``N*H*W*Cin*Cout*KH*KW``; N:M masks
-        the weight along ``Cin``, the reduction axis."""
+        """``ConvTranspose`` as a GEMM and a scatter: a 1x1 ``conv`` with the same groups
+        and ``Cout*KH*KW`` output channels (the ONNX weight ``[Cin, Cout/group, KH, KW]``
+        read as that convolution's ``W[Cin/group, Cout/group*KH*KW]`` per group) gives every
+        input pixel's contributions to the output, which the host adds into place
+        (``Col2Im``, with the bias). Its MACs are the transposed convolution's,
+        ``N*H*W*Cin*Cout*KH*KW/group``; N:M masks the weight along ``Cin``, the reduction
+        axis. A 1-D one runs on the ``[N, C, 1, L]`` view."""
         x = self._act(node, ins[0])
         if not self._is_const(ins[1]):
             raise self._err(node, "weights must be an initializer")
@@ -655,12 +655,11 @@ class _Importer:
         if r not in (1, 2) or len(wshape) != len(xs):
             raise self._err(node, f"only 1-D and 2-D transposed convolutions are supported "
                                   f"(input {list(xs)}, weight {list(wshape)})")
-        if int(a.get("group", 1)) != 1:
-            raise self._err(node, f"group={a['group']} is not supported; allowed: group=1")
-        cin, cout = int(wshape[0]), int(wshape[1])
-        if cin != xs[1]:
-            raise self._err(node, f"weight {list(wshape)} needs {cin} input channels, the "
-                                  f"input has {xs[1]}")
+        g = int(a.get("group", 1))
+        cin, cout = int(wshape[0]), int(wshape[1]) * g
+        if g < 1 or cin != xs[1] or cin % g:
+            raise self._err(node, f"weight {list(wshape)} with group={g} does not fit "
+                                  f"input {list(xs)}")
         k = [int(v) for v in a.get("kernel_shape", wshape[2:])]
         s = [int(v) for v in a.get("strides", [1] * r)]
         d = [int(v) for v in a.get("dilations", [1] * r)]
@@ -688,10 +687,15 @@ class _Importer:
             raise self._err(node, f"kernel {k}, strides {s} and pads give no output "
                                   f"{out} for input {list(xs)}")
         name = self._name(node, idx)
-        t = self.b.add("transpose", [x], f"{name}.channels_last", perm=[0, *range(2, 2 + r), 1])
+        kk = int(np.prod(k))
+        if r == 1:
+            x = self.b.add("reshape", [x], f"{name}.to_2d", shape=[*xs[:2], 1, xs[2]])
         w = self.consts.get(ins[1])
-        self.b.add("linear", [t], name, data=None if w is None else w.reshape(cin, -1),
-                   in_features=cin, out_features=cout * int(np.prod(k)), bias=False)
+        if w is not None:     # [Cin, Cout/g, *k] -> [Cout*kk, Cin/g, 1, 1], group-major
+            w = w.reshape(g, cin // g, cout // g * kk).transpose(0, 2, 1) \
+                .reshape(cout * kk, cin // g, 1, 1)
+        self.b.add("conv", [x], name, data=w, cout=cout * kk, kernel=(1, 1), groups=g,
+                   bias=False)
         self._finish(node, self.b.add("host", [name], f"{name}.col2im", op="Col2Im",
                                       out_shape=[xs[0], cout, *out], kernel=k, stride=s,
                                       dilation=d, pads_begin=begin,
