@@ -11,7 +11,10 @@ the best of ``--repeat`` runs, with the process CPU time next to the wall time (
 above CPU means the machine was busy). Then the same two runs end to end through the CLI
 in a fresh process (``sparsa simulate ...``: interpreter start-up, imports and the printed
 tables included). When ``benchmarks/bench_scalesim.py`` has run, the ratio to SCALE-Sim's
-wall time on its ResNet-18 topology is printed too.
+wall time on its ResNet-18 topology is printed too. Last, a machine reference: the best of
+three runs of a fixed pure-Python loop (``reference_loop``), so that figures taken on
+machines of different speed can be compared (the compiler and the model are pure Python
+and scale with it).
 """
 
 from __future__ import annotations
@@ -50,6 +53,16 @@ def one(workload: str, preset: str, spec: str) -> dict[str, float]:
             "events": next(model.env._eid)}   # SimPy numbers every scheduled event
 
 
+def reference_loop() -> float:
+    """Seconds for a fixed pure-Python workload (10 M additions in a loop): how fast this
+    machine runs the interpreter today."""
+    t0 = time.perf_counter()
+    x = 0
+    for i in range(10_000_000):
+        x += i
+    return time.perf_counter() - t0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=2)
@@ -82,6 +95,9 @@ def main() -> None:
         print(f"CLI end to end: sparsa simulate {workload} --config {preset} --sparsity "
               f"{spec}: {min(walls):.2f} s (best of {a.repeat}; target < {target:g} s: "
               f"{'met' if min(walls) < target else 'MISSED'})")
+    print(f"machine reference: {min(reference_loop() for _ in range(3)):.2f} s for 10 M "
+          f"pure-Python loop additions (compare with the reference next to figures taken "
+          f"elsewhere)")
 
 
 if __name__ == "__main__":
