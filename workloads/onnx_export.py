@@ -3,7 +3,9 @@
 
 Each layer becomes one ONNX node named after it (``conv`` -> Conv, ``linear`` -> MatMul
 (+ Add of the bias), ``matmul`` -> MatMul (a Transpose first for ``transpose_b``), pooling,
-norms, element-wise ops, Reshape/Transpose/Concat/Slice/Gather...). Opset 20 (for Gelu).
+norms, element-wise ops, Reshape/Transpose/Concat/Slice/Gather...; an imported
+``ConvTranspose``'s host scatter -> Reshape + Col2Im (+ Add of the bias)). Opset 20 (for
+Gelu). Other host layers (``Resize``, a 3-D convolution's ``Im2Col``...) have no export.
 
 Weights: by default only their shapes are written - each weight, bias, norm parameter and
 constant operand is an initializer whose data is declared *external* in
@@ -183,12 +185,40 @@ class _Exporter:
         elif k == "gather":
             table = self.param(f"{n}.table", (int(a.get("num", 1)), int(a["dim"])))
             self.node("Gather", [table, ins[0]], n, n, axis=0)
+        elif k == "host" and a.get("op") == "Col2Im":
+            self._col2im(ly)
         elif k == "constant":
             self.inits.append(self.nh.from_array(
                 np.zeros(ly.out_shape, np.float32), n) if math.prod(ly.out_shape) <= 65536
                 else self._ext_const(n, ly.out_shape))
         else:
             raise WorkloadError(f"layer {n!r}: op kind {k!r} has no ONNX export")
+
+    def _col2im(self, ly: Layer) -> None:
+        """A transposed convolution's host scatter (an imported ``ConvTranspose``) as ONNX
+        ``Col2Im`` on the ``[N, Cout*prod(kernel), pixels]`` view of its 1x1 conv's output,
+        and the bias; the end pads are whatever makes ONNX's block count the input's
+        pixels (an ``output_padding`` is zeros there)."""
+        a, n, x = ly.attrs, ly.name, ly.inputs[0]
+        src = ly.in_shapes[0]
+        k, s, d, begin = (list(a[f]) for f in ("kernel", "stride", "dilation", "pads_begin"))
+        r = len(k)
+        sp_in = src[len(src) - r:]
+        nb, cout, *out = ly.out_shape
+        if min(begin) < 0:
+            raise WorkloadError(f"layer {n!r}: Col2Im with negative begin pads {begin} has no "
+                                f"ONNX export")
+        end = [max(0, s[i] * (sp_in[i] - 1) + d[i] * (k[i] - 1) + 1 - out[i] - begin[i])
+               for i in range(r)]
+        cols = self.node("Reshape", [x, self.ints(f"{n}.cols_shape", [nb, src[1],
+                                                                      math.prod(sp_in)])],
+                         f"{n}.cols", f"{n}.cols")
+        y = self.node("Col2Im", [cols, self.ints(f"{n}.image_shape", out),
+                                 self.ints(f"{n}.block_shape", k)],
+                      n if not a.get("bias") else f"{n}.scatter", f"{n}.col2im",
+                      strides=s, dilations=d, pads=begin + end)
+        if a.get("bias"):
+            self.node("Add", [y, self.param(f"{n}.bias", (cout, *[1] * r))], n, n)
 
     def _ext_const(self, name: str, shape: tuple[int, ...]) -> Any:
         self.param(name, shape)

@@ -65,10 +65,10 @@ _BINARY = {"Add": "add", "Sum": "add", "Sub": "sub", "Mul": "mul", "Div": "div",
            "Greater": "greater", "GreaterOrEqual": "greaterequal", "And": "and", "Or": "or",
            "Xor": "xor"}
 #: host ops whose output shape comes from ONNX shape inference (upsampling, tiling, pixel
-#: shuffles, index reductions, scans)
+#: shuffles, index reductions, scans, column-to-image scatters)
 _SHAPED = ("Resize", "Upsample", "Tile", "DepthToSpace", "SpaceToDepth", "ArgMax", "ArgMin",
            "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSumExp",
-           "ReduceSumSquare", "CumSum")
+           "ReduceSumSquare", "CumSum", "Col2Im")
 _STRUCT = {"Conv", "ConvTranspose", "Gemm", "MatMul", "MaxPool", "AveragePool", "GlobalAveragePool",
            "GlobalMaxPool", "Flatten", "Reshape", "Transpose", "Concat", "Split", "Slice",
            "Squeeze", "Unsqueeze", "Pad", "ReduceMean", "ReduceSum", "ReduceMax", "Gather",
