@@ -159,13 +159,15 @@ def _biases(model: onnx.ModelProto, wl) -> dict[str, np.ndarray]:
                                   "Conv3d_no_bias", "Conv3d_stride", "Conv3d_stride_padding",
                                   "AvgPool3d", "AvgPool3d_stride",
                                   "AvgPool3d_stride1_pad0_gpu_input", "MaxPool3d",
-                                  "MaxPool3d_stride", "MaxPool3d_stride_padding"])
+                                  "MaxPool3d_stride", "MaxPool3d_stride_padding",
+                                  "pytorch-operator/test_operator_convtranspose"])
 def test_pytorch_exports_compute_what_onnx_recorded(case):
     """The imported layers, evaluated in floating point, give the outputs recorded with the
     onnx wheel's PyTorch exports (1-D convolutions with padding, stride, dilation and
     groups; transposed 2-D convolutions with stride, pads and output_padding; 3-D
     convolutions and pooling)."""
-    d = os.path.join(CONVERTED, f"test_{case}")
+    d = os.path.join(os.path.dirname(CONVERTED), case) if "/" in case else \
+        os.path.join(CONVERTED, f"test_{case}")
     model = onnx.load(os.path.join(d, "model.onnx"))
     wl = load_workload(os.path.join(d, "model.onnx"))
     x = _pb(os.path.join(d, "test_data_set_0", "input_0.pb")).astype(np.float64)
