@@ -60,9 +60,7 @@ from .model import (
 )
 
 __all__ = ["SimResult", "simulate", "apply_baseline", "run_point", "run_points",
-           "simulate_points", "DATAFLOWS",
-           "LIMITS",
-           "COMPUTE_BOUND_SHARE", "compute_share", "load_program", "HOST_ELEMS_PER_CYCLE",
+           "simulate_points", "DATAFLOWS", "LIMITS", "COMPUTE_BOUND_SHARE", "compute_share", "load_program", "HOST_ELEMS_PER_CYCLE",
            "host_elements"]
 
 DATAFLOWS = ("ws", "os", "is")

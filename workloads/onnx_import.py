@@ -69,8 +69,8 @@ _BINARY = {"Add": "add", "Sum": "add", "Sub": "sub", "Mul": "mul", "Div": "div",
 _SHAPED = ("Resize", "Upsample", "Tile", "DepthToSpace", "SpaceToDepth", "ArgMax", "ArgMin",
            "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSumExp",
            "ReduceSumSquare", "CumSum", "Col2Im")
-_STRUCT = {"Conv", "ConvTranspose", "Gemm", "MatMul", "MaxPool", "AveragePool", "GlobalAveragePool",
-           "GlobalMaxPool", "Flatten", "Reshape", "Transpose", "Concat", "Split", "Slice",
+_STRUCT = {"Conv", "ConvTranspose", "Gemm", "MatMul", "MaxPool", "AveragePool",
+           "GlobalAveragePool", "GlobalMaxPool", "Flatten", "Reshape", "Transpose", "Concat", "Split", "Slice",
            "Squeeze", "Unsqueeze", "Pad", "ReduceMean", "ReduceSum", "ReduceMax", "Gather",
            "Expand", "Constant", "Shape", *_SHAPED}
 #: ONNX op types the importer understands
@@ -369,10 +369,30 @@ class _Importer:
                                   f"ONNX shape inference {list(want)}")
         return out
 
+    @staticmethod
+    def _auto_pad_mode(a: dict[str, Any]) -> str:
+        """The node's ``auto_pad`` (``NOTSET`` when absent)."""
+        ap = a.get("auto_pad", b"NOTSET")
+        return ap.decode() if isinstance(ap, bytes) else str(ap)
+
+    def _strides_dilations(self, node: Any, a: dict[str, Any], r: int
+                           ) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """A windowed node's ``strides`` and ``dilations`` (default 1), ``r`` values each."""
+        s = tuple(int(v) for v in a.get("strides", [1] * r))
+        d = tuple(int(v) for v in a.get("dilations", [1] * r))
+        if len(s) != r or len(d) != r:
+            raise self._err(node, f"strides {list(s)} and dilations {list(d)} must each "
+                                  f"have {r} value(s)")
+        return s, d
+
+    def _view_2d(self, x: str, name: str) -> str:
+        """``x[N, C, L]`` as ``[N, C, 1, L]`` (a free reshape), for the 2-D layers."""
+        n, c, length = self.b.shape(x)
+        return self.b.add("reshape", [x], f"{name}.to_2d", shape=[n, c, 1, length])
+
     def _auto_pad(self, node: Any, a: dict[str, Any], hw: tuple[int, int],
                   k: tuple[int, int], s: tuple[int, int], d: tuple[int, int]) -> list[int]:
-        ap = a.get("auto_pad", b"NOTSET")
-        ap = ap.decode() if isinstance(ap, bytes) else str(ap)
+        ap = self._auto_pad_mode(a)
         if ap in ("NOTSET", ""):
             pads = [int(p) for p in a.get("pads", [0] * 2 * len(hw))]
             if len(pads) != 2 * len(hw):
@@ -550,11 +570,7 @@ class _Importer:
         if r not in (1, 2) or len(sp) != r:
             raise self._err(node, f"only 1-D, 2-D and 3-D windows are supported: kernel "
                                   f"{list(k)} over input {list(self.b.shape(x))}")
-        s = tuple(int(v) for v in a.get("strides", [1] * r))
-        d = tuple(int(v) for v in a.get("dilations", [1] * r))
-        if len(s) != r or len(d) != r:
-            raise self._err(node, f"strides {list(s)} and dilations {list(d)} must each "
-                                  f"have {r} value(s)")
+        s, d = self._strides_dilations(node, a, r)
         pads = self._auto_pad(node, a, sp, k, s, d)  # type: ignore[arg-type]
         if r == 1:
             return {"kernel": (1, k[0]), "stride": (1, s[0]), "dilation": (1, d[0]),
@@ -570,8 +586,7 @@ class _Importer:
         if len(shape) == 4:
             return self._add(node, idx, kind, [x], data=data, **attrs)
         name = self._name(node, idx)
-        x2 = self.b.add("reshape", [x], f"{name}.to_2d", shape=[*shape[:2], 1, shape[2]])
-        y = self.b.shape(self.b.add(kind, [x2], name, data=data, **attrs))
+        y = self.b.shape(self.b.add(kind, [self._view_2d(x, name)], name, data=data, **attrs))
         return self._finish(node, self.b.add("reshape", [name], f"{name}.to_1d",
                                              shape=[y[0], y[1], y[3]]))
 
@@ -610,11 +625,9 @@ class _Importer:
             raise self._err(node, f"weight {list(wshape)} with group={g} does not fit "
                                   f"input {list(xs)}")
         k = tuple(int(v) for v in a.get("kernel_shape", wshape[2:]))
-        s = tuple(int(v) for v in a.get("strides", [1] * 3))
-        d = tuple(int(v) for v in a.get("dilations", [1] * 3))
-        if any(len(v) != 3 for v in (k, s, d)):
-            raise self._err(node, f"kernel {list(k)}, strides {list(s)} and dilations "
-                                  f"{list(d)} must each have 3 values")
+        if len(k) != 3:
+            raise self._err(node, f"kernel {list(k)} must have 3 values")
+        s, d = self._strides_dilations(node, a, 3)
         pads = self._auto_pad(node, a, xs[2:], k, s, d)  # type: ignore[arg-type]
         from .ops import conv_out
         out = [conv_out(xs[2 + i], k[i], s[i], pads[i], pads[i + 3], d[i]) for i in range(3)]
@@ -661,14 +674,12 @@ class _Importer:
             raise self._err(node, f"weight {list(wshape)} with group={g} does not fit "
                                   f"input {list(xs)}")
         k = [int(v) for v in a.get("kernel_shape", wshape[2:])]
-        s = [int(v) for v in a.get("strides", [1] * r)]
-        d = [int(v) for v in a.get("dilations", [1] * r)]
         opad = [int(v) for v in a.get("output_padding", [0] * r)]
-        if any(len(v) != r for v in (k, s, d, opad)):
-            raise self._err(node, f"kernel {k}, strides {s}, dilations {d} and "
-                                  f"output_padding {opad} must each have {r} value(s)")
-        ap = a.get("auto_pad", b"NOTSET")
-        ap = ap.decode() if isinstance(ap, bytes) else str(ap)
+        if len(k) != r or len(opad) != r:
+            raise self._err(node, f"kernel {k} and output_padding {opad} must each have "
+                                  f"{r} value(s)")
+        s, d = (list(v) for v in self._strides_dilations(node, a, r))
+        ap = self._auto_pad_mode(a)
         full = [s[i] * (xs[2 + i] - 1) + opad[i] + (k[i] - 1) * d[i] + 1 for i in range(r)]
         if ap in ("NOTSET", "", "VALID") and "output_shape" not in a:
             pads = [0] * 2 * r if ap == "VALID" else \
@@ -689,7 +700,7 @@ class _Importer:
         name = self._name(node, idx)
         kk = int(np.prod(k))
         if r == 1:
-            x = self.b.add("reshape", [x], f"{name}.to_2d", shape=[*xs[:2], 1, xs[2]])
+            x = self._view_2d(x, name)
         w = self.consts.get(ins[1])
         if w is not None:     # [Cin, Cout/g, *k] -> [Cout*kk, Cin/g, 1, 1], group-major
             w = w.reshape(g, cin // g, cout // g * kk).transpose(0, 2, 1) \
