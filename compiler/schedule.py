@@ -62,7 +62,7 @@ from __future__ import annotations
 import itertools
 from bisect import bisect_right
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sparsa.hw.config import AccelConfig
@@ -103,7 +103,7 @@ _MAX_LOAD_SLACK = (1 << LOAD_SLACK_BITS) - 1
 _MAX_EXEC_SLACK = (1 << SLACK_BITS) - 1
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class ActBlock:
     key: tuple
     # sp_off, count, tensor, off, stride, act_win (0: full entries, else LOAD expand=1 width)
@@ -113,12 +113,12 @@ class ActBlock:
     need: int = -1     # last row of an input this program writes that the block reads
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class AccBlock:
     half: int = -1
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Step:
     op: int
     layer: int
@@ -131,9 +131,15 @@ class Step:
     acc_off: int
     accumulate: int
     useful: int
-    stores: list[tuple[int, int, str, int, int, int, int, int]] = field(default_factory=list)
+    stores: tuple[tuple[int, int, str, int, int, int, int, int], ...] = ()
     w_emitted: bool = False
     stored_rows: int = -1   # first output row of this step's STOREs
+
+
+#: resource ids of the :class:`Emitter`: the two activation-scratchpad halves, the two
+#: accumulator halves, the two weight-scratchpad group slots, the shadow registers; DRAM
+#: tensors get ids from ``_R_TENSORS`` on (:meth:`Emitter.tensor`)
+_R_ACT, _R_ACC, _R_WGT, _R_SHADOW, _R_TENSORS = 0, 2, 4, 6, 7
 
 
 class Emitter:
@@ -146,50 +152,66 @@ class Emitter:
     ``exec_slack = k`` leaves the ``k`` most recent COMPUTEs writing) or a FENCE. Issuing on
     its own unit proves the earlier PRELOADs/STOREs complete and the earlier COMPUTEs' reads
     done; the load unit is pipelined, so a LOAD's issue proves nothing.
+
+    Resources are small integers (``_R_*``, :meth:`tensor`): per resource, the last writer
+    (index and unit) and the last reader per unit since that write, in lists indexed by
+    the id (this bookkeeping runs once per instruction of a whole network).
     """
 
     def __init__(self) -> None:
         self.instrs: list[tuple[type, dict[str, Any], int, str | None, int, int]] = []
-        self._done = {u: -1 for u in _UNITS}     # every instruction up to here has completed
-        self._rdone = {u: -1 for u in _UNITS}    # ... has done its reads (EXEC: its feed)
-        self._writer: dict[Any, tuple[int, int]] = {}
-        self._readers: dict[Any, dict[int, int]] = {}
+        self._done = [-1] * (int(Unit.ALL) + 1)   # per unit bit: every instruction up to
+        self._rdone = list(self._done)            # here has completed / done its reads
+        self._widx = [-1] * _R_TENSORS            # per resource: its last writer's index,
+        self._wunit = [0] * _R_TENSORS            # ... that writer's unit,
+        self._readers: list[dict[int, int] | None] = [None] * _R_TENSORS  # {unit: index}
+        self._tensors: dict[str, int] = {}
         self._loads: list[int] = []              # indices of the LOADs, in order
         self._computes: list[int] = []           # indices of the COMPUTEs, in order
+
+    def tensor(self, name: str) -> int:
+        """The resource id of DRAM tensor ``name``."""
+        rid = self._tensors.get(name)
+        if rid is None:
+            rid = self._tensors[name] = len(self._widx)
+            self._widx.append(-1)
+            self._wunit.append(0)
+            self._readers.append(None)
+        return rid
 
     def _after(self, seq: list[int], idx: int) -> int:
         """How many of ``seq`` (indices, ascending) come after instruction ``idx``."""
         return len(seq) - bisect_right(seq, idx)
 
-    def emit(self, cls: type, kw: dict[str, Any], *, reads: tuple = (), writes: tuple = (),
-             issue_reads: tuple = (), final_reads: tuple = (), tensor: str | None = None,
-             layer: int = -1, useful: int = 0, wait: int = 0) -> None:
-        """Append one instruction with the waits its accesses need. ``final_reads``: read
-        after their last write (waited for like ``reads``), never rewritten after this
-        instruction, so later writers need not wait for it."""
+    def emit(self, cls: type, kw: dict[str, Any], accessed: tuple[int, ...] = (),
+             reads: tuple[int, ...] = (), writes: tuple[int, ...] = (),
+             tensor: str | None = None, layer: int = -1, useful: int = 0,
+             wait: int = 0) -> None:
+        """Append one instruction with the waits its accesses need: ``accessed``, every
+        resource it reads or writes (each must be past its last write: read-after-write
+        and write-after-write); ``reads``, those later writers must wait for it to have
+        read (write-after-read: not a LOAD's DRAM source, whose rows are never rewritten
+        after it, nor the shadow registers a COMPUTE takes over when it issues);
+        ``writes``, those it writes."""
         unit = _UNIT.get(cls, 0)
         idx = len(self.instrs)
-        done, rdone, writer, readers = self._done, self._rdone, self._writer, self._readers
+        done, widx, wunit = self._done, self._widx, self._wunit
         # the newest conflicting LOAD / COMPUTE that must have completed (for the slacks)
         need_load = need_exec = -1
-        accessed = reads + writes
-        if issue_reads:
-            accessed += issue_reads
-        if final_reads:
-            accessed += final_reads
         for r in accessed:
-            d = writer.get(r)
-            if d is not None:
-                u = d[1]
-                if u != unit and done[u] < d[0]:
+            wi = widx[r]
+            if wi >= 0:
+                u = wunit[r]
+                if u != unit and done[u] < wi:
                     wait |= u
                     if u == _LOAD_U:
-                        if d[0] > need_load:
-                            need_load = d[0]
-                    elif u == _EXEC_U and d[0] > need_exec:
-                        need_exec = d[0]
+                        if wi > need_load:
+                            need_load = wi
+                    elif u == _EXEC_U and wi > need_exec:
+                        need_exec = wi
+        rdone, readers = self._rdone, self._readers
         for r in writes:
-            rd = readers.get(r)
+            rd = readers[r]
             if rd:
                 for u, i in rd.items():
                     if u != unit and rdone[u] < i:
@@ -235,17 +257,18 @@ class Emitter:
         elif unit:
             done[unit] = rdone[unit] = idx - 1
         for r in reads:
-            rd = readers.get(r)
+            rd = readers[r]
             if rd is None:
                 readers[r] = {unit: idx}
             else:
                 rd[unit] = idx
         for r in writes:
-            writer[r] = (idx, unit)
-            readers[r] = {}
+            widx[r] = idx
+            wunit[r] = unit
+            readers[r] = None
 
     def fence(self) -> None:
-        self.emit(Fence, {}, wait=0)
+        self.emit(Fence, {})
 
 
 def op_layout(cfg: AccelConfig, op: GemmOp) -> dict[str, int]:
@@ -297,14 +320,15 @@ def _op_steps(cfg: AccelConfig, op: GemmOp, oi: int, layer: int, lay: dict[str, 
     tm = t.tmap
     eb, xr, ex, sb, yr = lay["eb_a"], lay["x_row"], lay["act_win"], lay["sb"], lay["y_row"]
     tb = lay["tile_beats"]
-    qt_ptr = tm.qt_ptr()
-    tile_idx: dict[tuple[int, int], int] = {}
-    for qt in range(tm.nq):
-        for j, kt in enumerate(tm.kts(qt)):
-            tile_idx[kt, qt] = int(qt_ptr[qt]) + j
     # activation tiles read by kept K tiles (K tile kt reads kt // passes: a GEMM in
     # passes reads each activation tile with `passes` weight tiles, loaded once)
     ps = op.passes
+    # per column block: (activation tile, DRAM offset, non-zeros) of its kept tiles in
+    # DRAM order (the tiles of a column block are consecutive)
+    qt_ptr = tm.qt_ptr().tolist()
+    nnz = tm.nnz.tolist()
+    tiles_of = [[(kt // ps, (qt_ptr[qt] + j) * tb, nnz[kt][qt])
+                 for j, kt in enumerate(tm.kts(qt))] for qt in range(tm.nq)]
     kas_used = sorted({kt // ps for kt in range(tm.nk) if tm.keep[kt].any()})
     wname = f"{op.name}.w"
     st_args = (op.relu, op.requant, op.shift)
@@ -325,7 +349,6 @@ def _op_steps(cfg: AccelConfig, op: GemmOp, oi: int, layer: int, lay: dict[str, 
                                for j, ka in enumerate(kas)],
                         need=p0 + c - 1 if op.x_chained else -1)
 
-    kts_of = [tm.kts(qt) for qt in range(tm.nq)]
     kc = t.kc or len(kas_used)
     kchunks = [kas_used[i:i + kc] for i in range(0, len(kas_used), kc)]
     for p0 in range(0, op.P, t.pc):
@@ -342,21 +365,26 @@ def _op_steps(cfg: AccelConfig, op: GemmOp, oi: int, layer: int, lay: dict[str, 
             for ks, blk in zip(kchunks, blocks, strict=True):
                 slot = {ka: j * c for j, ka in enumerate(ks)}
                 for qt in qts:
-                    for kt in kts_of[qt]:
-                        if kt // ps not in slot:
+                    accumulate = int(qt in started)    # the column block's first tile: 0
+                    q_off = (qt - q0) * c
+                    for ka, w_off, nz in tiles_of[qt]:
+                        a_off = slot.get(ka)
+                        if a_off is None:
                             continue
-                        steps.append(Step(oi, layer, blk, slot[kt // ps], c, wname,
-                                          tile_idx[kt, qt] * tb, acc, (qt - q0) * c,
-                                          int(qt in started), c * int(tm.nnz[kt, qt])))
-                        started.add(qt)
-            steps[-1].stored_rows = p0
+                        steps.append(Step(oi, layer, blk, a_off, c, wname, w_off, acc, q_off,
+                                          accumulate, c * nz))
+                        if not accumulate:
+                            started.add(qt)
+                            accumulate = 1
+            last = steps[-1]
+            last.stored_rows = p0
             if oimg is None:
-                steps[-1].stores.extend(((qt - q0) * c, c, op.y, p0 * yr + qt * sb, yr,
-                                         *st_args) for qt in qts)
+                last.stores += tuple(((qt - q0) * c, c, op.y, p0 * yr + qt * sb, yr, *st_args)
+                                     for qt in qts)
             else:   # into the next convolution's padded image: a STORE per image row
-                steps[-1].stores.extend(((qt - q0) * c + r, n, op.y, pix * yr + qt * sb, yr,
-                                         *st_args)
-                                        for qt in qts for r, n, pix in oimg.stored_rows(p0, c))
+                last.stores += tuple(((qt - q0) * c + r, n, op.y, pix * yr + qt * sb, yr,
+                                      *st_args)
+                                     for qt in qts for r, n, pix in oimg.stored_rows(p0, c))
     return steps
 
 
@@ -543,6 +571,10 @@ def schedule(g: CGraph) -> Schedule:
     rows = cfg.rows
 
     act_fields: dict[int, dict[str, int]] = {}
+    # a COMPUTE's (accessed, reads, writes) by activation half, accumulator half, accumulate
+    comp_res = [[[((_R_ACT + a, _R_ACC + c, _R_SHADOW), (_R_ACT + a,) + ((_R_ACC + c,) if acc
+                                                                        else ()), (_R_ACC + c,))
+                  for acc in (0, 1)] for c in (0, 1)] for a in (0, 1)]
 
     def emit_load(ch: tuple, blk: ActBlock, layer: int) -> None:
         sp, cnt, ten, off, stride, aw = ch
@@ -553,8 +585,7 @@ def schedule(g: CGraph) -> Schedule:
         # STOREs came before; later STOREs to the tensor write other rows): no WAR waits
         em.emit(Load, {"target": Target.ACT, "sp_addr": blk.half * act_half + sp,
                        "count": cnt, "dram_addr": off, "dram_stride": stride, **fields},
-                final_reads=(("d", ten),), writes=(("a", blk.half),), tensor=ten,
-                layer=layer)
+                (em.tensor(ten), _R_ACT + blk.half), (), (_R_ACT + blk.half,), ten, layer)
 
     def emit_wload(gi: int, piece: bool = False) -> None:
         """The rest of group ``gi``'s LOAD; ``piece``: only its next piece."""
@@ -572,8 +603,9 @@ def schedule(g: CGraph) -> Schedule:
               "count": stop - start, "dram_addr": st.w_off + start * eb, "dram_stride": eb}
         if lay["cmp_m"]:   # load-as-sparse: the LOAD expands compressed entries
             kw.update(expand=1, cmp_n=lay["cmp_n"], cmp_m=lay["cmp_m"])
-        em.emit(Load, kw, reads=(("d", st.w_tensor),), writes=(("w", slot),),
-                tensor=st.w_tensor, layer=st.layer)
+        ten = em.tensor(st.w_tensor)
+        em.emit(Load, kw, (ten, _R_WGT + slot), (ten,), (_R_WGT + slot,), st.w_tensor,
+                st.layer)
         g_next[gi] = stop
         g_loaded[gi] = stop == total
 
@@ -584,7 +616,7 @@ def schedule(g: CGraph) -> Schedule:
             emit_wload(gi)
         slot = gi % 2 if dbl else 0
         em.emit(Preload, {"wsp_addr": (slot * gmax + gpos[i]) * rows},
-                reads=(("w", slot),), writes=("s",), layer=st.layer)
+                (_R_WGT + slot, _R_SHADOW), (_R_WGT + slot,), (_R_SHADOW,), None, st.layer)
         st.w_emitted = True
         # prefetch the next group (its next piece) into the other slot, free now that
         # this group's first PRELOAD follows every PRELOAD of the group before; issued
@@ -612,7 +644,8 @@ def schedule(g: CGraph) -> Schedule:
         em.emit(Store, {"acc_addr": st.acc.half * acc_half + acc_off, "count": cnt,
                         "dram_addr": off, "dram_stride": stride, "relu": relu,
                         "requant": rq, "shift": sh},
-                reads=(("c", st.acc.half),), writes=(("d", ten),), tensor=ten, layer=st.layer)
+                (_R_ACC + st.acc.half, em.tensor(ten)), (_R_ACC + st.acc.half,),
+                (em.tensor(ten),), ten, st.layer)
 
     for i, st in enumerate(steps):
         if not st.block.loaded:
@@ -621,17 +654,18 @@ def schedule(g: CGraph) -> Schedule:
             st.block.loaded = True
         if not st.w_emitted:
             emit_w(i)
-        acc = ("c", st.acc.half)
+        # reads its activation half (and accumulator half when accumulating), writes the
+        # accumulator half, takes over the shadow registers on issue (no reader record)
         em.emit(Compute, {"asp_addr": st.block.half * act_half + st.asp_off,
                           "acc_addr": st.acc.half * acc_half + st.acc_off, "count": st.count,
                           "accumulate": st.accumulate, "swap": 1},
-                reads=(("a", st.block.half),) + ((acc,) if st.accumulate else ()),
-                writes=(acc,), issue_reads=("s",), layer=st.layer, useful=st.useful)
+                *comp_res[st.block.half][st.acc.half][st.accumulate], None, st.layer,
+                st.useful)
         nxt = steps[i + 1] if i + 1 < len(steps) else None
         same = nxt is not None and nxt.op == st.op
         if nxt is not None and dbl and (opt.interleave or same):
             emit_w(i + 1)
-        for ch, blk in chunks_after.get(i, []):
+        for ch, blk in chunks_after.get(i, ()):
             if pending and any(sto[2] == ch[2] for _, sto in pending):
                 while pending:    # rows it reads may still be in STOREs not yet issued
                     emit_store(*pending.pop(0))
@@ -652,8 +686,8 @@ def schedule(g: CGraph) -> Schedule:
             if not pending and len(st.stores) > 1:
                 due = deadline(i)
             pending.extend((st, sto) for sto in st.stores[1:])
-        if nxt is None or not same or any(p.acc.half == nxt.acc.half and p.acc is not nxt.acc
-                                          for p, _ in pending):
+        if nxt is None or not same or pending and any(
+                p.acc.half == nxt.acc.half and p.acc is not nxt.acc for p, _ in pending):
             while pending:
                 emit_store(*pending.pop(0))
         if nxt is not None and not same and not opt.interleave:
