@@ -8,8 +8,6 @@ data the image is empty and its size is ``meta["dram_beats"]``.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from sparsa.hw import layout
 from sparsa.hw.isa import FIELD_DEFAULTS, Compute, Instr, Load, Store, _field_offsets
@@ -58,27 +56,15 @@ class ScheduledInstrs:
         base = self.base
         limits = {cls: tuple((k, 1 << _field_offsets(cls.LAYOUT)[k][1], FIELD_DEFAULTS[cls][k])
                              for k in keys) for cls, keys in CHECKED_FIELDS.items()}
-        by_cls: dict[type, list[tuple[int, dict[str, Any], str | None]]] = {
-            cls: [] for cls in limits}
         for pc, (cls, kw, _, tensor, *_) in enumerate(self.raw):
-            rows = by_cls.get(cls)
-            if rows is not None:
-                rows.append((pc, kw, tensor))
-        bad: list[tuple[int, str, int, int, type]] = []    # the first misfit of each field
-        for cls, rows in by_cls.items():
-            for k, lim, dflt in limits[cls]:
-                if k == "dram_addr":
-                    vals = [kw.get(k, dflt) + (0 if ten is None else base[ten])
-                            for _, kw, ten in rows]
-                else:
-                    vals = [kw.get(k, dflt) for _, kw, _ in rows]
-                if vals and (min(vals) < 0 or max(vals) >= lim):
-                    j = next(j for j, v in enumerate(vals) if not 0 <= v < lim)
-                    bad.append((rows[j][0], k, vals[j], lim, cls))
-        if bad:
-            pc, k, v, lim, cls = min(bad, key=lambda b: b[0])
-            raise CompileError(f"instruction {pc} ({cls.__name__}): {k}={v} does not fit in "
-                               f"{lim.bit_length() - 1} bits (program too large for the ISA)")
+            for k, lim, dflt in limits.get(cls, ()):
+                v = kw.get(k, dflt)
+                if tensor is not None and k == "dram_addr":
+                    v += base[tensor]
+                if not 0 <= v < lim:
+                    raise CompileError(f"instruction {pc} ({cls.__name__}): {k}={v} does not "
+                                       f"fit in {lim.bit_length() - 1} bits (program too "
+                                       f"large for the ISA)")
 
     def build(self) -> tuple[list[Instr], list[InstrNote]]:
         """The instruction objects (DRAM addresses resolved) and the notes. The objects are
