@@ -54,7 +54,7 @@ class ScheduledInstrs:
         addresses (bounded by the config's sizes, at most 65535 entries), slacks (clipped
         to their widths by the scheduler) and one-bit flags."""
         base = self.base
-        limits = {cls: tuple((k, 1 << _field_offsets(cls.LAYOUT)[k][1], FIELD_DEFAULTS[cls][k])
+        limits = {cls: tuple((k, 1 << _field_offsets(cls.FIELDS)[k][1], FIELD_DEFAULTS[cls][k])
                              for k in keys) for cls, keys in CHECKED_FIELDS.items()}
         for pc, (cls, kw, _, tensor, *_) in enumerate(self.raw):
             for k, lim, dflt in limits.get(cls, ()):

@@ -1,8 +1,13 @@
 """The tile ISA (version 4) of the sparse systolic core, defined once.
 
-The hardware decodes with the :data:`INSTR_LAYOUT` (an ``amaranth.lib.data`` layout), the
-compiler encodes with :func:`encode`, the reference executor and the SimPy model interpret
-the decoded :class:`Instr` objects. Every instruction is one ``INSTR_BITS``-bit word.
+The formats are written once, as ``{field: width}`` tables in bit order (:data:`FORMATS`).
+The hardware decodes with :data:`INSTR_LAYOUT`, the ``amaranth.lib.data`` layout built from
+them; the compiler encodes with :func:`encode` and :func:`decode` reads words back, both
+from the same tables; the reference executor and the SimPy model interpret the decoded
+:class:`Instr` objects. Every instruction is one ``INSTR_BITS``-bit word. The layouts are
+built on first use (``from sparsa.hw.isa import INSTR_LAYOUT``): software that only encodes
+or times instructions -- the compiler, the model -- never imports Amaranth (a quarter of a
+second of every command line's start).
 
 Execution model
 ---------------
@@ -80,13 +85,13 @@ import enum as py_enum
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from amaranth.lib import data, enum
-
 if TYPE_CHECKING:
+    from amaranth.lib import data
+
     from .config import AccelConfig
 
-__all__ = [
-    "ISA_VERSION", "INSTR_BITS", "Op", "Unit", "Target", "INSTR_LAYOUT",
+__all__ = [  # noqa: F822 (the layouts come from the module's __getattr__)
+    "ISA_VERSION", "INSTR_BITS", "Op", "Unit", "Target", "INSTR_LAYOUT", "FORMATS",
     "Instr", "Load", "Preload", "Compute", "Store", "Fence",
     "encode", "decode", "ISAError", "RD_REQ_LAYOUT", "wr_layout", "load_fields_error",
     "load_as_sparse", "load_sp_entries",
@@ -113,7 +118,8 @@ class ISAError(ValueError):
     """An instruction field out of range, or a word that does not decode."""
 
 
-class Op(enum.Enum, shape=4):
+class Op(py_enum.Enum):
+    """Opcodes: the 4-bit ``op`` field."""
     NOP = 0
     LOAD = 1
     PRELOAD = 2
@@ -131,13 +137,15 @@ class Unit(py_enum.IntFlag):
     ALL = 15
 
 
-class Target(enum.Enum, shape=1):
+class Target(py_enum.Enum):
+    """Scratchpad a LOAD writes: the 1-bit ``target`` field."""
     ACT = 0
     WGT = 1
 
 
-LOAD_LAYOUT = data.StructLayout({
-    "target": Target,
+#: Payload formats, ``{field: width}`` from bit 0 up (``target`` holds a :class:`Target`).
+LOAD_FIELDS = {
+    "target": 1,
     "expand": 1,
     "sp_addr": ADDR_BITS,
     "count": COUNT_BITS,
@@ -145,20 +153,20 @@ LOAD_LAYOUT = data.StructLayout({
     "dram_stride": STRIDE_BITS,
     "cmp_n": CMP_BITS,
     "cmp_m": CMP_BITS,
-})
-PRELOAD_LAYOUT = data.StructLayout({
+}
+PRELOAD_FIELDS = {
     "wsp_addr": ADDR_BITS,
     "load_slack": LOAD_SLACK_BITS,
-})
-COMPUTE_LAYOUT = data.StructLayout({
+}
+COMPUTE_FIELDS = {
     "asp_addr": ADDR_BITS,
     "acc_addr": ADDR_BITS,
     "count": COUNT_BITS,
     "accumulate": 1,
     "swap": 1,
     "load_slack": LOAD_SLACK_BITS,
-})
-STORE_LAYOUT = data.StructLayout({
+}
+STORE_FIELDS = {
     "acc_addr": ADDR_BITS,
     "count": COUNT_BITS,
     "dram_addr": DRAM_ADDR_BITS,
@@ -167,50 +175,74 @@ STORE_LAYOUT = data.StructLayout({
     "requant": 1,
     "shift": SHIFT_BITS,
     "exec_slack": SLACK_BITS,
-})
+}
 PAYLOAD_BITS = INSTR_BITS - 8
-PAYLOAD_LAYOUT = data.UnionLayout({
-    "load": LOAD_LAYOUT,
-    "preload": PRELOAD_LAYOUT,
-    "compute": COMPUTE_LAYOUT,
-    "store": STORE_LAYOUT,
-    "raw": PAYLOAD_BITS,
-})
-#: The instruction word: ``op`` (4 bits), ``wait`` (4 bits, :class:`Unit` flags), payload.
-INSTR_LAYOUT = data.StructLayout({
-    "op": Op,
-    "wait": 4,
-    "payload": PAYLOAD_LAYOUT,
-})
-assert INSTR_LAYOUT.size == INSTR_BITS
-
+#: The instruction word: ``op`` (4 bits, an :class:`Op`), ``wait`` (4 bits, :class:`Unit`
+#: flags), then the payload (one of the formats above, by opcode; unused bits zero).
+INSTR_FIELDS = {"op": 4, "wait": 4, "payload": PAYLOAD_BITS}
+#: every format by name (the payload union's members)
+FORMATS = {"load": LOAD_FIELDS, "preload": PRELOAD_FIELDS, "compute": COMPUTE_FIELDS,
+           "store": STORE_FIELDS}
+assert sum(INSTR_FIELDS.values()) == INSTR_BITS
+assert all(sum(f.values()) <= PAYLOAD_BITS for f in FORMATS.values())
 
 #: Payload of the core's DRAM read-request stream: read ``beats`` beats from beat ``addr``.
-RD_REQ_LAYOUT = data.StructLayout({"addr": DRAM_ADDR_BITS, "beats": COUNT_BITS})
+RD_REQ_FIELDS = {"addr": DRAM_ADDR_BITS, "beats": COUNT_BITS}
+
+#: the ``amaranth.lib.data`` layouts, built from the tables on first use (:func:`__getattr__`)
+_LAYOUT_NAMES = ("LOAD_LAYOUT", "PRELOAD_LAYOUT", "COMPUTE_LAYOUT", "STORE_LAYOUT",
+                 "PAYLOAD_LAYOUT", "INSTR_LAYOUT", "RD_REQ_LAYOUT")
+
+
+def _build_layouts() -> dict[str, data.Layout]:
+    from amaranth.lib import data
+    fmt = {k: data.StructLayout(v) for k, v in FORMATS.items()}
+    payload = data.UnionLayout({**fmt, "raw": PAYLOAD_BITS})
+    instr = data.StructLayout({"op": INSTR_FIELDS["op"], "wait": INSTR_FIELDS["wait"],
+                               "payload": payload})
+    assert instr.size == INSTR_BITS
+    for name, lay in fmt.items():    # the hardware's offsets are the software's
+        assert _field_offsets(FORMATS[name]) == {n: (f.offset, f.width) for n, f in lay}
+    return {"LOAD_LAYOUT": fmt["load"], "PRELOAD_LAYOUT": fmt["preload"],
+            "COMPUTE_LAYOUT": fmt["compute"], "STORE_LAYOUT": fmt["store"],
+            "PAYLOAD_LAYOUT": payload, "INSTR_LAYOUT": instr,
+            "RD_REQ_LAYOUT": data.StructLayout(RD_REQ_FIELDS)}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAYOUT_NAMES:
+        globals().update(_build_layouts())
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def wr_layout(beat_bytes: int) -> data.StructLayout:
     """Payload of the core's DRAM write stream: one beat of data at beat address ``addr``."""
+    from amaranth.lib import data
     return data.StructLayout({"addr": DRAM_ADDR_BITS, "data": 8 * beat_bytes})
 
 
-_OFFSETS: dict[int, tuple[data.StructLayout, dict[str, tuple[int, int]]]] = {}
+_OFFSETS: dict[int, tuple[dict[str, int], dict[str, tuple[int, int]]]] = {}
 
 
-def _field_offsets(layout: data.StructLayout) -> dict[str, tuple[int, int]]:
-    """``{field: (offset, width)}`` of ``layout``, computed once per layout (decoding a
-    whole network's program asks for it once per instruction)."""
-    hit = _OFFSETS.get(id(layout))
-    if hit is not None and hit[0] is layout:
+def _field_offsets(fmt: dict[str, int]) -> dict[str, tuple[int, int]]:
+    """``{field: (offset, width)}`` of the format ``fmt`` (``{field: width}`` from bit 0
+    up, as ``amaranth.lib.data.StructLayout`` places them), computed once per format
+    (decoding a whole network's program asks for it once per instruction)."""
+    hit = _OFFSETS.get(id(fmt))
+    if hit is not None and hit[0] is fmt:
         return hit[1]
-    out = {name: (fld.offset, fld.width) for name, fld in layout}
-    _OFFSETS[id(layout)] = (layout, out)      # the layout is kept, so its id stays unique
+    out, off = {}, 0
+    for name, width in fmt.items():
+        out[name] = (off, width)
+        off += width
+    _OFFSETS[id(fmt)] = (fmt, out)      # the format is kept, so its id stays unique
     return out
 
 
-_OP_OFF, _OP_W = _field_offsets(INSTR_LAYOUT)["op"]
-_WAIT_OFF, _WAIT_W = _field_offsets(INSTR_LAYOUT)["wait"]
-_PAY_OFF = _field_offsets(INSTR_LAYOUT)["payload"][0]
+_OP_OFF, _OP_W = _field_offsets(INSTR_FIELDS)["op"]
+_WAIT_OFF, _WAIT_W = _field_offsets(INSTR_FIELDS)["wait"]
+_PAY_OFF = _field_offsets(INSTR_FIELDS)["payload"][0]
 
 
 _PAYLOAD_NAMES: dict[type, tuple[str, ...]] = {}
@@ -222,7 +254,7 @@ class Instr:
 
     wait: int = 0
     OP: ClassVar[Op] = Op.NOP
-    LAYOUT: ClassVar[data.StructLayout | None] = None
+    FIELDS: ClassVar[dict[str, int] | None] = None
     UNIT: ClassVar[Unit | None] = None
 
     def payload_fields(self) -> dict[str, int]:
@@ -236,9 +268,9 @@ class Instr:
     def __post_init__(self) -> None:
         if not 0 <= self.wait <= 15:
             raise ISAError(f"{type(self).__name__}.wait={self.wait} out of range 0..15")
-        if self.LAYOUT is None:
+        if self.FIELDS is None:
             return
-        offs = _field_offsets(self.LAYOUT)
+        offs = _field_offsets(self.FIELDS)
         for name, value in self.payload_fields().items():
             width = offs[name][1]
             v = value.value if isinstance(value, py_enum.Enum) else int(value)
@@ -258,7 +290,7 @@ class Load(Instr):
     cmp_n: int = 0
     cmp_m: int = 0
     OP: ClassVar[Op] = Op.LOAD
-    LAYOUT: ClassVar[data.StructLayout] = LOAD_LAYOUT
+    FIELDS: ClassVar[dict[str, int]] = LOAD_FIELDS
     UNIT: ClassVar[Unit] = Unit.LOAD
 
 
@@ -267,7 +299,7 @@ class Preload(Instr):
     wsp_addr: int = 0
     load_slack: int = 0
     OP: ClassVar[Op] = Op.PRELOAD
-    LAYOUT: ClassVar[data.StructLayout] = PRELOAD_LAYOUT
+    FIELDS: ClassVar[dict[str, int]] = PRELOAD_FIELDS
     UNIT: ClassVar[Unit] = Unit.PRE
 
 
@@ -280,7 +312,7 @@ class Compute(Instr):
     swap: int = 1
     load_slack: int = 0
     OP: ClassVar[Op] = Op.COMPUTE
-    LAYOUT: ClassVar[data.StructLayout] = COMPUTE_LAYOUT
+    FIELDS: ClassVar[dict[str, int]] = COMPUTE_FIELDS
     UNIT: ClassVar[Unit] = Unit.EXEC
 
 
@@ -295,7 +327,7 @@ class Store(Instr):
     shift: int = 0
     exec_slack: int = 0
     OP: ClassVar[Op] = Op.STORE
-    LAYOUT: ClassVar[data.StructLayout] = STORE_LAYOUT
+    FIELDS: ClassVar[dict[str, int]] = STORE_FIELDS
     UNIT: ClassVar[Unit] = Unit.STORE
 
 
@@ -364,8 +396,8 @@ def load_sp_entries(instr: Load) -> int:
 def encode(instr: Instr) -> int:
     """Encode one instruction into its ``INSTR_BITS``-bit integer word."""
     word = (instr.OP.value << _OP_OFF) | (instr.wait << _WAIT_OFF)
-    if instr.LAYOUT is not None:
-        offs = _field_offsets(instr.LAYOUT)
+    if instr.FIELDS is not None:
+        offs = _field_offsets(instr.FIELDS)
         for name, value in instr.payload_fields().items():
             v = value.value if isinstance(value, py_enum.Enum) else int(value)
             word |= v << (_PAY_OFF + offs[name][0])
@@ -387,7 +419,7 @@ def _decoder(opv: int) -> tuple[type[Instr], tuple[tuple[str, int, int], ...], d
         if cls is None:
             raise ISAError(f"opcode {op.name} is not executable")
         flds = tuple((name, _PAY_OFF + off, width) for name, (off, width)
-                     in (_field_offsets(cls.LAYOUT).items() if cls.LAYOUT is not None else ()))
+                     in (_field_offsets(cls.FIELDS).items() if cls.FIELDS is not None else ()))
         used = (((1 << _OP_W) - 1) << _OP_OFF) | (((1 << _WAIT_W) - 1) << _WAIT_OFF)
         for _, off, width in flds:
             used |= ((1 << width) - 1) << off
