@@ -11,10 +11,11 @@ the best of ``--repeat`` runs, with the process CPU time next to the wall time (
 above CPU means the machine was busy). Then the same two runs end to end through the CLI
 in a fresh process (``sparsa simulate ...``: interpreter start-up, imports and the printed
 tables included). When ``benchmarks/bench_scalesim.py`` has run, the ratio to SCALE-Sim's
-wall time on its ResNet-18 topology is printed too. Last, a machine reference: the best of
-three runs of a fixed pure-Python loop (``reference_loop``), so that figures taken on
-machines of different speed can be compared (the compiler and the model are pure Python
-and scale with it).
+wall time on its ResNet-18 topology is printed too. Next to every figure, and last, a
+machine reference: the best of a few runs of a fixed pure-Python loop (``reference_loop``),
+so that figures taken on machines of different speed -- or on one machine whose speed
+drifts, as this 2-core one does by up to 3x within minutes -- can be compared (the
+compiler and the model are pure Python and scale with it).
 """
 
 from __future__ import annotations
@@ -63,12 +64,17 @@ def reference_loop() -> float:
     return time.perf_counter() - t0
 
 
+def _ref(runs: int = 2) -> float:
+    return min(reference_loop() for _ in range(runs))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=2)
     a = ap.parse_args()
     ss_file = ROOT / "build" / "scalesim-resnet18-seconds.txt"
     for workload, preset, spec, target in CASES:
+        ref = _ref()
         best = min((one(workload, preset, spec) for _ in range(a.repeat)),
                    key=lambda r: r["total"])
         sim_s = best["ops"] + best["simpy"] + best["report"]
@@ -78,7 +84,8 @@ def main() -> None:
               f"{best['simpy']:.2f} + report {best['report']:.2f}; {best['instructions']} "
               f"instructions, {best['events']} SimPy events "
               f"({best['cpu']:.2f} s CPU) "
-              f"({best['events'] / best['simpy'] / 1e3:.0f} k/s), {best['cycles']} cycles")
+              f"({best['events'] / best['simpy'] / 1e3:.0f} k/s), {best['cycles']} cycles; "
+              f"machine reference just before: {ref:.2f} s")
         if workload == "resnet18" and ss_file.exists():
             ss = float(ss_file.read_text())
             print(f"  SCALE-Sim 3.0.0 on Resnet18.csv (32x32 WS): {ss:.0f} s -> sparsa "
@@ -88,14 +95,16 @@ def main() -> None:
         cmd = [sys.executable, "-m", "sparsa", "simulate", workload, "--config", preset,
                "--sparsity", spec]
         walls = []
+        ref = _ref()
         for _ in range(a.repeat):
             t0 = time.perf_counter()
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
             walls.append(time.perf_counter() - t0)
         print(f"CLI end to end: sparsa simulate {workload} --config {preset} --sparsity "
               f"{spec}: {min(walls):.2f} s (best of {a.repeat}; target < {target:g} s: "
-              f"{'met' if min(walls) < target else 'MISSED'})")
-    print(f"machine reference: {min(reference_loop() for _ in range(3)):.2f} s for 10 M "
+              f"{'met' if min(walls) < target else 'MISSED'}; machine reference just "
+              f"before: {ref:.2f} s)")
+    print(f"machine reference: {_ref(3):.2f} s for 10 M "
           f"pure-Python loop additions (compare with the reference next to figures taken "
           f"elsewhere)")
 
