@@ -86,3 +86,33 @@ def test_isa_rejects_out_of_range_and_bad_words():
         with pytest.raises(ISAError, match=f"{ins.OP.name} word sets reserved bits"):
             decode(encode(ins) | 1 << (INSTR_BITS - 1))
         assert decode(encode(ins)) == ins
+
+
+def test_isa_layouts_are_built_from_the_format_tables_and_only_when_asked():
+    """The hardware's amaranth layouts place every field where the software's tables do,
+    and compiling/simulating a workload never imports Amaranth (the layouts are built on
+    first use; the command line's start is a quarter of a second shorter for it)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from sparsa.hw import isa
+    from sparsa.hw.isa import _field_offsets
+    topology = Path(__file__).parent / "data" / "scalesim" / "Resnet18.csv"
+    for name, fmt in isa.FORMATS.items():
+        lay = getattr(isa, f"{name.upper()}_LAYOUT")
+        assert {n: (f.offset, f.width) for n, f in lay} == _field_offsets(fmt)
+        assert isa.PAYLOAD_LAYOUT.size == isa.PAYLOAD_BITS >= lay.size
+    assert isa.INSTR_LAYOUT.size == isa.INSTR_BITS
+    code = ("import sys\n"
+            "from sparsa.compiler import compile_workload\n"
+            "from sparsa.hw.config import PRESETS\n"
+            "from sparsa.sim.api import simulate\n"
+            "cfg = PRESETS['32x32-n2m4']\n"
+            f"p = compile_workload({str(topology)!r}, cfg, sparsity='2:4',\n"
+            "                     with_data=False)\n"
+            "simulate(p, cfg)\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'amaranth'))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
