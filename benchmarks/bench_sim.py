@@ -86,6 +86,10 @@ def main() -> None:
               f"({best['cpu']:.2f} s CPU) "
               f"({best['events'] / best['simpy'] / 1e3:.0f} k/s), {best['cycles']} cycles; "
               f"machine reference just before: {ref:.2f} s")
+        if workload == "resnet18" and not ss_file.exists():
+            print("  (the ratio to SCALE-Sim's wall time on its ResNet-18 topology is printed "
+                  "here once benchmarks/bench_scalesim.py has run: it installs scalesim "
+                  "3.0.0 into build/scalesim-venv and times it, a few minutes)")
         if workload == "resnet18" and ss_file.exists():
             ss = float(ss_file.read_text())
             print(f"  SCALE-Sim 3.0.0 on Resnet18.csv (32x32 WS): {ss:.0f} s -> sparsa "
