@@ -90,7 +90,7 @@ def main() -> None:
             print("  (the ratio to SCALE-Sim's wall time on its ResNet-18 topology is printed "
                   "here once benchmarks/bench_scalesim.py has run: it installs scalesim "
                   "3.0.0 into build/scalesim-venv and times it, a few minutes)")
-        if workload == "resnet18" and ss_file.exists():
+        elif workload == "resnet18":
             ss = float(ss_file.read_text())
             print(f"  SCALE-Sim 3.0.0 on Resnet18.csv (32x32 WS): {ss:.0f} s -> sparsa "
                   f"{ss / best['total']:.0f}x faster in total, {ss / sim_s:.0f}x for the "

@@ -641,11 +641,11 @@ def schedule(g: CGraph) -> Schedule:
 
     def emit_store(st: Step, sto: tuple) -> None:
         acc_off, cnt, ten, off, stride, relu, rq, sh = sto
+        tid = em.tensor(ten)
         em.emit(Store, {"acc_addr": st.acc.half * acc_half + acc_off, "count": cnt,
                         "dram_addr": off, "dram_stride": stride, "relu": relu,
                         "requant": rq, "shift": sh},
-                (_R_ACC + st.acc.half, em.tensor(ten)), (_R_ACC + st.acc.half,),
-                (em.tensor(ten),), ten, st.layer)
+                (_R_ACC + st.acc.half, tid), (_R_ACC + st.acc.half,), (tid,), ten, st.layer)
 
     for i, st in enumerate(steps):
         if not st.block.loaded:

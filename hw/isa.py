@@ -198,8 +198,7 @@ def _build_layouts() -> dict[str, data.Layout]:
     from amaranth.lib import data
     fmt = {k: data.StructLayout(v) for k, v in FORMATS.items()}
     payload = data.UnionLayout({**fmt, "raw": PAYLOAD_BITS})
-    instr = data.StructLayout({"op": INSTR_FIELDS["op"], "wait": INSTR_FIELDS["wait"],
-                               "payload": payload})
+    instr = data.StructLayout({**INSTR_FIELDS, "payload": payload})
     assert instr.size == INSTR_BITS
     for name, lay in fmt.items():    # the hardware's offsets are the software's
         assert _field_offsets(FORMATS[name]) == {n: (f.offset, f.width) for n, f in lay}

@@ -60,8 +60,8 @@ from .model import (
 )
 
 __all__ = ["SimResult", "simulate", "apply_baseline", "run_point", "run_points",
-           "simulate_points", "DATAFLOWS", "LIMITS", "COMPUTE_BOUND_SHARE", "compute_share", "load_program", "HOST_ELEMS_PER_CYCLE",
-           "host_elements"]
+           "simulate_points", "DATAFLOWS", "LIMITS", "COMPUTE_BOUND_SHARE", "compute_share",
+           "load_program", "HOST_ELEMS_PER_CYCLE", "host_elements"]
 
 DATAFLOWS = ("ws", "os", "is")
 LIMITS = ("compute", "fill-drain", "DRAM bandwidth", "window bandwidth")

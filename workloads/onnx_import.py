@@ -70,9 +70,9 @@ _SHAPED = ("Resize", "Upsample", "Tile", "DepthToSpace", "SpaceToDepth", "ArgMax
            "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSumExp",
            "ReduceSumSquare", "CumSum", "Col2Im")
 _STRUCT = {"Conv", "ConvTranspose", "Gemm", "MatMul", "MaxPool", "AveragePool",
-           "GlobalAveragePool", "GlobalMaxPool", "Flatten", "Reshape", "Transpose", "Concat", "Split", "Slice",
-           "Squeeze", "Unsqueeze", "Pad", "ReduceMean", "ReduceSum", "ReduceMax", "Gather",
-           "Expand", "Constant", "Shape", *_SHAPED}
+           "GlobalAveragePool", "GlobalMaxPool", "Flatten", "Reshape", "Transpose", "Concat",
+           "Split", "Slice", "Squeeze", "Unsqueeze", "Pad", "ReduceMean", "ReduceSum",
+           "ReduceMax", "Gather", "Expand", "Constant", "Shape", *_SHAPED}
 #: ONNX op types the importer understands
 SUPPORTED_OPS = frozenset(_UNARY) | frozenset(_BINARY) | _STRUCT
 
